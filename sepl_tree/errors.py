@@ -1,0 +1,28 @@
+"""Errors that reach the user as one line (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = ["InputError", "PluginError", "SeplError"]
+
+
+class SeplError(Exception):
+    """A problem the user can fix: bad input, bad configuration, a clash of plugins."""
+
+
+class InputError(SeplError):
+    """A file that is missing, unreadable or not in the expected format.
+
+    The message always starts with the file's path, so the one line printed by the CLI
+    tells the user which file to look at.
+    """
+
+    def __init__(self, path: str | PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class PluginError(SeplError):
+    """A plugin that cannot be loaded, or two plugins that register the same name."""

@@ -1,0 +1,106 @@
+"""File helpers shared by readers and writers: PNGs, label maps, atomic writes.
+
+Label maps are ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore. They are written as
+mode ``'P'`` PNGs whose pixel values are the class indices, with the standard VOC palette.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sepl_tree.errors import InputError
+
+__all__ = [
+    "IGNORE",
+    "atomic_write_bytes",
+    "encode_label_png",
+    "read_label_png",
+    "read_png",
+    "voc_palette",
+    "write_label_png",
+]
+
+#: The label value that means "not labelled": excluded from evaluation, never a class.
+IGNORE = 255
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The standard PASCAL VOC colour map, ``uint8 (n, 3)`` (bit-interleaved class index)."""
+    palette = np.zeros((n, 3), np.uint8)
+    for index in range(n):
+        c, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+_PALETTE = voc_palette().reshape(-1).tolist()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    An interrupted write leaves either the old file or no file, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Pixel values of a PNG as stored (palette indices for mode 'P'), or ``InputError``."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L", "1", "RGB", "RGBA", "I", "I;16", "LA", "PA"):
+                raise InputError(path, f"unsupported PNG mode {img.mode!r}")
+            return np.array(img)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(path, f"not a readable image ({exc})") from None
+
+
+def read_label_png(path: Path, num_classes: int) -> np.ndarray:
+    """A palette or greyscale label PNG as ``uint8 (H, W)``; values must be 0..K-1 or 255."""
+    values = read_png(path)
+    if values.ndim != 2:
+        raise InputError(path, f"a label PNG must be palette or greyscale, got {values.ndim}-D pixels {values.shape}")
+    if values.dtype != np.uint8:
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise InputError(path, f"label value {int(values.max())} is out of range 0..{num_classes - 1} or 255")
+        values = values.astype(np.uint8)
+    present = np.flatnonzero(np.bincount(values.reshape(-1), minlength=256))
+    bad = present[(present >= num_classes) & (present != IGNORE)]
+    if bad.size:
+        raise InputError(path, f"label value {int(bad[0])} is out of range 0..{num_classes - 1} or 255")
+    return values
+
+
+def encode_label_png(label: np.ndarray) -> bytes:
+    """A mode 'P' PNG of ``label`` with the VOC palette, as bytes."""
+    img = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
+    img.putpalette(_PALETTE)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def write_label_png(path: Path, label: np.ndarray) -> None:
+    """Write ``label`` atomically as a VOC-palette PNG."""
+    atomic_write_bytes(path, encode_label_png(label))

@@ -1,0 +1,1 @@
+"""Built-in pseudo-label readers, one plugin module per baseline output format."""

@@ -1,0 +1,27 @@
+"""``png``: label PNGs ``PSEUDO/<id>.png``, palette ('P') or greyscale ('L').
+
+Pixel values are class indices 0..K-1, or 255 for ignore; any other value is an error naming
+the file and the value. This is also the format ``sepl-tree run`` writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sepl_tree import hookimpl
+from sepl_tree.io import read_label_png
+from sepl_tree.registry import ReadContext, Reader
+
+__all__ = ["read_png_label"]
+
+
+def read_png_label(folder: Path, image_id: str, ctx: ReadContext) -> np.ndarray:
+    """Palette or greyscale PNG label maps, values 0..K-1 and 255 (ignore)."""
+    return read_label_png(folder / f"{image_id}.png", ctx.num_classes)
+
+
+@hookimpl
+def register_readers(register):
+    register(Reader("png", read_png_label, suffix=".png"))

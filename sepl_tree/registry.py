@@ -1,0 +1,176 @@
+"""What a plugin registers: strategies and pseudo-label readers, with typed parameters.
+
+A strategy or reader is a plain function; its parameters are read from its signature (every
+keyword parameter after the fixed positional ones, with its default) and their one-line help from
+the numpydoc ``Parameters`` section of its docstring, so a plugin does not repeat itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sepl_tree.errors import SeplError
+
+__all__ = ["Param", "ReadContext", "Reader", "Strategy", "coerce_params", "params_from_signature"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a strategy or reader: its default, its type and a line of help."""
+
+    name: str
+    default: Any
+    type: type
+    help: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """Turn ``value`` (often a string from ``--param``) into this parameter's type."""
+        if isinstance(value, str) and self.type is not str:
+            text = value.strip()
+            if self.type is bool:
+                if text.lower() in _TRUE:
+                    return True
+                if text.lower() in _FALSE:
+                    return False
+                raise ValueError(f"expected true or false, got {value!r}")
+            if self.type is type(None):
+                return value
+            try:
+                return self.type(text)
+            except ValueError:
+                raise ValueError(f"expected {self.type.__name__}, got {value!r}") from None
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if self.type is not type(None) and not isinstance(value, self.type):
+            raise ValueError(f"expected {self.type.__name__}, got {value!r}")
+        return value
+
+
+def _docstring_help(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """First line of the docstring, and the first help line of each documented parameter."""
+    doc = inspect.getdoc(func) or ""
+    summary = doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    helps: dict[str, str] = {}
+    match = re.search(r"^Parameters\n-+\n(.*?)(?:\n\n[A-Z][a-z]+\n-+\n|\Z)", doc, re.S | re.M)
+    if match:
+        current = None
+        for line in match.group(1).splitlines():
+            if line and not line[0].isspace():
+                current = line.split(":")[0].strip()
+            elif current and line.strip() and current not in helps:
+                helps[current] = line.strip()
+    return summary, helps
+
+
+def params_from_signature(func: Callable[..., Any], skip: int) -> dict[str, Param]:
+    """The tunable parameters of ``func``: those after the first ``skip`` positional ones."""
+    _, helps = _docstring_help(func)
+    params: dict[str, Param] = {}
+    for index, p in enumerate(inspect.signature(func).parameters.values()):
+        if index < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty:
+            raise TypeError(f"{func.__qualname__}: parameter {p.name!r} needs a default value")
+        params[p.name] = Param(p.name, p.default, type(p.default), helps.get(p.name, ""))
+    return params
+
+
+def coerce_params(owner: str, declared: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of ``declared`` updated with ``given``, each checked against its declaration."""
+    values = {name: p.default for name, p in declared.items()}
+    for name, value in given.items():
+        if name not in declared:
+            valid = ", ".join(declared) or "none"
+            raise SeplError(f"{owner} has no parameter {name!r} (its parameters: {valid})")
+        try:
+            values[name] = declared[name].coerce(value)
+        except ValueError as exc:
+            raise SeplError(f"{owner}: parameter {name!r}: {exc}") from None
+    return values
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A rule that turns a pseudo-label and SAM masks into an enhanced pseudo-label.
+
+    ``select(sample, **params)`` receives a :class:`sepl_tree.sample.Sample` (the pseudo-label
+    ``sample.pseudo``, the masks ``sample.masks``, the number of classes, the overlap statistics
+    ``sample.overlap`` and, when ``needs_tree`` is set, the containment tree ``sample.tree``) and
+    returns a ``uint8`` label map of the pseudo-label's shape. It must be a pure function.
+    """
+
+    name: str
+    select: Callable[..., Any]
+    description: str = ""
+    needs_tree: bool = False
+    params: Mapping[str, Param] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        summary, _ = _docstring_help(self.select)
+        if not self.description:
+            object.__setattr__(self, "description", summary)
+        if not self.params:
+            object.__setattr__(self, "params", params_from_signature(self.select, skip=1))
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A way to read one WSSS baseline's pseudo-labels (or CAMs) as a label map.
+
+    ``read(folder, image_id, ctx, **params)`` returns a ``uint8`` (H, W) label map: 0 background,
+    1..K-1 classes, 255 ignore, where K is ``ctx.num_classes``. It raises
+    :class:`sepl_tree.errors.InputError` naming the file for anything it cannot read.
+    ``suffix`` lists the image ids of a folder (every ``<id><suffix>`` file), unless ``list_ids``
+    is given. ``sniff(path)`` optionally names the reader a file of another format looks like.
+    """
+
+    name: str
+    read: Callable[..., Any]
+    suffix: str = ".png"
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    params: Mapping[str, Param] = field(default_factory=dict)
+    list_ids: Callable[[Path], list[str]] | None = None
+    sniff: Callable[[Path], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        summary, _ = _docstring_help(self.read)
+        if not self.description:
+            object.__setattr__(self, "description", summary)
+        if not self.params:
+            object.__setattr__(self, "params", params_from_signature(self.read, skip=3))
+
+    @property
+    def names(self) -> Iterable[str]:
+        return (self.name, *self.aliases)
+
+    def ids(self, folder: Path) -> list[str]:
+        """The image ids found in ``folder``, sorted."""
+        if self.list_ids is not None:
+            return sorted(self.list_ids(folder))
+        return sorted(p.name[: -len(self.suffix)] for p in folder.glob(f"*{self.suffix}") if p.is_file())
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What a reader knows beyond its own parameters.
+
+    Attributes
+    ----------
+    num_classes
+        K, background included.
+    image_labels
+        Image-level labels, when the user gave ``--labels``: image id -> the classes (1..K-1)
+        present in the image. CAM readers restrict their argmax to these classes.
+    """
+
+    num_classes: int = 21
+    image_labels: Mapping[str, frozenset[int]] | None = None

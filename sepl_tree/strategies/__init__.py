@@ -1,0 +1,1 @@
+"""Built-in selection strategies, each an ordinary plugin module."""
