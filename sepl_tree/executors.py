@@ -1,0 +1,75 @@
+"""Map a per-image job over image ids: serially, in a process pool, or on a Ray cluster.
+
+A job is described by a picklable *spec* with a ``setup()`` method that returns the per-image
+callable; ``setup`` runs once per worker (so a worker loads its plugins or its SAM model once).
+Results are yielded as they complete, in any order; callers must not depend on the order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from sepl_tree.errors import SeplError
+
+__all__ = ["EXECUTORS", "JobSpec", "execute"]
+
+R = TypeVar("R")
+
+
+class JobSpec(Protocol[R]):
+    """A picklable description of per-image work."""
+
+    def setup(self) -> Callable[[str], R]:
+        """Build the per-image function (load plugins, models...) once in a worker."""
+        ...
+
+
+_worker_fn: Callable[[str], Any] | None = None
+
+
+def _init_worker(spec: JobSpec[Any]) -> None:
+    global _worker_fn
+    _worker_fn = spec.setup()
+
+
+def _call_worker(image_id: str) -> Any:
+    assert _worker_fn is not None, "worker not initialised"
+    return _worker_fn(image_id)
+
+
+def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
+    fn = spec.setup()
+    for image_id in ids:
+        yield fn(image_id)
+
+
+def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
+    if workers <= 1 or len(ids) <= 1:
+        yield from _serial(spec, ids, workers)
+        return
+    ctx = mp.get_context("forkserver")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as pool:
+        # Small chunks keep the progress bar moving; results come back as they finish.
+        pending = {pool.submit(_call_worker, i) for i in ids}
+        try:
+            for future in cf.as_completed(pending):
+                yield future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+#: Executor name -> function(spec, ids, workers, **options) yielding results.
+EXECUTORS: dict[str, Callable[..., Iterator[Any]]] = {"serial": _serial, "process": _process}
+
+
+def execute(spec: JobSpec[R], ids: Iterable[str], executor: str = "process", workers: int = 1,
+            **options: Any) -> Iterator[R]:
+    """Run ``spec``'s per-image function on every id with the named executor."""
+    if executor not in EXECUTORS:
+        raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
+    return EXECUTORS[executor](spec, list(ids), workers, **options)
