@@ -23,6 +23,9 @@ class InputError(SeplError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # keep (path, problem) when a worker process sends it back
+        return (type(self), (self.path, self.problem))
+
 
 class PluginError(SeplError):
     """A plugin that cannot be loaded, or two plugins that register the same name."""

@@ -51,6 +51,9 @@ class UnknownName(SeplError):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
         super().__init__(f"unknown {kind} {name!r}; valid choices: {', '.join(self.valid)}")
 
+    def __reduce__(self):
+        return (type(self), (self.kind, self.name, self.valid))
+
 
 def _load_file(path: Path) -> ModuleType:
     if not path.is_file():

@@ -1,0 +1,84 @@
+"""Evaluate folders of label PNGs against ground truth (the I/O side of :mod:`sepl_tree.metrics`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepl_tree.errors import InputError, SeplError
+from sepl_tree.io import read_png
+from sepl_tree.metrics import Scores, confusion_matrix, scores
+
+__all__ = ["class_names_for", "evaluate_folders", "scores_to_json"]
+
+
+def class_names_for(num_classes: int, names: Sequence[str] | None = None) -> list[str]:
+    """Class names for reports: ``names`` if given, else the dataset preset with K classes."""
+    if names is not None:
+        if len(names) != num_classes:
+            raise SeplError(f"{len(names)} class names given for {num_classes} classes")
+        return list(names)
+    from sepl_tree.classes import default_class_names
+
+    return default_class_names(num_classes)
+
+
+def _read_plain(path: Path) -> np.ndarray:
+    values = read_png(path)
+    if values.ndim != 2:
+        raise InputError(path, f"a label PNG must be palette or greyscale, got pixels of shape {values.shape}")
+    return values
+
+
+def evaluate_folders(pred_dir: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
+                     on_image: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
+    """Pool the confusion matrix of ``<pred_dir>/<id>.png`` against ``<gt_dir>/<id>.png``.
+
+    Returns the ``(K, K+1)`` matrix and the number of images. Missing files, size mismatches and
+    GT values out of range raise ``InputError`` naming the file.
+    """
+    cm = np.zeros((num_classes, num_classes + 1), np.int64)
+    count = 0
+    for image_id in ids:
+        pred_path, gt_path = pred_dir / f"{image_id}.png", gt_dir / f"{image_id}.png"
+        pred, gt = _read_plain(pred_path), _read_plain(gt_path)
+        if pred.shape != gt.shape:
+            raise InputError(pred_path, f"is {pred.shape[0]}x{pred.shape[1]} but the ground truth is {gt.shape[0]}x{gt.shape[1]}")
+        try:
+            cm += confusion_matrix(pred, gt, num_classes)
+        except ValueError as exc:
+            raise InputError(gt_path, str(exc)) from None
+        count += 1
+        if on_image is not None:
+            on_image(image_id)
+    if count == 0:
+        raise SeplError(f"{pred_dir}: no images to evaluate")
+    return cm, count
+
+
+def _num(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 4)
+
+
+def scores_to_json(s: Scores, names: Sequence[str], images: int) -> dict[str, Any]:
+    """The ``eval --json`` document: means, image count and per-class scores by name."""
+    return {
+        "miou": _num(s.miou),
+        "precision": _num(s.mean_precision),
+        "recall": _num(s.mean_recall),
+        "images": images,
+        "per_class": {
+            name: {"iou": _num(s.iou[k]), "precision": _num(s.precision[k]), "recall": _num(s.recall[k])}
+            for k, name in enumerate(names)
+        },
+    }
+
+
+def evaluate(pred_dir: Path, gt_dir: Path, ids: Iterable[str], num_classes: int) -> tuple[Scores, int]:
+    """Scores and image count of a prediction folder."""
+    cm, count = evaluate_folders(pred_dir, gt_dir, ids, num_classes)
+    return scores(cm), count
