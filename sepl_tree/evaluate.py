@@ -11,7 +11,7 @@ import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.io import read_png
-from sepl_tree.metrics import Scores, confusion_matrix, scores
+from sepl_tree.metrics import Scores, confusion_matrix
 
 __all__ = ["class_names_for", "evaluate_folders", "scores_to_json"]
 
@@ -34,29 +34,34 @@ def _read_plain(path: Path) -> np.ndarray:
     return values
 
 
-def evaluate_folders(pred_dir: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
+def evaluate_folders(pred: Path | Callable[[str], np.ndarray], gt_dir: Path, ids: Iterable[str], num_classes: int,
                      on_image: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
-    """Pool the confusion matrix of ``<pred_dir>/<id>.png`` against ``<gt_dir>/<id>.png``.
+    """Pool the confusion matrix of the predictions against ``<gt_dir>/<id>.png``.
 
-    Returns the ``(K, K+1)`` matrix and the number of images. Missing files, size mismatches and
-    GT values out of range raise ``InputError`` naming the file.
+    ``pred`` is a folder of ``<id>.png`` label maps, or a function from an image id to a label
+    map (e.g. a reader, to evaluate a baseline's own output). Returns the ``(K, K+1)`` matrix
+    and the number of images. Missing files, size mismatches and GT values out of range raise
+    ``InputError`` naming the file.
     """
+    load = pred if callable(pred) else (lambda i: _read_plain(pred / f"{i}.png"))
+    where = (lambda i: f"prediction for {i}") if callable(pred) else (lambda i: pred / f"{i}.png")
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     count = 0
     for image_id in ids:
-        pred_path, gt_path = pred_dir / f"{image_id}.png", gt_dir / f"{image_id}.png"
-        pred, gt = _read_plain(pred_path), _read_plain(gt_path)
-        if pred.shape != gt.shape:
-            raise InputError(pred_path, f"is {pred.shape[0]}x{pred.shape[1]} but the ground truth is {gt.shape[0]}x{gt.shape[1]}")
+        gt_path = gt_dir / f"{image_id}.png"
+        pred_map, gt = load(image_id), _read_plain(gt_path)
+        if pred_map.shape != gt.shape:
+            raise InputError(where(image_id), f"is {pred_map.shape[0]}x{pred_map.shape[1]} but the ground truth "
+                             f"{gt_path} is {gt.shape[0]}x{gt.shape[1]}")
         try:
-            cm += confusion_matrix(pred, gt, num_classes)
+            cm += confusion_matrix(pred_map, gt, num_classes)
         except ValueError as exc:
             raise InputError(gt_path, str(exc)) from None
         count += 1
         if on_image is not None:
             on_image(image_id)
     if count == 0:
-        raise SeplError(f"{pred_dir}: no images to evaluate")
+        raise SeplError("no images to evaluate")
     return cm, count
 
 
@@ -76,9 +81,3 @@ def scores_to_json(s: Scores, names: Sequence[str], images: int) -> dict[str, An
             for k, name in enumerate(names)
         },
     }
-
-
-def evaluate(pred_dir: Path, gt_dir: Path, ids: Iterable[str], num_classes: int) -> tuple[Scores, int]:
-    """Scores and image count of a prediction folder."""
-    cm, count = evaluate_folders(pred_dir, gt_dir, ids, num_classes)
-    return scores(cm), count

@@ -1,0 +1,162 @@
+"""A small synthetic dataset for ``sepl-tree run`` with no inputs (nothing shipped, no network).
+
+Each scene has one to three elliptic objects on a background with a sky band. It comes with:
+
+- ground truth (VOC-like: an ignore band of 255 along object borders);
+- a pseudo-label showing the two classic CAM errors: *partial activation* (only a
+  discriminative blob of the object) and *false activation* (the object dilated into the
+  background), plus an occasional spurious blob;
+- SAM-like masks: whole objects with jittered boundaries, halves of objects (parts), a few
+  masks that *envelop* an object together with its surroundings, background "stuff" and
+  small clutter.
+
+Everything is drawn from a seeded generator, so the demo is reproducible. It is synthetic:
+its numbers say nothing about real data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sepl_tree.io import IGNORE, atomic_write_bytes, encode_label_png, voc_palette
+from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
+
+__all__ = ["DemoScene", "make_scene", "write_demo"]
+
+
+@dataclass
+class DemoScene:
+    """One synthetic image with its ground truth, pseudo-label and masks."""
+
+    image: np.ndarray  # uint8 (H, W, 3)
+    gt: np.ndarray  # uint8 (H, W)
+    pseudo: np.ndarray  # uint8 (H, W)
+    masks: MaskSet
+
+
+def _ellipse(shape: tuple[int, int], cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(steps):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
+    return ~_dilate(~mask, steps)
+
+
+def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mask with its boundary moved by a pixel here and there (SAM is not pixel-perfect)."""
+    edge = _dilate(mask, 1) & ~_erode(mask, 1)
+    flip = edge & (rng.random(mask.shape) < 0.3)
+    return mask ^ flip
+
+
+def make_scene(rng: np.random.Generator, height: int = 120, width: int = 160, num_classes: int = 21) -> DemoScene:
+    """Draw one scene (see the module docstring)."""
+    shape = (height, width)
+    gt = np.zeros(shape, np.uint8)
+    sky = np.zeros(shape, bool)
+    sky[: height // 3] = True
+    objects: list[tuple[int, np.ndarray]] = []
+    for _ in range(rng.integers(1, 4)):
+        ry, rx = rng.uniform(0.12, 0.25) * height, rng.uniform(0.08, 0.2) * width
+        cy, cx = rng.uniform(ry, height - ry), rng.uniform(rx, width - rx)
+        region = _ellipse(shape, cy, cx, ry, rx) & ~np.any([o for _, o in objects], axis=0) if objects \
+            else _ellipse(shape, cy, cx, ry, rx)
+        if region.sum() < 50:
+            continue
+        k = int(rng.integers(1, num_classes))
+        objects.append((k, region))
+        gt[region] = k
+    border = np.zeros(shape, bool)
+    for _, region in objects:
+        border |= _dilate(region, 1) & ~_erode(region, 1)
+    gt[border] = IGNORE
+
+    palette = voc_palette()
+    image = np.where(sky[..., None], np.array([150, 190, 235], np.uint8), np.array([90, 120, 70], np.uint8))
+    for k, region in objects:
+        image[region] = palette[k] // 2 + 100
+    image = np.clip(image.astype(np.int16) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
+
+    pseudo = np.zeros(shape, np.uint8)
+    masks: list[np.ndarray] = []
+    kinds: list[str] = []
+    for k, region in objects:
+        error = rng.choice(["partial", "false", "good"], p=[0.45, 0.35, 0.2])
+        if error == "partial":  # the discriminative core only
+            cam = _erode(region, int(rng.integers(2, 5)))
+            cam = cam if cam.sum() > 20 else region
+        elif error == "false":  # activation leaking into the surroundings
+            cam = _dilate(region, int(rng.integers(3, 7)))
+        else:
+            cam = region
+        pseudo[cam & (pseudo == 0)] = k
+        masks.append(_jitter(region, rng))
+        kinds.append("object")
+        ys, xs = np.nonzero(region)
+        cut = xs < np.median(xs) if rng.random() < 0.5 else ys < np.median(ys)
+        for half in (cut, ~cut):
+            part = np.zeros(shape, bool)
+            part[ys[half], xs[half]] = True
+            masks.append(part)
+            kinds.append("part")
+        if rng.random() < 0.2:  # a mask holding the object and its surroundings
+            y0, x0 = max(ys.min() - 15, 0), max(xs.min() - 15, 0)
+            envelope = np.zeros(shape, bool)
+            envelope[y0 : ys.max() + 16, x0 : xs.max() + 16] = True
+            masks.append(envelope)
+            kinds.append("envelope")
+    if rng.random() < 0.3:  # a spurious activation blob in the background
+        blob = _ellipse(shape, rng.uniform(0, height), rng.uniform(0, width), 6, 8) & (gt == 0)
+        pseudo[blob] = int(rng.integers(1, num_classes))
+    occupied = np.any([r for _, r in objects], axis=0) if objects else np.zeros(shape, bool)
+    for stuff in (sky & ~occupied, ~sky & ~occupied):
+        masks.append(stuff)
+        kinds.append("stuff")
+    for _ in range(int(rng.integers(1, 4))):
+        masks.append(_ellipse(shape, rng.uniform(0, height), rng.uniform(0, width), 3, 4))
+        kinds.append("clutter")
+    stack = np.stack(masks)
+    records = [{"kind": kind, "predicted_iou": float(rng.uniform(0.86, 1.0)),
+                "stability_score": float(rng.uniform(0.92, 1.0))} for kind in kinds]
+    return DemoScene(image, gt, pseudo, MaskSet(stack, records))
+
+
+def write_demo(root: Path, n_images: int = 16, seed: int = 0, num_classes: int = 21) -> list[str]:
+    """Write a demo dataset under ``root``: ``images/``, ``gt/``, ``pseudo/`` and ``masks/``.
+
+    Masks are in the RLE layout, except every fourth image in amg.py's PNG-folder layout, so
+    both readers are exercised. Returns the image ids.
+    """
+    rng = np.random.default_rng(seed)
+    ids = []
+    for n in range(n_images):
+        image_id = f"demo_{n:03d}"
+        scene = make_scene(rng, num_classes=num_classes)
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(scene.image).save(root / "images" / f"{image_id}.jpg", quality=95)
+        atomic_write_bytes(root / "gt" / f"{image_id}.png", encode_label_png(scene.gt))
+        atomic_write_bytes(root / "pseudo" / f"{image_id}.png", encode_label_png(scene.pseudo))
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        if n % 4 == 3:
+            write_masks_png_folder(root / "masks" / image_id, scene.masks)
+        else:
+            write_masks_rle(root / "masks" / f"{image_id}.json", scene.masks)
+        ids.append(image_id)
+    return ids

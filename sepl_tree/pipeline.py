@@ -1,0 +1,171 @@
+"""One image's job (read, select, write) and a dataset run over image ids.
+
+Each image: the reader plugin gives the pseudo-label P, :func:`sepl_tree.masks.read_masks`
+the masks, the strategy plugin the enhanced label, written atomically to ``OUT/<id>.png``.
+An existing output is skipped (resume) unless ``overwrite``. The outputs do not depend on the
+executor or the number of workers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepl_tree.errors import InputError, SeplError
+from sepl_tree.executors import execute
+from sepl_tree.io import write_label_png
+from sepl_tree.masks import MaskSet, find_mask_source, read_masks
+from sepl_tree.plugins import PluginHost, load_host
+from sepl_tree.registry import ReadContext, Reader, Strategy, coerce_params
+from sepl_tree.sample import Sample
+
+__all__ = ["ImageResult", "RunConfig", "RunJob", "Selector", "pending_ids", "run_images", "split_params"]
+
+MISSING_MASKS = ("error", "keep")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a dataset run needs; picklable, so workers rebuild their plugins from it."""
+
+    pseudo_dir: Path
+    masks_dir: Path
+    out_dir: Path
+    strategy: str = "threshold"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    reader: str = "png"
+    reader_params: Mapping[str, Any] = field(default_factory=dict)
+    num_classes: int = 21
+    plugins: tuple[str, ...] = ()
+    labels: Path | None = None
+    missing_masks: str = "error"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What happened to one image."""
+
+    image_id: str
+    masks: int
+    changed_pixels: int
+    no_masks: bool = False
+
+
+def split_params(given: Mapping[str, Any], strategy: Strategy, reader: Reader) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route ``--param`` values to the strategy or the reader by their declared names.
+
+    A ``strategy.`` or ``reader.`` prefix settles a name both declare.
+    """
+    to_strategy: dict[str, Any] = {}
+    to_reader: dict[str, Any] = {}
+    for name, value in given.items():
+        prefix, dot, bare = name.partition(".")
+        if dot and prefix in ("strategy", "reader"):
+            (to_strategy if prefix == "strategy" else to_reader)[bare] = value
+        elif name in strategy.params and name in reader.params:
+            raise SeplError(f"parameter {name!r} belongs to both strategy {strategy.name!r} and reader "
+                            f"{reader.name!r}; write strategy.{name}= or reader.{name}=")
+        elif name in reader.params:
+            to_reader[name] = value
+        else:
+            to_strategy[name] = value  # unknown names are reported against the strategy
+    return to_strategy, to_reader
+
+
+@dataclass
+class Selector:
+    """A strategy bound to its parameters, applied to in-memory arrays (no files)."""
+
+    strategy: Strategy
+    params: dict[str, Any]
+    num_classes: int = 21
+
+    def __call__(self, pseudo: np.ndarray, masks: MaskSet, image_id: str = "") -> np.ndarray:
+        sample = Sample(pseudo, masks, self.num_classes, image_id=image_id)
+        if self.strategy.needs_tree:
+            from sepl_tree.tree import build_tree
+
+            sample.tree = build_tree(masks, tau=float(self.params.get("tau", 0.9)))
+        out = self.strategy.select(sample, **self.params)
+        if not isinstance(out, np.ndarray) or out.shape != pseudo.shape:
+            got = getattr(out, "shape", type(out).__name__)
+            raise SeplError(f"strategy {self.strategy.name!r} returned {got}, expected an array of shape {pseudo.shape}")
+        return out.astype(np.uint8, copy=False)
+
+
+def _load_labels(config: RunConfig) -> Mapping[str, frozenset[int]] | None:
+    if config.labels is None:
+        return None
+    from sepl_tree.labels import load_image_labels
+
+    return load_image_labels(config.labels, config.num_classes)
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """The per-image job of ``sepl-tree run`` (a :class:`sepl_tree.executors.JobSpec`)."""
+
+    config: RunConfig
+
+    def resolve(self, host: PluginHost) -> tuple[Selector, Reader, dict[str, Any]]:
+        """Look up the strategy and reader and check their parameters."""
+        c = self.config
+        strategy, reader = host.strategy(c.strategy), host.reader(c.reader)
+        params = coerce_params(f"strategy {strategy.name!r}", strategy.params, c.params)
+        reader_params = coerce_params(f"reader {reader.name!r}", reader.params, c.reader_params)
+        return Selector(strategy, params, c.num_classes), reader, reader_params
+
+    def setup(self) -> Callable[[str], ImageResult]:
+        c = self.config
+        selector, reader, reader_params = self.resolve(load_host(c.plugins))
+        ctx = ReadContext(num_classes=c.num_classes, image_labels=_load_labels(c))
+
+        def process(image_id: str) -> ImageResult:
+            pseudo = reader.read(c.pseudo_dir, image_id, ctx, **reader_params)
+            if find_mask_source(c.masks_dir, image_id) is None and c.missing_masks == "keep":
+                masks, no_masks = MaskSet.empty(*pseudo.shape), True
+            else:
+                masks, no_masks = read_masks(c.masks_dir, image_id, shape=pseudo.shape), False
+            out = selector(pseudo, masks, image_id)
+            write_label_png(c.out_dir / f"{image_id}.png", out)
+            return ImageResult(image_id, len(masks), int(np.count_nonzero(out != pseudo)), no_masks)
+
+        return process
+
+
+def pending_ids(config: RunConfig, ids: list[str]) -> list[str]:
+    """The ids still to do: all with ``overwrite``, else those without an output yet."""
+    if config.overwrite:
+        return list(ids)
+    return [i for i in ids if not (config.out_dir / f"{i}.png").is_file()]
+
+
+def check_inputs(config: RunConfig, ids: list[str], reader: Reader) -> None:
+    """Fail early, naming the file, for an id whose masks are missing (unless ``keep``)."""
+    if config.missing_masks not in MISSING_MASKS:
+        raise SeplError(f"--missing-masks must be one of {', '.join(MISSING_MASKS)}, got {config.missing_masks!r}")
+    if config.missing_masks == "error":
+        for image_id in ids:
+            if find_mask_source(config.masks_dir, image_id) is None:
+                raise InputError(config.masks_dir / f"{image_id}.json",
+                                 f"no masks for image {image_id!r} (neither {image_id}.json nor {image_id}/); "
+                                 "use --missing-masks keep to keep its pseudo-label")
+
+
+def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: str = "process",
+               **executor_options: Any) -> Iterator[ImageResult]:
+    """Process ``ids`` (already filtered for resume) and yield each result as it completes."""
+    if not ids:
+        return iter(())
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    return execute(RunJob(config), ids, executor=executor, workers=workers, **executor_options)
+
+
+def elapsed_since(start: float) -> float:
+    return round(time.perf_counter() - start, 3)
