@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.strategies.threshold",
     "sepl_tree.strategies.official",
     "sepl_tree.readers.png",
+    "sepl_tree.sam_models",
 )
 
 #: Set this environment variable (to anything but "" or "0") to skip entry-point plugins.
