@@ -104,9 +104,9 @@ def flat_masks(masks: np.ndarray, label: np.ndarray | None = None) -> tuple[np.n
     """
     n = masks.shape[0]
     if masks.flags.c_contiguous or not masks.transpose(0, 2, 1).flags.c_contiguous:
-        flat = np.ascontiguousarray(masks).reshape(n, -1)
+        flat = np.ascontiguousarray(masks).reshape(n, masks.shape[1] * masks.shape[2])
         return flat, (None if label is None else label.reshape(-1))
-    flat = masks.transpose(0, 2, 1).reshape(n, -1)
+    flat = masks.transpose(0, 2, 1).reshape(n, masks.shape[1] * masks.shape[2])
     return flat, (None if label is None else np.ascontiguousarray(label.T).reshape(-1))
 
 

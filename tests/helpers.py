@@ -1,0 +1,41 @@
+"""Small builders shared by the spine tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sepl_tree.io import write_label_png
+from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
+from sepl_tree.sample import Sample
+
+__all__ = ["make_sample", "masks_from_strings", "write_dataset"]
+
+
+def masks_from_strings(*rows_per_mask: list[str]) -> np.ndarray:
+    """Masks from ASCII art: each argument is a list of rows, '#' = in the mask."""
+    return np.array([[[c == "#" for c in row] for row in rows] for rows in rows_per_mask], bool)
+
+
+def make_sample(pseudo, masks, num_classes: int = 21) -> Sample:
+    pseudo = np.asarray(pseudo, np.uint8)
+    masks = np.asarray(masks, bool).reshape(-1, *pseudo.shape)
+    return Sample(pseudo, MaskSet(masks), num_classes)
+
+
+def write_dataset(root: Path, items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                  layout: str = "rle") -> tuple[Path, Path, Path]:
+    """Write ``{id: (pseudo, masks, gt)}`` as pseudo/, masks/ (rle or png layout) and gt/ folders."""
+    pseudo_dir, masks_dir, gt_dir = root / "pseudo", root / "masks", root / "gt"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    for image_id, (pseudo, masks, gt) in items.items():
+        write_label_png(pseudo_dir / f"{image_id}.png", pseudo)
+        maskset = MaskSet(np.asarray(masks, bool))
+        if layout == "rle":
+            write_masks_rle(masks_dir / f"{image_id}.json", maskset)
+        else:
+            write_masks_png_folder(masks_dir / image_id, maskset)
+        if gt is not None:
+            write_label_png(gt_dir / f"{image_id}.png", gt)
+    return pseudo_dir, masks_dir, gt_dir
