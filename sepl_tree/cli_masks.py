@@ -54,6 +54,10 @@ def masks_command(
             raise SeplError(f"--format must be one of {', '.join(sam.FORMATS)}, got {fmt!r}")
         if executor not in EXECUTORS:
             raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
+        if executor == "ray":
+            from sepl_tree.executors_ray import import_ray
+
+            import_ray()  # a missing extra is reported before anything is written
         if not checkpoint.is_file():
             raise InputError(checkpoint, "checkpoint not found")
         settings = sam.generator_settings(preset, parse_params(param))

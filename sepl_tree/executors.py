@@ -63,8 +63,15 @@ def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterat
             raise
 
 
+def _ray(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:
+    # Ray is an optional extra: imported only when asked for (see sepl_tree.executors_ray).
+    from sepl_tree.executors_ray import ray_executor
+
+    return ray_executor(spec, ids, workers, **options)
+
+
 #: Executor name -> function(spec, ids, workers, **options) yielding results.
-EXECUTORS: dict[str, Callable[..., Iterator[Any]]] = {"serial": _serial, "process": _process}
+EXECUTORS: dict[str, Callable[..., Iterator[Any]]] = {"serial": _serial, "process": _process, "ray": _ray}
 
 
 def execute(spec: JobSpec[R], ids: Iterable[str], executor: str = "process", workers: int = 1,
