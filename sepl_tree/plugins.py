@@ -37,6 +37,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.strategies.official",
     "sepl_tree.readers.png",
     "sepl_tree.sam_models",
+    "sepl_tree.readers.irn",
+    "sepl_tree.readers.sipe",
+    "sepl_tree.readers.puzzlecam",
+    "sepl_tree.readers.recurseed",
+    "sepl_tree.readers.psa",
+    "sepl_tree.readers.perclass",
+    "sepl_tree.readers.clip_es",
 )
 
 #: Set this environment variable (to anything but "" or "0") to skip entry-point plugins.
@@ -110,7 +117,8 @@ def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"plugin {name!r} implements an unknown hook ({exc})") from exc
     return pm
 
 

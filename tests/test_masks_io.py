@@ -1,0 +1,112 @@
+"""Reading and writing segment-anything's two mask layouts."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from sepl_tree.errors import InputError
+from sepl_tree.masks import AMG_CSV_HEADER, MaskSet, list_mask_ids, masks_to_bbox_xywh, read_masks, write_masks_png_folder, write_masks_rle
+
+
+def _random_masks(rng, n=5, shape=(7, 9)):
+    return rng.random((n, *shape)) < 0.4
+
+
+def test_rle_round_trip_keeps_masks_and_scores(tmp_path):
+    rng = np.random.default_rng(0)
+    masks = _random_masks(rng)
+    records = [{"predicted_iou": 0.9 + i / 100, "stability_score": 0.95, "level": i % 3} for i in range(5)]
+    write_masks_rle(tmp_path / "a.json", MaskSet(masks, records))
+    back = read_masks(tmp_path, "a")
+    assert np.array_equal(back.masks, masks)
+    assert back.score("predicted_iou").tolist() == pytest.approx([0.9, 0.91, 0.92, 0.93, 0.94])
+    assert [r["level"] for r in back.records] == [0, 1, 2, 0, 1]
+    assert [r["area"] for r in back.records] == masks.sum(axis=(1, 2)).tolist()
+
+
+def test_reads_amg_rle_written_independently(tmp_path):
+    # Records as segment-anything's amg.py writes them (counts as str, XYWH bbox).
+    mask = np.zeros((4, 6), np.uint8)
+    mask[1:3, 2:5] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    record = {"segmentation": {"size": [4, 6], "counts": rle["counts"].decode()}, "area": 6,
+              "bbox": [2, 1, 3, 2], "predicted_iou": 0.97, "point_coords": [[3.0, 2.0]],
+              "stability_score": 0.99, "crop_box": [0, 0, 6, 4]}
+    (tmp_path / "x.json").write_text(json.dumps([record]))
+    ms = read_masks(tmp_path, "x")
+    assert ms.masks.shape == (1, 4, 6) and np.array_equal(ms.masks[0], mask.astype(bool))
+    assert ms.records[0]["bbox"] == [2, 1, 3, 2] and ms.records[0]["stability_score"] == 0.99
+
+
+def test_png_folder_round_trip_with_metadata(tmp_path):
+    rng = np.random.default_rng(1)
+    masks = _random_masks(rng, n=12)  # more than 10: '10.png' must sort after '9.png'
+    write_masks_png_folder(tmp_path / "img", MaskSet(masks, [{"predicted_iou": i / 20} for i in range(12)]))
+    header = (tmp_path / "img" / "metadata.csv").read_text().splitlines()[0]
+    assert header == AMG_CSV_HEADER
+    back = read_masks(tmp_path, "img")
+    assert np.array_equal(back.masks, masks)
+    assert back.score("predicted_iou")[11] == pytest.approx(0.55)
+    assert back.records[3]["bbox"] == masks_to_bbox_xywh(masks)[3].tolist()
+
+
+def test_png_folder_without_metadata(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    Image.fromarray(np.array([[0, 255], [255, 255]], np.uint8)).save(folder / "0.png")
+    ms = read_masks(tmp_path, "img")
+    assert ms.masks[0].tolist() == [[False, True], [True, True]] and ms.records == [{}]
+    assert np.isnan(ms.score("predicted_iou")[0])
+
+
+def test_empty_mask_list_is_valid(tmp_path):
+    (tmp_path / "e.json").write_text("[]")
+    ms = read_masks(tmp_path, "e", shape=(3, 4))
+    assert len(ms) == 0 and ms.shape == (3, 4)
+
+
+def test_bbox_xywh():
+    m = np.zeros((2, 5, 6), bool)
+    m[0, 1:3, 2:6] = True
+    assert masks_to_bbox_xywh(m).tolist() == [[2, 1, 4, 2], [0, 0, 0, 0]]
+
+
+def test_list_ids_both_layouts(tmp_path):
+    (tmp_path / "a.json").write_text("[]")
+    (tmp_path / "b").mkdir()
+    assert list_mask_ids(tmp_path) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot read mask JSON"),
+        ('{"a": 1}', "must be a list"),
+        ('[{"area": 3}]', "record 0 has no COCO RLE"),
+        ('[{"segmentation": {"size": [2, 2], "counts": "zz~~"}}]', "corrupt RLE"),
+    ],
+)
+def test_corrupt_json_names_the_file(tmp_path, content, message):
+    (tmp_path / "bad.json").write_text(content)
+    with pytest.raises(InputError, match=message) as info:
+        read_masks(tmp_path, "bad", shape=(2, 2))
+    assert str(info.value).startswith(str(tmp_path / "bad.json"))
+
+
+def test_size_mismatch_and_missing_masks(tmp_path):
+    write_masks_rle(tmp_path / "a.json", MaskSet(np.ones((1, 3, 3), bool)))
+    with pytest.raises(InputError, match="masks are 3x3 .* pseudo-label is 4x4"):
+        read_masks(tmp_path, "a", shape=(4, 4))
+    with pytest.raises(InputError, match="no masks for this image"):
+        read_masks(tmp_path, "zzz")
+
+
+def test_corrupt_png_mask_names_the_file(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    (folder / "0.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="0.png: not a readable image"):
+        read_masks(tmp_path, "img")

@@ -1,0 +1,91 @@
+"""Evaluation against hand-computed confusion matrices, and the eval command."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sepl_tree.cli import app
+from sepl_tree.io import write_label_png
+from sepl_tree.metrics import confusion_matrix, scores
+
+runner = CliRunner()
+
+
+def test_confusion_matrix_by_hand():
+    gt = np.array([[0, 0, 1, 1, 2, 255]])
+    pred = np.array([[0, 1, 1, 255, 0, 2]])
+    cm = confusion_matrix(pred, gt, 3)
+    # rows: GT 0, 1, 2; columns: predicted 0, 1, 2, out-of-range. The GT-255 pixel is ignored.
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0]]
+
+
+def test_scores_by_hand():
+    cm = np.array([[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0]])
+    s = scores(cm)
+    # class 0: TP 1, FP 1 (GT 2 predicted 0), FN 1 -> IoU 1/3, precision 1/2, recall 1/2
+    # class 1: TP 1, FP 1, FN 1 (the out-of-range prediction) -> same
+    # class 2: TP 0, FP 0, FN 1 -> IoU 0, precision undefined (excluded), recall 0
+    assert s.iou == pytest.approx([100 / 3, 100 / 3, 0.0])
+    assert np.isnan(s.precision[2])
+    assert s.miou == pytest.approx(200 / 9)
+    assert s.mean_precision == pytest.approx(50.0)
+    assert s.mean_recall == pytest.approx(100 / 3)
+
+
+def test_absent_class_is_left_out_of_the_mean():
+    gt = np.array([[0, 1]])
+    s = scores(confusion_matrix(np.array([[0, 1]]), gt, 4))
+    assert s.miou == 100.0 and np.isnan(s.iou[2]) and np.isnan(s.iou[3])
+
+
+def test_gt_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match="out of range"):
+        confusion_matrix(np.zeros((1, 2)), np.array([[0, 7]]), 3)
+
+
+def test_dataset_level_pooling_differs_from_image_mean(tmp_path):
+    # Image a: class 1 perfect on 1 pixel; image b: class 1 wrong on 3 pixels. Pooled IoU for
+    # class 1 is 1/4 (not the mean of per-image IoUs, 1/2).
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    write_label_png(pred / "a.png", np.array([[1, 0, 0, 0]], np.uint8))
+    write_label_png(gt / "a.png", np.array([[1, 0, 0, 0]], np.uint8))
+    write_label_png(pred / "b.png", np.array([[0, 0, 0, 0]], np.uint8))
+    write_label_png(gt / "b.png", np.array([[1, 1, 1, 0]], np.uint8))
+    out = tmp_path / "s.json"
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--num-classes", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["images"] == 2
+    assert doc["per_class"]["class1"]["iou"] == pytest.approx(25.0)
+    assert doc["per_class"]["background"]["iou"] == pytest.approx(400 / 7)  # TP 4, FP 3
+    assert doc["miou"] == pytest.approx((25.0 + 400 / 7) / 2, abs=1e-3)
+    assert doc["precision"] == pytest.approx((100.0 + 400 / 7) / 2, abs=1e-3)
+    assert doc["recall"] == pytest.approx((25.0 + 100.0) / 2, abs=1e-3)
+
+
+def test_eval_uses_voc_class_names_and_ids_file(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    for name in ("a", "b"):
+        write_label_png(pred / f"{name}.png", np.array([[15, 0]], np.uint8))
+        write_label_png(gt / f"{name}.png", np.array([[15, 15 if name == "b" else 0]], np.uint8))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a\n")
+    out = tmp_path / "s.json"
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--ids", str(ids), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["images"] == 1 and doc["miou"] == 100.0
+    assert doc["per_class"]["person"]["iou"] == 100.0
+    assert doc["per_class"]["dog"]["iou"] is None
+
+
+def test_eval_missing_gt_names_the_file(tmp_path):
+    pred = tmp_path / "pred"
+    write_label_png(pred / "a.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "gt").mkdir()
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(tmp_path / "gt")])
+    assert result.exit_code == 1
+    assert "a.png: file not found" in result.output
+    assert "Traceback" not in result.output

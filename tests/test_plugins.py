@@ -1,0 +1,151 @@
+"""Plugin loading: files, modules, entry points, duplicates, unknown names, the plugins command."""
+
+import importlib.metadata
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sepl_tree import hookspecs
+from sepl_tree.cli import app
+from sepl_tree.errors import PluginError
+from sepl_tree.plugins import AUTOLOAD_ENV, UnknownName, load_host
+from sepl_tree.sample import Sample
+from sepl_tree.masks import MaskSet
+
+runner = CliRunner()
+
+PLUGIN = textwrap.dedent(
+    '''
+    import numpy as np
+    from sepl_tree import Strategy, hookimpl
+
+    def keep_input(sample, offset: int = 0):
+        """Return the pseudo-label unchanged (plus offset on class pixels).
+
+        Parameters
+        ----------
+        offset
+            Added to every class pixel.
+        """
+        out = sample.pseudo.copy()
+        out[(out > 0) & (out < 255)] += offset
+        return out
+
+    @hookimpl
+    def register_strategies(register):
+        register(Strategy("{name}", keep_input))
+    '''
+)
+
+
+def _write_plugin(path, name="keep-input"):
+    path.write_text(PLUGIN.replace("{name}", name))
+    return path
+
+
+def test_builtins_are_registered_with_their_parameters():
+    host = load_host(autoload=False)
+    assert {"threshold", "official"} <= set(host.strategies)
+    assert host.strategies["threshold"].source == "built-in"
+    params = host.strategy("threshold").params
+    assert (params["t1"].default, params["t2"].default) == (0.5, 0.85)
+    assert "png" in host.readers
+
+
+def test_file_plugin_is_loaded_and_works(tmp_path):
+    host = load_host([str(_write_plugin(tmp_path / "p.py"))], autoload=False)
+    entry = host.strategies["keep-input"]
+    assert entry.source == f"file {tmp_path / 'p.py'}"
+    assert entry.item.description == "Return the pseudo-label unchanged (plus offset on class pixels)."
+    assert entry.item.params["offset"].help == "Added to every class pixel."
+    sample = Sample(np.array([[0, 1, 255]], np.uint8), MaskSet.empty(1, 3))
+    assert entry.item.select(sample, offset=2).tolist() == [[0, 3, 255]]
+
+
+def test_module_plugin_is_loaded(tmp_path, monkeypatch):
+    _write_plugin(tmp_path / "my_sepl_plugin.py", "from-module")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    host = load_host(["my_sepl_plugin"], autoload=False)
+    assert host.strategies["from-module"].source == "module my_sepl_plugin"
+    sys.modules.pop("my_sepl_plugin", None)
+
+
+def test_entry_point_plugin_is_loaded_unless_disabled(tmp_path, monkeypatch):
+    _write_plugin(tmp_path / "ep_plugin.py", "from-entry-point")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class FakeDist:
+        metadata = {"name": "sepl-ep-demo"}
+        version = "1.2.3"
+        entry_points = [importlib.metadata.EntryPoint("ep", "ep_plugin", "sepl_tree")]
+
+        @property
+        def name(self):
+            return "sepl-ep-demo"
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    host = load_host()
+    source = host.strategies["from-entry-point"].source
+    assert "entry point" in source and "sepl-ep-demo" in source and "1.2.3" in source
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    assert "from-entry-point" not in load_host().strategies
+    sys.modules.pop("ep_plugin", None)
+
+
+def test_duplicate_name_names_both_plugins(tmp_path):
+    a = _write_plugin(tmp_path / "a.py", "same")
+    b = _write_plugin(tmp_path / "b.py", "same")
+    with pytest.raises(PluginError, match=r"'same' is registered twice: by file .*a\.py and by file .*b\.py"):
+        load_host([str(a), str(b)], autoload=False)
+    with pytest.raises(PluginError, match="'threshold' is registered twice: by built-in and by file"):
+        load_host([str(_write_plugin(tmp_path / "c.py", "threshold"))], autoload=False)
+
+
+def test_misspelt_hook_fails_loudly(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from sepl_tree import hookimpl\n\n@hookimpl\ndef register_strategy(register):\n    pass\n")
+    with pytest.raises(PluginError, match="unknown hook"):
+        load_host([str(bad)], autoload=False)
+
+
+def test_missing_or_broken_plugin_file(tmp_path):
+    with pytest.raises(PluginError, match="plugin file not found"):
+        load_host([str(tmp_path / "nope.py")], autoload=False)
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(PluginError, match="plugin failed to load: RuntimeError: boom"):
+        load_host([str(broken)], autoload=False)
+
+
+def test_unknown_strategy_lists_choices():
+    host = load_host(autoload=False)
+    with pytest.raises(UnknownName, match="valid choices: .*official.*threshold"):
+        host.strategy("treshold")
+
+
+def test_cli_unknown_strategy_exit_2(tmp_path):
+    result = runner.invoke(app, ["run", "--strategy", "treshold", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "unknown strategy 'treshold'; valid choices:" in result.output and "threshold" in result.output
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_cli_plugins_lists_file_plugin(tmp_path):
+    path = _write_plugin(tmp_path / "p.py")
+    result = runner.invoke(app, ["plugins", "--plugin", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "keep-input" in result.output and "offset=0" in result.output and "t1=0.5, t2=0.85" in result.output
+    assert "built-in" in result.output and "p.py" in result.output
+
+
+def test_every_hook_is_documented_and_collected():
+    specs = [name for name in dir(hookspecs) if name.startswith("register_")]
+    assert specs == ["register_readers", "register_sam_models", "register_strategies"]
+    for name in specs:
+        doc = getattr(hookspecs, name).__doc__
+        assert doc and "register(" in doc, name
+    host = load_host(autoload=False)
+    assert host.strategies and host.readers and host.sam_models
