@@ -1,0 +1,181 @@
+"""`sepl-tree run` end to end: outputs, manifest, resume, workers, parameters, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sepl_tree.cli import app
+from sepl_tree.io import read_png, write_label_png
+from sepl_tree.strategies.threshold import threshold
+from tests.helpers import make_sample, write_dataset
+
+runner = CliRunner()
+
+
+def _scene(rng, shape=(12, 16)):
+    """A pseudo-label with a partial class-1 blob, masks: the object, a part, an envelope, noise."""
+    gt = np.zeros(shape, np.uint8)
+    gt[3:9, 4:12] = 1
+    gt[2, 4:12] = 255
+    pseudo = np.zeros(shape, np.uint8)
+    pseudo[4:8, 5:9] = 1
+    masks = np.zeros((4, *shape), bool)
+    masks[0, 3:9, 4:12] = True  # the object: o_s = 16/48 ... kept through o_p (covers all of P_1)
+    masks[1, 3:9, 4:8] = True
+    masks[2, 1:11, 2:14] = True  # envelope
+    masks[3] = rng.random(shape) < 0.1
+    return pseudo, masks, gt
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    items = {f"img{i}": _scene(rng) for i in range(4)}
+    pseudo, masks, gt = write_dataset(tmp_path / "rle", items, "rle")
+    _, masks_png, _ = write_dataset(tmp_path / "png", items, "png")
+    return {"pseudo": pseudo, "masks": masks, "masks_png": masks_png, "gt": gt, "items": items, "root": tmp_path}
+
+
+def _run(*args, **kw):
+    result = runner.invoke(app, ["run", *map(str, args)], **kw)
+    return result
+
+
+def test_run_writes_palette_pngs_matching_the_rule(dataset, tmp_path):
+    out = tmp_path / "out"
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out)
+    assert result.exit_code == 0, result.output
+    for image_id, (pseudo, masks, _) in dataset["items"].items():
+        with Image.open(out / f"{image_id}.png") as img:
+            assert img.mode == "P"
+            assert img.getpalette()[3:6] == [128, 0, 0]  # VOC colour of class 1
+            got = np.array(img)
+        assert np.array_equal(got, threshold(make_sample(pseudo, masks)))
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["strategy"] == "threshold" and manifest["params"] == {"t1": 0.5, "t2": 0.85}
+    assert manifest["reader"] == "png" and manifest["counts"]["written"] == 4
+    assert manifest["inputs"]["masks"] == str(dataset["masks"])
+    assert "numpy" in manifest["versions"] and manifest["seconds"] >= 0
+
+
+def test_both_mask_layouts_give_the_same_output(dataset, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", a).exit_code == 0
+    assert _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks_png"], "--out", b).exit_code == 0
+    for image_id in dataset["items"]:
+        assert np.array_equal(read_png(a / f"{image_id}.png"), read_png(b / f"{image_id}.png"))
+
+
+def test_workers_give_identical_outputs(dataset, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", one).exit_code == 0
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", two, "--workers", 2)
+    assert result.exit_code == 0, result.output
+    for image_id in dataset["items"]:
+        assert (one / f"{image_id}.png").read_bytes() == (two / f"{image_id}.png").read_bytes()
+
+
+def test_resume_skips_existing_outputs_unless_overwrite(dataset, tmp_path):
+    out = tmp_path / "out"
+    args = ["--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out]
+    assert _run(*args).exit_code == 0
+    marker = np.full((12, 16), 7, np.uint8)
+    write_label_png(out / "img0.png", marker)  # stands for a finished output of an earlier run
+    (out / "img1.png").unlink()  # as if the earlier run was killed before this one
+    assert _run(*args).exit_code == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["counts"] == {"images": 4, "written": 1, "skipped_existing": 3, "kept_without_masks": 0}
+    assert np.array_equal(read_png(out / "img0.png"), marker)
+    assert (out / "img1.png").exists()
+    assert _run(*args, "--overwrite").exit_code == 0
+    assert not np.array_equal(read_png(out / "img0.png"), marker)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_params_config_ids_and_gt(dataset, tmp_path):
+    out = tmp_path / "out"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("img0\nimg2\n")
+    config = tmp_path / "c.toml"
+    config.write_text('strategy = "official"\n[params]\nt2 = 0.9\n')
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out, "--ids", ids,
+                  "--config", config, "--param", "t2=0.95", "--gt", dataset["gt"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["strategy"] == "official" and manifest["params"] == {"t2": 0.95}
+    assert sorted(p.name for p in out.glob("*.png")) == ["img0.png", "img2.png"]
+    assert manifest["eval"]["input"]["images"] == 2
+    before, after = manifest["eval"]["input"]["miou"], manifest["eval"]["output"]["miou"]
+    assert f"mIoU {before:.2f} -> {after:.2f}" in result.output
+
+
+def test_bad_param_is_one_clear_line(dataset, tmp_path):
+    args = ["--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o"]
+    result = _run(*args, "--param", "t3=1")
+    assert result.exit_code == 1 and "strategy 'threshold' has no parameter 't3' (its parameters: t1, t2)" in result.output
+    result = _run(*args, "--param", "t1=abc")
+    assert result.exit_code == 1 and "parameter 't1': expected float, got 'abc'" in result.output
+    result = _run(*args, "--param", "t1")
+    assert result.exit_code == 2 and "not NAME=VALUE" in result.output
+
+
+def test_missing_masks_error_or_keep(dataset, tmp_path):
+    (dataset["masks"] / "img3.json").unlink()
+    out = tmp_path / "out"
+    args = ["--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out]
+    result = _run(*args)
+    assert result.exit_code == 1 and "img3.json: no masks for image 'img3'" in result.output
+    assert "--missing-masks keep" in result.output
+    result = _run(*args, "--missing-masks", "keep")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(read_png(out / "img3.png"), dataset["items"]["img3"][0])
+    assert json.loads((out / "run.json").read_text())["counts"]["kept_without_masks"] == 1
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "out_of_range", "size"])
+def test_bad_pseudo_label_names_the_file_and_keeps_outputs(dataset, tmp_path, problem):
+    out = tmp_path / "out"
+    args = ["--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out]
+    bad = dataset["pseudo"] / "img2.png"
+    if problem == "corrupt":
+        bad.write_bytes(b"\x89PNG broken")
+        expected = "img2.png: not a readable image"
+    elif problem == "out_of_range":
+        write_label_png(bad, np.full((12, 16), 42, np.uint8))
+        expected = "img2.png: label value 42 is out of range 0..20 or 255"
+    else:
+        write_label_png(bad, np.zeros((5, 5), np.uint8))
+        expected = "img2.json: masks are 12x16 (HxW) but the pseudo-label is 5x5"
+    result = _run(*args)
+    assert result.exit_code == 1
+    assert expected in result.output and "Traceback" not in result.output
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert "img2.png" not in written
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_empty_or_missing_input_folder(tmp_path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "m").mkdir()
+    result = _run("--pseudo-labels", tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "no pseudo-labels found for reader 'png'" in result.output
+    result = _run("--pseudo-labels", tmp_path / "nope", "--masks", tmp_path / "m", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "nope: pseudo-label folder not found" in result.output
+    result = _run("--pseudo-labels", tmp_path / "p")
+    assert result.exit_code == 1 and "give both --pseudo-labels and --masks" in result.output
+
+
+def test_demo_runs_without_inputs_and_says_it_is_synthetic(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _run("--strategy", "threshold", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output
+    out = tmp_path / "sepl-demo-output"
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["synthetic_demo"] is True and manifest["counts"]["written"] == 16
+    before, after = manifest["eval"]["input"]["miou"], manifest["eval"]["output"]["miou"]
+    assert after > before  # the demo's partial/false activations are what SEPL repairs
+    assert len(list(out.glob("demo_*.png"))) == 16
