@@ -1,0 +1,105 @@
+"""Plain per-mask-loop versions of the ``threshold`` and ``official`` rules.
+
+They are written straight from the rules in the docstrings of
+:mod:`sepl_tree.strategies.threshold` and :mod:`sepl_tree.strategies.official`, one mask and one
+class at a time, with no shared statistics: the yardstick for the vectorised strategies. They
+serve twice:
+
+- ``tests/test_rules_property.py`` compares the fast strategies with them on random inputs;
+- ``benchmarks/run_speed.py`` loads this file as a plugin (``--plugin benchmarks/loop_rules.py``)
+  and times them through the same ``run`` code path as the fast ones.
+
+Conventions: ``pseudo`` is ``uint8 (H, W)`` (0 background, 1..K-1 classes, 255 ignore);
+``masks`` is ``bool (L, H, W)`` in any memory order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sepl_tree import hookimpl
+from sepl_tree.registry import Strategy
+
+__all__ = ["loop_official", "loop_threshold", "register_strategies"]
+
+IGNORE = 255
+
+
+def _present(pseudo: np.ndarray, num_classes: int) -> list[int]:
+    return [k for k in range(1, num_classes) if np.any(pseudo == k)]
+
+
+def loop_threshold(pseudo: np.ndarray, masks: np.ndarray, num_classes: int,
+                   t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
+    """SEPL Algorithm 1, one mask at a time."""
+    classes = _present(pseudo, num_classes)
+    class_area = {k: int(np.count_nonzero(pseudo == k)) for k in classes}
+    kept: dict[int, list[np.ndarray]] = {k: [] for k in classes}
+    for mask in masks:
+        area = int(np.count_nonzero(mask))
+        if area == 0:
+            continue
+        best, best_inter = -1, 0
+        for k in classes:  # increasing k and a strict '>': the lowest class wins ties
+            inter = int(np.count_nonzero(mask & (pseudo == k)))
+            if inter > best_inter:
+                best, best_inter = k, inter
+        if best < 0:
+            continue
+        if best_inter / area > t1 or best_inter / class_area[best] > t2:
+            kept[best].append(mask)
+    out = np.zeros(pseudo.shape, np.uint8)
+    covered = np.zeros(pseudo.shape, bool)
+    for k in classes:
+        region = np.zeros(pseudo.shape, bool)
+        for mask in kept[k]:
+            region |= mask
+        if not kept[k]:
+            region = pseudo == k
+        out[region] = k
+        covered |= region
+    out[(pseudo == IGNORE) & ~covered] = IGNORE
+    return out
+
+
+def loop_official(pseudo: np.ndarray, masks: np.ndarray, num_classes: int, t2: float = 0.85) -> np.ndarray:
+    """The released merge code's rule, one class and one mask at a time."""
+    taken = [False] * len(masks)
+    out = np.zeros(pseudo.shape, np.uint8)
+    for k in _present(pseudo, num_classes):
+        in_class = pseudo == k
+        class_area = int(np.count_nonzero(in_class))
+        free_union = np.zeros(pseudo.shape, bool)
+        for n, mask in enumerate(masks):
+            if not taken[n]:
+                free_union |= mask
+        region = in_class & ~free_union
+        kept = []
+        for n, mask in enumerate(masks):
+            if taken[n]:
+                continue
+            inter = int(np.count_nonzero(mask & in_class))
+            area = int(np.count_nonzero(mask))
+            if 2 * inter - area > 0 or inter / class_area >= t2:
+                kept.append(n)
+                region |= mask
+        for n in kept:
+            taken[n] = True
+        out[region] = k
+    return out
+
+
+def _loop_threshold_strategy(sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
+    """``threshold`` as a plain per-mask loop (benchmark yardstick)."""
+    return loop_threshold(sample.pseudo, sample.masks.masks, sample.num_classes, t1, t2)
+
+
+def _loop_official_strategy(sample, t2: float = 0.85) -> np.ndarray:
+    """``official`` as a plain per-mask loop (benchmark yardstick)."""
+    return loop_official(sample.pseudo, sample.masks.masks, sample.num_classes, t2)
+
+
+@hookimpl
+def register_strategies(register):
+    register(Strategy("loop-threshold", _loop_threshold_strategy))
+    register(Strategy("loop-official", _loop_official_strategy))

@@ -1,0 +1,149 @@
+"""Property tests: the vectorised ``threshold`` and ``official`` against plain per-mask loops.
+
+The loops live in ``benchmarks/loop_rules.py`` (the benchmark times the same code). Inputs are
+small random label maps with classes 0..K-1 and 255, random masks (empty, full, copies of a
+class, noise) in both memory layouts the readers produce, and thresholds that often sit exactly
+on a ratio, so ties and the ``>`` / ``>=`` boundaries are exercised.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from sepl_tree.masks import MaskSet, mask_to_rle, read_masks, rle_to_masks, write_masks_png_folder, write_masks_rle
+from sepl_tree.overlap import assign_masks, compute_overlap
+from sepl_tree.sample import Sample
+from sepl_tree.strategies.official import official
+from sepl_tree.strategies.threshold import threshold
+
+
+def _load_loop_rules():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_rules.py"
+    spec = importlib.util.spec_from_file_location("sepl_tree_bench_loop_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+loop = _load_loop_rules()
+
+# Thresholds on common ratios (1/2, 1/3, 3/4 ...) hit the '>' vs '>=' boundaries on small maps.
+RATIOS = st.sampled_from([0.0, 0.2, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 0.8, 0.85, 1.0]) | st.floats(0.0, 1.0)
+
+
+@st.composite
+def scenes(draw, max_side: int = 7, max_masks: int = 9):
+    """``(pseudo, masks, num_classes)`` with masks as C-order ``bool (L, H, W)``."""
+    k = draw(st.integers(2, 5))
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    values = st.sampled_from([*range(k), 255])
+    pseudo = draw(hnp.arrays(np.uint8, (h, w), elements=values))
+    masks = []
+    for _ in range(draw(st.integers(0, max_masks))):
+        kind = draw(st.sampled_from(["noise", "class", "class-noisy", "straddle", "subset", "empty", "full"]))
+        if kind in ("straddle", "subset"):
+            # 'straddle': n pixels of a class and n outside it (o_s = 1/2 exactly);
+            # 'subset': part of a class (o_p on simple fractions such as 3/4).
+            rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+            inside = np.flatnonzero(pseudo == draw(values))
+            outside = np.setdiff1d(np.arange(h * w), inside)
+            n = min(len(inside), len(outside)) if kind == "straddle" else len(inside)
+            n = int(rng.integers(0, n + 1))
+            mask = np.zeros(h * w, bool)
+            mask[rng.choice(inside, n, replace=False)] = True
+            if kind == "straddle":
+                mask[rng.choice(outside, n, replace=False)] = True
+            masks.append(mask.reshape(h, w))
+        elif kind == "empty":
+            masks.append(np.zeros((h, w), bool))
+        elif kind == "full":
+            masks.append(np.ones((h, w), bool))
+        else:
+            mask = pseudo == draw(values) if kind.startswith("class") else np.zeros((h, w), bool)
+            if kind != "class":
+                mask = mask ^ draw(hnp.arrays(bool, (h, w)))
+            masks.append(mask)
+    stack = np.stack(masks) if masks else np.zeros((0, h, w), bool)
+    return pseudo, stack, k
+
+
+def _layout(masks: np.ndarray, column_major: bool) -> np.ndarray:
+    """The masks as given (C order) or as the RLE reader gives them (a column-major view)."""
+    if not column_major:
+        return masks
+    h, w = masks.shape[1:]
+    decoded = rle_to_masks([mask_to_rle(m) for m in masks], h, w)
+    np.testing.assert_array_equal(decoded, masks)
+    return decoded
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenes(), st.booleans(), RATIOS, RATIOS)
+def test_threshold_matches_per_mask_loop(scene, column_major, t1, t2):
+    pseudo, masks, k = scene
+    expected = loop.loop_threshold(pseudo, masks, k, t1, t2)
+    got = threshold(Sample(pseudo, MaskSet(_layout(masks, column_major)), k), t1=t1, t2=t2)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenes(), st.booleans(), RATIOS)
+def test_official_matches_per_mask_loop(scene, column_major, t2):
+    pseudo, masks, k = scene
+    expected = loop.loop_official(pseudo, masks, k, t2)
+    got = official(Sample(pseudo, MaskSet(_layout(masks, column_major)), k), t2=t2)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenes(), st.booleans())
+def test_overlap_counts_match_per_mask_loop(scene, column_major):
+    pseudo, masks, k = scene
+    ov = compute_overlap(_layout(masks, column_major), pseudo, k)
+    classes = [c for c in range(1, k) if np.any(pseudo == c)]
+    assert ov.classes.tolist() == classes
+    assert ov.class_area.tolist() == [int(np.count_nonzero(pseudo == c)) for c in range(k)]
+    assert ov.mask_area.tolist() == [int(np.count_nonzero(m)) for m in masks]
+    for n, mask in enumerate(masks):
+        assert ov.inter[n].tolist() == [0] + [int(np.count_nonzero(mask & (pseudo == c))) if c in classes else 0
+                                              for c in range(1, k)]
+    best = [max(classes, key=lambda c: (ov.inter[n, c], -c)) if classes else -1 for n in range(len(masks))]
+    expected = [c if c >= 0 and ov.inter[n, c] > 0 else -1 for n, c in enumerate(best)]
+    assert assign_masks(ov).tolist() == expected
+
+
+def test_loop_and_fast_rules_disagree_on_a_wrong_threshold():
+    """The comparison can fail: a different t1 changes the loop's answer on this input."""
+    pseudo = np.array([[1, 1, 0, 0]], np.uint8)
+    masks = np.array([[[1, 1, 1, 0]]], bool)  # o_s = 2/3
+    sample = Sample(pseudo, MaskSet(masks), 3)
+    assert threshold(sample, t1=0.5, t2=1.0).tolist() == [[1, 1, 1, 0]]
+    assert loop.loop_threshold(pseudo, masks, 3, t1=0.7, t2=1.0).tolist() == [[1, 1, 0, 0]]
+
+
+@pytest.mark.parametrize("layout", ["rle", "png"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scene=scenes(max_side=6, max_masks=5))
+def test_rules_through_both_file_layouts(layout, scene):
+    pseudo, masks, k = scene
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if layout == "rle":
+            write_masks_rle(folder / "img.json", MaskSet(masks))
+        else:
+            write_masks_png_folder(folder / "img", MaskSet(masks))
+        read = read_masks(folder, "img", shape=pseudo.shape)
+    np.testing.assert_array_equal(read.masks, masks)
+    sample = Sample(pseudo, read, k)
+    np.testing.assert_array_equal(threshold(sample), loop.loop_threshold(pseudo, masks, k))
+    np.testing.assert_array_equal(official(sample), loop.loop_official(pseudo, masks, k))
