@@ -1,0 +1,244 @@
+"""Failure subsets on hand-built label maps, masks and trees."""
+
+from collections import deque
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from sepl_tree.masks import MaskSet
+from sepl_tree.sample import Sample
+from sepl_tree.subsets import (
+    SUBSETS,
+    compute_subsets,
+    envelopes,
+    label_components,
+    nested_chains,
+    pseudo_failures,
+    sam_merges,
+    sam_misses,
+    subset_names,
+    threshold_keep,
+)
+
+H = W = 40  # 1600 pixels: the 0.1 % floor is 2 pixels
+
+
+def box(y0, y1, x0, x1):
+    m = np.zeros((H, W), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def label(*regions):
+    out = np.zeros((H, W), np.uint8)
+    for k, region in regions:
+        out[region] = k
+    return out
+
+
+def sample(pseudo, masks, tree=None):
+    return Sample(pseudo, MaskSet(np.array(masks, bool).reshape(-1, H, W)), 21, tree=tree)
+
+
+# ------------------------------------------------------------------------------ pseudo-failure
+
+
+def test_pseudo_failure_flags_a_class_absent_from_gt():
+    gt = label((1, box(0, 10, 0, 10)))
+    pseudo = label((1, box(0, 10, 0, 10)), (2, box(20, 25, 20, 25)))
+    assert pseudo_failures(pseudo, gt, 21) == {"absent": [2], "missed": []}
+
+
+def test_pseudo_failure_ignores_a_speck_below_the_floor():
+    gt = label((1, box(0, 10, 0, 10)))
+    pseudo = label((1, box(0, 10, 0, 10)), (2, box(20, 21, 20, 21)))  # 1 pixel < 2
+    assert pseudo_failures(pseudo, gt, 21) == {"absent": [], "missed": []}
+
+
+def test_pseudo_failure_flags_a_class_mostly_missed_but_not_exactly_half():
+    gt = label((1, box(0, 10, 0, 10)))
+    assert pseudo_failures(label((1, box(0, 4, 0, 10))), gt, 21)["missed"] == [{"class": 1, "recall": 0.4}]
+    assert pseudo_failures(label((1, box(0, 5, 0, 10))), gt, 21)["missed"] == []
+
+
+def test_pseudo_failure_does_not_count_ignore_as_a_class():
+    gt = label((1, box(0, 10, 0, 10)))
+    gt[20:30, 20:30] = 255
+    pseudo = label((1, box(0, 10, 0, 10)))
+    pseudo[30:35, 30:35] = 255
+    assert pseudo_failures(pseudo, gt, 21) == {"absent": [], "missed": []}
+
+
+# ---------------------------------------------------------------------------------- components
+
+
+def _bfs_components(mask):
+    seen = np.zeros(mask.shape, int)
+    n = 0
+    for y, x in zip(*np.nonzero(mask)):
+        if seen[y, x]:
+            continue
+        n += 1
+        seen[y, x] = n
+        queue = deque([(y, x)])
+        while queue:
+            cy, cx = queue.popleft()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx_ = cy + dy, cx + dx
+                    if 0 <= ny < mask.shape[0] and 0 <= nx_ < mask.shape[1] and mask[ny, nx_] and not seen[ny, nx_]:
+                        seen[ny, nx_] = n
+                        queue.append((ny, nx_))
+    return seen, n
+
+
+def _same_partition(a, b):
+    pairs = {(int(x), int(y)) for x, y in zip(a.ravel(), b.ravel())}
+    return len(pairs) == len({p[0] for p in pairs}) == len({p[1] for p in pairs})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_label_components_matches_a_flood_fill(seed):
+    mask = np.random.default_rng(seed).random((23, 31)) < 0.45
+    labels, n = label_components(mask)
+    ref, ref_n = _bfs_components(mask)
+    assert n == ref_n
+    assert ((labels > 0) == mask).all()
+    assert _same_partition(labels, ref)
+
+
+def test_label_components_joins_diagonal_neighbours_and_u_shapes():
+    mask = np.array([[1, 0, 1],
+                     [1, 0, 1],
+                     [1, 1, 1],
+                     [0, 0, 0],
+                     [0, 0, 1]], bool)
+    labels, n = label_components(mask)
+    assert n == 2
+    assert labels[0, 0] == labels[0, 2] != labels[4, 2]
+
+
+# ------------------------------------------------------------------------------------ sam-miss
+
+
+def test_sam_miss_not_flagged_when_a_mask_matches_the_object():
+    gt = label((1, box(0, 10, 0, 10)))
+    assert sam_misses(np.array([box(0, 10, 0, 10)]), gt, 21) == []
+
+
+def test_sam_miss_flags_an_object_seen_only_as_parts():
+    gt = label((1, box(0, 10, 0, 10)))
+    parts = np.array([box(0, 4, 0, 10), box(4, 10, 0, 10)])  # IoU 0.4 and 0.6
+    assert sam_misses(parts, gt, 21) == []
+    parts = np.array([box(0, 4, 0, 10), box(4, 8, 0, 10)])  # IoU 0.4 and 0.4
+    assert sam_misses(parts, gt, 21) == [{"class": 1, "pixels": 100, "best_iou": 0.4, "best_mask": 0}]
+
+
+def test_sam_miss_looks_at_each_connected_region_and_skips_ignore_pixels():
+    gt = label((1, box(0, 10, 0, 10)), (1, box(20, 30, 20, 30)))
+    gt[10:12, 0:10] = 255  # ignore band: a mask spilling into it is not penalised
+    masks = np.array([box(0, 12, 0, 10)])
+    assert sam_misses(masks, gt, 21) == [{"class": 1, "pixels": 100, "best_iou": 0.0, "best_mask": 0}]
+
+
+def test_sam_miss_without_masks_flags_every_object():
+    gt = label((1, box(0, 10, 0, 10)), (2, box(20, 30, 20, 30)))
+    found = sam_misses(np.zeros((0, H, W), bool), gt, 21)
+    assert [f["class"] for f in found] == [1, 2] and all(f["best_mask"] == -1 for f in found)
+
+
+# ----------------------------------------------------------------------------------- sam-merge
+
+
+def test_sam_merge_flags_a_mask_over_two_object_classes_only():
+    gt = label((1, box(0, 10, 0, 10)), (2, box(0, 10, 10, 20)))
+    masks = np.array([
+        box(0, 10, 0, 20),   # half class 1, half class 2: merge
+        box(0, 10, 0, 11),   # class 2 holds 1/11 < 0.2: no
+        box(0, 20, 0, 10),   # class 1 and background: not a merge
+    ])
+    assert sam_merges(masks, gt, 21) == [{"mask": 0, "classes": [1, 2]}]
+
+
+# ------------------------------------------------------------------------------------ envelope
+
+
+def _envelope_case():
+    obj = box(10, 20, 10, 20)
+    gt = label((1, obj))
+    pseudo = label((1, obj))
+    masks = [box(0, 40, 0, 40), obj]  # the whole image envelops the object
+    return gt, pseudo, masks
+
+
+def test_envelope_flags_a_kept_parent_mostly_outside_its_class():
+    gt, pseudo, masks = _envelope_case()
+    s = sample(pseudo, masks)
+    assert threshold_keep(s).tolist() == [True, True]  # o_p = 1 > 0.85 keeps the envelope
+    found = envelopes(s, nx.DiGraph([(0, 1)]), gt)
+    assert found == [{"mask": 0, "class": 1, "inside": 0.0625, "descendants": 1}]
+
+
+def test_envelope_needs_descendants_and_selection():
+    gt, pseudo, masks = _envelope_case()
+    s = sample(pseudo, masks)
+    flat_tree = nx.DiGraph()
+    flat_tree.add_nodes_from([0, 1])
+    assert envelopes(s, flat_tree, gt) == []
+    assert envelopes(s, nx.DiGraph([(0, 1)]), gt, t2=1.0) == []  # not kept by threshold
+
+
+def test_envelope_not_flagged_when_the_parent_is_mostly_its_class():
+    obj = box(0, 30, 0, 30)
+    gt, pseudo = label((1, obj)), label((1, obj))
+    s = sample(pseudo, [box(0, 32, 0, 32), box(0, 10, 0, 10)])
+    assert envelopes(s, nx.DiGraph([(0, 1)]), gt) == []
+
+
+# -------------------------------------------------------------------------------------- nested
+
+
+def test_nested_counts_links_of_one_class_through_other_classes():
+    tree = nx.DiGraph([(0, 1), (1, 2), (2, 3)])
+    assert nested_chains(np.array([1, 2, 1, 1]), tree) == [{"class": 1, "depth": 2}]
+    assert nested_chains(np.array([1, 2, 1, 2]), tree) == []  # class 1: one link; class 2: one link
+
+
+def test_nested_ignores_unassigned_masks_and_siblings():
+    tree = nx.DiGraph([(0, 1), (0, 2), (0, 3)])
+    assert nested_chains(np.array([1, 1, 1, 1]), tree) == []
+    assert nested_chains(np.array([-1, -1, -1, -1]), nx.DiGraph([(0, 1), (1, 2)])) == []
+
+
+# --------------------------------------------------------------------------------------- combine
+
+
+def test_compute_subsets_flags_and_details():
+    gt, pseudo, masks = _envelope_case()
+    s = sample(pseudo, masks, tree=nx.DiGraph([(0, 1)]))
+    result = compute_subsets(s, gt)
+    assert list(result.flags) == list(SUBSETS)
+    assert result.flags == {"all": True, "pseudo-failure": False, "sam-miss": False, "sam-merge": False,
+                            "envelope": True, "nested": False}
+    assert set(result.details) == {"envelope"}
+
+
+def test_compute_subsets_gt_free_and_errors():
+    gt, pseudo, masks = _envelope_case()
+    s = sample(pseudo, masks)
+    assert compute_subsets(s, None, nx.DiGraph([(0, 1)]), names=["all", "nested"]).flags == {"all": True,
+                                                                                           "nested": False}
+    with pytest.raises(ValueError, match="need ground truth"):
+        compute_subsets(s, None, nx.DiGraph([(0, 1)]))
+    with pytest.raises(ValueError, match="containment tree"):
+        compute_subsets(s, gt, names=["envelope"])
+    with pytest.raises(ValueError, match="unknown subset"):
+        compute_subsets(s, gt, names=["bogus"])
+
+
+def test_subset_names_keeps_report_order_and_all():
+    assert subset_names(None) == SUBSETS
+    assert subset_names(["nested", "sam-miss"]) == ("all", "sam-miss", "nested")
+    with pytest.raises(ValueError):
+        subset_names(["nope"])
