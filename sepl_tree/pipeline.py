@@ -24,7 +24,17 @@ from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import ReadContext, Reader, Strategy, coerce_params
 from sepl_tree.sample import Sample
 
-__all__ = ["ImageResult", "RunConfig", "RunJob", "Selector", "pending_ids", "run_images", "split_params"]
+__all__ = [
+    "ImageResult",
+    "RunConfig",
+    "RunJob",
+    "Selector",
+    "pending_ids",
+    "read_context",
+    "read_inputs",
+    "run_images",
+    "split_params",
+]
 
 MISSING_MASKS = ("error", "keep")
 
@@ -86,16 +96,25 @@ class Selector:
     params: dict[str, Any]
     num_classes: int = 21
 
+    @property
+    def tau(self) -> float:
+        """The containment threshold of the tree this strategy wants (its ``tau``, else 0.9)."""
+        return float(self.params.get("tau", 0.9))
+
     def __call__(self, pseudo: np.ndarray, masks: MaskSet, image_id: str = "") -> np.ndarray:
-        sample = Sample(pseudo, masks, self.num_classes, image_id=image_id)
-        if self.strategy.needs_tree:
+        return self.apply(Sample(pseudo, masks, self.num_classes, image_id=image_id))
+
+    def apply(self, sample: Sample) -> np.ndarray:
+        """Run on a prepared sample (shared by several strategies); builds its tree if missing."""
+        if self.strategy.needs_tree and sample.tree is None:
             from sepl_tree.tree import build_tree
 
-            sample.tree = build_tree(masks, tau=float(self.params.get("tau", 0.9)))
+            sample.tree = build_tree(sample.masks, tau=self.tau)
         out = self.strategy.select(sample, **self.params)
-        if not isinstance(out, np.ndarray) or out.shape != pseudo.shape:
+        if not isinstance(out, np.ndarray) or out.shape != sample.pseudo.shape:
             got = getattr(out, "shape", type(out).__name__)
-            raise SeplError(f"strategy {self.strategy.name!r} returned {got}, expected an array of shape {pseudo.shape}")
+            raise SeplError(f"strategy {self.strategy.name!r} returned {got}, "
+                            f"expected an array of shape {sample.pseudo.shape}")
         return out.astype(np.uint8, copy=False)
 
 
@@ -105,6 +124,23 @@ def _load_labels(config: RunConfig) -> Mapping[str, frozenset[int]] | None:
     from sepl_tree.labels import load_image_labels
 
     return load_image_labels(config.labels, config.num_classes)
+
+
+def read_context(config: RunConfig) -> ReadContext:
+    """What the reader needs beyond its parameters (K, and image-level labels if given)."""
+    return ReadContext(num_classes=config.num_classes, image_labels=_load_labels(config))
+
+
+def read_inputs(config: RunConfig, reader: Reader, reader_params: Mapping[str, Any], ctx: ReadContext,
+                image_id: str) -> tuple[np.ndarray, MaskSet, bool]:
+    """One image's pseudo-label and masks: ``(pseudo, masks, no_masks)``.
+
+    Without masks and with ``missing_masks="keep"``, the masks are empty and ``no_masks`` is set.
+    """
+    pseudo = reader.read(config.pseudo_dir, image_id, ctx, **reader_params)
+    if find_mask_source(config.masks_dir, image_id) is None and config.missing_masks == "keep":
+        return pseudo, MaskSet.empty(*pseudo.shape), True
+    return pseudo, read_masks(config.masks_dir, image_id, shape=pseudo.shape), False
 
 
 @dataclass(frozen=True)
@@ -124,14 +160,10 @@ class RunJob:
     def setup(self) -> Callable[[str], ImageResult]:
         c = self.config
         selector, reader, reader_params = self.resolve(load_host(c.plugins))
-        ctx = ReadContext(num_classes=c.num_classes, image_labels=_load_labels(c))
+        ctx = read_context(c)
 
         def process(image_id: str) -> ImageResult:
-            pseudo = reader.read(c.pseudo_dir, image_id, ctx, **reader_params)
-            if find_mask_source(c.masks_dir, image_id) is None and c.missing_masks == "keep":
-                masks, no_masks = MaskSet.empty(*pseudo.shape), True
-            else:
-                masks, no_masks = read_masks(c.masks_dir, image_id, shape=pseudo.shape), False
+            pseudo, masks, no_masks = read_inputs(c, reader, reader_params, ctx, image_id)
             out = selector(pseudo, masks, image_id)
             write_label_png(c.out_dir / f"{image_id}.png", out)
             return ImageResult(image_id, len(masks), int(np.count_nonzero(out != pseudo)), no_masks)
