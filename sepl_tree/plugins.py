@@ -44,6 +44,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.readers.psa",
     "sepl_tree.readers.perclass",
     "sepl_tree.readers.clip_es",
+    "sepl_tree.strategies.tree_smallest_cover",
 )
 
 #: Set this environment variable (to anything but "" or "0") to skip entry-point plugins.

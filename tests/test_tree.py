@@ -1,0 +1,163 @@
+"""The containment tree on literal masks, and against a brute-force reading of its definition."""
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from sepl_tree.masks import MaskSet, rle_to_masks, mask_to_rle
+from sepl_tree.tree import (
+    ancestors_of_class,
+    any_descendant,
+    build_tree,
+    chains,
+    containment_parents,
+    depths,
+    descendants_of_class,
+    parent_array,
+)
+from tests.helpers import masks_from_strings
+
+
+def reference_parents(masks: np.ndarray, tau: float) -> list[int]:
+    """The definition read literally: smallest (area, index) among the qualifying larger masks."""
+    area = masks.reshape(len(masks), -1).sum(axis=1)
+    out = []
+    for c in range(len(masks)):
+        qualifying = [(area[p], p) for p in range(len(masks)) if p != c
+                      and (masks[p] & masks[c]).sum() >= tau * area[c] - 1e-9
+                      and (area[p], p) > (area[c], c)]
+        out.append(min(qualifying)[1] if qualifying else -1)
+    return out
+
+
+def test_nested_masks_form_a_chain_with_depths():
+    masks = masks_from_strings(["########"], ["####...."], ["##......"])
+    tree = build_tree(MaskSet(masks))
+    assert sorted(tree.edges) == [(0, 1), (1, 2)]
+    assert [tree.nodes[i]["depth"] for i in range(3)] == [0, 1, 2]
+    assert [tree.nodes[i]["area"] for i in range(3)] == [8, 4, 2]
+    assert tree.nodes[1]["bbox"] == (0, 0, 4, 1)
+    assert nx.is_branching(tree)
+
+
+def test_parent_is_the_smallest_container_not_the_largest():
+    # Mask 2 is inside both 0 and 1; its parent is 1, the smaller of the two.
+    masks = masks_from_strings(["######"], ["###..."], [".#...."])
+    assert containment_parents(masks).tolist() == [-1, 0, 1]
+
+
+def test_disjoint_masks_are_all_roots():
+    masks = masks_from_strings(["##...."], ["..##.."], ["....##"])
+    tree = build_tree(MaskSet(masks))
+    assert tree.number_of_nodes() == 3 and tree.number_of_edges() == 0
+    assert chains(tree) == [[0], [1], [2]]
+
+
+def test_equal_masks_nest_by_index():
+    # Identical masks: (area, index) decides, so the higher index is the parent of the lower.
+    masks = masks_from_strings(["###."], ["###."], ["###."])
+    assert containment_parents(masks).tolist() == [1, 2, -1]
+
+
+def test_equal_area_partial_overlap_uses_index_order():
+    # Same area 4, overlap 3 of 4 = 0.75: a parent for tau = 0.75, none for tau = 0.9.
+    masks = masks_from_strings(["####."], [".####"])
+    assert containment_parents(masks, tau=0.75).tolist() == [1, -1]
+    assert containment_parents(masks, tau=0.9).tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("tau, expected", [(0.7, [-1, 0]), (0.71, [-1, -1]), (1.0, [-1, -1]), (0.0, [-1, 0])])
+def test_tau_boundary_is_inclusive(tau, expected):
+    # Mask 1 has 10 pixels, 7 of them inside mask 0 (12 pixels): exactly tau = 0.7 qualifies (>=).
+    masks = masks_from_strings(["############......"], [".....##########..."])
+    assert containment_parents(masks, tau=tau).tolist() == expected
+
+
+def test_tau_one_needs_full_containment():
+    masks = masks_from_strings(["#####"], ["####."], ["....#"])
+    assert containment_parents(masks, tau=1.0).tolist() == [-1, 0, 0]
+
+
+def test_tau_zero_chains_every_mask_by_rank():
+    masks = masks_from_strings(["##...."], ["...###"], ["#....."])
+    # Ranks by (area, index): 2 (1 px) < 0 (2 px) < 1 (3 px); tau = 0 links each to the next.
+    assert containment_parents(masks, tau=0.0).tolist() == [1, -1, 0]
+
+
+def test_empty_masks_hang_below_the_next_ranked_mask():
+    masks = masks_from_strings(["...."], ["##.."], ["...."])
+    # (0,0) < (0,2) < (2,1): the empty mask 0's parent is empty mask 2, whose parent is mask 1.
+    assert containment_parents(masks).tolist() == [2, -1, 1]
+    assert nx.is_branching(build_tree(MaskSet(masks)))
+
+
+def test_no_masks_and_one_mask():
+    assert build_tree(MaskSet.empty(3, 4)).number_of_nodes() == 0
+    tree = build_tree(MaskSet(masks_from_strings(["#."])))
+    assert list(tree.nodes) == [0] and tree.nodes[0]["depth"] == 0
+
+
+def test_scores_become_node_attributes_where_known():
+    masks = masks_from_strings(["###"], ["#.."])
+    tree = build_tree(MaskSet(masks, [{"predicted_iou": 0.9, "stability_score": 0.95}, {"predicted_iou": "nan"}]))
+    assert tree.nodes[0]["predicted_iou"] == 0.9 and tree.nodes[0]["stability_score"] == 0.95
+    assert "predicted_iou" not in tree.nodes[1] and "stability_score" not in tree.nodes[1]
+
+
+def test_node_attributes_are_scalars_or_tuples():
+    tree = build_tree(MaskSet(masks_from_strings(["###"], ["#.."])))
+    for _, attrs in tree.nodes(data=True):
+        assert all(isinstance(v, (int, float, tuple)) for v in attrs.values())
+
+
+def test_column_major_masks_give_the_same_tree():
+    rng = np.random.default_rng(3)
+    masks = rng.random((12, 9, 11)) < 0.5
+    masks[5] = masks[2] | masks[7]
+    decoded = rle_to_masks([mask_to_rle(m) for m in masks], 9, 11)
+    assert not decoded.flags.c_contiguous
+    assert containment_parents(decoded).tolist() == containment_parents(masks).tolist()
+    assert containment_parents(masks).tolist() == reference_parents(masks, 0.9)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_boxes_match_the_definition(seed):
+    rng = np.random.default_rng(seed)
+    n, h, w = int(rng.integers(2, 14)), int(rng.integers(2, 10)), int(rng.integers(2, 10))
+    masks = np.zeros((n, h, w), bool)
+    for i in range(n):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        y1, x1 = rng.integers(y0, h) + 1, rng.integers(x0, w) + 1
+        masks[i, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.9
+    tau = float(rng.choice([0.0, 0.5, 0.8, 0.9, 1.0]))
+    tree = build_tree(MaskSet(masks), tau=tau)
+    assert nx.is_branching(tree)
+    assert parent_array(tree).tolist() == reference_parents(masks, tau)
+    for p, c in tree.edges:
+        assert tree.nodes[c]["depth"] == tree.nodes[p]["depth"] + 1
+
+
+def test_depths_and_parent_array():
+    tree = nx.DiGraph([(3, 0), (0, 1), (0, 2)])
+    tree.add_node(4)
+    parents = parent_array(tree)
+    assert parents.tolist() == [3, 0, 0, -1, -1]
+    assert depths(parents).tolist() == [1, 2, 2, 0, 0]
+
+
+def test_class_walks():
+    # 0 > 1 > 2 > 3 with classes 1, 2, 1, 1
+    tree = nx.DiGraph([(0, 1), (1, 2), (2, 3)])
+    assigned = np.array([1, 2, 1, 1])
+    assert descendants_of_class(tree, 0, assigned) == [2, 3]
+    assert ancestors_of_class(tree, 3, assigned) == [2, 0]
+    assert ancestors_of_class(tree, 1, assigned) == []
+    flags = np.array([0, 0, 0, 1], bool)
+    assert any_descendant(tree, flags, assigned).tolist() == [True, False, True, False]
+    assert any_descendant(tree, flags).tolist() == [True, True, True, False]
+    assert chains(tree) == [[0, 1, 2, 3]]
+
+
+def test_any_descendant_ignores_unassigned_nodes():
+    tree = nx.DiGraph([(0, 1)])
+    assert any_descendant(tree, np.array([0, 1], bool), np.array([-1, -1])).tolist() == [False, False]

@@ -1,0 +1,206 @@
+"""Tree-aware strategies: literal cases, a plain reference on random nested masks, registration."""
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from sepl_tree.masks import MaskSet
+from sepl_tree.pipeline import Selector
+from sepl_tree.plugins import load_host
+from sepl_tree.sample import Sample
+from sepl_tree.strategies.threshold import threshold
+from sepl_tree.strategies.tree_smallest_cover import tree_smallest_cover
+from sepl_tree.tree import build_tree
+from tests.helpers import masks_from_strings
+
+
+def sample_with_tree(pseudo, masks, tau=0.9, num_classes=21):
+    pseudo = np.asarray(pseudo, np.uint8)
+    maskset = MaskSet(np.asarray(masks, bool))
+    return Sample(pseudo, maskset, num_classes, tree=build_tree(maskset, tau))
+
+
+# A boat (class 4) on the sea: mask 0 is boat + sea, mask 1 the boat alone.
+BOAT_PSEUDO = [[0, 0, 4, 4, 4, 0, 0, 0, 0, 0]]
+BOAT_MASKS = masks_from_strings(["#########."], [".#####...."])
+
+
+def test_threshold_keeps_the_enveloping_mask():
+    assert threshold(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS)).tolist() == [[4] * 9 + [0]]
+
+
+def test_smallest_cover_drops_the_enveloping_mask():
+    # Mask 0: o_s = 3/9, o_p = 1 (kept by threshold through o_p only); its child mask 1 has
+    # o_s = 3/5 and o_p = 1 as well, so mask 0 is dropped and only the boat mask remains.
+    out = tree_smallest_cover(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS))
+    assert out.tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+
+
+def test_smallest_cover_keeps_parent_admitted_by_o_s():
+    # The parent is mostly inside the class (o_s = 5/6 > t1): kept although its child covers it.
+    pseudo = [[4, 4, 4, 4, 4, 0]]
+    masks = masks_from_strings(["######"], ["#####."])
+    assert tree_smallest_cover(sample_with_tree(pseudo, masks)).tolist() == [[4] * 6]
+
+
+def test_smallest_cover_ignores_descendants_of_another_class():
+    masks = masks_from_strings(["#####...."], [".##......"])
+    # Same class: the parent (o_s = 2/5, o_p = 1) yields to its child (o_s = 1, o_p = 1).
+    sample = sample_with_tree([[0, 4, 4, 0, 0, 0, 0, 0, 0]], masks)
+    assert tree_smallest_cover(sample).tolist() == [[0, 4, 4, 0, 0, 0, 0, 0, 0]]
+    # The parent goes to class 2 (3 pixels) and the child to class 4: no shadowing, as threshold.
+    sample = sample_with_tree([[2, 4, 4, 2, 2, 0, 0, 0, 0]], masks)
+    assert sample.assigned.tolist() == [2, 4]
+    assert tree_smallest_cover(sample).tolist() == threshold(sample).tolist() == [[2, 4, 4, 2, 2, 0, 0, 0, 0]]
+
+
+def test_smallest_cover_needs_descendant_with_high_o_p():
+    # The child covers only 2 of the 3 class pixels (o_p = 0.67): the parent stays.
+    pseudo = [[0, 4, 4, 4, 0, 0, 0, 0]]
+    masks = masks_from_strings(["#######."], [".##....."])
+    sample = sample_with_tree(pseudo, masks)
+    assert tree_smallest_cover(sample).tolist() == threshold(sample).tolist() == [[4] * 7 + [0]]
+
+
+def test_smallest_cover_parameters_reach_the_rule():
+    # With t2 = 1.0 nothing is admitted through o_p, so the enveloping mask is not kept anyway.
+    out = tree_smallest_cover(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS), t2=1.0)
+    assert out.tolist() == threshold(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS), t2=1.0).tolist()
+    # With tau = 1 and a child poking out of its parent there is no tree edge and no shadowing.
+    masks = masks_from_strings(["########.."], [".#######.#"])
+    pseudo = [[0, 4, 4, 4, 4, 4, 4, 4, 0, 0]]
+    loose, strict = sample_with_tree(pseudo, masks, tau=0.8), sample_with_tree(pseudo, masks, tau=1.0)
+    assert strict.tree.number_of_edges() == 0 and loose.tree.number_of_edges() == 1
+    assert tree_smallest_cover(strict).tolist() == threshold(strict).tolist()
+
+
+def test_smallest_cover_without_tree_is_an_error():
+    sample = Sample(np.zeros((1, 3), np.uint8), MaskSet(np.zeros((1, 1, 3), bool)))
+    with pytest.raises(ValueError, match="needs sample.tree"):
+        tree_smallest_cover(sample)
+
+
+def reference_smallest_cover(pseudo: np.ndarray, masks: np.ndarray, t1: float, t2: float, tau: float) -> np.ndarray:
+    """Plain loops over masks and pixels, without the package's vectorised helpers."""
+    n = len(masks)
+    area = [int(m.sum()) for m in masks]
+    classes = [k for k in range(1, 21) if (pseudo == k).any()]
+    assigned, o_s, o_p = [-1] * n, [0.0] * n, [0.0] * n
+    for i in range(n):
+        best, best_k = 0, -1
+        for k in classes:
+            inter = int((masks[i] & (pseudo == k)).sum())
+            if inter > best:
+                best, best_k = inter, k
+        if best_k >= 0:
+            assigned[i] = best_k
+            o_s[i] = best / area[i]
+            o_p[i] = best / int((pseudo == best_k).sum())
+    parent = []
+    for c in range(n):
+        options = [(area[p], p) for p in range(n) if p != c and (area[p], p) > (area[c], c)
+                   and (masks[p] & masks[c]).sum() >= tau * area[c] - 1e-9]
+        parent.append(min(options)[1] if options else -1)
+
+    def descendants(node):
+        kids = [c for c in range(n) if parent[c] == node]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    keep = []
+    for i in range(n):
+        if assigned[i] < 0:
+            keep.append(False)
+        elif o_s[i] > t1:
+            keep.append(True)
+        elif o_p[i] > t2:
+            keep.append(not any(assigned[d] == assigned[i] and o_p[d] > t2 for d in descendants(i)))
+        else:
+            keep.append(False)
+    out = np.zeros(pseudo.shape, np.uint8)
+    covered = np.zeros(pseudo.shape, bool)
+    for k in classes:
+        chosen = [i for i in range(n) if keep[i] and assigned[i] == k]
+        region = np.zeros(pseudo.shape, bool)
+        for i in chosen:
+            region |= masks[i]
+        if not chosen:
+            region = pseudo == k
+        out[region] = k
+        covered |= region
+    out[(pseudo == 255) & ~covered] = 255
+    return out
+
+
+def random_nested_case(rng: np.random.Generator):
+    """Objects in a pseudo-label, with masks for each: the object, parts, and boxes around it."""
+    h, w = int(rng.integers(8, 16)), int(rng.integers(8, 16))
+    pseudo = np.zeros((h, w), np.uint8)
+    masks = []
+
+    def box(y0, x0, y1, x1):
+        m = np.zeros((h, w), bool)
+        m[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+        if rng.random() < 0.3:
+            m &= rng.random((h, w)) < 0.95  # a little jitter: containment no longer exact
+        return m
+
+    for _ in range(int(rng.integers(1, 4))):
+        y0, x0 = int(rng.integers(0, h - 3)), int(rng.integers(0, w - 3))
+        y1, x1 = y0 + int(rng.integers(2, 6)), x0 + int(rng.integers(2, 6))
+        pseudo[y0:y1, x0:x1] = rng.integers(1, 4)
+        for _ in range(int(rng.integers(0, 4))):
+            kind = rng.random()
+            if kind < 0.3:  # the object, give or take a pixel
+                d = rng.integers(-1, 2, 4)
+                masks.append(box(y0 + d[0], x0 + d[1], y1 + d[2], x1 + d[3]))
+            elif kind < 0.7:  # around it, with background
+                d = rng.integers(0, 5, 4)
+                masks.append(box(y0 - d[0], x0 - d[1], y1 + d[2], x1 + d[3]))
+            else:  # a part of it
+                masks.append(box(y0, x0, y0 + int(rng.integers(1, y1 - y0 + 1)), x1))
+    for _ in range(int(rng.integers(0, 4))):  # anything anywhere
+        a, b = sorted(rng.integers(0, h + 1, 2))
+        c, d = sorted(rng.integers(0, w + 1, 2))
+        masks.append(box(a, c, b + 1, d + 1))
+    pseudo[rng.random((h, w)) < 0.03] = 255
+    return pseudo, np.array(masks, bool).reshape(-1, h, w)
+
+
+def random_params(rng):
+    return float(rng.choice([0.5, 0.3])), float(rng.choice([0.85, 0.6])), float(rng.choice([0.9, 0.75]))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_smallest_cover_matches_plain_reference(seed):
+    rng = np.random.default_rng(seed)
+    pseudo, masks = random_nested_case(rng)
+    t1, t2, tau = random_params(rng)
+    sample = sample_with_tree(pseudo, masks, tau=tau)
+    got = tree_smallest_cover(sample, t1=t1, t2=t2, tau=tau)
+    np.testing.assert_array_equal(got, reference_smallest_cover(pseudo, masks, t1, t2, tau))
+
+
+def test_random_cases_exercise_the_shadowing():
+    # The reference comparison above is only meaningful if some cases differ from threshold.
+    differ = 0
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        pseudo, masks = random_nested_case(rng)
+        t1, t2, tau = random_params(rng)
+        sample = sample_with_tree(pseudo, masks, tau=tau)
+        differ += not np.array_equal(tree_smallest_cover(sample, t1, t2, tau), threshold(sample, t1, t2))
+    assert differ >= 6
+
+
+def test_registered_with_needs_tree_and_selector_builds_the_tree():
+    host = load_host(autoload=False)
+    strategy = host.strategy("tree-smallest-cover")
+    assert strategy.needs_tree and set(strategy.params) == {"t1", "t2", "tau"}
+    assert strategy.params["tau"].default == 0.9 and strategy.params["tau"].help
+    out = Selector(strategy, {"t1": 0.5, "t2": 0.85, "tau": 0.9})(np.asarray(BOAT_PSEUDO, np.uint8), MaskSet(BOAT_MASKS))
+    assert out.tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+
+
+def test_tree_of_sample_is_a_branching():
+    sample = sample_with_tree(BOAT_PSEUDO, BOAT_MASKS)
+    assert nx.is_branching(sample.tree) and list(sample.tree.edges) == [(0, 1)]
