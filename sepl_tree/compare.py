@@ -1,0 +1,303 @@
+"""Run several strategies on the same images and score them per failure subset.
+
+Each image is read once (pseudo-label through the reader plugin, masks, ground truth), one
+:class:`~sepl_tree.sample.Sample` is built (overlap computed once; the containment tree built
+once per ``tau`` and only if a strategy or subset needs it), every strategy runs on it and its
+output is written atomically to ``OUT/<strategy>/<id>.png``. The job returns the image's
+confusion matrices (input pseudo-label and each strategy, :func:`sepl_tree.metrics.confusion_matrix`)
+and its subset flags (:mod:`sepl_tree.subsets`). :class:`CompareTotals` sums the matrices per
+subset: scores are dataset-level, the published convention.
+
+Resume: a strategy whose ``OUT/<strategy>/<id>.png`` exists is not run again for that image
+(unless ``overwrite``); the file is read back and scored, so the totals are the same as on a
+fresh run. Change a strategy's parameters? Use ``overwrite``. Results do not depend on the
+number of workers (integer sums; rows sorted by id).
+
+Label maps are ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepl_tree.errors import InputError, SeplError
+from sepl_tree.evaluate import scores_to_json
+from sepl_tree.executors import execute
+from sepl_tree.io import read_label_png, write_label_png
+from sepl_tree.metrics import confusion_matrix, scores
+from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs
+from sepl_tree.plugins import PluginHost, load_host
+from sepl_tree.registry import Reader, Strategy, coerce_params
+from sepl_tree.sample import Sample
+from sepl_tree.subsets import NEEDS_TREE, SUBSETS, compute_subsets
+
+__all__ = [
+    "CompareConfig",
+    "CompareJob",
+    "CompareTotals",
+    "ImageComparison",
+    "METRICS",
+    "RESERVED_NAMES",
+    "SUBSET_TAU",
+    "disagreement",
+    "route_params",
+    "run_compare",
+]
+
+#: The tree used by the ``envelope`` and ``nested`` subsets (build_tree's default).
+SUBSET_TAU = 0.9
+#: Report metric -> attribute of :class:`sepl_tree.metrics.Scores`.
+METRICS: dict[str, str] = {"miou": "miou", "precision": "mean_precision", "recall": "mean_recall"}
+#: Folder names under ``OUT`` that are not strategy outputs.
+RESERVED_NAMES = frozenset({"figures", "input"})
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What ``sepl-tree compare`` needs; picklable.
+
+    Attributes
+    ----------
+    inputs
+        Where pseudo-labels and masks come from, the reader, K, plugins, ``--labels``,
+        ``missing_masks``, ``overwrite``; its ``out_dir`` is the compare output folder. Its
+        ``strategy`` and ``params`` fields are not used.
+    gt_dir
+        Ground-truth label PNGs ``<id>.png``.
+    strategies
+        Strategy names, in report order.
+    params
+        Strategy name -> its given parameters (coerced against the strategy's declaration).
+    subsets
+        The subsets to decide (see :data:`sepl_tree.subsets.SUBSETS`).
+    """
+
+    inputs: RunConfig
+    gt_dir: Path
+    strategies: tuple[str, ...]
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    subsets: tuple[str, ...] = SUBSETS
+
+    @property
+    def out_dir(self) -> Path:
+        return self.inputs.out_dir
+
+    def output_path(self, strategy: str, image_id: str) -> Path:
+        return self.out_dir / strategy / f"{image_id}.png"
+
+
+@dataclass(frozen=True)
+class ImageComparison:
+    """One image's result: confusion matrices, subset flags and how much the strategies differ."""
+
+    image_id: str
+    input_cm: np.ndarray
+    cms: dict[str, np.ndarray]
+    flags: dict[str, bool]
+    details: dict[str, Any]
+    disagreement: float
+    masks: int
+    computed: tuple[str, ...] = ()
+
+
+def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
+                 reader: Reader) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Send each ``--param`` to the strategies and reader that declare it.
+
+    ``STRATEGY:NAME=VALUE`` goes to that strategy only, ``reader:NAME=VALUE`` to the reader;
+    a bare ``NAME=VALUE`` goes to the reader if it declares NAME, else to every listed strategy
+    that declares it. A name nobody declares is an error.
+
+    >>> from sepl_tree.plugins import load_host
+    >>> host = load_host(autoload=False)
+    >>> s = {n: host.strategy(n) for n in ("threshold", "official")}
+    >>> route_params({"t2": "0.9", "threshold:t1": "0.6"}, s, host.reader("png"))
+    ({'threshold': {'t2': '0.9', 't1': '0.6'}, 'official': {'t2': '0.9'}}, {})
+    """
+    per: dict[str, dict[str, str]] = {name: {} for name in strategies}
+    to_reader: dict[str, str] = {}
+    for key, value in given.items():
+        owner, colon, name = key.rpartition(":")
+        if colon:
+            if owner == "reader":
+                to_reader[name] = value
+            elif owner in strategies:
+                per[owner][name] = value
+            else:
+                raise SeplError(f"--param {key}: {owner!r} is neither 'reader' nor one of the compared strategies "
+                                f"({', '.join(strategies)})")
+        elif key in reader.params:
+            to_reader[key] = value
+        else:
+            takers = [s for s, strat in strategies.items() if key in strat.params]
+            if not takers:
+                raise SeplError(f"--param {key}: no compared strategy nor reader {reader.name!r} has this parameter")
+            for s in takers:
+                per[s][key] = value
+    return per, to_reader
+
+
+def disagreement(outputs: Sequence[np.ndarray]) -> float:
+    """Share of pixels where the label maps are not all equal (0 for fewer than two maps).
+
+    >>> disagreement([np.array([[1, 1, 0, 0]]), np.array([[1, 2, 0, 0]])])
+    0.25
+    """
+    if len(outputs) < 2:
+        return 0.0
+    first = outputs[0]
+    differ = np.zeros(first.shape, bool)
+    for out in outputs[1:]:
+        differ |= out != first
+    return round(float(differ.mean()), 6)
+
+
+@dataclass(frozen=True)
+class CompareJob:
+    """The per-image job of ``sepl-tree compare`` (a :class:`sepl_tree.executors.JobSpec`)."""
+
+    config: CompareConfig
+
+    def resolve(self, host: PluginHost) -> tuple[dict[str, Selector], Reader, dict[str, Any]]:
+        """The bound strategies (in order), the reader and its checked parameters."""
+        c, run = self.config, self.config.inputs
+        selectors = {}
+        for name in c.strategies:
+            strategy = host.strategy(name)
+            params = coerce_params(f"strategy {name!r}", strategy.params, c.params.get(name, {}))
+            selectors[name] = Selector(strategy, params, run.num_classes)
+        reader = host.reader(run.reader)
+        return selectors, reader, coerce_params(f"reader {reader.name!r}", reader.params, run.reader_params)
+
+    def setup(self) -> Callable[[str], ImageComparison]:
+        c, run = self.config, self.config.inputs
+        k = run.num_classes
+        selectors, reader, reader_params = self.resolve(load_host(run.plugins))
+        ctx = read_context(run)
+        thr = selectors["threshold"].params if "threshold" in selectors else {}
+        t1, t2 = float(thr.get("t1", 0.5)), float(thr.get("t2", 0.85))
+
+        def process(image_id: str) -> ImageComparison:
+            pseudo, masks, _ = read_inputs(run, reader, reader_params, ctx, image_id)
+            gt_path = c.gt_dir / f"{image_id}.png"
+            gt = read_label_png(gt_path, k)
+            if gt.shape != pseudo.shape:
+                raise InputError(gt_path, f"is {gt.shape[0]}x{gt.shape[1]} but the pseudo-label is "
+                                          f"{pseudo.shape[0]}x{pseudo.shape[1]}")
+            sample = Sample(pseudo, masks, k, image_id=image_id)
+            trees: dict[float, Any] = {}
+
+            def tree(tau: float) -> Any:
+                if tau not in trees:
+                    from sepl_tree.tree import build_tree
+
+                    trees[tau] = build_tree(masks, tau=tau)
+                return trees[tau]
+
+            outputs, computed = {}, []
+            for name, selector in selectors.items():
+                path = c.output_path(name, image_id)
+                if not run.overwrite and path.is_file():
+                    out = read_label_png(path, k)
+                    if out.shape != pseudo.shape:
+                        raise InputError(path, "existing output has the wrong size; rerun with --overwrite")
+                else:
+                    sample.tree = tree(selector.tau) if selector.strategy.needs_tree else None
+                    out = selector.apply(sample)
+                    write_label_png(path, out)
+                    computed.append(name)
+                outputs[name] = out
+            sample.tree = tree(SUBSET_TAU) if NEEDS_TREE & set(c.subsets) else None
+            subsets = compute_subsets(sample, gt, names=c.subsets, t1=t1, t2=t2)
+            maps = list(outputs.values()) if len(outputs) > 1 else [pseudo, *outputs.values()]
+            return ImageComparison(
+                image_id=image_id,
+                input_cm=confusion_matrix(pseudo, gt, k),
+                cms={name: confusion_matrix(out, gt, k) for name, out in outputs.items()},
+                flags=subsets.flags,
+                details=subsets.details,
+                disagreement=disagreement(maps),
+                masks=len(masks),
+                computed=tuple(computed),
+            )
+
+        return process
+
+
+def _num(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)
+
+
+class CompareTotals:
+    """Confusion matrices summed per subset, and one row per image."""
+
+    def __init__(self, strategies: Sequence[str], subsets: Sequence[str], num_classes: int) -> None:
+        self.strategies, self.subsets, self.num_classes = tuple(strategies), tuple(subsets), num_classes
+        shape = (num_classes, num_classes + 1)
+        columns = ("input", *self.strategies)
+        self.cm = {s: {col: np.zeros(shape, np.int64) for col in columns} for s in self.subsets}
+        self.images = {s: 0 for s in self.subsets}
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.details: dict[str, dict[str, Any]] = {}
+
+    def add(self, r: ImageComparison) -> None:
+        for subset in self.subsets:
+            if r.flags.get(subset):
+                self.images[subset] += 1
+                self.cm[subset]["input"] += r.input_cm
+                for name in self.strategies:
+                    self.cm[subset][name] += r.cms[name]
+        row: dict[str, Any] = {"id": r.image_id, "masks": r.masks, "disagreement": r.disagreement}
+        row.update({s: int(r.flags.get(s, False)) for s in self.subsets})
+        for col, cm in (("input", r.input_cm), *r.cms.items()):
+            s = scores(cm)
+            row.update({f"{col}_{m}": _num(getattr(s, attr)) for m, attr in METRICS.items()})
+        self.rows[r.image_id] = row
+        self.details[r.image_id] = {"subsets": [s for s in self.subsets if r.flags.get(s)], "details": r.details}
+
+    def table(self) -> list[dict[str, Any]]:
+        """Per-image rows sorted by id (the ``compare.csv`` content)."""
+        return [self.rows[i] for i in sorted(self.rows)]
+
+    def most_disagreeing(self, n: int) -> list[str]:
+        """The ``n`` image ids where the strategies differ most (ties by id)."""
+        ranked = sorted(self.rows.values(), key=lambda row: (-row["disagreement"], row["id"]))
+        return [row["id"] for row in ranked[:n] if row["disagreement"] > 0]
+
+    def summary(self, class_names: Sequence[str]) -> dict[str, Any]:
+        """Per subset: image count, input scores, each strategy's scores and deltas vs input."""
+        out: dict[str, Any] = {}
+        for subset in self.subsets:
+            n = self.images[subset]
+            before = scores(self.cm[subset]["input"])
+            entry: dict[str, Any] = {"images": n, "input": scores_to_json(before, class_names, n), "strategies": {}}
+            for name in self.strategies:
+                after = scores(self.cm[subset][name])
+                doc = scores_to_json(after, class_names, n)
+                doc["delta"] = {m: _num(getattr(after, a) - getattr(before, a)) for m, a in METRICS.items()}
+                entry["strategies"][name] = doc
+            out[subset] = entry
+        return out
+
+
+def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
+                on_image: Callable[[ImageComparison], None] | None = None) -> CompareTotals:
+    """Compare the strategies on ``ids``; ``on_image`` sees each result as it completes."""
+    for name in config.strategies:
+        if name in RESERVED_NAMES:
+            raise SeplError(f"a strategy named {name!r} would clash with the report folder OUT/{name}/")
+    totals = CompareTotals(config.strategies, config.subsets, config.inputs.num_classes)
+    if not ids:
+        raise SeplError("no images to compare")
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    results: Iterator[ImageComparison] = execute(CompareJob(config), ids, executor="process", workers=workers)
+    for result in results:
+        totals.add(result)
+        if on_image is not None:
+            on_image(result)
+    return totals
