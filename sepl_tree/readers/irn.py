@@ -1,0 +1,50 @@
+"""``irn`` (alias ``clims``): IRN's CAM dictionaries ``CAM_DIR/<id>.npy``.
+
+Written by IRN's ``step/make_cam.py`` (and unchanged by CLIMS's ``step/make_cam.py`` /
+``step/make_clims.py`` and the many IRN descendants): ``np.save`` of a dict with
+
+- ``keys``: the image's classes, **0-based** (0 = aeroplane), a torch ``LongTensor``;
+- ``cam``: stride-4 CAMs, a torch tensor (not used here);
+- ``high_res``: ``float32 (len(keys), H, W)`` CAMs at image size, each scaled to max 1;
+  no background channel.
+
+IRN's ``step/eval_cam.py`` pads a constant background score ``cam_eval_thres`` (0.15 in IRN's and
+CLIMS's ``run_sample.py``) in front, takes the argmax and maps it through ``[0, keys + 1]``.
+Appendix C.1 of the SEPL paper (SEPL on the raw CAMs) is ``run --reader irn``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sepl_tree import hookimpl
+from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
+from sepl_tree.readers.sniff import identify, wrong_format
+from sepl_tree.registry import ReadContext, Reader
+
+__all__ = ["read_irn"]
+
+
+def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.15) -> np.ndarray:
+    """IRN/CLIMS CAMs: dict with 0-based 'keys' and 'high_res' (classes, H, W); no background.
+
+    Parameters
+    ----------
+    bg
+        Background score if below 1 (IRN's cam_eval_thres, 0.15), else the power p of (1 - max CAM)^p.
+    """
+    path = folder / f"{image_id}.npy"
+    obj = load_pickled(path)
+    found = require_keys(obj, ("keys", "high_res"))
+    if found is None:
+        raise wrong_format(path, "irn", "expected IRN's dictionary with 'keys' and 'high_res'", obj)
+    keys = to_numpy(found["keys"]).reshape(-1)
+    return cam_to_label(path, found["high_res"], keys + 1, ctx.num_classes, bg=bg,
+                        allowed=allowed_classes(ctx, image_id, path))
+
+
+@hookimpl
+def register_readers(register):
+    register(Reader("irn", read_irn, suffix=".npy", aliases=("clims",), sniff=identify))

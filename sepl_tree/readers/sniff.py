@@ -1,0 +1,132 @@
+"""Recognise which baseline wrote a file, so a reader given the wrong format says so in one line.
+
+Every built-in reader passes :func:`identify` as its ``sniff`` and raises
+:func:`wrong_format` when a file is not in its format: the error then reads
+``<file>: this looks like a PuzzleCAM file; try --reader puzzlecam`` instead of a label map
+made of garbage. Recognition is by what the files hold (dictionary keys, key layout), and for
+PNGs by name (``<id>_<class>.png`` is a per-class map, anything else a label map).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepl_tree.errors import InputError
+
+__all__ = ["FORMATS", "PER_CLASS_PNG", "identify", "identify_object", "looks_like_crf", "suggest_reader", "wrong_format"]
+
+#: ``<image id>_<class index>.png``: L2G's and RCA's per-class maps (class 0-based, 1 to 3 digits,
+#: so VOC and COCO ids, whose last part has 6 or 12 digits, are never mistaken for one).
+PER_CLASS_PNG = re.compile(r"^(?P<id>.+)_(?P<cls>\d{1,3})\.png$")
+
+#: Format id -> (what it is, the reader to suggest, every reader that reads it).
+FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "irn": ("an IRN/CLIMS CAM file", "irn", ("irn", "clims")),
+    "sipe": ("a SIPE CAM file", "sipe", ("sipe",)),
+    "puzzlecam": ("a PuzzleCAM file", "puzzlecam", ("puzzlecam",)),
+    "clip-es": ("a CLIP-ES CAM file", "clip-es", ("clip-es", "clipes")),
+    "recurseed": ("a RecurSeed seed file", "recurseed", ("recurseed",)),
+    "class-dict": ("a PSA-style {class: CAM} dictionary (PSA, SEAM, EPS, PPC, TransCAM; pick the one that wrote it)",
+                   "psa", ("psa", "affinitynet", "seam", "eps", "ppc", "transcam")),
+    "crf-dict": ("a CRF score dictionary with the background at key 0 (PSA/SEAM/EPS out_crf)", "psa-crf",
+                 ("psa-crf", "seam-crf", "eps-crf", "ppc-crf")),
+    "per-class-png": ("a per-class CAM PNG (L2G, RCA)", "l2g", ("l2g", "rca")),
+    "label-png": ("a label PNG", "png", ("png",)),
+}
+
+_MISSING = object()
+
+
+def looks_like_crf(obj: Mapping[Any, Any]) -> bool:
+    """Whether an int-keyed dictionary holds CRF probabilities (key 0 = background, summing to 1)."""
+    if 0 not in obj or len(obj) < 2:
+        return False
+    try:
+        maps = [np.asarray(v, dtype=np.float64) for v in obj.values()]
+        if len({m.shape for m in maps}) != 1 or maps[0].ndim != 2:
+            return False
+        return bool(np.allclose(np.sum(maps, axis=0), 1.0, atol=1e-3))
+    except (TypeError, ValueError):
+        return False
+
+
+def _format_of_object(obj: Any) -> str | None:
+    if not isinstance(obj, Mapping):
+        return None
+    if "IS_CAM" in obj:
+        return "sipe"
+    if "hr_cam" in obj or "rw" in obj:
+        return "puzzlecam"
+    if "attn_highres" in obj or ("highres" in obj and "keys" in obj):
+        return "clip-es"
+    if "high_res" in obj:
+        return "irn"
+    if "seed" in obj and "keys" in obj:
+        return "recurseed"
+    if obj and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in obj):
+        return "crf-dict" if looks_like_crf(obj) else "class-dict"
+    return None
+
+
+def _format_of(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return "per-class-png" if PER_CLASS_PNG.match(path.name) else "label-png"
+    if suffix in (".npy", ".pkl"):
+        from sepl_tree.readers.cam import load_pickled
+
+        try:
+            return _format_of_object(load_pickled(path))
+        except InputError:
+            return None
+    return None
+
+
+def identify_object(obj: Any) -> str | None:
+    """The reader for a loaded object (a CAM dictionary), or ``None`` if unrecognised."""
+    fmt = _format_of_object(obj)
+    return None if fmt is None else FORMATS[fmt][1]
+
+
+def identify(path: Path) -> str | None:
+    """The reader whose format ``path`` looks like, or ``None``; never raises."""
+    try:
+        fmt = _format_of(Path(path))
+    except Exception:  # sniffing is a hint: a file it cannot make sense of is simply unrecognised
+        return None
+    return None if fmt is None else FORMATS[fmt][1]
+
+
+def wrong_format(path: Path, reader: str, problem: str, obj: Any = _MISSING) -> InputError:
+    """The error for ``path``, which ``reader`` cannot read because of ``problem``.
+
+    When the file (or its loaded content ``obj``) is recognisably another format, the message
+    names that format and the reader to use instead.
+    """
+    try:
+        fmt = _format_of_object(obj) if obj is not _MISSING else _format_of(Path(path))
+    except Exception:
+        fmt = None
+    if fmt is not None:
+        what, suggestion, readers = FORMATS[fmt]
+        if reader not in readers:
+            return InputError(path, f"this looks like {what}; try --reader {suggestion}")
+    return InputError(path, problem)
+
+
+def suggest_reader(folder: Path, limit: int = 8) -> str | None:
+    """A reader for the files in ``folder`` (judged on the first ``limit`` of them), or ``None``."""
+    try:
+        files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError:
+        return None
+    for path in files[:limit]:
+        name = identify(path)
+        if name is not None:
+            return name
+    return None

@@ -1,0 +1,294 @@
+"""Pseudo-label and CAM readers: fixtures written exactly as each baseline's code writes them.
+
+Every fixture holds the same two score maps on a 2x3 image, for aeroplane (0-based key 0, class 1)
+and dog (0-based key 11, class 12). The expected label maps below were worked out by hand, pixel by
+pixel, from each method's rule (constant background score or (1 - max)^p), not by the code under test.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sepl_tree.errors import InputError
+from sepl_tree.plugins import load_host
+from sepl_tree.readers.cam import cam_to_label
+from sepl_tree.readers.sniff import identify, suggest_reader
+from sepl_tree.registry import ReadContext
+
+AERO = np.array([[0.9, 0.1, 0.0], [0.5, 0.14, 0.3]], np.float32)
+DOG = np.array([[0.2, 0.8, 0.1], [0.6, 0.0, 0.16]], np.float32)
+SCORES = np.stack([AERO, DOG])  # (2, 2, 3), no background channel
+
+# Constant background 0.15 .. 0.29: pixel (0,2) and (1,1) stay below, (1,2) is aeroplane at 0.3.
+LOW_BG = [[1, 12, 0], [12, 0, 1]]
+# Background 0.42 or 0.55, or (1 - max)^2: (1,2) becomes background too.
+HIGH_BG = [[1, 12, 0], [12, 0, 0]]
+# (1 - max)^16 (PSA): (1,1) bg 0.86^16 = 0.089 < 0.14 and (1,2) bg 0.7^16 = 0.003 -> aeroplane.
+POWER16 = [[1, 12, 0], [12, 1, 1]]
+# Only dog allowed (image-level labels), background 0.15: dog wherever it beats 0.15.
+DOG_ONLY = [[12, 12, 0], [12, 0, 12]]
+
+VOC = ReadContext(num_classes=21)
+
+
+@pytest.fixture(scope="module")
+def host():
+    return load_host(autoload=False)
+
+
+def read(host, name: str, folder: Path, image_id: str = "2007_000032", ctx: ReadContext = VOC, **params):
+    return host.reader(name).read(folder, image_id, ctx, **params)
+
+
+def save_npy(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, obj)
+    return path
+
+
+# --- fixture writers, one per baseline, following its saving code -------------------------------
+
+def write_irn(folder: Path, image_id: str = "2007_000032") -> Path:
+    """IRN step/make_cam.py: keys = torch.nonzero(label)[:, 0] (0-based LongTensor), cam a torch tensor."""
+    label = torch.zeros(20)
+    label[[0, 11]] = 1
+    valid_cat = torch.nonzero(label)[:, 0]
+    return save_npy(folder / f"{image_id}.npy",
+                    {"keys": valid_cat, "cam": torch.from_numpy(SCORES[:, :1, :1].copy()), "high_res": SCORES.copy()})
+
+
+def write_sipe(folder: Path) -> Path:
+    """SIPE make_cam.py: keys include background 0 (label padded with 1); IS_CAM has the bg map first."""
+    bg = np.array([[0.1, 0.1, 0.5], [0.1, 0.9, 0.2]], np.float32)
+    return save_npy(folder / "2007_000032.npy",
+                    {"keys": np.array([0, 1, 12]), "IS_CAM": np.stack([bg, AERO, DOG])})
+
+
+def write_puzzlecam(folder: Path, rw: bool = False) -> Path:
+    """PuzzleCAM inference_classification.py: keys = pad(keys + 1) -> [0, 1, 12]; hr_cam numpy, cam torch."""
+    keys = np.pad(torch.tensor([0, 11]) + 1, (1, 0), mode="constant")
+    obj = {"keys": keys, "cam": torch.from_numpy(SCORES.copy()), "hr_cam": SCORES.copy()}
+    if rw:  # inference_rw.py keeps the keys and saves the random-walk scores as 'rw'
+        obj = {"keys": keys, "rw": SCORES * 0.5}
+    return save_npy(folder / "2007_000032.npy", obj)
+
+
+def write_recurseed(folder: Path) -> Path:
+    """RecurSeed infer_rsepm.py: pickle of {'keys': [0, c + 1, ...], 'seed': (n, H, W)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "2007_000032.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"keys": np.pad(np.array([0, 11]) + 1, (1, 0), "constant"), "seed": SCORES.copy()}, f)
+    return path
+
+
+def write_clip_es(folder: Path) -> Path:
+    """CLIP-ES generate_cams_voc12.py: keys 0-based (numpy int64), attn_highres float16."""
+    return save_npy(folder / "2007_000032.npy",
+                    {"keys": torch.tensor([0, 11]).numpy(), "attn_highres": SCORES.astype(np.float16)})
+
+
+def write_class_dict(folder: Path) -> Path:
+    """PSA infer_cls.py / SEAM / EPS / PPC / TransCAM: {0-based class: (H, W)} for labelled classes."""
+    return save_npy(folder / "2007_000032.npy", {0: AERO.copy(), 11: DOG.copy()})
+
+
+def write_crf_dict(folder: Path) -> Path:
+    """PSA _crf_with_alpha: {0: background, key + 1: map}, CRF probabilities summing to 1."""
+    aero = np.array([[0.9, 0.1, 0.1], [0.3, 0.1, 0.5]], np.float32)
+    dog = np.array([[0.05, 0.8, 0.1], [0.6, 0.1, 0.3]], np.float32)
+    return save_npy(folder / "2007_000032.npy", {0: 1 - aero - dog, 1: aero, 12: dog})
+
+
+# 8-bit per-class maps (L2G writes norm_cam * 255 with cv2.imwrite): value / 255 is close to SCORES.
+AERO_U8 = np.array([[230, 26, 0], [128, 36, 77]], np.uint8)
+DOG_U8 = np.array([[51, 204, 26], [153, 0, 41]], np.uint8)
+
+
+def write_per_class(folder: Path, image_id: str = "2007_000032") -> None:
+    """L2G test_l2g_voc.py / RCA res.py: <id>_<0-based class>.png, greyscale."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(AERO_U8, mode="L").save(folder / f"{image_id}_0.png")
+    Image.fromarray(DOG_U8, mode="L").save(folder / f"{image_id}_11.png")
+
+
+# --- each reader on its own format ---------------------------------------------------------------
+
+def test_irn_torch_keys_and_default_threshold(host, tmp_path):
+    write_irn(tmp_path)
+    assert read(host, "irn", tmp_path).tolist() == LOW_BG
+    assert read(host, "clims", tmp_path).tolist() == LOW_BG
+    assert read(host, "irn", tmp_path, bg=0.55).tolist() == HIGH_BG
+    assert read(host, "irn", tmp_path, bg=2.0).tolist() == HIGH_BG  # 1 or more: (1 - max)^p
+    out = read(host, "irn", tmp_path)
+    assert out.dtype == np.uint8 and out.shape == (2, 3)
+
+
+def test_irn_restricted_by_image_labels(host, tmp_path):
+    write_irn(tmp_path)
+    ctx = ReadContext(num_classes=21, image_labels={"2007_000032": frozenset({12})})
+    assert read(host, "irn", tmp_path, ctx=ctx).tolist() == DOG_ONLY
+    missing = ReadContext(num_classes=21, image_labels={"2007_000033": frozenset({12})})
+    with pytest.raises(InputError, match="no entry in the image-level labels"):
+        read(host, "irn", tmp_path, ctx=missing)
+
+
+def test_sipe_background_channel_argmax(host, tmp_path):
+    write_sipe(tmp_path)
+    # bg map [[.1,.1,.5],[.1,.9,.2]] against the classes: (0,2) and (1,1) are background, (1,2) aeroplane.
+    assert read(host, "sipe", tmp_path).tolist() == LOW_BG
+    assert host.reader("sipe").params == {}
+
+
+def test_puzzlecam_shifted_keys_hr_cam_and_rw(host, tmp_path):
+    write_puzzlecam(tmp_path)
+    assert read(host, "puzzlecam", tmp_path).tolist() == LOW_BG  # default background 0.25
+    rw_dir = tmp_path / "rw"
+    write_puzzlecam(rw_dir, rw=True)
+    # rw = scores / 2 against 0.25: (1,0) 0.3 dog, (1,2) 0.15 background.
+    assert read(host, "puzzlecam", rw_dir).tolist() == HIGH_BG
+    with pytest.raises(InputError, match="no 'hr_cam' array"):
+        read(host, "puzzlecam", rw_dir, key="hr_cam")
+
+
+def test_recurseed_pickle_with_power_background(host, tmp_path):
+    write_recurseed(tmp_path)
+    # (1 - max)^2: (1,2) background 0.49 > 0.3.
+    assert read(host, "recurseed", tmp_path).tolist() == HIGH_BG
+    assert read(host, "recurseed", tmp_path, bg=0.2).tolist() == LOW_BG
+
+
+def test_clip_es_float16_power_two(host, tmp_path):
+    write_clip_es(tmp_path)
+    assert read(host, "clip-es", tmp_path).tolist() == HIGH_BG
+    assert read(host, "clipes", tmp_path, bg=0.15).tolist() == LOW_BG
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("psa", POWER16), ("affinitynet", POWER16), ("seam", LOW_BG), ("eps", LOW_BG), ("ppc", LOW_BG),
+    ("transcam", HIGH_BG),
+])
+def test_class_dict_readers_use_their_method_default(host, tmp_path, name, expected):
+    write_class_dict(tmp_path)
+    assert read(host, name, tmp_path).tolist() == expected
+
+
+def test_crf_dict_argmax(host, tmp_path):
+    write_crf_dict(tmp_path)
+    # background = 1 - aero - dog = [[.05,.1,.8],[.1,.8,.2]]
+    assert read(host, "psa-crf", tmp_path).tolist() == LOW_BG
+    assert read(host, "eps-crf", tmp_path).tolist() == LOW_BG
+
+
+def test_l2g_per_class_pngs(host, tmp_path):
+    write_per_class(tmp_path)
+    assert host.reader("l2g").ids(tmp_path) == ["2007_000032"]
+    # value / 255 against 0.25: (0,2) 0.10 and (1,1) 0.14 background, (1,2) 77/255 = 0.30 aeroplane.
+    assert read(host, "l2g", tmp_path).tolist() == LOW_BG
+    # Only dog allowed: 51/255 = 0.2 and 41/255 = 0.16 fall below 0.25, so only 204 and 153 stay dog.
+    ctx = ReadContext(num_classes=21, image_labels={"2007_000032": frozenset({12})})
+    assert read(host, "l2g", tmp_path, ctx=ctx).tolist() == [[0, 12, 0], [12, 0, 0]]
+
+
+def test_rca_min_max_and_power_four(host, tmp_path):
+    write_per_class(tmp_path)
+    # aeroplane / 230 and dog / 204, background (1 - max)^4: (0,2) 0.873^4 = 0.58 and (1,1) 0.843^4 = 0.51
+    # are background; (1,2) 0.665^4 = 0.196 < 77/230 = 0.335 is aeroplane.
+    assert read(host, "rca", tmp_path).tolist() == LOW_BG
+
+
+# --- wrong formats are named, not turned into garbage --------------------------------------------
+
+@pytest.mark.parametrize(("writer", "reader", "suggestion"), [
+    (write_puzzlecam, "irn", "puzzlecam"),
+    (write_irn, "puzzlecam", "irn"),
+    (write_sipe, "irn", "sipe"),
+    (write_clip_es, "sipe", "clip-es"),
+    (write_class_dict, "irn", "psa"),
+    (write_crf_dict, "psa", "psa-crf"),
+    (write_class_dict, "psa-crf", "psa"),
+    (write_irn, "eps", "irn"),
+])
+def test_wrong_format_names_the_right_reader(host, tmp_path, writer, reader, suggestion):
+    path = writer(tmp_path)
+    with pytest.raises(InputError) as info:
+        read(host, reader, tmp_path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert f"try --reader {suggestion}" in message and "\n" not in message
+
+
+def test_puzzlecam_file_message(host, tmp_path):
+    write_puzzlecam(tmp_path)
+    with pytest.raises(InputError, match=r"this looks like a PuzzleCAM file; try --reader puzzlecam$"):
+        read(host, "irn", tmp_path)
+
+
+def test_label_png_given_to_per_class_reader(host, tmp_path):
+    Image.fromarray(np.array(LOW_BG, np.uint8), mode="L").save(tmp_path / "2007_000032.png")
+    with pytest.raises(InputError, match="label PNG; try --reader png"):
+        read(host, "l2g", tmp_path)
+
+
+def test_unrecognised_npy_keeps_the_plain_problem(host, tmp_path):
+    save_npy(tmp_path / "2007_000032.npy", np.zeros((2, 3)))
+    with pytest.raises(InputError, match="expected IRN's dictionary"):
+        read(host, "irn", tmp_path)
+
+
+def test_missing_file_is_named(host, tmp_path):
+    with pytest.raises(InputError, match="2007_000099.npy: file not found"):
+        read(host, "irn", tmp_path, image_id="2007_000099")
+
+
+@pytest.mark.parametrize(("writer", "expected"), [
+    (write_irn, "irn"), (write_sipe, "sipe"), (write_puzzlecam, "puzzlecam"), (write_recurseed, "recurseed"),
+    (write_clip_es, "clip-es"), (write_class_dict, "psa"), (write_crf_dict, "psa-crf"),
+])
+def test_identify_each_format(tmp_path, writer, expected):
+    assert identify(writer(tmp_path)) == expected
+    assert suggest_reader(tmp_path) == expected
+
+
+def test_identify_pngs_and_garbage(tmp_path):
+    write_per_class(tmp_path)
+    assert identify(tmp_path / "2007_000032_11.png") == "l2g"
+    assert identify(tmp_path / "2007_000032.png") == "png"  # VOC ids end in six digits, not a class
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    assert identify(tmp_path / "junk.npy") is None
+
+
+# --- the shared CAM rule -----------------------------------------------------------------------
+
+def test_cam_to_label_rejects_bad_input(tmp_path):
+    path = tmp_path / "x.npy"
+    with pytest.raises(InputError, match="class 21 is out of range 1..20"):
+        cam_to_label(path, SCORES, [1, 21], 21, bg=0.2)
+    with pytest.raises(InputError, match="2 score maps but 3 class keys"):
+        cam_to_label(path, SCORES, [1, 2, 3], 21, bg=0.2)
+    bad = SCORES.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        cam_to_label(path, bad, [1, 2], 21, bg=0.2)
+
+
+def test_cam_to_label_no_classes_is_background(tmp_path):
+    out = cam_to_label(tmp_path / "x.npy", np.zeros((0, 2, 3)), [], 21, bg=2.0)
+    assert out.tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_coco_sized_keys(host, tmp_path):
+    # CLIMS on COCO: the same IRN layout with 80 classes; key 79 (toothbrush) -> class 80 with K = 81.
+    save_npy(tmp_path / "COCO_train2014_000000000009.npy",
+             {"keys": torch.tensor([79]), "high_res": AERO[None].copy()})
+    coco = ReadContext(num_classes=81)
+    out = read(host, "irn", tmp_path, image_id="COCO_train2014_000000000009", ctx=coco)
+    assert out.tolist() == [[80, 0, 0], [80, 0, 80]]
+    with pytest.raises(InputError, match="out of range 1..20"):
+        read(host, "irn", tmp_path, image_id="COCO_train2014_000000000009")
