@@ -8,7 +8,6 @@ executor or the number of workers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,14 +189,21 @@ def check_inputs(config: RunConfig, ids: list[str], reader: Reader) -> None:
                                  "use --missing-masks keep to keep its pseudo-label")
 
 
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed run left behind (``.<name>.<random>.tmp``); return how many."""
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: str = "process",
                **executor_options: Any) -> Iterator[ImageResult]:
     """Process ``ids`` (already filtered for resume) and yield each result as it completes."""
+    remove_stale_temporaries(config.out_dir)
     if not ids:
         return iter(())
     config.out_dir.mkdir(parents=True, exist_ok=True)
     return execute(RunJob(config), ids, executor=executor, workers=workers, **executor_options)
-
-
-def elapsed_since(start: float) -> float:
-    return round(time.perf_counter() - start, 3)
