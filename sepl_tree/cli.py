@@ -41,8 +41,8 @@ from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.io import atomic_write_bytes
 from sepl_tree.masks import list_mask_ids
 from sepl_tree.metrics import Scores, scores
-from sepl_tree.pipeline import RunConfig, RunJob, check_inputs, pending_ids, run_images, split_params
-from sepl_tree.registry import Param, ReadContext
+from sepl_tree.pipeline import RunConfig, RunJob, check_inputs, pending_ids, read_context, run_images, split_params
+from sepl_tree.registry import Param
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
@@ -262,7 +262,7 @@ def run_command(
                         tuple(plugin or ()), labels, missing_masks, overwrite)
         selector, reader_obj, reader_params = RunJob(cfg).resolve(host)
         all_ids = _resolve_ids(cfg, rdr.ids(pseudo_dir), ids)
-        check_inputs(cfg, all_ids, rdr)
+        check_inputs(cfg, all_ids)
         todo = pending_ids(cfg, all_ids)
         started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
         written = no_masks = 0
@@ -285,11 +285,7 @@ def run_command(
         console.print(summary)
         extra: dict[str, Any] = {}
         if gt_dir is not None:
-            ctx = ReadContext(num_classes=k, image_labels=None)
-            if cfg.labels is not None:
-                from sepl_tree.labels import load_image_labels
-
-                ctx = ReadContext(num_classes=k, image_labels=load_image_labels(cfg.labels, k))
+            ctx = read_context(cfg)
             before, _ = _evaluate_with_bar("eval input", lambda i: reader_obj.read(pseudo_dir, i, ctx, **reader_params),
                                            gt_dir, all_ids, k)
             after, count = _evaluate_with_bar("eval output", out_dir, gt_dir, all_ids, k)

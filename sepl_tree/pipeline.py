@@ -177,7 +177,7 @@ def pending_ids(config: RunConfig, ids: list[str]) -> list[str]:
     return [i for i in ids if not (config.out_dir / f"{i}.png").is_file()]
 
 
-def check_inputs(config: RunConfig, ids: list[str], reader: Reader) -> None:
+def check_inputs(config: RunConfig, ids: list[str]) -> None:
     """Fail early, naming the file, for an id whose masks are missing (unless ``keep``)."""
     if config.missing_masks not in MISSING_MASKS:
         raise SeplError(f"--missing-masks must be one of {', '.join(MISSING_MASKS)}, got {config.missing_masks!r}")
