@@ -1,0 +1,366 @@
+"""SAM mask generation with a tiny random-weight SAM: library, ``masks`` command, resume, Ray."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from sepl_tree import sam
+from sepl_tree.cli import app
+from sepl_tree.errors import SeplError
+from sepl_tree.executors import execute
+from sepl_tree.io import write_label_png
+from sepl_tree.masks import read_masks
+from sepl_tree.plugins import load_host
+
+TINY = Path(__file__).with_name("tiny_sam.py")
+_spec = importlib.util.spec_from_file_location("tiny_sam_for_tests", TINY)
+tiny_sam = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tiny_sam)
+
+H, W = 40, 56
+#: Keep every mask the random model makes: 4x4 points x 3 outputs = 48 masks per image.
+KEEP_ALL = ["-p", "points_per_side=4", "-p", "pred_iou_thresh=0", "-p", "stability_score_thresh=0",
+            "-p", "box_nms_thresh=1"]
+KEEP_ALL_SETTINGS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
+                     "box_nms_thresh": 1.0}
+runner = CliRunner()
+
+
+def blobs(seed: int, h: int = H, w: int = W) -> np.ndarray:
+    """A test image: noisy grey with three coloured discs."""
+    r = np.random.default_rng(seed)
+    img = (128 + r.integers(0, 20, (h, w, 3))).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(3):
+        cy, cx, rad = r.integers(0, h), r.integers(0, w), r.integers(5, 15)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = r.integers(0, 255, 3)
+    return img
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_sam.save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n in range(3):
+        Image.fromarray(blobs(n)).save(folder / f"img{n}.png")
+    Image.fromarray(blobs(9, 32, 48)).save(folder / "img3.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEPL_TREE_NO_PROGRESS", "1")
+
+
+def masks_cli(images: Path, checkpoint: Path, out: Path, *extra: str):
+    args = ["masks", "--images", str(images), "--checkpoint", str(checkpoint), "--model-type", "tiny",
+            "--plugin", str(TINY), "--out", str(out), *KEEP_ALL, *extra]
+    return runner.invoke(app, args)
+
+
+# ------------------------------------------------------------------------------- settings
+
+
+def test_presets_follow_the_library_defaults() -> None:
+    defaults = {n: p.default for n, p in sam.generator_params().items()}
+    assert sam.generator_settings("sam-default") == defaults
+    paper = sam.generator_settings("paper")
+    assert {k: v for k, v in paper.items() if paper[k] != defaults[k]} == {
+        "pred_iou_thresh": 0.86, "stability_score_thresh": 0.92}
+    heavy = sam.generator_settings("heavy")
+    assert heavy["crop_n_layers"] == 1 and heavy["crop_n_points_downscale_factor"] == 2
+    assert heavy["min_mask_region_area"] > 0
+
+
+def test_every_generator_parameter_can_be_overridden() -> None:
+    names = set(sam.generator_params())
+    assert {"points_per_side", "points_per_batch", "crop_overlap_ratio", "min_mask_region_area"} <= names
+    s = sam.generator_settings("heavy", {"points_per_batch": "16", "crop_overlap_ratio": "0.5"})
+    assert (s["points_per_batch"], s["crop_overlap_ratio"], s["crop_n_layers"]) == (16, 0.5, 1)
+
+
+@pytest.mark.parametrize(("preset", "given", "message"), [
+    ("paper", {"points_per_sid": "8"}, "no parameter 'points_per_sid'"),
+    ("paper", {"points_per_side": "many"}, "expected int"),
+    ("fast", {}, "unknown preset 'fast'"),
+])
+def test_bad_settings_are_one_line_errors(preset: str, given: dict[str, str], message: str) -> None:
+    with pytest.raises(SeplError, match=message):
+        sam.generator_settings(preset, given)
+
+
+# ------------------------------------------------------------------------------ generator
+
+
+def test_level_is_the_multimask_output_each_mask_came_from(checkpoint: Path) -> None:
+    from segment_anything import SamPredictor
+
+    model = tiny_sam.build_tiny_sam(str(checkpoint))
+    image = blobs(0)
+    maskset = sam.generate_maskset(sam.build_generator(model, KEEP_ALL_SETTINGS), image)
+    assert maskset.shape == (H, W)
+    levels = [r["level"] for r in maskset.records]
+    assert np.bincount(levels).tolist() == [16, 16, 16]
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    discriminating = 0
+    for mask, record in zip(maskset.masks, maskset.records):
+        outputs, _, _ = predictor.predict(np.array(record["point_coords"]), np.array([1]), multimask_output=True)
+        errors = [(np.asarray(mask) != out).mean() for out in outputs]
+        assert errors[record["level"]] < 0.01
+        discriminating += min(e for k, e in enumerate(errors) if k != record["level"]) > 0.05
+    assert discriminating > 0, "the tiny model's three outputs should differ for some points"
+
+
+def test_level_generator_matches_the_stock_generator(checkpoint: Path) -> None:
+    from segment_anything import SamAutomaticMaskGenerator
+
+    model = tiny_sam.build_tiny_sam(str(checkpoint))
+    settings = {**KEEP_ALL_SETTINGS, "box_nms_thresh": 0.7, "crop_n_layers": 1}
+    ours = sam.build_generator(model, settings).generate(blobs(1))
+    stock = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **settings).generate(blobs(1))
+    assert ours and {r["level"] for r in ours} <= {0, 1, 2}
+
+    def key(r):
+        return r["predicted_iou"], r["area"], tuple(r["bbox"]), tuple(r["crop_box"])
+
+    assert sorted(map(key, ours)) == sorted(map(key, stock))
+
+
+def test_heavy_preset_without_opencv_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "cv2", None)
+    with pytest.raises(SeplError, match="opencv-python-headless"):
+        sam.check_settings(sam.generator_settings("heavy"))
+    sam.check_settings(sam.generator_settings("heavy", {"min_mask_region_area": "0"}))
+
+
+def test_builtin_model_types_are_registered() -> None:
+    host = load_host([], autoload=False)
+    assert {"vit_h", "vit_l", "vit_b"} <= set(host.sam_models)
+    assert host.sam_models["vit_b"].source == "built-in"
+
+
+def test_find_images_checks_ids(images: Path) -> None:
+    assert list(sam.find_images(images)) == ["img0", "img1", "img2", "img3"]
+    assert list(sam.find_images(images, ["img2", "img0"])) == ["img2", "img0"]
+    with pytest.raises(SeplError, match="1 requested id"):
+        sam.find_images(images, ["img0", "nope"])
+    Image.fromarray(blobs(0)).save(images / "img0.jpg")
+    with pytest.raises(SeplError, match="two images have the id 'img0'"):
+        sam.find_images(images)
+
+
+# ------------------------------------------------------------------------------ command
+
+
+def test_masks_command_writes_rle_that_run_reads(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    result = masks_cli(images, checkpoint, out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img1.json", "img2.json", "img3.json"]
+    for image_id, shape in (("img0", (H, W)), ("img3", (32, 48))):
+        maskset = read_masks(out, image_id)
+        assert maskset.shape == shape and len(maskset) == 48
+        assert {r["level"] for r in maskset.records} == {0, 1, 2}
+        assert all(r["crop_box"] == [0, 0, shape[1], shape[0]] for r in maskset.records)
+    assert "written" in result.output
+
+
+def test_png_layout_holds_the_same_masks(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    assert masks_cli(images, checkpoint, tmp_path / "rle").exit_code == 0
+    result = masks_cli(images, checkpoint, tmp_path / "png", "--format", "png")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "png" / "img1"
+    assert (folder / "metadata.csv").is_file() and len(list(folder.glob("*.png"))) == 48
+    a, b = read_masks(tmp_path / "rle", "img1"), read_masks(tmp_path / "png", "img1")
+    assert np.array_equal(a.masks, b.masks)
+    assert np.allclose(a.score("predicted_iou"), b.score("predicted_iou"))
+
+
+@pytest.mark.parametrize("fmt", ["rle", "png"])
+def test_run_reads_both_layouts(images: Path, checkpoint: Path, tmp_path: Path, fmt: str) -> None:
+    masks = tmp_path / "masks"
+    assert masks_cli(images, checkpoint, masks, "--format", fmt).exit_code == 0
+    pseudo = tmp_path / "pseudo"
+    for n, path in enumerate(sorted(images.iterdir())):
+        h, w = Image.open(path).size[::-1]
+        label = np.zeros((h, w), np.uint8)
+        label[: h // 2] = 1 + n % 3
+        write_label_png(pseudo / f"{path.stem}.png", label)
+    out = tmp_path / "enhanced"
+    result = runner.invoke(app, ["run", "--pseudo-labels", str(pseudo), "--masks", str(masks), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    assert np.array(Image.open(out / "img3.png")).shape == (32, 48)
+
+
+def test_resume_skips_finished_images(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("img0\nimg1\n")
+    assert masks_cli(images, checkpoint, out, "--ids", str(ids)).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img1.json"]
+    (out / "img0.json").write_text("[]")  # a marker: a rerun must leave finished images alone
+    (out / ".img2.json.abc.tmp").write_text("half")  # what a killed write leaves behind
+    result = masks_cli(images, checkpoint, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "img0.json").read_text() == "[]"
+    assert len(read_masks(out, "img2")) == 48
+    rows = dict(line.strip("│ ").split("│")[:2] for line in result.output.splitlines() if line.count("│") == 3)
+    assert {k.strip(): v.strip() for k, v in rows.items()}["already done (skipped)"] == "2"
+
+
+def test_corrupt_image_is_logged_and_skipped(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "masks"
+    result = masks_cli(images, checkpoint, out)
+    assert result.exit_code == 1
+    assert "1 image(s) failed" in result.output and "Traceback" not in result.output
+    log = (out / "errors.log").read_text().splitlines()
+    assert len(log) == 1 and log[0].startswith("broken\t") and "broken.jpg" in log[0]
+    assert sorted(p.name for p in out.glob("*.json")) == ["img0.json", "img1.json", "img2.json", "img3.json"]
+    Image.fromarray(blobs(5)).save(images / "broken.jpg")  # fixed: a rerun retries it and clears the log
+    result = masks_cli(images, checkpoint, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "errors.log").read_text() == "" and (out / "broken.json").is_file()
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--model-type", "vit_q"], 2, "unknown SAM model type 'vit_q'; valid choices: tiny, vit_b, vit_h, vit_l"),
+    (["--format", "tiff"], 1, "--format must be one of rle, png"),
+    (["--preset", "fast"], 1, "unknown preset 'fast'"),
+    (["-p", "pred_iou=1"], 1, "no parameter 'pred_iou'"),
+    (["--executor", "dask"], 1, "unknown executor 'dask'"),
+])
+def test_user_mistakes_are_one_line(images: Path, checkpoint: Path, tmp_path: Path, args: list[str], code: int,
+                                    message: str) -> None:
+    result = masks_cli(images, checkpoint, tmp_path / "out", *args)
+    assert result.exit_code == code
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_checkpoint_names_the_file(images: Path, tmp_path: Path) -> None:
+    missing = masks_cli(images, tmp_path / "nope.pth", tmp_path / "out")
+    assert missing.exit_code == 1 and "nope.pth: checkpoint not found" in missing.output
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"not": torch.zeros(1)}, wrong)
+    result = masks_cli(images, wrong, tmp_path / "out")
+    assert result.exit_code == 1 and "wrong.pth: cannot load as a 'tiny' SAM checkpoint" in result.output
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_gpu_is_refused(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    result = masks_cli(images, checkpoint, tmp_path / "out", "--device", "cuda")
+    assert result.exit_code == 1 and "no CUDA GPU" in result.output
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_files(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    assert masks_cli(images, checkpoint, tmp_path / "serial", "--executor", "serial").exit_code == 0
+    result = masks_cli(images, checkpoint, tmp_path / "pool", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    for path in sorted((tmp_path / "serial").glob("*.json")):
+        a, b = read_masks(path.parent, path.stem), read_masks(tmp_path / "pool", path.stem)
+        assert np.array_equal(a.masks, b.masks) and [r["level"] for r in a.records] == [r["level"] for r in b.records]
+
+
+# ------------------------------------------------------------------------------------ Ray
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+
+
+def needs_ray(test):
+    """Mark a test slow (it starts Ray workers) and skip it where Ray is not installed."""
+    skip = pytest.mark.skipif(not HAS_RAY, reason="ray not installed (pip install 'sepl-tree[ray]')")
+    return pytest.mark.slow(skip(test))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+class _Square:
+    """A tiny picklable job spec."""
+
+    def __init__(self, fail_setup: bool = False) -> None:
+        self.fail_setup = fail_setup
+
+    def setup(self):
+        if self.fail_setup:
+            raise SeplError("model.pth: cannot load")
+        return lambda image_id: (image_id, int(image_id) ** 2)
+
+
+@needs_ray
+def test_ray_executor_pulls_every_id(local_ray) -> None:
+    results = list(execute(_Square(), [str(i) for i in range(7)], executor="ray", workers=2))
+    assert sorted(results) == sorted((str(i), i * i) for i in range(7))
+
+
+@needs_ray
+def test_ray_setup_error_stays_one_line(local_ray) -> None:
+    with pytest.raises(SeplError, match=r"^model.pth: cannot load$"):
+        list(execute(_Square(fail_setup=True), ["1", "2"], executor="ray", workers=2))
+
+
+@needs_ray
+def test_ray_gives_the_same_files_as_serial(local_ray, images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    (images / "broken.png").write_bytes(b"garbage")
+    serial = masks_cli(images, checkpoint, tmp_path / "serial", "--executor", "serial")
+    result = masks_cli(images, checkpoint, tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    assert serial.exit_code == result.exit_code == 1, result.output
+    names = sorted(p.name for p in (tmp_path / "serial").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "ray").iterdir())
+    assert names == ["errors.log", "img0.json", "img1.json", "img2.json", "img3.json"]
+    for name in names:
+        assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+def test_ray_missing_is_one_line(monkeypatch: pytest.MonkeyPatch, images: Path, checkpoint: Path,
+                                 tmp_path: Path) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    result = masks_cli(images, checkpoint, tmp_path / "out", "--executor", "ray")
+    assert result.exit_code == 1 and "--executor ray needs Ray, which is not installed" in result.output
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SeplError, match=r"sepl-tree\[ray\]"):
+        list(execute(_Square(), ["1"], executor="ray"))
+
+
+# ------------------------------------------------------------------------------ benchmark
+
+
+def test_benchmark_script_smoke(checkpoint: Path, tmp_path: Path) -> None:
+    path = Path(__file__).parents[1] / "benchmarks" / "sam_gpu.py"
+    spec = importlib.util.spec_from_file_location("sam_gpu_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    code = bench.main(["--checkpoint", str(checkpoint), "--model-type", "tiny", "--plugin", str(TINY),
+                       "--device", "cpu", "--images", "2", "--size", "48x64", "--presets", "paper,sam-default",
+                       "--points-per-batch", "16,64", "--param", "points_per_side=4", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["preset"], r["points_per_batch"]) for r in rows] == [
+        ("paper", 16), ("paper", 64), ("sam-default", 16), ("sam-default", 64)]
+    assert all(r["images_per_s"] > 0 and r["images"] == 2 for r in rows)
