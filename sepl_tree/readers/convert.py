@@ -1,0 +1,71 @@
+"""``sepl-tree convert``'s per-image job: read with any reader, write a canonical label PNG.
+
+Not a plugin: the job behind the ``convert`` command (a picklable
+:class:`sepl_tree.executors.JobSpec`, so it runs in a process pool too). Output: ``<out>/<id>.png``,
+a VOC-palette PNG whose pixel values are the labels (0 background, 1..K-1, 255 ignore), the
+format ``sepl-tree run`` writes and the ``png`` reader reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepl_tree.errors import SeplError
+from sepl_tree.io import IGNORE, write_label_png
+from sepl_tree.registry import ReadContext
+
+__all__ = ["ConvertJob", "ConvertResult", "check_label"]
+
+
+def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.ndarray:
+    """``label`` if it is a valid ``uint8 (H, W)`` label map, else a :class:`SeplError` naming the reader."""
+    label = np.asarray(label)
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise SeplError(f"reader {reader!r} returned a {label.dtype} array of shape {label.shape} for image "
+                        f"{image_id!r}; a label map is uint8 (H, W)")
+    present = np.flatnonzero(np.bincount(label.reshape(-1), minlength=256))
+    bad = present[(present >= num_classes) & (present != IGNORE)]
+    if bad.size:
+        raise SeplError(f"reader {reader!r} returned label {int(bad[0])} for image {image_id!r}, "
+                        f"outside 0..{num_classes - 1} and 255")
+    return label
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """One converted image: its id and the pixel count of each label value (256 bins)."""
+
+    image_id: str
+    counts: np.ndarray
+
+
+@dataclass(frozen=True)
+class ConvertJob:
+    """Read ``<input>`` with reader ``reader`` (``params`` already checked) and write ``<out>/<id>.png``."""
+
+    reader: str
+    input_dir: Path
+    out_dir: Path
+    num_classes: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    image_labels: Mapping[str, frozenset[int]] | None = None
+    plugins: tuple[str, ...] = ()
+
+    def setup(self) -> Callable[[str], ConvertResult]:
+        from sepl_tree.plugins import load_host
+
+        reader = load_host(self.plugins).reader(self.reader)
+        ctx = ReadContext(num_classes=self.num_classes, image_labels=self.image_labels)
+
+        def convert(image_id: str) -> ConvertResult:
+            label = check_label(reader.read(self.input_dir, image_id, ctx, **self.params),
+                                self.num_classes, reader.name, image_id)
+            write_label_png(self.out_dir / f"{image_id}.png", label)
+            return ConvertResult(image_id, np.bincount(label.reshape(-1), minlength=256))
+
+        return convert

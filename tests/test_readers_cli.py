@@ -1,0 +1,143 @@
+"""``convert`` and ``run --reader`` through the CLI, including appendix C.1 (SEPL on raw IRN CAMs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from typer.testing import CliRunner
+
+from sepl_tree.cli import app
+
+runner = CliRunner()
+
+
+def irn_cam(folder: Path, image_id: str, keys: list[int], high_res: np.ndarray) -> None:
+    """A CAM file as IRN's step/make_cam.py saves it (keys a torch LongTensor, cam a torch tensor)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{image_id}.npy", {"keys": torch.tensor(keys, dtype=torch.long),
+                                         "cam": torch.from_numpy(high_res[:, ::4, ::4].copy()),
+                                         "high_res": high_res.astype(np.float32)})
+
+
+def blob_cams(h: int = 6, w: int = 8) -> np.ndarray:
+    """Aeroplane (key 0) strong on rows 0-2 x cols 0-2, weak elsewhere."""
+    cam = np.full((1, h, w), 0.05, np.float32)
+    cam[0, :3, :3] = 0.9
+    return cam
+
+
+def png(path: Path) -> np.ndarray:
+    return np.array(Image.open(path))
+
+
+def test_convert_irn_cams(tmp_path):
+    cams = tmp_path / "cams"
+    irn_cam(cams, "2007_000032", [0], blob_cams())
+    two = np.stack([blob_cams()[0], np.full((6, 8), 0.1, np.float32)])
+    two[1, 4:, 4:] = 0.7
+    irn_cam(cams, "2007_000033", [0, 14], two)
+    out = tmp_path / "labels"
+    result = runner.invoke(app, ["convert", "--reader", "irn", "--input", str(cams), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    first = np.zeros((6, 8), np.uint8)
+    first[:3, :3] = 1
+    second = first.copy()
+    second[4:, 4:] = 15  # person (key 14) above 0.15 only there
+    assert png(out / "2007_000032.png").tolist() == first.tolist()
+    assert png(out / "2007_000033.png").tolist() == second.tolist()
+    assert Image.open(out / "2007_000032.png").mode == "P"
+    assert "aeroplane" in result.output and "person" in result.output  # class names, not indices
+
+    # --param overrides the reader's default; existing outputs are kept unless --overwrite
+    again = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out), "-p", "bg=0.95"])
+    assert again.exit_code == 0 and "0 written, 2 skipped" in again.output
+    assert png(out / "2007_000032.png").tolist() == first.tolist()
+    redo = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out), "-p", "bg=0.95", "--overwrite"])
+    assert redo.exit_code == 0, redo.output
+    assert png(out / "2007_000032.png").tolist() == np.zeros((6, 8)).tolist()
+
+
+def test_convert_restricted_by_cls_labels(tmp_path):
+    cams = tmp_path / "cams"
+    two = np.stack([blob_cams()[0], np.full((6, 8), 0.1, np.float32)])
+    two[1, 4:, 4:] = 0.7
+    irn_cam(cams, "2007_000033", [0, 14], two)
+    only_aeroplane = np.zeros(20, np.float32)
+    only_aeroplane[0] = 1
+    labels = tmp_path / "cls_labels.npy"
+    np.save(labels, {2007000033: only_aeroplane})
+    out = tmp_path / "labels"
+    result = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out), "--labels", str(labels)])
+    assert result.exit_code == 0, result.output
+    expected = np.zeros((6, 8), np.uint8)
+    expected[:3, :3] = 1
+    assert png(out / "2007_000033.png").tolist() == expected.tolist()
+
+
+def test_convert_wrong_reader_is_one_line(tmp_path):
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    np.save(cams / "2007_000032.npy", {"keys": np.array([0, 1]), "hr_cam": blob_cams()})
+    result = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "this looks like a PuzzleCAM file; try --reader puzzlecam" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_convert_folder_of_other_files_suggests_reader(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    import pickle
+
+    with open(seeds / "2007_000032.pkl", "wb") as f:
+        pickle.dump({"keys": np.array([0, 1]), "seed": blob_cams()}, f)
+    result = runner.invoke(app, ["convert", "-r", "irn", "-i", str(seeds), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "try --reader recurseed" in result.output
+
+
+def test_convert_unknown_reader_and_parameter(tmp_path):
+    result = runner.invoke(app, ["convert", "-r", "nope", "-i", str(tmp_path), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "unknown reader 'nope'" in result.output and "puzzlecam" in result.output
+    irn_cam(tmp_path / "cams", "a", [0], blob_cams())
+    result = runner.invoke(app, ["convert", "-r", "irn", "-i", str(tmp_path / "cams"), "-o", str(tmp_path / "o"),
+                                 "-p", "threshold=0.3"])
+    assert result.exit_code == 1 and "has no parameter 'threshold'" in result.output
+
+
+def amg_json(path: Path, masks: list[np.ndarray]) -> None:
+    """SAM masks as segment-anything's scripts/amg.py writes <id>.json (COCO RLE records)."""
+    records = []
+    for m in masks:
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode("ascii")
+        ys, xs = np.nonzero(m)
+        records.append({"segmentation": rle, "area": int(m.sum()),
+                        "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
+                        "predicted_iou": 0.95, "point_coords": [[1.0, 1.0]], "stability_score": 0.97,
+                        "crop_box": [0.0, 0.0, float(m.shape[1]), float(m.shape[0])]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records))
+
+
+@pytest.mark.parametrize("strategy", ["threshold"])
+def test_run_on_raw_irn_cams_appendix_c1(tmp_path, strategy):
+    """SEPL straight on the initial CAMs: run --reader irn --pseudo-labels CAM_DIR --masks ..."""
+    cams = tmp_path / "cams"
+    irn_cam(cams, "2007_000032", [0], blob_cams())  # pseudo-label: aeroplane on rows 0-2 x cols 0-2 (9 px)
+    sam = np.zeros((6, 8), bool)
+    sam[:4, :4] = True  # 16 px, 9 inside the aeroplane: o_s = 9/16 > t1 = 0.5, so the mask is kept
+    amg_json(tmp_path / "masks" / "2007_000032.json", [sam])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--reader", "irn", "--pseudo-labels", str(cams), "--masks",
+                                 str(tmp_path / "masks"), "--out", str(out), "--strategy", strategy])
+    assert result.exit_code == 0, result.output
+    expected = np.zeros((6, 8), np.uint8)
+    expected[:4, :4] = 1  # the SAM mask replaces the CAM blob
+    assert png(out / "2007_000032.png").tolist() == expected.tolist()
