@@ -30,7 +30,7 @@ from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
 from sepl_tree.io import read_label_png, write_label_png
 from sepl_tree.metrics import confusion_matrix, scores
-from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs
+from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs, remove_stale_temporaries
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import Reader, Strategy, coerce_params
 from sepl_tree.sample import Sample
@@ -45,8 +45,10 @@ __all__ = [
     "RESERVED_NAMES",
     "SUBSET_TAU",
     "disagreement",
+    "read_image",
     "route_params",
     "run_compare",
+    "strip_panels",
 ]
 
 #: The tree used by the ``envelope`` and ``nested`` subsets (build_tree's default).
@@ -285,6 +287,47 @@ class CompareTotals:
         return out
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+def read_image(images_dir: Path, image_id: str, shape: tuple[int, int]) -> np.ndarray:
+    """``<images_dir>/<id>.jpg`` (or .jpeg/.png) as ``uint8 (H, W, 3)`` RGB of the given shape."""
+    from PIL import Image, UnidentifiedImageError
+
+    for suffix in IMAGE_SUFFIXES:
+        path = images_dir / f"{image_id}{suffix}"
+        if path.is_file():
+            break
+    else:
+        raise InputError(images_dir / f"{image_id}.jpg", "image not found (tried .jpg, .jpeg, .png)")
+    try:
+        with Image.open(path) as img:
+            rgb = np.array(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(path, f"not a readable image ({exc})") from None
+    if rgb.shape[:2] != tuple(shape):
+        raise InputError(path, f"is {rgb.shape[0]}x{rgb.shape[1]} but the labels are {shape[0]}x{shape[1]}")
+    return rgb
+
+
+def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """The panels of one image's strip: image | pseudo-label | masks | each strategy | GT (RGB)."""
+    from sepl_tree.report import label_to_rgb, masks_overlay
+
+    run = config.inputs
+    host = load_host(run.plugins)
+    reader = host.reader(run.reader)
+    reader_params = coerce_params(f"reader {reader.name!r}", reader.params, run.reader_params)
+    pseudo, masks, _ = read_inputs(run, reader, reader_params, read_context(run), image_id)
+    image = None if images_dir is None else read_image(images_dir, image_id, pseudo.shape)
+    panels = [] if image is None else [("image", image)]
+    panels += [("pseudo-label", label_to_rgb(pseudo)), (f"masks ({len(masks)})", masks_overlay(masks.masks, image))]
+    panels += [(name, label_to_rgb(read_label_png(config.output_path(name, image_id), run.num_classes)))
+               for name in config.strategies]
+    panels.append(("ground truth", label_to_rgb(read_label_png(config.gt_dir / f"{image_id}.png", run.num_classes))))
+    return panels
+
+
 def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
                 on_image: Callable[[ImageComparison], None] | None = None) -> CompareTotals:
     """Compare the strategies on ``ids``; ``on_image`` sees each result as it completes."""
@@ -295,6 +338,8 @@ def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
     if not ids:
         raise SeplError("no images to compare")
     config.out_dir.mkdir(parents=True, exist_ok=True)
+    for name in config.strategies:
+        remove_stale_temporaries(config.out_dir / name)
     results: Iterator[ImageComparison] = execute(CompareJob(config), ids, executor="process", workers=workers)
     for result in results:
         totals.add(result)
