@@ -126,6 +126,9 @@ def register_commands(app: typer.Typer) -> None:
                                                 show_default=False)],
         out: OutOpt,
         ids: IdsOpt = None,
+        name_by: Annotated[str, typer.Option(
+            "--name-by", help="Output names: 'stem' (<file_name stem>.png, as CAM files are named) or 'id' "
+                              "(<numeric image id>.png, as IRN/CLIMS's COCO loaders read them).")] = "stem",
         overwrite: OverwriteOpt = False,
     ) -> None:
         """COCO semantic ground truth from an instances JSON: <out>/<file stem>.png, classes 1..80.
@@ -137,15 +140,19 @@ def register_commands(app: typer.Typer) -> None:
         def body() -> None:
             from sepl_tree.coco import CocoInstances
 
+            if name_by not in ("stem", "id"):
+                raise typer.BadParameter(f"must be 'stem' or 'id', got {name_by!r}", param_hint="--name-by")
             coco = CocoInstances.load(instances)
             wanted = read_ids(ids) or coco.ids()
-            todo = _pending(out, wanted, overwrite)
+            names = {i: (str(coco.images[i]["id"]) if name_by == "id" and i in coco.images else i) for i in wanted}
+            done_names = {i for i in wanted if not overwrite and (out / f"{names[i]}.png").is_file()}
+            todo = [i for i in wanted if i not in done_names]
             counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
             with progress_bar() as bar:
                 task = bar.add_task("coco-gt", total=len(todo), rate="")
                 for image_id in todo:
                     label = coco.label(image_id)
-                    write_label_png(out / f"{image_id}.png", label)
+                    write_label_png(out / f"{names[image_id]}.png", label)
                     found = np.bincount(label.reshape(-1), minlength=256)
                     counts += found
                     images += found > 0

@@ -121,6 +121,10 @@ def test_coco_gt_command(tmp_path):
     assert "person" in result.output and "dog" in result.output and "ignore (255)" in result.output
     again = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
     assert again.exit_code == 0 and "0 written, 4 skipped" in again.output
+    by_id = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(tmp_path / "by_id"), "--name-by", "id"])
+    assert by_id.exit_code == 0, by_id.output
+    assert sorted(p.name for p in (tmp_path / "by_id").glob("*.png")) == ["25.png", "30.png", "42.png", "9.png"]
+    assert np.array(Image.open(tmp_path / "by_id" / "9.png")).tolist() == EXPECTED_9
     bad = runner.invoke(app, ["coco-gt", "--instances", str(tmp_path / "missing.json"), "--out", str(out)])
     assert bad.exit_code == 1 and "missing.json: file not found" in bad.output
 

@@ -141,3 +141,22 @@ def test_run_on_raw_irn_cams_appendix_c1(tmp_path, strategy):
     expected = np.zeros((6, 8), np.uint8)
     expected[:4, :4] = 1  # the SAM mask replaces the CAM blob
     assert png(out / "2007_000032.png").tolist() == expected.tolist()
+
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "voc2012-sample"
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="shared VOC sample (../shared/data) not present")
+def test_real_transcam_pngs(tmp_path):
+    """The released TransCAM pseudo-labels are greyscale label PNGs: the png reader, not the CAM reader."""
+    pseudo = DATA / "pseudo_labels" / "transcam"
+    wrong = runner.invoke(app, ["convert", "-r", "transcam", "-i", str(pseudo), "-o", str(tmp_path / "x")])
+    assert wrong.exit_code == 1 and "label PNG: try --reader png" in wrong.output
+    ids = sorted(p.stem for p in pseudo.glob("*.png"))[:5]
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", "-r", "png", "-i", str(pseudo), "-o", str(out), "--ids", str(tmp_path / "ids.txt")])
+    assert result.exit_code == 0, result.output
+    for image_id in ids:
+        assert Image.open(out / f"{image_id}.png").mode == "P"
+        assert np.array_equal(png(out / f"{image_id}.png"), png(pseudo / f"{image_id}.png"))
