@@ -184,7 +184,8 @@ def draw_tree(tree: nx.DiGraph, masks: np.ndarray, image: np.ndarray | None = No
     colours = mask_colours(len(masks))
     for parent, child in tree.edges:
         (px, pd), (cx, cd) = pos[parent], pos[child]
-        ax.plot([px, cx], [-pd * level - cell_h / 2, -cd * level + cell_h / 2], color="#555555", lw=0.8, zorder=1)
+        ax.plot([px, cx], [-pd * level - cell_h / 2 - 0.2, -cd * level + cell_h / 2], color="#555555", lw=0.8,
+                zorder=1)  # from below the parent's caption to the child's top
     for node, (x, d) in pos.items():
         y = -d * level
         thumb = _thumbnail(masks[node], image, colours[node], thumb_side)
