@@ -159,7 +159,7 @@ def compare_command(
             "subsets": list(chosen),
             "thresholds": {name: getattr(subsets_module, name) for name in
                            ("MIN_REGION_FRACTION", "PSEUDO_MIN_RECALL", "SAM_MATCH_IOU", "MERGE_MIN_SHARE",
-                            "ENVELOPE_MAX_INSIDE", "NESTED_MIN_DEPTH")},
+                            "ENVELOPE_MAX_INSIDE", "ENVELOPE_MIN_BACKGROUND", "NESTED_MIN_DEPTH")},
             "counts": {"images": len(id_list), "outputs_computed": computed,
                        "outputs_reused": len(id_list) * len(names) - computed},
             "seconds": round(time.perf_counter() - t0, 3),

@@ -30,7 +30,9 @@ The subsets (one yes/no per image)
 ``envelope`` (needs GT and the tree)
     A mask kept by ``threshold`` (o_s > t1 or o_p > t2 for its assigned class k) that has
     descendants in the tree and lies largely outside its class in GT: the share of its
-    non-ignore pixels that are class k in G is below :data:`ENVELOPE_MAX_INSIDE`.
+    non-ignore pixels that are class k in G is below :data:`ENVELOPE_MAX_INSIDE`, and GT
+    background makes up at least :data:`ENVELOPE_MIN_BACKGROUND` of the rest (the mask holds
+    its object, or a false activation, *with surroundings*).
 ``nested`` (needs the tree only, GT-free)
     A class whose assigned masks (all masks the argmax rule gives it, kept or not) form a chain
     of depth >= :data:`NESTED_MIN_DEPTH`: masks ``m_0 ⊃ m_1 ⊃ ... ⊃ m_d`` of that class, each an
@@ -54,6 +56,12 @@ Why these thresholds
   the envelope failure, not a merge.
 - :data:`ENVELOPE_MAX_INSIDE` = 0.5: when less than half of a kept mask is its class, keeping it
   adds more false-positive than true-positive pixels for that class, i.e. it hurts.
+- :data:`ENVELOPE_MIN_BACKGROUND` = 0.5: when the outside of such a mask is mostly *other
+  object classes*, the failure is a wrong-class assignment (the pseudo-label confused the
+  classes) or a merge (``sam-merge``), not an envelope. On SYNTHETIC masks made from the VOC
+  sample's GT (``sepl-tree synth``) with the real TransCAM pseudo-labels, dropping this
+  condition flagged ~100 whole-object and part masks, every one of them dominated by another
+  object class.
 - :data:`NESTED_MIN_DEPTH` = 2: SAM's automatic generator returns whole/part/subpart masks per
   point, so a single parent-child pair inside a class (depth 1) occurs in almost every image;
   depth 2 is three nested levels of one class, where the choice of level matters most.
@@ -77,6 +85,7 @@ from sepl_tree.tree import ancestors_of_class
 
 __all__ = [
     "ENVELOPE_MAX_INSIDE",
+    "ENVELOPE_MIN_BACKGROUND",
     "GT_FREE",
     "MERGE_MIN_SHARE",
     "MIN_REGION_FRACTION",
@@ -102,6 +111,7 @@ PSEUDO_MIN_RECALL = 0.5
 SAM_MATCH_IOU = 0.5
 MERGE_MIN_SHARE = 0.2
 ENVELOPE_MAX_INSIDE = 0.5
+ENVELOPE_MIN_BACKGROUND = 0.5
 NESTED_MIN_DEPTH = 2
 
 #: Every subset name, in report order.
@@ -276,8 +286,10 @@ def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5,
               t2: float = 0.85) -> list[dict[str, Any]]:
     """Masks kept by ``threshold`` that have descendants and are mostly outside their GT class.
 
-    Each entry: ``mask``, ``class`` (its assigned class), ``inside`` (share of its non-ignore
-    pixels of that class in GT) and ``descendants``.
+    "Mostly outside": less than :data:`ENVELOPE_MAX_INSIDE` of its non-ignore pixels are its
+    class k in GT, and GT background holds at least :data:`ENVELOPE_MIN_BACKGROUND` of the rest.
+    Each entry: ``mask``, ``class`` (its assigned class), ``inside`` (share of class k),
+    ``background`` (share of GT background) and ``descendants``.
     """
     keep = threshold_keep(sample, t1, t2)
     parents = [int(m) for m in np.flatnonzero(keep) if m in tree and tree.out_degree(int(m)) > 0]
@@ -287,9 +299,14 @@ def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5,
     out = []
     for row, m in enumerate(parents):
         k = int(sample.assigned[m])
-        inside = inter[row, k] / valid[row] if valid[row] else 1.0
-        if inside < ENVELOPE_MAX_INSIDE:
-            out.append({"mask": m, "class": k, "inside": _r(inside), "descendants": len(nx.descendants(tree, m))})
+        if valid[row] == 0:
+            continue
+        inside = inter[row, k] / valid[row]
+        outside = 1.0 - inside
+        background = inter[row, 0] / valid[row]
+        if inside < ENVELOPE_MAX_INSIDE and background >= ENVELOPE_MIN_BACKGROUND * outside:
+            out.append({"mask": m, "class": k, "inside": _r(inside), "background": _r(background),
+                        "descendants": len(nx.descendants(tree, m))})
     return out
 
 

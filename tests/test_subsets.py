@@ -177,7 +177,7 @@ def test_envelope_flags_a_kept_parent_mostly_outside_its_class():
     s = sample(pseudo, masks)
     assert threshold_keep(s).tolist() == [True, True]  # o_p = 1 > 0.85 keeps the envelope
     found = envelopes(s, nx.DiGraph([(0, 1)]), gt)
-    assert found == [{"mask": 0, "class": 1, "inside": 0.0625, "descendants": 1}]
+    assert found == [{"mask": 0, "class": 1, "inside": 0.0625, "background": 0.9375, "descendants": 1}]
 
 
 def test_envelope_needs_descendants_and_selection():
@@ -187,6 +187,18 @@ def test_envelope_needs_descendants_and_selection():
     flat_tree.add_nodes_from([0, 1])
     assert envelopes(s, flat_tree, gt) == []
     assert envelopes(s, nx.DiGraph([(0, 1)]), gt, t2=1.0) == []  # not kept by threshold
+
+
+def test_envelope_not_flagged_for_a_wrong_class_mask():
+    # The pseudo-label calls the object class 2; GT says class 1. The kept parent is mostly
+    # class 1 in GT: a class confusion, not an envelope.
+    obj = box(10, 30, 10, 30)
+    gt, pseudo = label((1, obj)), label((2, box(12, 28, 12, 28)))
+    s = sample(pseudo, [box(8, 32, 8, 32), box(12, 28, 12, 28)])
+    assert threshold_keep(s)[0]
+    assert envelopes(s, nx.DiGraph([(0, 1)]), gt) == []
+    gt_bg = label((1, box(10, 14, 10, 14)))  # the same masks over mostly background: an envelope
+    assert [e["mask"] for e in envelopes(s, nx.DiGraph([(0, 1)]), gt_bg)] == [0]
 
 
 def test_envelope_not_flagged_when_the_parent_is_mostly_its_class():
