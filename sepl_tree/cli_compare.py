@@ -147,7 +147,7 @@ def compare_command(
         summary = totals.summary(class_names)
         print_compare(summary, names)
         strip_ids = totals.most_disagreeing(strips)
-        strip_bytes = {i: image_strip(strip_panels(config, i, images), title=i) for i in strip_ids}
+        strip_bytes = {i: image_strip(strip_panels(config, i, images, host), title=i) for i in strip_ids}
         doc = {
             "strategies": names,
             "params": {n: s.params for n, s in selectors.items()},

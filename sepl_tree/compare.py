@@ -310,12 +310,17 @@ def read_image(images_dir: Path, image_id: str, shape: tuple[int, int]) -> np.nd
     return rgb
 
 
-def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None = None) -> list[tuple[str, np.ndarray]]:
-    """The panels of one image's strip: image | pseudo-label | masks | each strategy | GT (RGB)."""
+def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None = None,
+                 host: PluginHost | None = None) -> list[tuple[str, np.ndarray]]:
+    """The panels of one image's strip: image | pseudo-label | masks | each strategy | GT (RGB).
+
+    The strategies' panels are read back from ``OUT/<strategy>/<id>.png``; ``host`` (the loaded
+    plugins) saves loading them again.
+    """
     from sepl_tree.report import label_to_rgb, masks_overlay
 
     run = config.inputs
-    host = load_host(run.plugins)
+    host = host or load_host(run.plugins)
     reader = host.reader(run.reader)
     reader_params = coerce_params(f"reader {reader.name!r}", reader.params, run.reader_params)
     pseudo, masks, _ = read_inputs(run, reader, reader_params, read_context(run), image_id)

@@ -1,6 +1,7 @@
 """Failure subsets on hand-built label maps, masks and trees."""
 
 from collections import deque
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -254,3 +255,30 @@ def test_subset_names_keeps_report_order_and_all():
     assert subset_names(["nested", "sam-miss"]) == ("all", "sam-miss", "nested")
     with pytest.raises(ValueError):
         subset_names(["nope"])
+
+
+# ------------------------------------------------------------------------------ real VOC sample
+
+VOC = Path("/work/shared/data/voc2012-sample")
+
+
+@pytest.mark.skipif(not (VOC / "pseudo_labels" / "transcam").is_dir(), reason="VOC sample not available")
+def test_pseudo_failure_on_real_transcam_labels_matches_a_plain_count():
+    from sepl_tree.io import read_label_png
+
+    ids = sorted(p.stem for p in (VOC / "pseudo_labels" / "transcam").glob("*.png"))[:40]
+    flagged = 0
+    for image_id in ids:
+        pseudo = read_label_png(VOC / "pseudo_labels" / "transcam" / f"{image_id}.png", 21)
+        gt = read_label_png(VOC / "SegmentationClass" / f"{image_id}.png", 21)
+        found = pseudo_failures(pseudo, gt, 21)
+        missed = {m["class"] for m in found["missed"]}
+        for k in range(1, 21):
+            in_gt = int((gt == k).sum())
+            if in_gt:
+                recall = int(((gt == k) & (pseudo == k)).sum()) / in_gt
+                assert (k in missed) == (recall < 0.5)
+            elif (pseudo == k).sum() >= np.ceil(0.001 * gt.size):
+                assert k in found["absent"]
+        flagged += bool(missed or found["absent"])
+    assert 0 < flagged < len(ids)  # real CAM labels fail on some images, not all
