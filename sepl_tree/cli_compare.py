@@ -18,6 +18,7 @@ from sepl_tree.cli_common import (
     PluginOpt,
     WorkersOpt,
     console,
+    err_console,
     get_host,
     parse_params,
     progress_bar,
@@ -146,6 +147,9 @@ def compare_command(
         class_names = class_names_for(num_classes)
         summary = totals.summary(class_names)
         print_compare(summary, names)
+        if totals.synthetic_masks:
+            err_console.print(f"[yellow]SYNTHETIC masks[/yellow] in {totals.synthetic_masks} of {len(id_list)} images "
+                              "(made from GT by `sepl-tree synth`, not by SAM)")
         strip_ids = totals.most_disagreeing(strips)
         strip_bytes = {i: image_strip(strip_panels(config, i, images, host), title=i) for i in strip_ids}
         doc = {
@@ -160,14 +164,15 @@ def compare_command(
             "thresholds": {name: getattr(subsets_module, name) for name in
                            ("MIN_REGION_FRACTION", "PSEUDO_MIN_RECALL", "SAM_MATCH_IOU", "MERGE_MIN_SHARE",
                             "ENVELOPE_MAX_INSIDE", "ENVELOPE_MIN_BACKGROUND", "NESTED_MIN_DEPTH")},
-            "counts": {"images": len(id_list), "outputs_computed": computed,
+            "counts": {"images": len(id_list), "synthetic_masks": totals.synthetic_masks, "outputs_computed": computed,
                        "outputs_reused": len(id_list) * len(names) - computed},
             "seconds": round(time.perf_counter() - t0, 3),
             "results": summary,
             "images": {i: totals.details[i] for i in sorted(totals.details)},
         }
         meta = {"pseudo-labels": pseudo_labels, "masks": masks, "gt": gt, "reader": reader, "images": len(id_list),
-                "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str)}
+                "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str),
+                "synthetic": totals.synthetic_masks > 0}
         written = write_report(out, doc, totals.table(), names, strip_bytes, meta)
         console.print(f"report: {written['report.md']} (compare.json, compare.csv, figures/ in {out})")
 

@@ -105,6 +105,7 @@ class ImageComparison:
     disagreement: float
     masks: int
     computed: tuple[str, ...] = ()
+    synthetic: bool = False
 
 
 def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
@@ -226,6 +227,7 @@ class CompareJob:
                 disagreement=disagreement(maps),
                 masks=len(masks),
                 computed=tuple(computed),
+                synthetic=any(bool(r.get("synthetic")) for r in masks.records),
             )
 
         return process
@@ -246,8 +248,10 @@ class CompareTotals:
         self.images = {s: 0 for s in self.subsets}
         self.rows: dict[str, dict[str, Any]] = {}
         self.details: dict[str, dict[str, Any]] = {}
+        self.synthetic_masks = 0
 
     def add(self, r: ImageComparison) -> None:
+        self.synthetic_masks += r.synthetic
         for subset in self.subsets:
             if r.flags.get(subset):
                 self.images[subset] += 1

@@ -230,7 +230,8 @@ def report_markdown(summary: Mapping[str, Any], strategies: Sequence[str], chart
     """
     lines = ["# sepl-tree compare", ""]
     if meta.get("synthetic"):
-        lines += ["**Synthetic data**: the numbers say nothing about real images.", ""]
+        lines += ["**SYNTHETIC masks** (made from ground truth, not by SAM): the numbers show how the "
+                  "strategies react to controlled failures, not how they do on real SAM output.", ""]
     lines += [f"- {key}: `{value}`" for key, value in meta.items() if key != "synthetic"]
     lines += ["", "Scores are dataset-level (one confusion matrix per subset), in percent; "
               "brackets: change against the input pseudo-labels. Subsets are defined in docs/compare.md.", ""]
