@@ -45,6 +45,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.readers.perclass",
     "sepl_tree.readers.clip_es",
     "sepl_tree.strategies.tree_smallest_cover",
+    "sepl_tree.strategies.tree_residual",
 )
 
 #: Set this environment variable (to anything but "" or "0") to skip entry-point plugins.

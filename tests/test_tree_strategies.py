@@ -204,3 +204,145 @@ def test_registered_with_needs_tree_and_selector_builds_the_tree():
 def test_tree_of_sample_is_a_branching():
     sample = sample_with_tree(BOAT_PSEUDO, BOAT_MASKS)
     assert nx.is_branching(sample.tree) and list(sample.tree.edges) == [(0, 1)]
+
+
+# ------------------------------------------------------------------------------ tree-residual
+
+from sepl_tree.strategies.tree_residual import residual_drops, tree_residual  # noqa: E402
+
+
+def test_residual_drops_an_envelope_kept_by_o_p():
+    # Mask 0 = boat + sea (no child covers the sea), mask 1 = boat: mask 0 is dropped.
+    out = tree_residual(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS))
+    assert out.tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+
+
+def test_residual_drops_an_envelope_kept_by_o_s_with_a_leaky_pseudo_label():
+    # The CAM leaks over the envelope (o_s = 6/8 > t1): threshold keeps it; the boat mask holds
+    # the pseudo-label's core (4 of its 6 pixels inside the envelope = 0.67 >= cover 0.5).
+    pseudo = [[0, 4, 4, 4, 4, 4, 4, 0, 0, 0]]
+    masks = masks_from_strings(["########.."], ["..####...."])
+    sample = sample_with_tree(pseudo, masks)
+    assert threshold(sample).tolist() == [[4] * 8 + [0, 0]]
+    assert tree_residual(sample).tolist() == [[0, 0, 4, 4, 4, 4, 0, 0, 0, 0]]
+    # cover = 0.8 asks more of the boat mask: the envelope stays.
+    assert tree_residual(sample, cover=0.8).tolist() == threshold(sample).tolist()
+
+
+def test_residual_keeps_a_whole_object_made_of_its_parts():
+    # Partial activation: only the head (mask 1) is in the pseudo-label; the body (mask 2) is a
+    # part too, so the whole (mask 0) is explained by its children and kept.
+    pseudo = [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
+    masks = masks_from_strings([".#######.."], [".##......."], ["...#####.."])
+    sample = sample_with_tree(pseudo, masks)
+    assert sorted(sample.tree.edges) == [(0, 1), (0, 2)]
+    assert tree_residual(sample).tolist() == threshold(sample).tolist() == [[0] + [4] * 7 + [0, 0]]
+    # tree-smallest-cover throws the body away here.
+    assert tree_smallest_cover(sample).tolist() == [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
+    # Asking the children to explain everything (explained > 1) drops the whole as well.
+    assert tree_residual(sample, explained=1.01).tolist() == [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
+
+
+def test_residual_needs_a_kept_descendant_of_the_same_class():
+    # The child goes to another class: nothing below explains class 4's support; as threshold.
+    pseudo = [[4, 2, 2, 4, 4, 4, 0, 0, 0, 0]]
+    masks = masks_from_strings(["########.."], [".##......."])
+    sample = sample_with_tree(pseudo, masks)
+    assert sample.assigned.tolist() == [4, 2]
+    assert not residual_drops(sample, np.array([True, True])).any()
+    assert tree_residual(sample).tolist() == threshold(sample).tolist()
+
+
+def test_residual_without_tree_edges_is_threshold():
+    pseudo = [[0, 4, 4, 0, 0, 1, 1, 1]]
+    masks = masks_from_strings(["####...."], ["....####"])
+    sample = sample_with_tree(pseudo, masks)
+    assert sample.tree.number_of_edges() == 0
+    assert tree_residual(sample).tolist() == threshold(sample).tolist()
+    with pytest.raises(ValueError, match="needs sample.tree"):
+        tree_residual(Sample(np.asarray(pseudo, np.uint8), MaskSet(masks)))
+
+
+def reference_residual(pseudo, masks, t1, t2, tau, cover, explained):
+    """The rule in plain loops, on top of the plain reference's ratios and tree."""
+    n = len(masks)
+    area = [int(m.sum()) for m in masks]
+    classes = [k for k in range(1, 21) if (pseudo == k).any()]
+    assigned = []
+    kept = []
+    for i in range(n):
+        inter = {k: int((masks[i] & (pseudo == k)).sum()) for k in classes}
+        best = max(classes, key=lambda k: (inter[k], -k)) if classes else None
+        if best is None or inter[best] == 0:
+            assigned.append(-1)
+            kept.append(False)
+            continue
+        assigned.append(best)
+        kept.append(inter[best] / area[i] > t1 or inter[best] / int((pseudo == best).sum()) > t2)
+    parent = []
+    for c in range(n):
+        options = [(area[p], p) for p in range(n) if p != c and (area[p], p) > (area[c], c)
+                   and (masks[p] & masks[c]).sum() >= tau * area[c] - 1e-9]
+        parent.append(min(options)[1] if options else -1)
+
+    def descendants(node):
+        kids = [c for c in range(n) if parent[c] == node]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    keep = list(kept)
+    for e in range(n):
+        below = [d for d in descendants(e) if kept[d] and assigned[d] == assigned[e]]
+        if not kept[e] or not below:
+            continue
+        support = masks[e] & (pseudo == assigned[e])
+        under = np.zeros(pseudo.shape, bool)
+        for d in below:
+            under |= masks[d]
+        children = np.zeros(pseudo.shape, bool)
+        for c in range(n):
+            if parent[c] == e:
+                children |= masks[c]
+        if (support & under).sum() >= cover * support.sum() and (children & masks[e]).sum() < explained * area[e]:
+            keep[e] = False
+    out = np.zeros(pseudo.shape, np.uint8)
+    covered = np.zeros(pseudo.shape, bool)
+    for k in classes:
+        region = np.zeros(pseudo.shape, bool)
+        chosen = [i for i in range(n) if keep[i] and assigned[i] == k]
+        for i in chosen:
+            region |= masks[i]
+        if not chosen:
+            region = pseudo == k
+        out[region] = k
+        covered |= region
+    out[(pseudo == 255) & ~covered] = 255
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_residual_matches_plain_reference(seed):
+    rng = np.random.default_rng(1000 + seed)
+    pseudo, masks = random_nested_case(rng)
+    t1, t2, tau = random_params(rng)
+    cover, explained = float(rng.choice([0.5, 0.8])), float(rng.choice([0.9, 0.7]))
+    sample = sample_with_tree(pseudo, masks, tau=tau)
+    got = tree_residual(sample, t1, t2, tau, cover, explained)
+    np.testing.assert_array_equal(got, reference_residual(pseudo, masks, t1, t2, tau, cover, explained))
+
+
+def test_residual_random_cases_differ_from_threshold():
+    differ = 0
+    for seed in range(40):
+        rng = np.random.default_rng(1000 + seed)
+        pseudo, masks = random_nested_case(rng)
+        t1, t2, tau = random_params(rng)
+        sample = sample_with_tree(pseudo, masks, tau=tau)
+        differ += not np.array_equal(tree_residual(sample, t1, t2, tau), threshold(sample, t1, t2))
+    assert differ >= 4
+
+
+def test_residual_registered_with_its_parameters():
+    strategy = load_host(autoload=False).strategy("tree-residual")
+    assert strategy.needs_tree
+    assert set(strategy.params) == {"t1", "t2", "tau", "cover", "explained"}
+    assert all(p.help for p in strategy.params.values())
