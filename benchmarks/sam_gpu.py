@@ -89,16 +89,29 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sepl_tree.sam import MaskJob, generator_settings, resolve_device
+    from sepl_tree.errors import SeplError
+    from sepl_tree.sam import MaskJob, check_settings, generator_settings, resolve_device
 
-    device = resolve_device(args.device)
-    overrides = dict(item.split("=", 1) for item in args.param)
-    model = MaskJob({}, Path("."), args.model_type, Path(args.checkpoint), device=device,
-                    plugins=tuple(args.plugin)).load_model()
-    images = _images(args)
+    try:
+        device = resolve_device(args.device)
+        overrides = dict(item.split("=", 1) for item in args.param)
+        batches = [int(b) for b in args.points_per_batch.split(",")]
+        presets = []
+        for preset in args.presets.split(","):
+            try:
+                check_settings(generator_settings(preset, overrides))
+                presets.append(preset)
+            except SeplError as exc:
+                print(f"skipping preset {preset}: {exc}", file=sys.stderr)
+        model = MaskJob({}, Path("."), args.model_type, Path(args.checkpoint), device=device,
+                        plugins=tuple(args.plugin)).load_model()
+        images = _images(args)
+    except (SeplError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rows = []
-    for preset in args.presets.split(","):
-        for batch in (int(b) for b in args.points_per_batch.split(",")):
+    for preset in presets:
+        for batch in batches:
             settings = generator_settings(preset, {**overrides, "points_per_batch": batch})
             row = {"preset": preset, "points_per_batch": batch,
                    **_time_setting(model, settings, images, device, args.warmup)}

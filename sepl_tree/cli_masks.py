@@ -66,6 +66,7 @@ def masks_command(
             sam.resolve_device(device)
         found = sam.find_images(images, read_ids(ids))
         out.mkdir(parents=True, exist_ok=True)
+        sam.remove_stale_temporaries(out)
         todo = sam.pending_ids(out, found)
         log = sam.start_error_log(out, todo)
         job = sam.MaskJob({i: found[i] for i in todo}, out, model_type, checkpoint, settings, fmt, device,

@@ -49,6 +49,7 @@ __all__ = [
     "generator_settings",
     "load_image",
     "pending_ids",
+    "remove_stale_temporaries",
     "resolve_device",
     "start_error_log",
 ]
@@ -365,6 +366,22 @@ class MaskJob:
 def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:
     """The ids without finished output in ``out`` (either layout counts as finished)."""
     return [i for i in ids if find_mask_source(out, i) is None]
+
+
+def remove_stale_temporaries(out: Path) -> int:
+    """Delete what a killed run left half-written (``.<name>.tmp`` files and PNG folders); return how many.
+
+    Only one ``masks`` run may write to ``out`` at a time.
+    """
+    import shutil
+
+    stale = list(out.glob(".*.tmp")) if out.is_dir() else []
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def start_error_log(out: Path, retried: Iterable[str]) -> Path:

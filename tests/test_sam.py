@@ -71,6 +71,12 @@ def masks_cli(images: Path, checkpoint: Path, out: Path, *extra: str):
     return runner.invoke(app, args)
 
 
+def summary_rows(output: str) -> dict[str, str]:
+    """The ``name -> value`` rows of the summary table ``masks`` prints."""
+    rows = [line.split("│")[1:3] for line in output.splitlines() if line.count("│") == 3]
+    return {name.strip(): value.strip() for name, value in rows}
+
+
 # ------------------------------------------------------------------------------- settings
 
 
@@ -215,13 +221,14 @@ def test_resume_skips_finished_images(images: Path, checkpoint: Path, tmp_path: 
     assert masks_cli(images, checkpoint, out, "--ids", str(ids)).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img1.json"]
     (out / "img0.json").write_text("[]")  # a marker: a rerun must leave finished images alone
-    (out / ".img2.json.abc.tmp").write_text("half")  # what a killed write leaves behind
+    (out / ".img2.json.abc.tmp").write_text("half")  # what killed writes leave behind
+    (out / ".img3.tmp").mkdir()
     result = masks_cli(images, checkpoint, out)
     assert result.exit_code == 0, result.output
     assert (out / "img0.json").read_text() == "[]"
     assert len(read_masks(out, "img2")) == 48
-    rows = dict(line.strip("│ ").split("│")[:2] for line in result.output.splitlines() if line.count("│") == 3)
-    assert {k.strip(): v.strip() for k, v in rows.items()}["already done (skipped)"] == "2"
+    assert not list(out.glob(".*"))
+    assert summary_rows(result.output)["already done (skipped)"] == "2"
 
 
 def test_corrupt_image_is_logged_and_skipped(images: Path, checkpoint: Path, tmp_path: Path) -> None:
@@ -364,3 +371,36 @@ def test_benchmark_script_smoke(checkpoint: Path, tmp_path: Path) -> None:
     assert [(r["preset"], r["points_per_batch"]) for r in rows] == [
         ("paper", 16), ("paper", 64), ("sam-default", 16), ("sam-default", 64)]
     assert all(r["images_per_s"] > 0 and r["images"] == 2 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["rle", "png"])
+def test_killed_masks_run_resumes_without_half_written_output(tmp_path: Path, checkpoint: Path, fmt: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n in range(40):
+        Image.fromarray(blobs(n, 24, 32)).save(folder / f"im{n:03d}.png")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "sepl_tree", "masks", "--images", str(folder), "--checkpoint", str(checkpoint),
+            "--model-type", "tiny", "--plugin", str(TINY), "--out", str(out), "--format", fmt, *KEEP_ALL]
+    env = {**os.environ, "SEPL_TREE_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("im*"))) < 3:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done = sorted(p.name.removesuffix(".json") for p in out.glob("im*"))
+    assert 3 <= len(done) < 40, "the run should have been killed part-way"
+    for image_id in done:  # every visible output is complete
+        assert len(read_masks(out, image_id)) == 48
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(out.glob("im*"))) == 40 and not list(out.glob(".*"))
+    assert summary_rows(rerun.stdout)["already done (skipped)"] == str(len(done))

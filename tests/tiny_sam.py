@@ -55,3 +55,9 @@ def save_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
 @hookimpl
 def register_sam_models(register):
     register(MODEL_TYPE, build_tiny_sam)
+
+
+if __name__ == "__main__":  # python tests/tiny_sam.py tiny.pth
+    import sys
+
+    print(save_tiny_checkpoint(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny.pth")))
