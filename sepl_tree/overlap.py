@@ -12,7 +12,7 @@ import numpy as np
 
 from sepl_tree.masks import flat_masks
 
-__all__ = ["Overlap", "assign_masks", "compute_overlap", "present_classes"]
+__all__ = ["Overlap", "assign_masks", "compute_overlap", "pack_rows", "popcount_rows", "present_classes"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,45 @@ class Overlap:
 
 def present_classes(label: np.ndarray, num_classes: int) -> np.ndarray:
     """Classes 1..K-1 that occur in ``label``, increasing (0 and 255 are never classes)."""
-    counts = np.bincount(label.reshape(-1), minlength=256)[:num_classes]
-    present = np.flatnonzero(counts)
+    return _present(np.bincount(label.reshape(-1), minlength=256), num_classes)
+
+
+def _present(counts: np.ndarray, num_classes: int) -> np.ndarray:
+    present = np.flatnonzero(counts[:num_classes])
     return present[present > 0]
+
+
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def pack_rows(flat: np.ndarray) -> np.ndarray:
+    """``bool (L, N)`` as bits: ``uint64 (L, ceil(N / 64))``, zero-padded at the end of each row.
+
+    Counting on the packed rows reads an eighth of the bytes; the zero padding never counts.
+    """
+    n, width = flat.shape
+    packed = np.zeros((n, -(-width // 64) * 8), np.uint8)
+    packed[:, : -(-width // 8)] = np.packbits(flat, axis=1)
+    return packed.view(np.uint64)
+
+
+def popcount_rows(words: np.ndarray) -> np.ndarray:
+    """``int64 (L,)``: the number of set bits in each row of ``uint64 (L, n)``.
+
+    >>> popcount_rows(pack_rows(np.array([[1, 0, 1], [0, 0, 0]], bool))).tolist()
+    [2, 0]
+    """
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    return _POPCOUNT8[words.view(np.uint8)].sum(axis=1, dtype=np.int64)
 
 
 def compute_overlap(masks: np.ndarray, label: np.ndarray, num_classes: int) -> Overlap:
     """Intersections of every mask with every class present in ``label``.
+
+    The masks are packed into bits once (in whichever pixel order they are stored, see
+    :func:`sepl_tree.masks.flat_masks`); each count is then a popcount of packed words, so the
+    cost does not grow with the labelled area and no transposing copy is made.
 
     >>> m = np.array([[[1, 1, 0]], [[0, 1, 1]]], bool)
     >>> ov = compute_overlap(m, np.array([[1, 2, 2]], np.uint8), 3)
@@ -54,17 +86,17 @@ def compute_overlap(masks: np.ndarray, label: np.ndarray, num_classes: int) -> O
     """
     n = len(masks)
     flat, lab = flat_masks(masks, label)
-    class_area = np.bincount(lab, minlength=256)[:num_classes].astype(np.int64)
-    classes = present_classes(label, num_classes)
+    counts = np.bincount(lab, minlength=256)
+    class_area = counts[:num_classes].astype(np.int64)
+    classes = _present(counts, num_classes)
     inter = np.zeros((n, num_classes), np.int64)
-    mask_area = np.count_nonzero(flat, axis=1).astype(np.int64) if n else np.zeros(0, np.int64)
-    if n and classes.size:
-        # Gather the labelled pixels once, grouped by class, and count each group per mask.
-        fg = np.flatnonzero((lab > 0) & (lab < num_classes))
-        order = fg[np.argsort(lab[fg], kind="stable")]
-        starts = np.concatenate([[0], np.cumsum(class_area[classes])[:-1]])
-        sub = flat[:, order].view(np.uint8)
-        inter[:, classes] = np.add.reduceat(sub, starts, axis=1, dtype=np.int64)
+    if not n:
+        return Overlap(inter, np.zeros(0, np.int64), class_area, classes)
+    packed = pack_rows(flat)
+    mask_area = popcount_rows(packed)
+    for k in classes:
+        in_class = pack_rows((lab == k)[None])[0]
+        inter[:, k] = popcount_rows(packed & in_class)
     return Overlap(inter, mask_area, class_area, classes)
 
 

@@ -1,4 +1,9 @@
-"""Pieces shared by strategies: mask unions and the paint-in-class-order output rule."""
+"""Pieces shared by strategies: mask unions and the paint-in-class-order output rule.
+
+Masks are ``bool (L, H, W)``, possibly a column-major view (as decoded from RLE, see
+:func:`sepl_tree.masks.flat_masks`); unions are computed on the flat rows, in place, so neither
+a transposing copy nor a copy of the selected masks is made.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,33 @@ from sepl_tree.io import IGNORE
 __all__ = ["paint", "union"]
 
 
+def _column_major(masks: np.ndarray) -> bool:
+    """True for the column-major view RLE decoding gives (same test as ``flat_masks``)."""
+    return not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
+
+
 def union(masks: np.ndarray, selected: np.ndarray) -> np.ndarray:
-    """Union (``bool (H, W)``) of the masks whose index is in ``selected`` (bool or int index)."""
-    chosen = masks[selected]
-    if len(chosen) == 0:
-        return np.zeros(masks.shape[1:], bool)
-    return np.logical_or.reduce(chosen, axis=0)
+    """Union (``bool (H, W)``) of the masks whose index is in ``selected`` (bool or int index).
+
+    >>> m = np.array([[[1, 0, 0]], [[0, 1, 0]], [[0, 0, 1]]], bool)
+    >>> union(m, np.array([True, False, True])).tolist(), union(m, np.array([1])).tolist()
+    ([[True, False, True]], [[False, True, False]])
+    """
+    selected = np.asarray(selected)
+    index = np.flatnonzero(selected) if selected.dtype == bool else selected.reshape(-1)
+    height, width = masks.shape[1:]
+    if index.size == 0:
+        return np.zeros((height, width), bool)
+    if _column_major(masks):
+        rows = masks.transpose(0, 2, 1).reshape(len(masks), -1)  # a view: (L, W*H)
+    elif masks.flags.c_contiguous:
+        rows = masks.reshape(len(masks), -1)
+    else:  # an unusual layout: copy only the selected masks
+        return np.logical_or.reduce(masks[selected], axis=0)
+    acc = rows[index[0]].copy()
+    for i in index[1:]:
+        np.logical_or(acc, rows[i], out=acc)
+    return acc.reshape(width, height).T if _column_major(masks) else acc.reshape(height, width)
 
 
 def paint(pseudo: np.ndarray, regions: Iterable[tuple[int, np.ndarray]], keep_ignore: bool = True) -> np.ndarray:
@@ -27,7 +53,10 @@ def paint(pseudo: np.ndarray, regions: Iterable[tuple[int, np.ndarray]], keep_ig
     out = np.zeros(pseudo.shape, np.uint8)
     covered = np.zeros(pseudo.shape, bool) if keep_ignore else None
     for k, region in regions:
-        out[region] = k
+        if region.dtype == bool:
+            np.copyto(out, k, where=region)  # also fast for a column-major region
+        else:
+            out[region] = k
         if covered is not None:
             covered |= region
     if covered is not None:
