@@ -292,3 +292,14 @@ def test_coco_sized_keys(host, tmp_path):
     assert out.tolist() == [[80, 0, 0], [80, 0, 80]]
     with pytest.raises(InputError, match="out of range 1..20"):
         read(host, "irn", tmp_path, image_id="COCO_train2014_000000000009")
+
+
+def test_irn_and_puzzlecam_uncertain_band(host, tmp_path):
+    # IR labels without CRF: a class above 0.55, background where nothing beats 0.12, 255 between.
+    # (0,2) max 0.1 -> 0; (1,1) max 0.14 -> 255; (1,2) max 0.3 -> 255; the rest beat 0.55.
+    expected = [[1, 12, 0], [12, 255, 255]]
+    write_irn(tmp_path / "irn")
+    assert read(host, "irn", tmp_path / "irn", bg=0.55, bg_low=0.12).tolist() == expected
+    write_puzzlecam(tmp_path / "pc")
+    assert read(host, "puzzlecam", tmp_path / "pc", bg=0.55, bg_low=0.12).tolist() == expected
+    assert read(host, "puzzlecam", tmp_path / "pc").tolist() == LOW_BG  # off by default

@@ -4,8 +4,8 @@ Conventions
 -----------
 - Scores are ``float (N, H, W)``, one map per class in ``classes`` (N class indices). Files may
   hold NumPy arrays or torch tensors (IRN and CLIMS pickle torch tensors); both are accepted.
-- A label map is ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore (CAM readers never
-  write 255).
+- A label map is ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore (CAM readers write
+  255 only when asked for IRN-style uncertain regions, ``bg_low``).
 - The background score ``bg`` follows CLIP-ES's ``cam_eval_thres`` convention, which covers every
   baseline: a value below 1 is a constant background score (a threshold: a pixel is background
   unless some class scores above it, as in IRN, SEAM, EPS, PuzzleCAM); a value of 1 or more is an
@@ -99,6 +99,7 @@ def cam_to_label(
     *,
     bg: float | None,
     allowed: frozenset[int] | None = None,
+    bg_low: float | None = None,
 ) -> np.ndarray:
     """The label map of class scores, as the baselines compute it.
 
@@ -117,6 +118,10 @@ def cam_to_label(
         Background rule (see the module docstring), or ``None`` for no added background channel.
     allowed
         Image-level classes; score maps of other classes are dropped before the argmax.
+    bg_low
+        A second, lower background rule: pixels that are background under ``bg`` but a class under
+        ``bg_low`` become 255 (uncertain), as IRN's ``cam_to_ir_label.py`` and PuzzleCAM's
+        ``make_affinity_labels.py`` do (there with ``bg`` 0.30 and ``bg_low`` 0.05, and a CRF).
 
     Examples
     --------
@@ -125,6 +130,8 @@ def cam_to_label(
     [[3, 7]]
     >>> cam_to_label(Path("x.npy"), cam, [3, 7], 21, bg=0.25, allowed=frozenset({7})).tolist()
     [[0, 7]]
+    >>> cam_to_label(Path("x.npy"), cam, [3, 7], 21, bg=0.5, bg_low=0.25).tolist()
+    [[3, 255]]
     """
     scores = to_numpy(scores)
     classes = to_numpy(classes).reshape(-1)
@@ -151,6 +158,14 @@ def cam_to_label(
     if allowed is not None:
         keep = np.array([c == 0 or int(c) in allowed for c in classes], dtype=bool)
         scores, classes = scores[keep], classes[keep]
+    label = _argmax_label(scores, classes, bg)
+    if bg_low is not None and bg is not None:
+        uncertain = (label == 0) & (_argmax_label(scores, classes, bg_low) != 0)
+        label[uncertain] = 255
+    return label
+
+
+def _argmax_label(scores: np.ndarray, classes: np.ndarray, bg: float | None) -> np.ndarray:
     if bg is not None:
         scores = np.concatenate([background_scores(scores, bg), scores])
         classes = np.concatenate([[0], classes])

@@ -10,6 +10,9 @@ Written by IRN's ``step/make_cam.py`` (and unchanged by CLIMS's ``step/make_cam.
 
 IRN's ``step/eval_cam.py`` pads a constant background score ``cam_eval_thres`` (0.15 in IRN's and
 CLIMS's ``run_sample.py``) in front, takes the argmax and maps it through ``[0, keys + 1]``.
+``step/cam_to_ir_label.py`` instead makes labels with an uncertain band: a class where it beats
+``conf_fg_thres`` (0.30), background where nothing beats ``conf_bg_thres`` (0.05), 255 in between
+(after a CRF, not applied here): ``--param bg=0.30 --param bg_low=0.05``.
 Appendix C.1 of the SEPL paper (SEPL on the raw CAMs) is ``run --reader irn``.
 """
 
@@ -27,13 +30,15 @@ from sepl_tree.registry import ReadContext, Reader
 __all__ = ["read_irn"]
 
 
-def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.15) -> np.ndarray:
+def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.15, bg_low: float = -1.0) -> np.ndarray:
     """IRN/CLIMS CAMs: dict with 0-based 'keys' and 'high_res' (classes, H, W); no background.
 
     Parameters
     ----------
     bg
         Background score if below 1 (IRN's cam_eval_thres, 0.15), else the power p of (1 - max CAM)^p.
+    bg_low
+        If 0 or more: background at bg but a class at bg_low becomes 255 (IR labels: bg=0.30, bg_low=0.05; no CRF).
     """
     path = folder / f"{image_id}.npy"
     obj = load_pickled(path)
@@ -42,7 +47,7 @@ def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.15) ->
         raise wrong_format(path, "irn", "expected IRN's dictionary with 'keys' and 'high_res'", obj)
     keys = to_numpy(found["keys"]).reshape(-1)
     return cam_to_label(path, found["high_res"], keys + 1, ctx.num_classes, bg=bg,
-                        allowed=allowed_classes(ctx, image_id, path))
+                        allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
 
 
 @hookimpl

@@ -12,6 +12,8 @@ AffinityNet's random walk): ``np.save`` of a dict with
 PuzzleCAM's ``evaluate.py`` and ``make_pseudo_labels.py`` pad a constant background score in
 front, take the argmax and map it through ``keys``; ``make_pseudo_labels.py`` defaults to 0.25
 (``evaluate.py`` sweeps it). The CRF step of ``make_pseudo_labels.py`` is not applied here.
+``make_affinity_labels.py`` keeps an uncertain band (class above 0.30, background below 0.05, 255
+between, after a CRF): ``--param bg=0.30 --param bg_low=0.05``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ __all__ = ["read_puzzlecam"]
 _ARRAYS = ("hr_cam", "rw")
 
 
-def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.25, key: str = "auto") -> np.ndarray:
+def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.25, key: str = "auto",
+                   bg_low: float = -1.0) -> np.ndarray:
     """PuzzleCAM CAMs: dict with shifted 'keys' [0, c+1, ...] and 'hr_cam' or 'rw' (no background map).
 
     Parameters
@@ -40,6 +43,8 @@ def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.
         Background score if below 1 (make_pseudo_labels.py's threshold, 0.25), else the power p of (1 - max)^p.
     key
         Array to read: 'hr_cam', 'rw', or 'auto' ('rw' when the file has it, else 'hr_cam').
+    bg_low
+        If 0 or more: background at bg but a class at bg_low becomes 255 (affinity labels: bg=0.30, bg_low=0.05).
     """
     path = folder / f"{image_id}.npy"
     if key not in ("auto", *_ARRAYS):
@@ -55,7 +60,7 @@ def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.
     if keys.size == 0 or keys[0] != 0:
         raise InputError(path, f"PuzzleCAM keys must start with the background 0, got {keys.tolist()}")
     return cam_to_label(path, obj[name], keys[1:], ctx.num_classes, bg=bg,
-                        allowed=allowed_classes(ctx, image_id, path))
+                        allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
 
 
 @hookimpl
