@@ -343,7 +343,20 @@ class MaskJob:
         return model.to(device).eval()
 
     def setup(self) -> Callable[[str], MaskResult]:
-        generator = build_generator(self.load_model(), self.settings)
+        """Load the model once; a model that cannot load fails the first image with its error.
+
+        (A pool worker whose initialiser raises only reports a broken pool; raising from the
+        first call carries the one-line error back to the command.)
+        """
+        try:
+            generator = build_generator(self.load_model(), self.settings)
+        except SeplError as exc:
+            error = exc
+
+            def fail(image_id: str) -> MaskResult:
+                raise error
+
+            return fail
         return lambda image_id: self.run_one(generator, image_id)
 
     def run_one(self, generator: Any, image_id: str) -> MaskResult:

@@ -271,6 +271,15 @@ def test_bad_checkpoint_names_the_file(images: Path, tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("*.json"))
 
 
+@pytest.mark.slow
+def test_bad_checkpoint_in_a_process_pool_is_one_line(images: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"not": torch.zeros(1)}, wrong)
+    result = masks_cli(images, wrong, tmp_path / "out", "--workers", "2")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "wrong.pth: cannot load as a 'tiny' SAM checkpoint" in result.output
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_gpu_is_refused(images: Path, checkpoint: Path, tmp_path: Path) -> None:
     result = masks_cli(images, checkpoint, tmp_path / "out", "--device", "cuda")
