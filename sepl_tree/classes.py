@@ -12,7 +12,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from sepl_tree.errors import SeplError
 from sepl_tree.io import voc_palette
 
