@@ -303,3 +303,12 @@ def test_irn_and_puzzlecam_uncertain_band(host, tmp_path):
     write_puzzlecam(tmp_path / "pc")
     assert read(host, "puzzlecam", tmp_path / "pc", bg=0.55, bg_low=0.12).tolist() == expected
     assert read(host, "puzzlecam", tmp_path / "pc").tolist() == LOW_BG  # off by default
+
+
+def test_reader_sniff_names_only_other_formats(host, tmp_path):
+    write_class_dict(tmp_path)
+    path = tmp_path / "2007_000032.npy"
+    assert host.reader("seam").sniff(path) is None  # seam reads this layout
+    assert host.reader("transcam").sniff(path) is None
+    assert host.reader("irn").sniff(path) == "psa"
+    assert host.reader("psa-crf").sniff(path) == "psa"

@@ -25,7 +25,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
 from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, to_numpy
-from sepl_tree.readers.sniff import identify, wrong_format
+from sepl_tree.readers.sniff import sniff_for, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_puzzlecam"]
@@ -65,4 +65,4 @@ def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.
 
 @hookimpl
 def register_readers(register):
-    register(Reader("puzzlecam", read_puzzlecam, suffix=".npy", sniff=identify))
+    register(Reader("puzzlecam", read_puzzlecam, suffix=".npy", sniff=sniff_for("puzzlecam")))

@@ -1,6 +1,7 @@
 """Recognise which baseline wrote a file, so a reader given the wrong format says so in one line.
 
-Every built-in reader passes :func:`identify` as its ``sniff`` and raises
+Every built-in reader passes ``sniff_for(its name)`` as its ``sniff`` (``None`` for its own
+format, else the reader to use) and raises
 :func:`wrong_format` when a file is not in its format: the error then reads
 ``<file>: this looks like a PuzzleCAM file; try --reader puzzlecam`` instead of a label map
 made of garbage. Recognition is by what the files hold (dictionary keys, key layout), and for
@@ -9,8 +10,9 @@ PNGs by name (``<id>_<class>.png`` is a per-class map, anything else a label map
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,16 @@ import numpy as np
 
 from sepl_tree.errors import InputError
 
-__all__ = ["FORMATS", "PER_CLASS_PNG", "identify", "identify_object", "looks_like_crf", "suggest_reader", "wrong_format"]
+__all__ = [
+    "FORMATS",
+    "PER_CLASS_PNG",
+    "identify",
+    "identify_object",
+    "looks_like_crf",
+    "sniff_for",
+    "suggest_reader",
+    "wrong_format",
+]
 
 #: ``<image id>_<class index>.png``: L2G's and RCA's per-class maps (class 0-based, 1 to 3 digits,
 #: so VOC and COCO ids, whose last part has 6 or 12 digits, are never mistaken for one).
@@ -100,6 +111,27 @@ def identify(path: Path) -> str | None:
     except Exception:  # sniffing is a hint: a file it cannot make sense of is simply unrecognised
         return None
     return None if fmt is None else FORMATS[fmt][1]
+
+
+def _sniff_other(path: Path, reader: str) -> str | None:
+    try:
+        fmt = _format_of(Path(path))
+    except Exception:
+        return None
+    if fmt is None or reader in FORMATS[fmt][2]:
+        return None
+    return FORMATS[fmt][1]
+
+
+def sniff_for(reader: str) -> Callable[[Path], str | None]:
+    """A ``Reader.sniff`` for ``reader``: the reader to use for a file of another format, else ``None``.
+
+    >>> sniff_for("irn")(Path("2007_000032_11.png"))
+    'l2g'
+    >>> sniff_for("rca")(Path("2007_000032_11.png")) is None
+    True
+    """
+    return functools.partial(_sniff_other, reader=reader)
 
 
 def wrong_format(path: Path, reader: str, problem: str, obj: Any = _MISSING) -> InputError:
