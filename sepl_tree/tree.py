@@ -21,9 +21,11 @@ enough for tau = 0.7 although ``0.7 * 10 > 7`` in floating point).
 Cost
 ----
 Pairs are pruned by bounding boxes first: ``|S_p ∩ S_c| <= |box_p ∩ box_c|``, so only pairs
-whose boxes overlap by at least ``tau·|S_c|`` pixels are candidates. Their intersections are
-then counted per child by gathering the child's pixels from the candidates' rows of the
-flattened masks, so the work is ``sum_c |S_c| · #candidates(c)``, never ``L² · H · W``.
+whose boxes overlap by at least ``tau·|S_c|`` pixels are candidates. Masks are bit-packed
+(64 pixels a word, in whichever pixel order they are stored); a candidate pair's intersection is
+the popcount of the ANDed words over the child's span (its first to last pixel), for all pairs
+at once in bounded chunks. The work is ``sum over candidate pairs of span(c) / 64`` words,
+never ``L² · H · W``; no Python loop runs per pair.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Iterable
 import networkx as nx
 import numpy as np
 
-from sepl_tree.masks import MaskSet, flat_masks, masks_to_bbox_xywh
+from sepl_tree.masks import MaskSet, flat_masks
 
 __all__ = [
     "any_descendant",
@@ -47,8 +49,8 @@ __all__ = [
 ]
 
 _SLACK = 1e-9
-#: Words gathered at once (candidates x child's span), to bound the temporary array.
-_GATHER_BUDGET = 1 << 22
+#: Words gathered at once (sum of the child spans of a chunk of pairs), to bound temporaries.
+_GATHER_BUDGET = 1 << 21
 
 
 def _box_overlap(boxes: np.ndarray) -> np.ndarray:
@@ -60,27 +62,83 @@ def _box_overlap(boxes: np.ndarray) -> np.ndarray:
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
-def _pack_words(flat: np.ndarray) -> np.ndarray:
-    """``(L, N)`` bool rows as ``(L, ceil(N/64))`` uint64 words (bit-packed, zero-padded)."""
+def _pack(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(L, N)`` bool rows bit-packed: ``(bytes (L, ceil(N/8)), uint64 words (L, ceil(N/64)))``."""
     packed = np.packbits(flat, axis=1)
     pad = (-packed.shape[1]) % 8
-    if pad:
-        packed = np.pad(packed, ((0, 0), (0, pad)))
-    return np.ascontiguousarray(packed).view(np.uint64)
+    padded = np.pad(packed, ((0, 0), (0, pad))) if pad else np.ascontiguousarray(packed)
+    return packed, padded.view(np.uint64)
+
+
+def _first_last(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat index of the first and of the last pixel of each packed row (0 for empty rows)."""
+    rows = np.arange(len(packed))
+    nz = packed != 0
+    first_b = nz.argmax(axis=1)
+    last_b = packed.shape[1] - 1 - nz[:, ::-1].argmax(axis=1)
+    first_bits = np.unpackbits(packed[rows, first_b][:, None], axis=1)  # most significant bit first
+    last_bits = np.unpackbits(packed[rows, last_b][:, None], axis=1)
+    first = first_b * 8 + first_bits.argmax(axis=1)
+    last = last_b * 8 + 7 - last_bits[:, ::-1].argmax(axis=1)
+    return first, last
+
+
+def _boxes(masks: np.ndarray, first: np.ndarray, last: np.ndarray, colmajor: bool) -> np.ndarray:
+    """Tight XYWH boxes from each mask's first/last flat pixel and one cheap projection."""
+    n, h, w = masks.shape
+    boxes = np.zeros((n, 4), np.int64)
+    if n == 0:
+        return boxes
+    if colmajor:  # flat index = x * H + y
+        x0, x1 = first // h, last // h + 1
+        proj = masks.transpose(0, 2, 1).any(axis=1)  # (L, H): rows holding a pixel
+        y0, y1 = proj.argmax(axis=1), h - proj[:, ::-1].argmax(axis=1)
+    else:  # flat index = y * W + x
+        y0, y1 = first // w, last // w + 1
+        proj = masks.any(axis=1)  # (L, W): columns holding a pixel
+        x0, x1 = proj.argmax(axis=1), w - proj[:, ::-1].argmax(axis=1)
+    boxes[:] = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+    boxes[~proj.any(axis=1)] = 0
+    return boxes
+
+
+def _pair_intersections(words: np.ndarray, child: np.ndarray, cand: np.ndarray, first: np.ndarray,
+                        last: np.ndarray) -> np.ndarray:
+    """``|S_child ∩ S_cand|`` for each pair, counting only the child's word span, in vectorised chunks."""
+    out = np.zeros(len(child), np.int64)
+    span = last[child] - first[child]
+    ends = np.cumsum(span)
+    lo = 0
+    while lo < len(child):
+        # the largest run of pairs whose spans fit the budget (at least one pair)
+        base = ends[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + _GATHER_BUDGET, side="right")))
+        sp = span[lo:hi]
+        starts = np.cumsum(sp) - sp
+        total = int(sp.sum())
+        pos = np.arange(total) - np.repeat(starts - first[child[lo:hi]], sp)
+        rows_c = np.repeat(child[lo:hi], sp)
+        rows_p = np.repeat(cand[lo:hi], sp)
+        bits = np.bitwise_count(words[rows_c, pos] & words[rows_p, pos])
+        out[lo:hi] = np.add.reduceat(bits, starts, dtype=np.int64) if total else 0
+        lo = hi
+    return out
 
 
 def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(parents, area, boxes)`` of ``bool (L, H, W)`` masks under the containment rule."""
     n = len(masks)
     parents = np.full(n, -1, np.int64)
-    boxes = masks_to_bbox_xywh(masks)
     if n == 0:
-        return parents, np.zeros(0, np.int64), boxes
+        return parents, np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
     flat, _ = flat_masks(masks)
+    colmajor = not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
     # Bit-packed rows: an intersection is a popcount of ANDed words, and only the words between
     # the child's first and last pixel (in flat order) can hold it.
-    words = _pack_words(flat)
+    packed, words = _pack(flat)
     area = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    first, last = _first_last(packed)
+    boxes = _boxes(masks, first, last, colmajor)
     if n < 2:
         return parents, area, boxes
     # rank[i]: position of mask i when sorted by (area, index)
@@ -93,27 +151,21 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     empty = area == 0
     # An empty child is held by every mask ranked above it (0 >= tau * 0).
     candidate[empty] = rank[None, :] > rank[empty, None]
-    nz = words != 0
-    first = nz.argmax(axis=1)
-    last = words.shape[1] - nz[:, ::-1].argmax(axis=1)
-    for c in np.flatnonzero(candidate.any(axis=1)):
-        cands = np.flatnonzero(candidate[c])
-        cands = cands[np.argsort(rank[cands])]  # nearest-ranked first: the parent is usually early
-        if empty[c]:
-            parents[c] = cands[0]
-            continue
-        lo_w, hi_w = first[c], last[c]
-        row = words[c, lo_w:hi_w]
-        cap = max(1, _GATHER_BUDGET // max(row.size, 1))
-        lo, step = 0, 4
-        while lo < cands.size:  # growing chunks: stop at the first (lowest-ranked) parent
-            chunk = cands[lo:lo + step]
-            inter = np.bitwise_count(words[chunk, lo_w:hi_w] & row).sum(axis=1, dtype=np.int64)
-            ok = np.flatnonzero(inter >= need[c])
-            if ok.size:
-                parents[c] = chunk[ok[0]]
-                break
-            lo, step = lo + step, min(cap, 4 * step)
+    first, last = first // 64, last // 64 + 1  # word range of each mask
+    for c in np.flatnonzero(empty & candidate.any(axis=1)):
+        above = np.flatnonzero(candidate[c])
+        parents[c] = above[np.argmin(rank[above])]
+    candidate[empty] = False
+    child, cand = np.nonzero(candidate)
+    inter = _pair_intersections(words, child, cand, first, last)
+    ok = inter >= need[child]
+    child, cand = child[ok], cand[ok]
+    if child.size:
+        # for each child, the qualifying candidate of lowest rank
+        order = np.lexsort((rank[cand], child))
+        child, cand = child[order], cand[order]
+        head = np.r_[True, child[1:] != child[:-1]]
+        parents[child[head]] = cand[head]
     return parents, area, boxes
 
 

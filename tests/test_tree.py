@@ -161,3 +161,36 @@ def test_class_walks():
 def test_any_descendant_ignores_unassigned_nodes():
     tree = nx.DiGraph([(0, 1)])
     assert any_descendant(tree, np.array([0, 1], bool), np.array([-1, -1])).tolist() == [False, False]
+
+
+@pytest.mark.parametrize("layout", ["c", "column-major"])
+def test_node_boxes_and_areas_match_the_masks(layout):
+    from sepl_tree.masks import masks_to_bbox_xywh
+
+    rng = np.random.default_rng(7)
+    masks = np.zeros((9, 13, 70), bool)  # 910 pixels: not a multiple of 64, boxes at the edges
+    for i in range(8):
+        y0, x0 = rng.integers(0, 13), rng.integers(0, 70)
+        masks[i, y0:y0 + rng.integers(1, 13), x0:x0 + rng.integers(1, 70)] = True
+    masks[3, -1, -1] = masks[4, 0, 0] = True  # the very last and first pixels
+    if layout != "c":
+        masks = np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1)
+    tree = build_tree(MaskSet(masks))
+    boxes = masks_to_bbox_xywh(masks)
+    for i in range(9):
+        assert tree.nodes[i]["bbox"] == tuple(int(v) for v in boxes[i])
+        assert tree.nodes[i]["area"] == int(masks[i].sum())
+    assert tree.nodes[8]["bbox"] == (0, 0, 0, 0)  # the empty mask
+
+
+def test_small_gather_budget_gives_the_same_parents(monkeypatch):
+    import sepl_tree.tree as tree_module
+
+    rng = np.random.default_rng(11)
+    masks = rng.random((15, 20, 40)) < 0.3
+    masks[3] = masks[1] | masks[2]
+    masks[9] = masks[3] | masks[4]
+    expected = reference_parents(masks, 0.9)
+    assert containment_parents(masks).tolist() == expected
+    monkeypatch.setattr(tree_module, "_GATHER_BUDGET", 3)  # one pair per chunk
+    assert containment_parents(masks).tolist() == expected
