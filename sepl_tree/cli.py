@@ -177,7 +177,11 @@ def _resolve_ids(config: RunConfig, reader_ids: list[str], ids_file: Path | None
     if ids is not None:
         return ids
     if not reader_ids:
-        raise SeplError(f"{config.pseudo_dir}: no pseudo-labels found for reader {config.reader!r}")
+        from sepl_tree.readers.sniff import suggest_reader
+
+        hint = suggest_reader(config.pseudo_dir)
+        tail = f"; the files there look like --reader {hint}" if hint and hint != config.reader else ""
+        raise SeplError(f"{config.pseudo_dir}: no pseudo-labels found for reader {config.reader!r}{tail}")
     return reader_ids
 
 

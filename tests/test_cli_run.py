@@ -162,6 +162,9 @@ def test_empty_or_missing_input_folder(tmp_path):
     (tmp_path / "m").mkdir()
     result = _run("--pseudo-labels", tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "no pseudo-labels found for reader 'png'" in result.output
+    np.save(tmp_path / "p" / "a.npy", {"keys": np.array([0]), "high_res": np.zeros((1, 2, 2), np.float32)})
+    result = _run("--pseudo-labels", tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "the files there look like --reader irn" in result.output
     result = _run("--pseudo-labels", tmp_path / "nope", "--masks", tmp_path / "m", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "nope: pseudo-label folder not found" in result.output
     result = _run("--pseudo-labels", tmp_path / "p")
