@@ -35,7 +35,7 @@ from collections.abc import Iterable
 import networkx as nx
 import numpy as np
 
-from sepl_tree.masks import MaskSet, flat_masks
+from sepl_tree.masks import MaskSet
 
 __all__ = [
     "any_descendant",
@@ -62,44 +62,34 @@ def _box_overlap(boxes: np.ndarray) -> np.ndarray:
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
-def _pack(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(L, N)`` bool rows bit-packed: ``(bytes (L, ceil(N/8)), uint64 words (L, ceil(N/64)))``."""
-    packed = np.packbits(flat, axis=1)
-    pad = (-packed.shape[1]) % 8
-    padded = np.pad(packed, ((0, 0), (0, pad))) if pad else np.ascontiguousarray(packed)
-    return packed, padded.view(np.uint64)
+def _packed_lines(masks: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Each mask's lines (rows, or columns when stored column-major) bit-packed: ``(L, lines, bytes)``.
+
+    One pass over the pixels; the second value says whether lines are image columns.
+    """
+    colmajor = not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
+    lines = masks.transpose(0, 2, 1) if colmajor else np.ascontiguousarray(masks)
+    return np.packbits(lines, axis=2), colmajor
 
 
-def _first_last(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat index of the first and of the last pixel of each packed row (0 for empty rows)."""
-    rows = np.arange(len(packed))
-    nz = packed != 0
-    first_b = nz.argmax(axis=1)
-    last_b = packed.shape[1] - 1 - nz[:, ::-1].argmax(axis=1)
-    first_bits = np.unpackbits(packed[rows, first_b][:, None], axis=1)  # most significant bit first
-    last_bits = np.unpackbits(packed[rows, last_b][:, None], axis=1)
-    first = first_b * 8 + first_bits.argmax(axis=1)
-    last = last_b * 8 + 7 - last_bits[:, ::-1].argmax(axis=1)
-    return first, last
+def _first_last(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first and one past the last True of each row of ``flags`` (0, 0 for none)."""
+    first = flags.argmax(axis=1)
+    end = flags.shape[1] - flags[:, ::-1].argmax(axis=1)
+    none = ~flags.any(axis=1)
+    first[none], end[none] = 0, 0
+    return first, end
 
 
-def _boxes(masks: np.ndarray, first: np.ndarray, last: np.ndarray, colmajor: bool) -> np.ndarray:
-    """Tight XYWH boxes from each mask's first/last flat pixel and one cheap projection."""
-    n, h, w = masks.shape
-    boxes = np.zeros((n, 4), np.int64)
-    if n == 0:
-        return boxes
-    if colmajor:  # flat index = x * H + y
-        x0, x1 = first // h, last // h + 1
-        proj = masks.transpose(0, 2, 1).any(axis=1)  # (L, H): rows holding a pixel
-        y0, y1 = proj.argmax(axis=1), h - proj[:, ::-1].argmax(axis=1)
-    else:  # flat index = y * W + x
-        y0, y1 = first // w, last // w + 1
-        proj = masks.any(axis=1)  # (L, W): columns holding a pixel
-        x0, x1 = proj.argmax(axis=1), w - proj[:, ::-1].argmax(axis=1)
-    boxes[:] = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
-    boxes[~proj.any(axis=1)] = 0
-    return boxes
+def _boxes(lines_lo: np.ndarray, lines_hi: np.ndarray, packed: np.ndarray, minor: int, colmajor: bool) -> np.ndarray:
+    """Tight XYWH boxes from each mask's range of lines and the OR of its packed lines."""
+    across = np.unpackbits(np.bitwise_or.reduce(packed, axis=1), axis=1)[:, :minor].view(bool)
+    lo, hi = _first_last(across)
+    if colmajor:  # lines are columns (x), positions along them rows (y)
+        boxes = np.stack([lines_lo, lo, lines_hi - lines_lo, hi - lo], axis=1)
+    else:
+        boxes = np.stack([lo, lines_lo, hi - lo, lines_hi - lines_lo], axis=1)
+    return boxes.astype(np.int64)
 
 
 def _pair_intersections(words: np.ndarray, child: np.ndarray, cand: np.ndarray, first: np.ndarray,
@@ -131,14 +121,17 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     parents = np.full(n, -1, np.int64)
     if n == 0:
         return parents, np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
-    flat, _ = flat_masks(masks)
-    colmajor = not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
-    # Bit-packed rows: an intersection is a popcount of ANDed words, and only the words between
-    # the child's first and last pixel (in flat order) can hold it.
-    packed, words = _pack(flat)
+    # Bit-packed lines: an intersection is a popcount of ANDed words, and only the words of the
+    # child's lines (from its first to its last) can hold it.
+    packed, colmajor = _packed_lines(masks)
+    per_line = packed.shape[2]
+    flat = packed.reshape(n, -1)
+    byte_lo, byte_hi = _first_last(flat != 0)
+    lines_lo, lines_hi = byte_lo // per_line, -(-byte_hi // per_line)
+    boxes = _boxes(lines_lo, lines_hi, packed, masks.shape[1] if colmajor else masks.shape[2], colmajor)
+    pad = (-flat.shape[1]) % 8
+    words = (np.pad(flat, ((0, 0), (0, pad))) if pad else flat).view(np.uint64)
     area = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
-    first, last = _first_last(packed)
-    boxes = _boxes(masks, first, last, colmajor)
     if n < 2:
         return parents, area, boxes
     # rank[i]: position of mask i when sorted by (area, index)
@@ -151,7 +144,8 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     empty = area == 0
     # An empty child is held by every mask ranked above it (0 >= tau * 0).
     candidate[empty] = rank[None, :] > rank[empty, None]
-    first, last = first // 64, last // 64 + 1  # word range of each mask
+    first = lines_lo * per_line // 8  # word range of each mask's lines
+    last = -(-(lines_hi * per_line) // 8)
     for c in np.flatnonzero(empty & candidate.any(axis=1)):
         above = np.flatnonzero(candidate[c])
         parents[c] = above[np.argmin(rank[above])]
