@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,18 @@ from sepl_tree.executors import EXECUTORS, execute
 
 __all__ = ["register_commands"]
 
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("sepl-tree", "segment-anything", "torch"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def masks_command(
@@ -65,6 +78,7 @@ def masks_command(
         if executor != "ray":  # on a cluster the workers, not this machine, have the GPUs
             sam.resolve_device(device)
         found = sam.find_images(images, read_ids(ids))
+        sam.check_same_settings(out, model_type, settings)
         out.mkdir(parents=True, exist_ok=True)
         sam.remove_stale_temporaries(out)
         todo = sam.pending_ids(out, found)
@@ -72,6 +86,11 @@ def masks_command(
         job = sam.MaskJob({i: found[i] for i in todo}, out, model_type, checkpoint, settings, fmt, device,
                           tuple(plugin or ()), sam.default_torch_threads(workers) if executor != "ray" else None)
         summary = sam.MaskRunSummary(total=len(found), skipped=len(found) - len(todo))
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        sam.append_run_log(out, {"started": started, "model_type": model_type, "checkpoint": str(checkpoint),
+                                 "preset": preset, "settings": settings, "format": fmt, "device": device,
+                                 "executor": executor, "workers": workers, "images": len(found),
+                                 "to_do": len(todo), "versions": _versions()})
         options = {"ray_address": ray_address} if executor == "ray" else {}
         start = time.perf_counter()
         with progress_bar() as bar:
@@ -86,6 +105,8 @@ def masks_command(
                 summary.seconds = time.perf_counter() - start
                 bar.update(task, advance=1, rate=f"{summary.images_per_second:.2f} img/s")
         summary.seconds = time.perf_counter() - start
+        sam.append_run_log(out, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                 **dict(summary.rows())})
         table = Table(title=f"sepl-tree masks: {model_type}, preset {preset}, {fmt}")
         table.add_column("")
         table.add_column("", justify="right")

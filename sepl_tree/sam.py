@@ -14,6 +14,7 @@ Conventions
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,11 +36,14 @@ __all__ = [
     "FORMATS",
     "IMAGE_SUFFIXES",
     "PRESETS",
+    "RUN_LOG",
     "LevelledMaskGenerator",
     "MaskJob",
     "MaskResult",
     "MaskRunSummary",
     "append_error",
+    "append_run_log",
+    "check_same_settings",
     "build_generator",
     "check_settings",
     "default_torch_threads",
@@ -61,6 +65,8 @@ FORMATS = ("rle", "png")
 DEVICES = ("auto", "cpu", "cuda")
 #: The per-image error log inside the output folder.
 ERROR_LOG = "errors.log"
+#: One JSON line per run (model, settings, counts) inside the output folder.
+RUN_LOG = "masks_run.jsonl"
 
 #: Generator settings on top of ``SamAutomaticMaskGenerator``'s own defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -374,6 +380,40 @@ class MaskJob:
 
 
 # ------------------------------------------------------------------------ resume and errors
+
+
+def check_same_settings(out: Path, model_type: str, settings: Mapping[str, Any]) -> None:
+    """Refuse to resume into ``out`` with another model type or other generator settings.
+
+    A folder whose masks came from two settings would be a silent mix; the previous run's
+    choice is read from ``out/masks_run.jsonl``.
+    """
+    path = out / RUN_LOG
+    if not path.is_file():
+        return
+    previous = None
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed run
+        if isinstance(entry, dict) and "settings" in entry:
+            previous = entry
+    if previous is None:
+        return
+    changed = {k: (previous["settings"].get(k), v) for k, v in settings.items() if previous["settings"].get(k) != v}
+    if previous.get("model_type") != model_type:
+        changed["model_type"] = (previous.get("model_type"), model_type)
+    if changed:
+        diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+        raise InputError(path, f"this folder's masks were made with other settings ({diff}); "
+                               "use another --out, or the same settings to resume")
+
+
+def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
+    """Append one JSON line to ``out/masks_run.jsonl``."""
+    with open(out / RUN_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(entry), default=str) + "\n")
 
 
 def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:

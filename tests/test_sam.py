@@ -176,7 +176,7 @@ def test_masks_command_writes_rle_that_run_reads(images: Path, checkpoint: Path,
     out = tmp_path / "masks"
     result = masks_cli(images, checkpoint, out)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img1.json", "img2.json", "img3.json"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["img0.json", "img1.json", "img2.json", "img3.json"]
     for image_id, shape in (("img0", (H, W)), ("img3", (32, 48))):
         maskset = read_masks(out, image_id)
         assert maskset.shape == shape and len(maskset) == 48
@@ -219,7 +219,7 @@ def test_resume_skips_finished_images(images: Path, checkpoint: Path, tmp_path: 
     ids = tmp_path / "ids.txt"
     ids.write_text("img0\nimg1\n")
     assert masks_cli(images, checkpoint, out, "--ids", str(ids)).exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img1.json"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["img0.json", "img1.json"]
     (out / "img0.json").write_text("[]")  # a marker: a rerun must leave finished images alone
     (out / ".img2.json.abc.tmp").write_text("half")  # what killed writes leave behind
     (out / ".img3.tmp").mkdir()
@@ -269,6 +269,21 @@ def test_bad_checkpoint_names_the_file(images: Path, tmp_path: Path) -> None:
     result = masks_cli(images, wrong, tmp_path / "out")
     assert result.exit_code == 1 and "wrong.pth: cannot load as a 'tiny' SAM checkpoint" in result.output
     assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("img0\n")
+    assert masks_cli(images, checkpoint, out, "--ids", str(ids)).exit_code == 0
+    runs = [json.loads(line) for line in (out / "masks_run.jsonl").read_text().splitlines()]
+    assert runs[0]["settings"]["points_per_side"] == 4 and runs[0]["model_type"] == "tiny"
+    assert runs[1]["written"] == "1"
+    result = masks_cli(images, checkpoint, out, "-p", "points_per_side=5")
+    assert result.exit_code == 1
+    assert "masks_run.jsonl: this folder's masks were made with other settings (points_per_side 4 -> 5)" in (
+        " ".join(result.output.split()))
+    assert sorted(p.name for p in out.glob("*.json")) == ["img0.json"]
 
 
 @pytest.mark.slow
@@ -348,8 +363,8 @@ def test_ray_gives_the_same_files_as_serial(local_ray, images: Path, checkpoint:
     assert serial.exit_code == result.exit_code == 1, result.output
     names = sorted(p.name for p in (tmp_path / "serial").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "ray").iterdir())
-    assert names == ["errors.log", "img0.json", "img1.json", "img2.json", "img3.json"]
-    for name in names:
+    assert names == ["errors.log", "img0.json", "img1.json", "img2.json", "img3.json", "masks_run.jsonl"]
+    for name in names[:-1]:
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
 
 
