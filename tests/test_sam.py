@@ -77,6 +77,16 @@ def summary_rows(output: str) -> dict[str, str]:
     return {name.strip(): value.strip() for name, value in rows}
 
 
+def write_pseudo_labels(images: Path, folder: Path) -> Path:
+    """A pseudo-label per image, of its size: the top half is class 1, 2 or 3."""
+    for n, path in enumerate(sorted(images.iterdir())):
+        h, w = Image.open(path).size[::-1]
+        label = np.zeros((h, w), np.uint8)
+        label[: h // 2] = 1 + n % 3
+        write_label_png(folder / f"{path.stem}.png", label)
+    return folder
+
+
 # ------------------------------------------------------------------------------- settings
 
 
@@ -200,12 +210,7 @@ def test_png_layout_holds_the_same_masks(images: Path, checkpoint: Path, tmp_pat
 def test_run_reads_both_layouts(images: Path, checkpoint: Path, tmp_path: Path, fmt: str) -> None:
     masks = tmp_path / "masks"
     assert masks_cli(images, checkpoint, masks, "--format", fmt).exit_code == 0
-    pseudo = tmp_path / "pseudo"
-    for n, path in enumerate(sorted(images.iterdir())):
-        h, w = Image.open(path).size[::-1]
-        label = np.zeros((h, w), np.uint8)
-        label[: h // 2] = 1 + n % 3
-        write_label_png(pseudo / f"{path.stem}.png", label)
+    pseudo = write_pseudo_labels(images, tmp_path / "pseudo")
     out = tmp_path / "enhanced"
     result = runner.invoke(app, ["run", "--pseudo-labels", str(pseudo), "--masks", str(masks), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -366,6 +371,23 @@ def test_ray_gives_the_same_files_as_serial(local_ray, images: Path, checkpoint:
     assert names == ["errors.log", "img0.json", "img1.json", "img2.json", "img3.json", "masks_run.jsonl"]
     for name in names[:-1]:
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+@needs_ray
+def test_run_on_ray_gives_the_same_labels(local_ray, images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    masks = tmp_path / "masks"
+    assert masks_cli(images, checkpoint, masks).exit_code == 0
+    pseudo = write_pseudo_labels(images, tmp_path / "pseudo")
+    outs = {}
+    for executor in ("process", "ray"):
+        outs[executor] = tmp_path / executor
+        result = runner.invoke(app, ["run", "--pseudo-labels", str(pseudo), "--masks", str(masks), "--out",
+                                     str(outs[executor]), "--executor", executor, "--workers", "2"])
+        assert result.exit_code == 0, result.output
+    labels = sorted(p.name for p in outs["process"].glob("*.png"))
+    assert labels == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    for name in labels:
+        assert (outs["process"] / name).read_bytes() == (outs["ray"] / name).read_bytes()
 
 
 def test_ray_missing_is_one_line(monkeypatch: pytest.MonkeyPatch, images: Path, checkpoint: Path,
