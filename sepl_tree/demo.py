@@ -6,9 +6,10 @@ Each scene has one to three elliptic objects on a background with a sky band. It
 - a pseudo-label showing the two classic CAM errors: *partial activation* (only a
   discriminative blob of the object) and *false activation* (the object dilated into the
   background), plus an occasional spurious blob;
-- SAM-like masks: whole objects with jittered boundaries, halves of objects (parts), a few
-  masks that *envelop* an object together with its surroundings, background "stuff" and
-  small clutter.
+- SAM-like masks made by :mod:`sepl_tree.synth` from the ground truth and image: whole objects
+  with jittered boundaries, parts and sub-parts, masks that *envelop* an object together with
+  its surroundings, masks merging neighbouring objects, background "stuff", missed objects;
+  each record carries its ``kind`` (so the demo exercises the containment tree).
 
 Everything is drawn from a seeded generator, so the demo is reproducible. It is synthetic:
 its numbers say nothing about real data.
@@ -24,8 +25,12 @@ from PIL import Image
 
 from sepl_tree.io import IGNORE, atomic_write_bytes, encode_label_png, voc_palette
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
+from sepl_tree.synth import SynthConfig, synthesize_masks
 
-__all__ = ["DemoScene", "make_scene", "write_demo"]
+__all__ = ["DEMO_SYNTH", "DemoScene", "make_scene", "write_demo"]
+
+#: How the demo's masks are made (small 160x120 scenes: fewer, larger background segments).
+DEMO_SYNTH = SynthConfig(envelope_rate=0.3, merge_rate=0.1, stuff_segments=3, min_stuff=0.02)
 
 
 @dataclass
@@ -59,13 +64,6 @@ def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
     return ~_dilate(~mask, steps)
 
 
-def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A mask with its boundary moved by a pixel here and there (SAM is not pixel-perfect)."""
-    edge = _dilate(mask, 1) & ~_erode(mask, 1)
-    flip = edge & (rng.random(mask.shape) < 0.3)
-    return mask ^ flip
-
-
 def make_scene(rng: np.random.Generator, height: int = 120, width: int = 160, num_classes: int = 21) -> DemoScene:
     """Draw one scene (see the module docstring)."""
     shape = (height, width)
@@ -95,47 +93,23 @@ def make_scene(rng: np.random.Generator, height: int = 120, width: int = 160, nu
     image = np.clip(image.astype(np.int16) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
 
     pseudo = np.zeros(shape, np.uint8)
-    masks: list[np.ndarray] = []
-    kinds: list[str] = []
     for k, region in objects:
         error = rng.choice(["partial", "false", "good"], p=[0.45, 0.35, 0.2])
         if error == "partial":  # the discriminative core only
-            cam = _erode(region, int(rng.integers(2, 5)))
+            cam = _erode(region, int(rng.integers(3, 8)))
             cam = cam if cam.sum() > 20 else region
         elif error == "false":  # activation leaking into the surroundings
-            cam = _dilate(region, int(rng.integers(3, 7)))
+            cam = _dilate(region, int(rng.integers(4, 10)))
         else:
             cam = region
         pseudo[cam & (pseudo == 0)] = k
-        masks.append(_jitter(region, rng))
-        kinds.append("object")
-        ys, xs = np.nonzero(region)
-        cut = xs < np.median(xs) if rng.random() < 0.5 else ys < np.median(ys)
-        for half in (cut, ~cut):
-            part = np.zeros(shape, bool)
-            part[ys[half], xs[half]] = True
-            masks.append(part)
-            kinds.append("part")
-        if rng.random() < 0.2:  # a mask holding the object and its surroundings
-            y0, x0 = max(ys.min() - 15, 0), max(xs.min() - 15, 0)
-            envelope = np.zeros(shape, bool)
-            envelope[y0 : ys.max() + 16, x0 : xs.max() + 16] = True
-            masks.append(envelope)
-            kinds.append("envelope")
-    if rng.random() < 0.3:  # a spurious activation blob in the background
+    if rng.random() < 0.1:  # a spurious activation blob in the background
         blob = _ellipse(shape, rng.uniform(0, height), rng.uniform(0, width), 6, 8) & (gt == 0)
         pseudo[blob] = int(rng.integers(1, num_classes))
-    occupied = np.any([r for _, r in objects], axis=0) if objects else np.zeros(shape, bool)
-    for stuff in (sky & ~occupied, ~sky & ~occupied):
-        masks.append(stuff)
-        kinds.append("stuff")
-    for _ in range(int(rng.integers(1, 4))):
-        masks.append(_ellipse(shape, rng.uniform(0, height), rng.uniform(0, width), 3, 4))
-        kinds.append("clutter")
-    stack = np.stack(masks)
-    records = [{"kind": kind, "predicted_iou": float(rng.uniform(0.86, 1.0)),
-                "stability_score": float(rng.uniform(0.92, 1.0))} for kind in kinds]
-    return DemoScene(image, gt, pseudo, MaskSet(stack, records))
+    # SAM-like masks from the ground truth and image (sepl_tree.synth: objects, parts, envelopes,
+    # merges, stuff, misses, jitter; every record tagged with its kind and synthetic: true)
+    masks = synthesize_masks(gt, image, rng, DEMO_SYNTH).masks
+    return DemoScene(image, gt, pseudo, masks)
 
 
 def write_demo(root: Path, n_images: int = 16, seed: int = 0, num_classes: int = 21) -> list[str]:

@@ -175,3 +175,19 @@ def test_synth_command_uses_every_gt_file_without_lists(tmp_path, monkeypatch):
 def test_synth_command_reports_a_missing_dataset(tmp_path):
     result = CliRunner().invoke(app, ["synth", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "SegmentationClass" in result.output
+
+
+def test_demo_scenes_use_the_synthetic_generator_and_have_a_tree():
+    import networkx as nx
+
+    from sepl_tree.demo import make_scene
+    from sepl_tree.tree import build_tree
+
+    rng = np.random.default_rng(0)
+    scenes = [make_scene(rng) for _ in range(8)]
+    kinds = {r["kind"] for s in scenes for r in s.masks.records}
+    assert {"object", "part", "stuff", "envelope"} <= kinds
+    assert all(r["synthetic"] for s in scenes for r in s.masks.records)
+    trees = [build_tree(s.masks) for s in scenes]
+    assert all(nx.is_branching(t) for t in trees)
+    assert max(max(dict(t.nodes(data="depth")).values(), default=0) for t in trees) >= 2  # object > part > sub-part
