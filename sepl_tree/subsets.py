@@ -78,7 +78,7 @@ import numpy as np
 
 from sepl_tree.io import IGNORE
 from sepl_tree.masks import flat_masks
-from sepl_tree.overlap import present_classes
+from sepl_tree.overlap import compute_overlap, present_classes
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.threshold import sepl_ratios
 from sepl_tree.tree import ancestors_of_class
@@ -249,11 +249,13 @@ def sam_misses(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict
 def _gt_counts(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(inter, valid)``: ``inter[l, k] = |S_l ∩ G_k|`` for every k (0 included), ``valid[l]``
     = the mask's non-ignore pixels."""
+    ov = compute_overlap(masks, gt, num_classes)  # classes 1..K-1; column 0 left at 0
     flat, lab = flat_masks(masks, gt)
-    inter = np.zeros((len(masks), num_classes), np.int64)
-    for k in np.flatnonzero(np.bincount(lab, minlength=256)[:num_classes]):
-        inter[:, k] = np.count_nonzero(flat[:, lab == k], axis=1)
-    return inter, inter.sum(axis=1)
+    ignored = np.count_nonzero(flat[:, lab == IGNORE], axis=1)
+    inter = ov.inter.copy()
+    valid = ov.mask_area - ignored
+    inter[:, 0] = valid - inter[:, 1:].sum(axis=1)
+    return inter, valid
 
 
 def sam_merges(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:

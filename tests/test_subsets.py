@@ -282,3 +282,18 @@ def test_pseudo_failure_on_real_transcam_labels_matches_a_plain_count():
                 assert k in found["absent"]
         flagged += bool(missed or found["absent"])
     assert 0 < flagged < len(ids)  # real CAM labels fail on some images, not all
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gt_counts_match_a_plain_count_per_mask(seed):
+    from sepl_tree.subsets import _gt_counts
+
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(np.array([0, 1, 2, 5, 255], np.uint8), size=(H, W))
+    masks = rng.random((6, H, W)) < 0.3
+    masks = masks.transpose(0, 2, 1).copy().transpose(0, 2, 1) if seed % 2 else masks  # column-major too
+    inter, valid = _gt_counts(masks, gt, 21)
+    for m in range(len(masks)):
+        values = gt[masks[m]]
+        assert valid[m] == np.count_nonzero(values != 255)
+        assert inter[m].tolist() == np.bincount(values[values != 255], minlength=21).tolist()
