@@ -215,31 +215,45 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, len(ids)
 
 
+def _object_regions(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """GT object regions at least :data:`MIN_REGION_FRACTION` of the image: an ``int32`` map
+    (region r at value r, 0 elsewhere) and each region's ``(class, pixels)``."""
+    floor = _min_pixels(gt.shape)
+    region_map = np.zeros(gt.shape, np.int32)
+    regions: list[tuple[int, int]] = []
+    for k in present_classes(gt, num_classes):
+        labels, n = label_components(gt == k)
+        sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
+        for c in np.flatnonzero(sizes[1:] >= floor) + 1:
+            regions.append((int(k), int(sizes[c])))
+            region_map[labels == c] = len(regions)
+    return region_map, regions
+
+
 def sam_misses(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
     """GT object regions that no single mask matches with IoU >= :data:`SAM_MATCH_IOU`.
 
     Each entry: ``class``, ``pixels`` (the region's size), ``best_iou`` and ``best_mask``
     (-1 when there are no masks).
     """
-    floor = _min_pixels(gt.shape)
-    flat, gt_flat = flat_masks(masks, gt)  # maybe column-major: flatten GT-derived maps alike
-    valid_area = np.count_nonzero(flat[:, gt_flat != IGNORE], axis=1)
+    region_map, regions = _object_regions(gt, num_classes)
+    inter = np.zeros((len(masks), len(regions)), np.int64)
+    # compute_overlap counts up to 254 labels of a uint8 map at once: take the regions in chunks.
+    for start in range(0, len(regions), 254):
+        chunk = region_map - start
+        chunk[(chunk < 1) | (chunk > 254)] = 0
+        count = min(254, len(regions) - start)
+        inter[:, start:start + count] = compute_overlap(masks, chunk.astype(np.uint8), 255).inter[:, 1:count + 1]
+    _, valid = _gt_counts(masks, gt, num_classes)
     out = []
-    for k in present_classes(gt, num_classes):
-        labels, n = label_components(gt == k)
-        _, lab_flat = flat_masks(masks, labels)
-        sizes = np.bincount(lab_flat, minlength=n + 1)
-        for c in range(1, n + 1):
-            if sizes[c] < floor:
-                continue
-            best, best_iou = -1, 0.0
-            if len(masks):
-                inter = np.count_nonzero(flat[:, lab_flat == c], axis=1)
-                iou = inter / (valid_area + sizes[c] - inter)
-                best = int(iou.argmax())
-                best_iou = float(iou[best])
-            if best_iou < SAM_MATCH_IOU:
-                out.append({"class": int(k), "pixels": int(sizes[c]), "best_iou": _r(best_iou), "best_mask": best})
+    for r, (k, size) in enumerate(regions):
+        best, best_iou = -1, 0.0
+        if len(masks):
+            iou = inter[:, r] / (valid + size - inter[:, r])
+            best = int(iou.argmax())
+            best_iou = float(iou[best])
+        if best_iou < SAM_MATCH_IOU:
+            out.append({"class": k, "pixels": size, "best_iou": _r(best_iou), "best_mask": best})
     return out
 
 

@@ -297,3 +297,15 @@ def test_gt_counts_match_a_plain_count_per_mask(seed):
         values = gt[masks[m]]
         assert valid[m] == np.count_nonzero(values != 255)
         assert inter[m].tolist() == np.bincount(values[values != 255], minlength=21).tolist()
+
+
+def test_sam_miss_handles_more_regions_than_one_uint8_map_holds():
+    gt = np.zeros((60, 60), np.uint8)
+    for y in range(0, 60, 3):
+        for x in range(0, 60, 3):
+            gt[y:y + 2, x:x + 2] = 1  # 400 separate 2x2 objects, each at the 4-pixel floor
+    mask = np.zeros((1, 60, 60), bool)
+    mask[0, 57:59, 57:59] = True  # matches the last object exactly
+    found = sam_misses(mask, gt, 21)
+    assert len(found) == 399
+    assert all(f["best_iou"] == 0.0 and f["pixels"] == 4 for f in found)
