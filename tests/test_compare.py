@@ -205,3 +205,25 @@ def test_disagreement_counts_pixels_where_any_map_differs():
     b[0, 0], c[1, 1] = 1, 2
     assert disagreement([a, b, c]) == 0.5
     assert disagreement([a]) == 0.0
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_compare_flags_synthetic_masks_in_the_report(demo, tmp_path, synthetic):
+    from sepl_tree.masks import MaskSet, read_masks, write_masks_rle
+
+    root, ids = demo
+    masks_dir = tmp_path / "masks"
+    for image_id in ids[:2]:
+        ms = read_masks(root / "masks", image_id)
+        records = [{**{k: v for k, v in r.items() if k != "synthetic"}, **({"synthetic": True} if synthetic else {})}
+                   for r in ms.records]
+        write_masks_rle(masks_dir / f"{image_id}.json", MaskSet(ms.masks, records))
+    (tmp_path / "ids.txt").write_text("\n".join(ids[:2]))
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["compare", "--strategies", "threshold", "--pseudo-labels", str(root / "pseudo"),
+                                 "--masks", str(masks_dir), "--gt", str(root / "gt"), "--out", str(out),
+                                 "--ids", str(tmp_path / "ids.txt")])
+    assert result.exit_code == 0, result.output
+    assert ("SYNTHETIC" in result.output) == synthetic
+    assert ("SYNTHETIC masks" in (out / "report.md").read_text()) == synthetic
+    assert json.loads((out / "compare.json").read_text())["counts"]["synthetic_masks"] == (2 if synthetic else 0)
