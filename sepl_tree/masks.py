@@ -133,14 +133,76 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def _rle_counts(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Run lengths of COCO compressed RLE strings, all strings at once.
+
+    Returns ``(counts, per_string)``: the int64 run lengths of every string, concatenated, and
+    how many belong to each string. The format (pycocotools' ``rleFrString``): each value is
+    written in 5-bit groups, least significant first, as characters ``48 + group`` with bit
+    0x20 set on all but the last group and bit 0x10 of the last group as the sign; from the
+    fourth value on, each is stored as the difference to the value two places before it.
+    """
+    lengths = np.fromiter((len(s) for s in strings), np.int64, len(strings))
+    chars = np.frombuffer(b"".join(strings), np.uint8).astype(np.int64) - 48
+    if ((chars < 0) | (chars > 63)).any():
+        raise ValueError("RLE counts contain characters outside '0'..'o'")
+    last = (chars & 0x20) == 0  # the last group of a value
+    ends = np.flatnonzero(last)
+    string_ends = np.cumsum(lengths)
+    if not last[string_ends[lengths > 0] - 1].all():
+        raise ValueError("an RLE string ends in the middle of a value")
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    groups = ends - starts + 1
+    if groups.size and groups.max() > 7:
+        raise ValueError("an RLE value has more than 7 groups")
+    shift = 5 * (np.arange(chars.size) - np.repeat(starts, groups))
+    values = np.add.reduceat((chars & 0x1F) << shift, starts) if ends.size else np.zeros(0, np.int64)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * groups[negative])
+    per_string = np.diff(np.searchsorted(ends, string_ends - 1, side="right"), prepend=0)
+    # Undo the delta coding: value m (m > 2) adds value m - 2, i.e. running sums over the odd
+    # places from 1 and over the even places from 2, restarted for every string.
+    first = np.repeat(np.cumsum(per_string) - per_string, per_string)
+    place = np.arange(values.size) - first
+    for parity, start in ((1, 1), (0, 2)):
+        sel = np.flatnonzero((place >= start) & (place % 2 == parity))
+        if sel.size:
+            running = np.cumsum(values[sel])
+            owner = first[sel]
+            new_owner = np.flatnonzero(np.diff(owner, prepend=-1))
+            before = np.concatenate([[0], running[new_owner[1:] - 1]])
+            values[sel] = running - np.repeat(before, np.diff(np.append(new_owner, sel.size)))
+    return values, per_string
+
+
 def rle_to_masks(rles: Sequence[dict[str, Any]], height: int, width: int) -> np.ndarray:
-    """Decode COCO RLEs into ``bool (L, H, W)`` (a column-major view, see :func:`flat_masks`)."""
+    """Decode COCO RLEs into ``bool (L, H, W)`` (a column-major view, see :func:`flat_masks`).
+
+    Decoded with numpy (every mask at once: the runs are parsed together and expanded with one
+    ``np.repeat``), several times faster than ``pycocotools.mask.decode`` on SAM-sized sets and
+    strict: counts that do not cover exactly ``height * width`` pixels raise ``ValueError``.
+
+    >>> rle = mask_to_rle(np.array([[1, 0], [1, 1]], bool))
+    >>> rle_to_masks([rle], 2, 2)[0].astype(int).tolist()
+    [[1, 0], [1, 1]]
+    """
     if not rles:
         return np.zeros((0, height, width), bool)
-    coco = [{"size": r["size"], "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str)
-             else r["counts"]} for r in rles]
-    decoded = mask_utils.decode(coco)  # (H, W, L) uint8, Fortran order
-    return decoded.transpose(2, 0, 1).view(bool)
+    for r in rles:
+        if [int(v) for v in r["size"]] != [height, width]:
+            raise ValueError(f"an RLE has size {list(r['size'])}, expected {[height, width]}")
+        if not isinstance(r["counts"], (str, bytes)):
+            raise ValueError("RLE counts must be a compressed string (as amg.py writes them)")
+    counts, per_mask = _rle_counts([r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]
+                                    for r in rles])
+    if (per_mask == 0).any() or (counts < 0).any():
+        raise ValueError("corrupt RLE counts")
+    first = np.cumsum(per_mask) - per_mask
+    if (np.add.reduceat(counts, first) != height * width).any():
+        raise ValueError(f"RLE counts do not add up to {height}x{width} pixels")
+    on = ((np.arange(counts.size) - np.repeat(first, per_mask)) % 2).astype(bool)  # runs alternate 0, 1, ...
+    flat = np.repeat(on, counts)  # every mask, column by column
+    return flat.reshape(len(rles), width, height).transpose(0, 2, 1)
 
 
 # ---------------------------------------------------------------------------------------- read
