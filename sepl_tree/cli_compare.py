@@ -125,7 +125,8 @@ def compare_command(
         rdr = host.reader(reader)
         per_strategy, to_reader = route_params(parse_params(param), {n: host.strategy(n) for n in names}, rdr)
         run_cfg = RunConfig(pseudo_labels, masks, out, reader=reader, reader_params=to_reader, num_classes=num_classes,
-                            plugins=tuple(plugin or ()), labels=labels, missing_masks=missing_masks, overwrite=overwrite)
+                            plugins=tuple(plugin or ()), labels=labels, missing_masks=missing_masks,
+                            overwrite=overwrite)
         config = CompareConfig(run_cfg, gt, tuple(names), per_strategy, chosen)
         selectors, _, reader_params = CompareJob(config).resolve(host)  # parameter errors before any work
         id_list = read_ids(ids) or rdr.ids(pseudo_labels)

@@ -240,7 +240,8 @@ def report_markdown(summary: Mapping[str, Any], strategies: Sequence[str], chart
                   "|---|---:|---:|" + "---:|" * len(strategies)]
         for subset, entry in summary.items():
             cells = [_cell(entry["strategies"][s][metric], entry["strategies"][s]["delta"][metric]) for s in strategies]
-            lines.append(f"| {subset} | {entry['images']} | {_cell(entry['input'][metric])} | " + " | ".join(cells) + " |")
+            head = f"| {subset} | {entry['images']} | {_cell(entry['input'][metric])} | "
+            lines.append(head + " | ".join(cells) + " |")
         lines.append("")
         if metric in charts:
             lines += [f"![{metric} per subset]({charts[metric]})", ""]
