@@ -8,6 +8,7 @@ Results are yielded as they complete, in any order; callers must not depend on t
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -46,17 +47,31 @@ def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterato
         yield fn(image_id)
 
 
+#: Tasks queued per worker in the process pool: enough that a worker never waits for the next
+#: id, few enough that a run over 100k ids does not create 100k futures (and pickled
+#: arguments) up front.
+QUEUED_PER_WORKER = 4
+
+
 def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
     if workers <= 1 or len(ids) <= 1:
         yield from _serial(spec, ids, workers)
         return
+    workers = min(workers, len(ids))
     ctx = mp.get_context("forkserver")
+    # Import the spec's module in the fork server once, so each worker starts with it loaded
+    # (no effect if this process's fork server is already running).
+    ctx.set_forkserver_preload(["__main__", type(spec).__module__])
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as pool:
-        # Small chunks keep the progress bar moving; results come back as they finish.
-        pending = {pool.submit(_call_worker, i) for i in ids}
+        todo = iter(ids)
+        pending = {pool.submit(_call_worker, i) for i in itertools.islice(todo, workers * QUEUED_PER_WORKER)}
         try:
-            for future in cf.as_completed(pending):
-                yield future.result()
+            while pending:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                # Refill before handing results out, so the workers stay busy meanwhile.
+                pending |= {pool.submit(_call_worker, i) for i in itertools.islice(todo, len(done))}
+                for future in done:
+                    yield future.result()
         except BaseException:
             for future in pending:
                 future.cancel()
