@@ -12,17 +12,17 @@ from collections.abc import Iterable
 import numpy as np
 
 from sepl_tree.io import IGNORE
+from sepl_tree.masks import flat_masks
+from sepl_tree.overlap import unflatten, union_bits
 
 __all__ = ["paint", "union"]
 
 
-def _column_major(masks: np.ndarray) -> bool:
-    """True for the column-major view RLE decoding gives (same test as ``flat_masks``)."""
-    return not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
-
-
-def union(masks: np.ndarray, selected: np.ndarray) -> np.ndarray:
+def union(masks: np.ndarray, selected: np.ndarray, packed: np.ndarray | None = None) -> np.ndarray:
     """Union (``bool (H, W)``) of the masks whose index is in ``selected`` (bool or int index).
+
+    With ``packed`` (the masks' bits, ``sample.overlap.packed``) the union is ORed on the
+    packed rows, an eighth of the bytes.
 
     >>> m = np.array([[[1, 0, 0]], [[0, 1, 0]], [[0, 0, 1]]], bool)
     >>> union(m, np.array([True, False, True])).tolist(), union(m, np.array([1])).tolist()
@@ -30,19 +30,17 @@ def union(masks: np.ndarray, selected: np.ndarray) -> np.ndarray:
     """
     selected = np.asarray(selected)
     index = np.flatnonzero(selected) if selected.dtype == bool else selected.reshape(-1)
-    height, width = masks.shape[1:]
+    if packed is not None:
+        return union_bits(packed, index, masks)
     if index.size == 0:
-        return np.zeros((height, width), bool)
-    if _column_major(masks):
-        rows = masks.transpose(0, 2, 1).reshape(len(masks), -1)  # a view: (L, W*H)
-    elif masks.flags.c_contiguous:
-        rows = masks.reshape(len(masks), -1)
-    else:  # an unusual layout: copy only the selected masks
-        return np.logical_or.reduce(masks[selected], axis=0)
+        return np.zeros(masks.shape[1:], bool)
+    if not (masks.flags.c_contiguous or masks.transpose(0, 2, 1).flags.c_contiguous):
+        return np.logical_or.reduce(masks[selected], axis=0)  # an unusual layout: copy the selected only
+    rows, _ = flat_masks(masks)  # a view, in the masks' own pixel order
     acc = rows[index[0]].copy()
     for i in index[1:]:
         np.logical_or(acc, rows[i], out=acc)
-    return acc.reshape(width, height).T if _column_major(masks) else acc.reshape(height, width)
+    return unflatten(acc, masks)
 
 
 def paint(pseudo: np.ndarray, regions: Iterable[tuple[int, np.ndarray]], keep_ignore: bool = True) -> np.ndarray:

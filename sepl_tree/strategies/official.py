@@ -33,10 +33,10 @@ def official(sample: Sample, t2: float = 0.85) -> np.ndarray:
     for k in ov.classes:
         inter = ov.inter[:, k]
         free = ~taken
-        uncovered = ~union(masks, free)
+        uncovered = ~union(masks, free, ov.packed)
         keep = free & ((2 * inter - ov.mask_area > 0) | (inter / ov.class_area[k] >= t2))
         taken |= keep
-        regions.append((int(k), union(masks, keep) | ((sample.pseudo == k) & uncovered)))
+        regions.append((int(k), union(masks, keep, ov.packed) | ((sample.pseudo == k) & uncovered)))
     return paint(sample.pseudo, regions, keep_ignore=False)
 
 

@@ -41,7 +41,7 @@ def region_per_class(sample: Sample, keep: np.ndarray) -> list[tuple[int, np.nda
     regions = []
     for k in sample.overlap.classes:
         chosen = keep & (sample.assigned == k)
-        region = union(sample.masks.masks, chosen) if chosen.any() else sample.pseudo == k
+        region = union(sample.masks.masks, chosen, sample.overlap.packed) if chosen.any() else sample.pseudo == k
         regions.append((int(k), region))
     return regions
 
