@@ -288,8 +288,9 @@ _PNG_NAME = re.compile(r"^(\d+)\.png$")
 def _read_png_folder(folder: Path, shape: tuple[int, int] | None) -> MaskSet:
     files = sorted(((int(m.group(1)), p) for p in folder.iterdir() if (m := _PNG_NAME.match(p.name))))
     meta = _read_csv(folder / "metadata.csv") if (folder / "metadata.csv").is_file() else {}
-    masks, records = [], []
-    for n, path in files:
+    masks: np.ndarray | None = None  # filled in place: no per-mask temporaries, no stacking copy
+    records = []
+    for index, (n, path) in enumerate(files):
         m = read_png(path)
         if m.ndim != 2:
             raise InputError(path, f"a mask PNG must have one channel, got shape {m.shape}")
@@ -297,13 +298,15 @@ def _read_png_folder(folder: Path, shape: tuple[int, int] | None) -> MaskSet:
             shape = m.shape
         if m.shape != tuple(shape):
             raise InputError(path, f"mask is {m.shape[0]}x{m.shape[1]} (HxW) but expected {shape[0]}x{shape[1]}")
-        masks.append(m > 127)
+        if masks is None:
+            masks = np.empty((len(files), *m.shape), bool)
+        np.greater(m, 127, out=masks[index])
         records.append(meta.get(n, {}))
-    if not masks:
+    if masks is None:
         if shape is None:
             raise InputError(folder, "no masks and no image size to give them")
         return MaskSet.empty(*shape)
-    return MaskSet(np.stack(masks), records)
+    return MaskSet(masks, records)
 
 
 def read_masks(masks_dir: Path, image_id: str, shape: tuple[int, int] | None = None) -> MaskSet:
