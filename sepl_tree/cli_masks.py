@@ -12,7 +12,6 @@ from rich.table import Table
 
 from sepl_tree.cli_common import (
     IdsOpt,
-    ParamOpt,
     PluginOpt,
     WorkersOpt,
     console,
