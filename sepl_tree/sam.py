@@ -56,6 +56,7 @@ __all__ = [
     "remove_stale_temporaries",
     "resolve_device",
     "start_error_log",
+    "write_png_folder_with_levels",
 ]
 
 #: Image files ``masks`` reads (case-insensitive suffixes).
@@ -268,6 +269,30 @@ def load_image(path: Path) -> np.ndarray:
         raise InputError(path, f"not a readable image ({exc})") from None
 
 
+# ------------------------------------------------------------------------------------ writing
+
+
+def write_png_folder_with_levels(folder: Path, maskset: MaskSet) -> None:
+    """amg.py's PNG folder, with a ``level`` column appended to ``metadata.csv``; atomic.
+
+    The folder is written under a hidden ``.tmp`` name (which a rerun clears if the process
+    dies), the column is added there, and the folder is then renamed into place.
+    """
+    import shutil
+
+    staging = folder.with_name(f".{folder.name}.levels.tmp")
+    write_masks_png_folder(staging, maskset)
+    levels = [r.get("level") for r in maskset.records]
+    csv_path = staging / "metadata.csv"
+    lines = csv_path.read_text().splitlines()
+    if levels and None not in levels and "level" not in lines[0].split(","):
+        rows = [f"{row},{level}" for row, level in zip(lines[1:], levels, strict=True)]
+        csv_path.write_text("\n".join([lines[0] + ",level", *rows]) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
+
+
 # ------------------------------------------------------------------------------------ the job
 
 
@@ -371,7 +396,7 @@ class MaskJob:
         try:
             maskset = generate_maskset(generator, load_image(Path(self.images[image_id])))
             if self.fmt == "png":
-                write_masks_png_folder(Path(self.out) / image_id, maskset)
+                write_png_folder_with_levels(Path(self.out) / image_id, maskset)
             else:
                 write_masks_rle(Path(self.out) / f"{image_id}.json", maskset)
         except Exception as exc:  # one bad image must not stop a days-long run

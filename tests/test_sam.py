@@ -17,7 +17,7 @@ from sepl_tree.cli import app
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
 from sepl_tree.io import write_label_png
-from sepl_tree.masks import read_masks
+from sepl_tree.masks import AMG_CSV_HEADER, read_masks
 from sepl_tree.plugins import load_host
 
 TINY = Path(__file__).with_name("tiny_sam.py")
@@ -204,6 +204,10 @@ def test_png_layout_holds_the_same_masks(images: Path, checkpoint: Path, tmp_pat
     a, b = read_masks(tmp_path / "rle", "img1"), read_masks(tmp_path / "png", "img1")
     assert np.array_equal(a.masks, b.masks)
     assert np.allclose(a.score("predicted_iou"), b.score("predicted_iou"))
+    assert np.array_equal(a.score("level"), b.score("level")) and set(b.score("level")) == {0, 1, 2}
+    header = (folder / "metadata.csv").read_text().splitlines()[0]
+    assert header == AMG_CSV_HEADER + ",level"
+    assert not list((tmp_path / "png").glob(".*"))
 
 
 @pytest.mark.parametrize("fmt", ["rle", "png"])
