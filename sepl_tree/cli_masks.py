@@ -41,6 +41,11 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _absolute_plugins(plugins: list[str] | None) -> tuple[str, ...]:
+    """Plugin files as absolute paths (module names unchanged)."""
+    return tuple(str(Path(p).absolute()) if p.endswith(".py") or "/" in p else p for p in plugins or ())
+
+
 def masks_command(
     images: Annotated[Path, typer.Option("--images", help="Folder of images (.jpg, .png, ...); id = file name without suffix.", show_default=False)],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="SAM checkpoint (state dict) for --model-type.", show_default=False)],
@@ -82,11 +87,13 @@ def masks_command(
         sam.remove_stale_temporaries(out)
         todo = sam.pending_ids(out, found)
         log = sam.start_error_log(out, todo)
-        job = sam.MaskJob({i: found[i] for i in todo}, out, model_type, checkpoint, settings, fmt, device,
-                          tuple(plugin or ()), sam.default_torch_threads(workers) if executor != "ray" else None)
+        # Absolute paths: Ray workers on other nodes do not share this shell's directory.
+        job = sam.MaskJob({i: found[i].absolute() for i in todo}, out.absolute(), model_type, checkpoint.absolute(),
+                          settings, fmt, device, _absolute_plugins(plugin),
+                          sam.default_torch_threads(workers) if executor != "ray" else None)
         summary = sam.MaskRunSummary(total=len(found), skipped=len(found) - len(todo))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        sam.append_run_log(out, {"started": started, "model_type": model_type, "checkpoint": str(checkpoint),
+        sam.append_run_log(out, {"started": started, "model_type": model_type, "checkpoint": str(checkpoint.absolute()),
                                  "preset": preset, "settings": settings, "format": fmt, "device": device,
                                  "executor": executor, "workers": workers, "images": len(found),
                                  "to_do": len(todo), "versions": _versions()})
