@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run_speed.py [--images 60] [--masks 100] [--repeats 3]
+    python benchmarks/run_speed.py [--images 60] [--masks 100] [--repeats 4]
                                    [--root DIR] [--markdown FILE]
 
 What it does, in one run:
@@ -19,18 +19,20 @@ What it does, in one run:
      what :func:`sepl_tree.pipeline.run_images` calls), pool start-up included;
    - the I/O floor: the same job with the strategy left out (read the pseudo-label, decode the
      masks, write the same outputs ``threshold`` writes);
-   - ``loop-threshold`` / ``loop-official`` (1 worker): plain per-mask loops of the same rules
-     (``benchmarks/loop_rules.py``, loaded as a plugin, so they pay the same I/O).
+   - ``loop-threshold`` / ``loop-official`` (1 worker, RLE masks): plain per-mask loops of the
+     same rules (``benchmarks/loop_rules.py``, loaded as a plugin, so they pay the same I/O).
 
    Each cell runs in a fresh Python process, ``--repeats`` times interleaved with the others; the
-   best time is reported, and the spread (slowest / best - 1) says how noisy the machine was.
+   best time is reported, and the spread (slowest / best - 1) says how noisy the machine was;
+   "steady images/s" counts from the first result on (the rate a long run approaches).
    Peak RSS is the largest ``ru_maxrss`` seen by any one worker (with one worker, the measuring
    process itself); CPU ms/image adds up the workers' CPU time from job set-up on, so it is
    less sensitive than images/s to other load on a shared machine; "first image after" is the
    time from the start of the run to the first result (plugin loading, and pool start-up with
    two workers).
-3. Checks that the fast strategies wrote byte-identical label maps to the loops, and prints a
-   markdown table (also written to ``--markdown FILE``).
+3. Checks that the fast strategies wrote the same label maps as the loops, from either layout
+   and with either number of workers, and prints a markdown table (also written to
+   ``--markdown FILE``), with how well two processes could scale on the machine at the time.
 """
 
 from __future__ import annotations
@@ -263,6 +265,28 @@ def measure(cell: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- the table
 
 
+def _spin() -> float:
+    """Seconds for a fixed pure-Python loop: the yardstick for what two processes can get."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return time.perf_counter() - start
+
+
+def machine_scaling() -> float:
+    """How much faster two processes finish two copies of :func:`_spin` than one does both.
+
+    2.0 on two free cores; less when other jobs share the machine. It bounds the two-worker
+    speed-up this machine could show while the benchmark ran.
+    """
+    command = [sys.executable, __file__, "--spin"]
+    alone = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    pair = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    together = max(float(p.communicate()[0]) for p in pair)
+    return 2 * alone / together
+
+
 def _run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--measure", json.dumps(cell)],
                           capture_output=True, text=True, check=False)
@@ -282,23 +306,26 @@ def _table(rows: list[dict[str, Any]], args: argparse.Namespace, checks: list[st
     best = {(r["layout"], r["strategy"], r["workers"]): r for r in rows}
     lines = [
         f"{args.images} images of 500x375, {args.masks} masks each; best of {args.repeats} runs per cell; "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}. "
-        "Pool start-up is included in the 2-worker times.",
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}; load average "
+        f"{args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after. Pool start-up is included in images/s; "
+        "steady images/s leaves out everything before the first result. Two processes running a "
+        f"pure-Python loop got {args.scaling_before:.2f}x one process before the run and "
+        f"{machine_scaling():.2f}x after it (2.00x on two free cores).",
         "",
-        "| masks | job | workers | images/s | vs I/O floor | 2 workers / 1 | fast / loop | CPU ms/image "
-        "| first image after | peak RSS per worker | spread |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| masks | job | workers | images/s | steady images/s | vs I/O floor | 2 workers / 1 (steady) "
+        "| fast / loop | CPU ms/image | first image after | peak RSS per worker | spread |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         layout, strategy, workers = r["layout"], r["strategy"], r["workers"]
         floor = best.get((layout, "io-floor", workers))
         vs_floor = f"{r['rate'] / floor['rate']:.2f}" if floor and strategy != "io-floor" else ""
         one = best.get((layout, strategy, 1))
-        scale = f"{r['rate'] / one['rate']:.2f}x" if workers == 2 and one else ""
+        scale = f"{r['rate'] / one['rate']:.2f}x ({r['steady'] / one['steady']:.2f}x)" if workers == 2 and one else ""
         loop = best.get((layout, f"loop-{strategy}", 1))
         speedup = f"{r['rate'] / loop['rate']:.1f}x" if loop and workers == 1 else ""
-        lines.append(f"| {layout} | {strategy} | {workers} | {r['rate']:.1f} | {vs_floor} | {scale} | {speedup} | "
-                     f"{r['cpu_ms']:.1f} | {r['first']:.2f} s | {r['peak_rss_mib']:.0f} MiB | {r['spread']:.0%} |")
+        lines.append(f"| {layout} | {strategy} | {workers} | {r['rate']:.1f} | {r['steady']:.1f} | {vs_floor} | {scale} "
+                     f"| {speedup} | {r['cpu_ms']:.1f} | {r['first']:.2f} s | {r['peak_rss_mib']:.0f} MiB | {r['spread']:.0%} |")
     lines += ["", f"Outputs: {'; '.join(checks)}. Whole benchmark: {elapsed:.0f} s."]
     return "\n".join(lines)
 
@@ -307,17 +334,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=60, help="images in the dense set")
     parser.add_argument("--masks", type=int, default=100, help="masks per image (at least 80 for the issue)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per cell; the best is reported")
+    parser.add_argument("--repeats", type=int, default=4, help="runs per cell; the best is reported")
     parser.add_argument("--root", type=Path, help="folder for the dense set (reused across runs); default: a temp dir")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--spin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.spin:
+        print(_spin())
+        return
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))
         return
 
     started = time.perf_counter()
+    args.load_before = os.getloadavg()[0]
+    args.scaling_before = machine_scaling()
     tmp = None if args.root else tempfile.TemporaryDirectory(prefix="sepl-speed-")
     root = args.root or Path(tmp.name)
     try:
@@ -333,15 +366,18 @@ def main(argv: list[str] | None = None) -> None:
             for strategy in ("io-floor", "threshold", "official"):
                 cells += [{"layout": layout, "strategy": strategy, "workers": w, "reference": str(reference)}
                           for w in (1, 2)]
-            cells += [{"layout": layout, "strategy": s, "workers": 1, "reference": ""}
-                      for s in ("loop-threshold", "loop-official")]
+            if layout == "rle":  # the loops pay the same I/O; one layout is enough to compare compute
+                cells += [{"layout": layout, "strategy": s, "workers": 1, "reference": ""}
+                          for s in ("loop-threshold", "loop-official")]
         times: dict[int, list[float]] = {n: [] for n in range(len(cells))}
+        steady: dict[int, list[float]] = {n: [] for n in range(len(cells))}
         results: dict[int, dict[str, Any]] = {}
         for repeat in range(args.repeats):  # interleaved, so a noisy minute hits every cell alike
             for n, cell in enumerate(cells):
                 name = f"{cell['layout']}-{cell['strategy']}-{cell['workers']}"
                 result = _run_cell({**cell, "root": str(root), "out": str(root / "out" / name)})
                 times[n].append(result["seconds"])
+                steady[n].append((result["images"] - 1) / max(result["seconds"] - result["first"], 1e-9))
                 if result["seconds"] <= min(times[n]):
                     results[n] = result
                 print(f"  [{repeat + 1}/{args.repeats}] {name}: {result['images'] / result['seconds']:.1f} images/s",
@@ -351,14 +387,17 @@ def main(argv: list[str] | None = None) -> None:
             r = results[n]
             rows.append({**cell, "rate": r["images"] / min(times[n]), "peak_rss_mib": r["peak_rss_mib"],
                          "cpu_ms": 1000 * r["cpu_seconds"] / r["images"], "first": r["first"],
+                         "steady": max(steady[n]),
                          "spread": max(times[n]) / min(times[n]) - 1})
         checks = []
-        for layout in LAYOUTS:
-            for strategy in ("threshold", "official"):
-                same = _same_outputs(root / "out" / f"{layout}-{strategy}-1", root / "out" / f"{layout}-loop-{strategy}-1")
-                same2 = _same_outputs(root / "out" / f"{layout}-{strategy}-1", root / "out" / f"{layout}-{strategy}-2")
-                checks.append(f"{layout} {strategy} {'==' if same else '!='} loop, "
-                              f"1 worker {'==' if same2 else '!='} 2 workers")
+        out = root / "out"
+        for strategy in ("threshold", "official"):
+            pairs = [("rle", "loop", out / f"rle-{strategy}-1", out / f"rle-loop-{strategy}-1"),
+                     ("png", "rle", out / f"png-{strategy}-1", out / f"rle-{strategy}-1")]
+            pairs += [(layout, "2 workers", out / f"{layout}-{strategy}-1", out / f"{layout}-{strategy}-2")
+                      for layout in LAYOUTS]
+            checks += [f"{layout} {strategy} {'==' if _same_outputs(a, b) else '!='} {other}"
+                       for layout, other, a, b in pairs]
         table = _table(rows, args, checks, time.perf_counter() - started)
         print(table)
         if args.markdown:
