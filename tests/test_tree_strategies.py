@@ -243,13 +243,37 @@ def test_residual_keeps_a_whole_object_made_of_its_parts():
     assert tree_residual(sample, explained=1.01).tolist() == [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
 
 
+def test_residual_drops_an_envelope_kept_by_o_s_whose_background_is_a_mask():
+    # Boat (mask 1, 5 px) + sea (mask 2, 3 px) = mask 0: its children explain it, but it was
+    # admitted through o_s (5/8 > 0.5) and its residual (the sea) has no support: dropped.
+    pseudo = [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+    masks = masks_from_strings([".########."], [".#####...."], ["......###."])
+    sample = sample_with_tree(pseudo, masks)
+    assert sorted(sample.tree.edges) == [(0, 1), (0, 2)]
+    assert threshold(sample).tolist() == [[0] + [4] * 8 + [0]]
+    assert tree_residual(sample).tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+    # One support pixel in the sea is 1/3 of the residual: above support = 0.05, so it stays.
+    pseudo2 = [[0, 4, 4, 4, 4, 4, 4, 0, 0, 0]]
+    assert tree_residual(sample_with_tree(pseudo2, masks)).tolist() == [[0] + [4] * 8 + [0]]
+    assert tree_residual(sample_with_tree(pseudo2, masks), support=0.5).tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+
+
+def test_residual_keeps_an_o_p_only_whole_with_an_unsupported_part():
+    # Partial activation again, the head being small: the whole (o_s = 2/7) is kept through o_p
+    # only and its parts explain it, so branch 2b does not apply.
+    pseudo = [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
+    masks = masks_from_strings([".#######.."], [".##......."], ["...#####.."])
+    sample = sample_with_tree(pseudo, masks)
+    assert tree_residual(sample, support=0.9).tolist() == threshold(sample).tolist()
+
+
 def test_residual_needs_a_kept_descendant_of_the_same_class():
     # The child goes to another class: nothing below explains class 4's support; as threshold.
     pseudo = [[4, 2, 2, 4, 4, 4, 0, 0, 0, 0]]
     masks = masks_from_strings(["########.."], [".##......."])
     sample = sample_with_tree(pseudo, masks)
     assert sample.assigned.tolist() == [4, 2]
-    assert not residual_drops(sample, np.array([True, True])).any()
+    assert not residual_drops(sample, np.array([True, True]), np.array([True, True])).any()
     assert tree_residual(sample).tolist() == threshold(sample).tolist()
 
 
@@ -263,22 +287,25 @@ def test_residual_without_tree_edges_is_threshold():
         tree_residual(Sample(np.asarray(pseudo, np.uint8), MaskSet(masks)))
 
 
-def reference_residual(pseudo, masks, t1, t2, tau, cover, explained):
+def reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support_share):
     """The rule in plain loops, on top of the plain reference's ratios and tree."""
     n = len(masks)
     area = [int(m.sum()) for m in masks]
     classes = [k for k in range(1, 21) if (pseudo == k).any()]
     assigned = []
     kept = []
+    share = []
     for i in range(n):
         inter = {k: int((masks[i] & (pseudo == k)).sum()) for k in classes}
         best = max(classes, key=lambda k: (inter[k], -k)) if classes else None
         if best is None or inter[best] == 0:
             assigned.append(-1)
             kept.append(False)
+            share.append(False)
             continue
         assigned.append(best)
-        kept.append(inter[best] / area[i] > t1 or inter[best] / int((pseudo == best).sum()) > t2)
+        share.append(inter[best] / area[i] > t1)
+        kept.append(share[-1] or inter[best] / int((pseudo == best).sum()) > t2)
     parent = []
     for c in range(n):
         options = [(area[p], p) for p in range(n) if p != c and (area[p], p) > (area[c], c)
@@ -302,7 +329,12 @@ def reference_residual(pseudo, masks, t1, t2, tau, cover, explained):
         for c in range(n):
             if parent[c] == e:
                 children |= masks[c]
-        if (support & under).sum() >= cover * support.sum() and (children & masks[e]).sum() < explained * area[e]:
+        if (support & under).sum() < cover * support.sum():
+            continue
+        residual = masks[e] & ~under
+        if (children & masks[e]).sum() < explained * area[e]:
+            keep[e] = False
+        elif share[e] and residual.sum() and (residual & (pseudo == assigned[e])).sum() < support_share * residual.sum():
             keep[e] = False
     out = np.zeros(pseudo.shape, np.uint8)
     covered = np.zeros(pseudo.shape, bool)
@@ -325,9 +357,10 @@ def test_residual_matches_plain_reference(seed):
     pseudo, masks = random_nested_case(rng)
     t1, t2, tau = random_params(rng)
     cover, explained = float(rng.choice([0.5, 0.8])), float(rng.choice([0.9, 0.7]))
+    support = float(rng.choice([0.05, 0.3]))
     sample = sample_with_tree(pseudo, masks, tau=tau)
-    got = tree_residual(sample, t1, t2, tau, cover, explained)
-    np.testing.assert_array_equal(got, reference_residual(pseudo, masks, t1, t2, tau, cover, explained))
+    got = tree_residual(sample, t1, t2, tau, cover, explained, support)
+    np.testing.assert_array_equal(got, reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support))
 
 
 def test_residual_random_cases_differ_from_threshold():
@@ -344,5 +377,5 @@ def test_residual_random_cases_differ_from_threshold():
 def test_residual_registered_with_its_parameters():
     strategy = load_host(autoload=False).strategy("tree-residual")
     assert strategy.needs_tree
-    assert set(strategy.params) == {"t1", "t2", "tau", "cover", "explained"}
+    assert set(strategy.params) == {"t1", "t2", "tau", "cover", "explained", "support"}
     assert all(p.help for p in strategy.params.values())

@@ -1,28 +1,40 @@
-"""``tree-residual``: drop a kept mask whose extra pixels neither the pseudo-label nor SAM's parts explain.
+"""``tree-residual``: drop a kept mask whose pixels beyond its kept sub-masks have no support.
 
 The enveloping failure: SAM returns a mask E holding an object *and* neighbouring background
 (the boat and the sea). ``threshold`` keeps E when it covers the class's pseudo-label (o_p) or,
-with a CAM that leaks into the background, when most of E lies inside the pseudo-label (o_s).
-A smaller kept mask of the same class (the boat) then already accounts for the pseudo-label.
-Partial activation looks the same through the pseudo-label alone (the CAM lit one part of an
-object, a smaller kept mask - the part - accounts for it, the parent is the whole object),
-so the rule also asks SAM's own structure: a whole object is (nearly) the union of its parts,
-which SAM segments as smaller masks nested in it; the background that an envelope adds is not
-a part of anything inside it.
+when the object is larger than the background E adds or the CAM leaks into it, when most of E
+lies inside the pseudo-label (o_s). A smaller kept mask of the same class (the boat) then already
+accounts for the pseudo-label inside E; the rest of E (the *residual*) is what E adds.
+
+Partial activation looks the same through the pseudo-label alone: the CAM lit one part of an
+object, a smaller kept mask (the part) accounts for the pseudo-label, and the parent is the
+whole object, whose residual (the other parts) has no support either. Two signals tell them
+apart:
+
+- *SAM's structure*: a whole object is (nearly) the union of its parts, which SAM segments as
+  smaller masks nested in it; background that E adds around an object is often no mask inside
+  E (a ring, a cut-off piece of the sea). A residual that E's children do not cover is dropped.
+- *How E was admitted*: partial activation makes the whole object a parent kept **only through
+  o_p** (the pseudo-label fills a fraction of it). A parent kept through o_s (the pseudo-label
+  fills more than ``t1`` of it) while none of its class pixels lie outside its kept sub-masks is
+  not explained by partial activation: its residual, even when made of SAM masks, is dropped
+  when the pseudo-label does not support it.
 
 Rule, on the containment tree (``tau``) and the masks ``threshold`` keeps (``t1``, ``t2``): a
-kept mask E of class k is dropped when both hold
+kept mask E of class k, with kept descendants D assigned to k, is dropped when
 
-1. *its support is explained below*: the kept descendants of E assigned to k cover at least
-   ``cover`` of E's pseudo-label pixels, ``|E ∩ P_k ∩ ∪D| >= cover · |E ∩ P_k|``;
-2. *its extent is not*: E's children in the tree (any class, kept or not) cover less than
-   ``explained`` of E, ``|E ∩ ∪children(E)| < explained · |E|``.
+1. the kept descendants explain its support: ``|E ∩ P_k ∩ ∪D| >= cover · |E ∩ P_k|``, and
+2. either (a) its tree children (any class, kept or not) cover less than ``explained`` of it,
+   ``|E ∩ ∪children(E)| < explained · |E|``, or (b) it was admitted through o_s (``o_s > t1``) and
+   its residual ``R = E \\ ∪D`` has a support share below ``support``,
+   ``|R ∩ P_k| < support · |R|``.
 
-Decisions are made on ``threshold``'s kept set (one pass, no cascade); ``P̂_k`` and the output
+An o_p-only parent whose residual SAM's parts explain is kept (that is partial activation).
+Decisions are made on ``threshold``'s kept set in one pass (no cascade); ``P̂_k`` and the output
 are then built exactly as in ``threshold``. With no tree edges it is ``threshold``.
 
-It does not fix an envelope whose background is itself a SAM mask nested inside it (E is then
-explained by its children), nor one whose object has no kept mask of its own.
+It does not fix an envelope kept only through o_p whose background is itself a mask inside it,
+nor one whose object has no kept mask of its own.
 """
 
 from __future__ import annotations
@@ -40,8 +52,12 @@ from sepl_tree.tree import parent_array
 __all__ = ["residual_drops", "tree_residual"]
 
 
-def residual_drops(sample: Sample, kept: np.ndarray, cover: float = 0.5, explained: float = 0.9) -> np.ndarray:
-    """Which of the ``kept`` masks the rule drops (``bool (L,)``); needs ``sample.tree``."""
+def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, cover: float = 0.5,
+                   explained: float = 0.9, support: float = 0.05) -> np.ndarray:
+    """Which of the ``kept`` masks the rule drops (``bool (L,)``); needs ``sample.tree``.
+
+    ``by_share`` flags the masks admitted through o_s (``o_s > t1``).
+    """
     n = len(kept)
     drop = np.zeros(n, bool)
     tree = sample.tree
@@ -50,7 +66,7 @@ def residual_drops(sample: Sample, kept: np.ndarray, cover: float = 0.5, explain
     assigned = sample.assigned
     parents = parent_array(tree, n)
     flat, lab = flat_masks(sample.masks.masks, sample.pseudo)
-    # Walk up from every kept mask: each strict ancestor of class k learns it has a kept k below.
+    # Walk up from every kept mask: each kept ancestor of the same class learns it has it below.
     below: dict[int, list[int]] = {}
     for d in np.flatnonzero(kept):
         p = parents[d]
@@ -60,21 +76,27 @@ def residual_drops(sample: Sample, kept: np.ndarray, cover: float = 0.5, explain
             p = parents[p]
     for e, kept_below in below.items():
         mask = flat[e]
-        support = mask & (lab == assigned[e])
-        n_support = np.count_nonzero(support)
+        in_class = lab == assigned[e]
+        support_e = mask & in_class
         under = np.logical_or.reduce(flat[kept_below], axis=0)
-        if np.count_nonzero(support & under) < cover * n_support:
-            continue
+        if np.count_nonzero(support_e & under) < cover * np.count_nonzero(support_e):
+            continue  # 1. the kept descendants do not explain E's support
         children = list(tree.successors(e))
         inside = np.logical_or.reduce(flat[children], axis=0) & mask
         if np.count_nonzero(inside) < explained * np.count_nonzero(mask):
-            drop[e] = True
+            drop[e] = True  # 2a. E adds pixels no smaller mask accounts for
+            continue
+        if by_share[e]:
+            residual = mask & ~under
+            n_residual = np.count_nonzero(residual)
+            if n_residual and np.count_nonzero(residual & in_class) < support * n_residual:
+                drop[e] = True  # 2b. admitted through o_s, but its residual is unsupported
     return drop
 
 
 def tree_residual(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: float = 0.9, cover: float = 0.5,
-                  explained: float = 0.9) -> np.ndarray:
-    """threshold, minus kept masks whose pseudo-label smaller kept masks explain but whose extent their children do not.
+                  explained: float = 0.9, support: float = 0.05) -> np.ndarray:
+    """threshold, minus kept masks whose pixels beyond their kept same-class sub-masks lack SAM parts or support.
 
     Parameters
     ----------
@@ -85,15 +107,19 @@ def tree_residual(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: float 
     tau
         Containment tree: a parent holds at least this share of its child's pixels.
     cover
-        Drop only if kept same-class descendants hold at least this share of the mask's pseudo-label pixels.
+        Consider dropping a mask only if its kept same-class descendants hold this share of its pseudo-label pixels.
     explained
-        Drop only if the mask's tree children cover less than this share of it.
+        Drop it if its tree children cover less than this share of it.
+    support
+        Drop a mask admitted through o_s if less than this share of its residual is in the pseudo-label.
     """
     if sample.tree is None:
         raise ValueError("tree-residual needs sample.tree (the strategy declares needs_tree)")
     o_s, o_p = sepl_ratios(sample)
-    kept = (sample.assigned >= 0) & ((o_s > t1) | (o_p > t2))
-    keep = kept & ~residual_drops(sample, kept, cover, explained)
+    assigned = sample.assigned >= 0
+    by_share = assigned & (o_s > t1)
+    kept = by_share | (assigned & (o_p > t2))
+    keep = kept & ~residual_drops(sample, kept, by_share, cover, explained, support)
     return paint(sample.pseudo, region_per_class(sample, keep))
 
 
