@@ -195,6 +195,17 @@ def test_masks_command_writes_rle_that_run_reads(images: Path, checkpoint: Path,
     assert "written" in result.output
 
 
+def test_heavy_preset_runs_through_the_command(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    result = masks_cli(images, checkpoint, out, "--preset", "heavy", "-p", "min_mask_region_area=0")
+    assert result.exit_code == 0, result.output
+    settings = json.loads((out / "masks_run.jsonl").read_text().splitlines()[0])["settings"]
+    assert (settings["crop_n_layers"], settings["crop_n_points_downscale_factor"]) == (1, 2)
+    assert settings["points_per_side"] == 4 and settings["min_mask_region_area"] == 0
+    maskset = read_masks(out, "img0")
+    assert len(maskset) > 0 and maskset.shape == (H, W)
+
+
 def test_png_layout_holds_the_same_masks(images: Path, checkpoint: Path, tmp_path: Path) -> None:
     assert masks_cli(images, checkpoint, tmp_path / "rle").exit_code == 0
     result = masks_cli(images, checkpoint, tmp_path / "png", "--format", "png")
