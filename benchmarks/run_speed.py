@@ -55,8 +55,9 @@ import numpy as np
 
 from sepl_tree.executors import execute
 from sepl_tree.io import atomic_write_bytes, encode_label_png, read_label_png, write_label_png
-from sepl_tree.masks import MaskSet, find_mask_source, read_masks, write_masks_png_folder, write_masks_rle
-from sepl_tree.pipeline import RunConfig, RunJob
+from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
+from sepl_tree.pipeline import RunConfig, RunJob, read_context, read_inputs
+from sepl_tree.plugins import load_host
 
 HERE = Path(__file__).resolve().parent
 LOOP_PLUGIN = str(HERE / "loop_rules.py")
@@ -192,23 +193,18 @@ def build_dataset(root: Path, n_images: int, n_masks: int, seed: int) -> list[st
 
 @dataclass(frozen=True)
 class IOFloorJob:
-    """``RunJob`` without the strategy: read P, decode the masks, write the given outputs."""
+    """``RunJob`` without the strategy: read P and the masks as ``run`` does, write the given outputs."""
 
     config: RunConfig
     outputs: dict[str, np.ndarray]
 
     def setup(self):
         c = self.config
-        from sepl_tree.plugins import load_host
-        from sepl_tree.registry import ReadContext
-
         _, reader, reader_params = RunJob(c).resolve(load_host(c.plugins))
-        ctx = ReadContext(num_classes=c.num_classes, image_labels=None)
+        ctx = read_context(c)
 
         def process(image_id: str) -> int:
-            pseudo = reader.read(c.pseudo_dir, image_id, ctx, **reader_params)
-            find_mask_source(c.masks_dir, image_id)  # as RunJob does
-            masks = read_masks(c.masks_dir, image_id, shape=pseudo.shape)
+            _, masks, _ = read_inputs(c, reader, reader_params, ctx, image_id)
             write_label_png(c.out_dir / f"{image_id}.png", self.outputs[image_id])
             return len(masks)
 
