@@ -61,8 +61,15 @@ def images(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quiet_single_thread(monkeypatch: pytest.MonkeyPatch):
+    # One torch thread: the tiny model gains nothing from more, and on a busy CI machine
+    # OpenMP threads waiting on each other make it an order of magnitude slower.
     monkeypatch.setenv("SEPL_TREE_NO_PROGRESS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def masks_cli(images: Path, checkpoint: Path, out: Path, *extra: str):
