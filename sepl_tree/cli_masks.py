@@ -57,6 +57,7 @@ def masks_command(
     preset: Annotated[str, typer.Option("--preset", help="paper, sam-default or heavy (see docs/sam.md).")] = "paper",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE for SamAutomaticMaskGenerator, over the preset (repeatable).", show_default=False)] = None,
     workers: WorkersOpt = 1,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per worker. [default: the cores shared among --workers]", show_default=False)] = None,
     executor: Annotated[str, typer.Option("--executor", help="process (local: one model per worker) or ray (one model per GPU).")] = "process",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --executor ray); default: a local Ray.", show_default=False)] = None,
     plugin: PluginOpt = None,
@@ -87,15 +88,16 @@ def masks_command(
         sam.remove_stale_temporaries(out)
         todo = sam.pending_ids(out, found)
         log = sam.start_error_log(out, todo)
+        torch_threads = threads or (sam.default_torch_threads(workers) if executor != "ray" else None)
         # Absolute paths: Ray workers on other nodes do not share this shell's directory.
         job = sam.MaskJob({i: found[i].absolute() for i in todo}, out.absolute(), model_type, checkpoint.absolute(),
                           settings, fmt, device, _absolute_plugins(plugin),
-                          sam.default_torch_threads(workers) if executor != "ray" else None)
+                          torch_threads)
         summary = sam.MaskRunSummary(total=len(found), skipped=len(found) - len(todo))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         sam.append_run_log(out, {"started": started, "model_type": model_type, "checkpoint": str(checkpoint.absolute()),
                                  "preset": preset, "settings": settings, "format": fmt, "device": device,
-                                 "executor": executor, "workers": workers, "images": len(found),
+                                 "executor": executor, "workers": workers, "torch_threads": torch_threads, "images": len(found),
                                  "to_do": len(todo), "versions": _versions()})
         options = {"ray_address": ray_address} if executor == "ray" else {}
         start = time.perf_counter()

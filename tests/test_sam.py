@@ -305,12 +305,18 @@ def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, t
     assert masks_cli(images, checkpoint, out, "--ids", str(ids)).exit_code == 0
     runs = [json.loads(line) for line in (out / "masks_run.jsonl").read_text().splitlines()]
     assert runs[0]["settings"]["points_per_side"] == 4 and runs[0]["model_type"] == "tiny"
+    assert runs[0]["torch_threads"] is None and runs[0]["checkpoint"] == str(checkpoint)
     assert runs[1]["written"] == "1"
+    assert masks_cli(images, checkpoint, out, "--threads", "1", "--format", "png").exit_code == 0  # same settings
+    assert json.loads((out / "masks_run.jsonl").read_text().splitlines()[2])["torch_threads"] == 1
     result = masks_cli(images, checkpoint, out, "-p", "points_per_side=5")
     assert result.exit_code == 1
     assert "masks_run.jsonl: this folder's masks were made with other settings (points_per_side 4 -> 5)" in (
         " ".join(result.output.split()))
+    # nothing written by the refused run
     assert sorted(p.name for p in out.glob("*.json")) == ["img0.json"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["img1", "img2", "img3"]
+    assert len((out / "masks_run.jsonl").read_text().splitlines()) == 4
 
 
 @pytest.mark.slow
