@@ -81,6 +81,21 @@ def _first_last(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, end
 
 
+def _byte_range(words: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last non-zero byte of each packed row, found word-wise (0, 0 if none)."""
+    rows = np.arange(len(words))
+    w_lo, w_hi = _first_last(words != 0)
+    w_hi = np.maximum(w_hi - 1, 0)
+    as_bytes = flat.reshape(len(flat), -1, 8)
+    lo_bytes = as_bytes[rows, w_lo] != 0  # the 8 bytes of the first and of the last non-zero word
+    hi_bytes = as_bytes[rows, w_hi] != 0
+    lo = w_lo * 8 + lo_bytes.argmax(axis=1)
+    hi = w_hi * 8 + 8 - hi_bytes[:, ::-1].argmax(axis=1)
+    none = ~lo_bytes.any(axis=1)
+    lo[none], hi[none] = 0, 0
+    return lo, hi
+
+
 def _boxes(lines_lo: np.ndarray, lines_hi: np.ndarray, packed: np.ndarray, minor: int, colmajor: bool) -> np.ndarray:
     """Tight XYWH boxes from each mask's range of lines and the OR of its packed lines."""
     across = np.unpackbits(np.bitwise_or.reduce(packed, axis=1), axis=1)[:, :minor].view(bool)
@@ -126,11 +141,14 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     packed, colmajor = _packed_lines(masks)
     per_line = packed.shape[2]
     flat = packed.reshape(n, -1)
-    byte_lo, byte_hi = _first_last(flat != 0)
+    if flat.shape[1] % 8:  # whole 64-bit words, zero-padded
+        padded = np.zeros((n, flat.shape[1] + (-flat.shape[1]) % 8), np.uint8)
+        padded[:, : flat.shape[1]] = flat
+        flat = padded
+    words = flat.view(np.uint64)
+    byte_lo, byte_hi = _byte_range(words, flat)
     lines_lo, lines_hi = byte_lo // per_line, -(-byte_hi // per_line)
     boxes = _boxes(lines_lo, lines_hi, packed, masks.shape[1] if colmajor else masks.shape[2], colmajor)
-    pad = (-flat.shape[1]) % 8
-    words = (np.pad(flat, ((0, 0), (0, pad))) if pad else flat).view(np.uint64)
     area = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
     if n < 2:
         return parents, area, boxes
@@ -208,16 +226,22 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     arr = masks.masks
     parents, area, boxes = _tree_arrays(arr, tau)
     depth = depths(parents)
+    records = masks.records
+    keys = ("predicted_iou", "stability_score")
+    nodes = []
+    for i, (a, box, d) in enumerate(zip(area.tolist(), boxes.tolist(), depth.tolist())):
+        attrs = {"area": a, "bbox": tuple(box), "depth": d}
+        rec = records[i] if i < len(records) else {}
+        for key in keys:
+            if key in rec:
+                v = _finite(rec[key])
+                if v is not None:
+                    attrs[key] = v
+        nodes.append((i, attrs))
     tree = nx.DiGraph()
-    for i in range(len(arr)):
-        attrs = {"area": int(area[i]), "bbox": tuple(int(v) for v in boxes[i]), "depth": int(depth[i])}
-        rec = masks.records[i] if i < len(masks.records) else {}
-        for key in ("predicted_iou", "stability_score"):
-            v = _finite(rec.get(key))
-            if v is not None:
-                attrs[key] = v
-        tree.add_node(i, **attrs)
-    tree.add_edges_from((int(p), int(c)) for c, p in enumerate(parents) if p >= 0)
+    tree.add_nodes_from(nodes)
+    child = np.flatnonzero(parents >= 0)
+    tree.add_edges_from(zip(parents[child].tolist(), child.tolist()))
     return tree
 
 
@@ -235,18 +259,17 @@ def parent_array(tree: nx.DiGraph, n: int | None = None) -> np.ndarray:
 
 
 def depths(parents: np.ndarray) -> np.ndarray:
-    """Depth of each node (0 for roots) from a parent array (``-1`` for roots)."""
-    n = len(parents)
-    depth = np.full(n, -1, np.int64)
-    for start in range(n):
-        path = []
-        node = start
-        while node >= 0 and depth[node] < 0:
-            path.append(node)
-            node = parents[node]
-        base = -1 if node < 0 else depth[node]
-        for offset, v in enumerate(reversed(path), start=1):
-            depth[v] = base + offset
+    """Depth of each node (0 for roots) from a parent array (``-1`` for roots).
+
+    >>> depths(np.array([-1, 0, 1, -1])).tolist()
+    [0, 1, 2, 0]
+    """
+    parents = np.asarray(parents, np.int64)
+    depth = np.zeros(len(parents), np.int64)
+    up = parents.copy()
+    while (alive := up >= 0).any():  # one step up per round for every node that still can
+        depth[alive] += 1
+        up[alive] = parents[up[alive]]
     return depth
 
 
