@@ -29,6 +29,7 @@ from sepl_tree.cli_common import (
     WorkersOpt,
     console,
     err_console,
+    absolute_plugin_paths,
     get_host,
     load_config,
     parse_params,
@@ -262,8 +263,10 @@ def run_command(
         strat, rdr = host.strategy(strategy_name), host.reader(reader_name)
         to_strategy, to_reader = split_params(given, strat, rdr)
         to_reader = {**preset.get("reader_params", {}), **to_reader}
-        cfg = RunConfig(pseudo_dir, masks_dir, out_dir, strat.name, to_strategy, reader_name, to_reader, k,
-                        tuple(plugin or ()), labels, missing_masks, overwrite)
+        # Absolute paths: workers may run elsewhere (a Ray cluster) or in another directory.
+        cfg = RunConfig(pseudo_dir.resolve(), masks_dir.resolve(), out_dir.resolve(), strat.name, to_strategy,
+                        reader_name, to_reader, k, absolute_plugin_paths(plugin), labels and labels.resolve(),
+                        missing_masks, overwrite)
         selector, reader_obj, reader_params = RunJob(cfg).resolve(host)
         all_ids = _resolve_ids(cfg, rdr.ids(pseudo_dir), ids)
         check_inputs(cfg, all_ids)

@@ -15,13 +15,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sepl_tree.errors import SeplError
-from sepl_tree.plugins import PluginHost, UnknownName, load_host
+from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plugin_file
 
 __all__ = [
     "ConfigOpt",
+    "absolute_plugin_paths",
     "IdsOpt",
     "NumClassesOpt",
     "ParamOpt",
@@ -64,17 +66,20 @@ def run_guarded(func: Callable[[], T]) -> T:
     """Run a command body; user errors become one line on stderr and exit code 1."""
     try:
         return func()
-    except UnknownName as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     except SeplError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        # The message is plain text (paths may hold brackets): escape it from rich's markup.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, UnknownName) else 1) from None
 
 
 def get_host(plugins: list[str] | None) -> PluginHost:
     """The plugin host with the user's ``--plugin`` files and modules loaded."""
     return load_host(plugins or [])
+
+
+def absolute_plugin_paths(plugins: list[str] | None) -> tuple[str, ...]:
+    """``--plugin`` values with file paths made absolute (module names are left as they are)."""
+    return tuple(str(Path(p).resolve()) if looks_like_plugin_file(p) else p for p in plugins or ())
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:

@@ -29,15 +29,22 @@ class JobSpec(Protocol[R]):
 
 
 _worker_fn: Callable[[str], Any] | None = None
+_setup_error: Exception | None = None
 
 
 def _init_worker(spec: JobSpec[Any]) -> None:
-    global _worker_fn
-    _worker_fn = spec.setup()
+    global _worker_fn, _setup_error
+    try:
+        _worker_fn = spec.setup()
+    except Exception as exc:  # an initializer that raises breaks the pool with no message:
+        _setup_error = exc  # keep the error and raise it with the worker's first image instead
 
 
 def _call_worker(image_id: str) -> Any:
-    assert _worker_fn is not None, "worker not initialised"
+    if _setup_error is not None:
+        raise _setup_error
+    if _worker_fn is None:
+        raise RuntimeError("process-pool worker used before its set-up ran")
     return _worker_fn(image_id)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "UnknownName",
     "get_plugin_manager",
     "load_host",
+    "looks_like_plugin_file",
 ]
 
 #: Built-in plugins: ordinary plugin modules, loaded before any other.
@@ -87,6 +88,11 @@ def _load_module(name: str) -> ModuleType:
         raise PluginError(f"plugin module {name!r} cannot be imported: {exc}") from exc
 
 
+def looks_like_plugin_file(spec: str) -> bool:
+    """Whether a ``--plugin`` value names a file (``.py`` or a path) rather than a module."""
+    return spec.endswith(".py") or os.sep in spec or "/" in spec
+
+
 def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None) -> pluggy.PluginManager:
     """A plugin manager with specs, built-ins, entry points and ``plugins`` registered.
 
@@ -107,8 +113,7 @@ def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None
     if autoload:
         pm.load_setuptools_entrypoints(PROJECT_NAME)
     for spec in plugins:
-        looks_like_file = spec.endswith(".py") or os.sep in spec or "/" in spec
-        if looks_like_file:
+        if looks_like_plugin_file(spec):
             path = Path(spec)
             module, name = _load_file(path), f"file:{path}"
         else:

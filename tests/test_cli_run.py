@@ -157,6 +157,11 @@ def test_bad_pseudo_label_names_the_file_and_keeps_outputs(dataset, tmp_path, pr
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_error_lines_keep_brackets(tmp_path):
+    result = _run("--pseudo-labels", tmp_path / "[x]", "--masks", tmp_path, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and f"{tmp_path / '[x]'}: pseudo-label folder not found" in result.output
+
+
 def test_empty_or_missing_input_folder(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "m").mkdir()
