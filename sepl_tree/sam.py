@@ -204,7 +204,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
         except ImportError:
             raise SeplError(
                 "min_mask_region_area > 0 (preset heavy) removes small regions with OpenCV, which is not "
-                "installed: pip install opencv-python-headless, or pass --param min_mask_region_area=0"
+                "installed: pip install 'sepl-tree[opencv]' (opencv-python-headless), "
+                "or pass --param min_mask_region_area=0"
             ) from None
 
 

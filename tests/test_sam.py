@@ -170,6 +170,29 @@ def test_heavy_preset_without_opencv_is_explained(monkeypatch: pytest.MonkeyPatc
     sam.check_settings(sam.generator_settings("heavy", {"min_mask_region_area": "0"}))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("cv2") is None, reason="OpenCV not installed (sepl-tree[opencv])")
+def test_heavy_small_region_removal_leaves_no_small_islands(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    import cv2
+
+    out = tmp_path / "heavy"
+    result = masks_cli(images, checkpoint, out, "--preset", "heavy", "--ids", str(_ids_file(tmp_path, "img1")),
+                       "-p", "crop_n_layers=0", "-p", "min_mask_region_area=60")
+    assert result.exit_code == 0, result.output
+    maskset = read_masks(out, "img1")
+    assert len(maskset) > 0
+    for mask in maskset.masks:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        # SAM drops islands under the minimum area, but keeps the largest when all are under it.
+        assert len(areas) == 1 or areas.min() >= 60, areas
+
+
+def _ids_file(folder: Path, *ids: str) -> Path:
+    path = folder / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    return path
+
+
 def test_builtin_model_types_are_registered() -> None:
     host = load_host([], autoload=False)
     assert {"vit_h", "vit_l", "vit_b"} <= set(host.sam_models)
