@@ -245,6 +245,7 @@ def measure(cell: dict[str, Any]) -> dict[str, Any]:
         job = IOFloorJob(config, {i: read_label_png(reference / f"{i}.png", NUM_CLASSES) for i in ids})
     else:
         job = RunJob(config)
+    RunJob(config).resolve(load_host(plugins))  # as `sepl-tree run` does before its timer starts
     start = time.perf_counter()
     first = None
     rss: dict[int, int] = {}
