@@ -62,14 +62,13 @@ def _box_overlap(boxes: np.ndarray) -> np.ndarray:
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
-def _packed_lines(masks: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Each mask's lines (rows, or columns when stored column-major) bit-packed: ``(L, lines, bytes)``.
+def _stored_lines(masks: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The masks as ``(L, lines, line)`` in storage order (rows, or columns for column-major masks).
 
-    One pass over the pixels; the second value says whether lines are image columns.
+    No copy for C-order or column-major masks; the second value says whether lines are columns.
     """
     colmajor = not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
-    lines = masks.transpose(0, 2, 1) if colmajor else np.ascontiguousarray(masks)
-    return np.packbits(lines, axis=2), colmajor
+    return (masks.transpose(0, 2, 1) if colmajor else np.ascontiguousarray(masks)), colmajor
 
 
 def _first_last(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,10 +95,26 @@ def _byte_range(words: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.nda
     return lo, hi
 
 
-def _boxes(lines_lo: np.ndarray, lines_hi: np.ndarray, packed: np.ndarray, minor: int, colmajor: bool) -> np.ndarray:
-    """Tight XYWH boxes from each mask's range of lines and the OR of its packed lines."""
-    across = np.unpackbits(np.bitwise_or.reduce(packed, axis=1), axis=1)[:, :minor].view(bool)
-    lo, hi = _first_last(across)
+def _bit_range(packed: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat index of the first pixel and one past the last pixel of each packed row (0, 0 if none)."""
+    rows = np.arange(len(packed))
+    b_lo, b_hi = _byte_range(words, packed)
+    last_byte = np.maximum(b_hi - 1, 0)
+    first_bit = np.unpackbits(packed[rows, b_lo][:, None], axis=1).argmax(axis=1)  # MSB first
+    last_bit = 7 - np.unpackbits(packed[rows, last_byte][:, None], axis=1)[:, ::-1].argmax(axis=1)
+    lo, hi = b_lo * 8 + first_bit, last_byte * 8 + last_bit + 1
+    none = b_hi == 0
+    lo[none], hi[none] = 0, 0
+    return lo, hi
+
+
+def _boxes(lines: np.ndarray, lines_lo: np.ndarray, lines_hi: np.ndarray, colmajor: bool) -> np.ndarray:
+    """Tight XYWH boxes from each mask's range of lines and the OR of those lines (its span only)."""
+    n, _, length = lines.shape
+    lo, hi = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for i in np.flatnonzero(lines_hi > lines_lo):
+        across = lines[i, lines_lo[i]:lines_hi[i]].any(axis=0)
+        lo[i], hi[i] = across.argmax(), length - across[::-1].argmax()
     if colmajor:  # lines are columns (x), positions along them rows (y)
         boxes = np.stack([lines_lo, lo, lines_hi - lines_lo, hi - lo], axis=1)
     else:
@@ -136,19 +151,19 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     parents = np.full(n, -1, np.int64)
     if n == 0:
         return parents, np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
-    # Bit-packed lines: an intersection is a popcount of ANDed words, and only the words of the
-    # child's lines (from its first to its last) can hold it.
-    packed, colmajor = _packed_lines(masks)
-    per_line = packed.shape[2]
-    flat = packed.reshape(n, -1)
-    if flat.shape[1] % 8:  # whole 64-bit words, zero-padded
-        padded = np.zeros((n, flat.shape[1] + (-flat.shape[1]) % 8), np.uint8)
-        padded[:, : flat.shape[1]] = flat
-        flat = padded
-    words = flat.view(np.uint64)
-    byte_lo, byte_hi = _byte_range(words, flat)
-    lines_lo, lines_hi = byte_lo // per_line, -(-byte_hi // per_line)
-    boxes = _boxes(lines_lo, lines_hi, packed, masks.shape[1] if colmajor else masks.shape[2], colmajor)
+    # Bit-packed masks: an intersection is a popcount of ANDed words, and only the words of the
+    # child's span (its first to its last stored line) can hold it.
+    lines, colmajor = _stored_lines(masks)
+    length = lines.shape[2]
+    packed = np.packbits(lines.reshape(n, -1), axis=1)
+    if packed.shape[1] % 8:  # whole 64-bit words, zero-padded
+        padded = np.zeros((n, packed.shape[1] + (-packed.shape[1]) % 8), np.uint8)
+        padded[:, : packed.shape[1]] = packed
+        packed = padded
+    words = packed.view(np.uint64)
+    pix_lo, pix_hi = _bit_range(packed, words)
+    lines_lo, lines_hi = pix_lo // length, -(-pix_hi // length)
+    boxes = _boxes(lines, lines_lo, lines_hi, colmajor)
     area = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
     if n < 2:
         return parents, area, boxes
@@ -162,8 +177,8 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     empty = area == 0
     # An empty child is held by every mask ranked above it (0 >= tau * 0).
     candidate[empty] = rank[None, :] > rank[empty, None]
-    first = lines_lo * per_line // 8  # word range of each mask's lines
-    last = -(-(lines_hi * per_line) // 8)
+    first = pix_lo // 64  # word range of each mask's span
+    last = -(-pix_hi // 64)
     for c in np.flatnonzero(empty & candidate.any(axis=1)):
         above = np.flatnonzero(candidate[c])
         parents[c] = above[np.argmin(rank[above])]
