@@ -108,7 +108,9 @@ def compute_overlap(masks: np.ndarray, label: np.ndarray, num_classes: int) -> O
     mask_area = popcount_rows(packed)
     for k in classes:
         in_class = pack_rows((lab == k)[None])[0]
-        inter[:, k] = popcount_rows(packed & in_class)
+        words = np.flatnonzero(in_class)  # class pixels lie in these words only (objects are compact)
+        span = slice(words[0], words[-1] + 1)
+        inter[:, k] = popcount_rows(packed[:, span] & in_class[span])
     return Overlap(inter, mask_area, class_area, classes, packed)
 
 
