@@ -249,7 +249,8 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
         rec = records[i] if i < len(records) else {}
         for key in keys:
             if key in rec:
-                v = _finite(rec[key])
+                v = rec[key]
+                v = v if type(v) is float and v - v == 0 else _finite(v)  # fast path: a finite float
                 if v is not None:
                     attrs[key] = v
         nodes.append((i, attrs))
