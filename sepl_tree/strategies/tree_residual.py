@@ -75,19 +75,18 @@ def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, cover
                 below.setdefault(int(p), []).append(int(d))
             p = parents[p]
     for e, kept_below in below.items():
-        mask = flat[e]
-        in_class = lab == assigned[e]
-        support_e = mask & in_class
-        under = np.logical_or.reduce(flat[kept_below], axis=0)
-        if np.count_nonzero(support_e & under) < cover * np.count_nonzero(support_e):
+        pixels = np.flatnonzero(flat[e])  # all the tests below look at E's own pixels only
+        in_class = lab[pixels] == assigned[e]
+        under = flat[np.ix_(kept_below, pixels)].any(axis=0)
+        if np.count_nonzero(in_class & under) < cover * np.count_nonzero(in_class):
             continue  # 1. the kept descendants do not explain E's support
         children = list(tree.successors(e))
-        inside = np.logical_or.reduce(flat[children], axis=0) & mask
-        if np.count_nonzero(inside) < explained * np.count_nonzero(mask):
+        inside = flat[np.ix_(children, pixels)].any(axis=0)
+        if np.count_nonzero(inside) < explained * pixels.size:
             drop[e] = True  # 2a. E adds pixels no smaller mask accounts for
             continue
         if by_share[e]:
-            residual = mask & ~under
+            residual = ~under
             n_residual = np.count_nonzero(residual)
             if n_residual and np.count_nonzero(residual & in_class) < support * n_residual:
                 drop[e] = True  # 2b. admitted through o_s, but its residual is unsupported
