@@ -14,7 +14,10 @@ Usage::
    decode the RLE masks, select, write; :class:`sepl_tree.pipeline.RunJob`, serial) on the dense
    set of ``run_speed.py`` (``--images`` x ``--masks``), for ``threshold`` alone and for
    ``threshold`` declared ``needs_tree`` (this file, loaded as a plugin, registers it as
-   ``threshold+tree``: the job then builds the tree and ignores it), plus the two tree strategies.
+   ``threshold+tree``: the job then builds the tree and ignores it), ``threshold+tree-shared-bits``
+   (the tree built from the bits ``Sample.overlap`` already packed, ``build_tree(..., packed=)``,
+   which is what ``Selector`` could pass), plus the two tree strategies,
+   with the masks in either layout (``<id>.json`` RLE, ``<id>/<n>.png``).
    Cells are interleaved ``--repeats`` times; the best time of each is reported. The ratio
    "threshold + tree build" / "threshold alone" is the one the issue bounds by 1.3.
 
@@ -40,10 +43,19 @@ from sepl_tree.strategies.threshold import threshold
 HERE = Path(__file__).resolve().parent
 
 
+def threshold_shared_bits(sample, t1: float = 0.5, t2: float = 0.85):
+    """threshold, building the tree from the bits the overlap already packed (to time that)."""
+    from sepl_tree.tree import build_tree
+
+    sample.tree = build_tree(sample.masks, packed=sample.overlap.packed)
+    return threshold(sample, t1, t2)
+
+
 @hookimpl
 def register_strategies(register):
     """``threshold+tree``: threshold, with the tree built by the job (to time the build)."""
     register(Strategy("threshold+tree", threshold, description="threshold; the job builds the tree", needs_tree=True))
+    register(Strategy("threshold+tree-shared-bits", threshold_shared_bits))
 
 
 def _best(fn, repeats: int) -> float:
@@ -93,19 +105,20 @@ def dense_ratio(root: Path, n_images: int, n_masks: int, repeats: int, seed: int
     from sepl_tree.pipeline import RunConfig, RunJob
 
     ids = build_dataset(root, n_images, n_masks, seed)
-    strategies = ["threshold", "threshold+tree", "tree-smallest-cover", "tree-residual"]
-    best = {s: float("inf") for s in strategies}
+    strategies = ["threshold", "threshold+tree", "threshold+tree-shared-bits", "tree-smallest-cover", "tree-residual"]
+    cells = [(layout, s) for layout in ("rle", "png") for s in strategies]
+    best = {cell: float("inf") for cell in cells}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            for s in strategies:
-                out = Path(tmp) / s.replace("+", "_")
-                config = RunConfig(root / "pseudo", root / LAYOUTS["rle"], out, strategy=s,
+            for layout, s in cells:
+                out = Path(tmp) / f"{layout}_{s.replace('+', '_')}"
+                config = RunConfig(root / "pseudo", root / LAYOUTS[layout], out, strategy=s,
                                    plugins=(str(Path(__file__).resolve()),), overwrite=True)
                 start = time.perf_counter()
                 for _ in execute(RunJob(config), ids, executor="serial"):
                     pass
-                best[s] = min(best[s], time.perf_counter() - start)
-    return {s: 1000 * t / len(ids) for s, t in best.items()}
+                best[(layout, s)] = min(best[(layout, s)], time.perf_counter() - start)
+    return {cell: 1000 * t / len(ids) for cell, t in best.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,15 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         lines.append(f"| {r['masks']} | {r['tree_ms']:.1f} | {r['threshold_ms']:.1f} | {r['pairs']:.0f} | "
                      f"{r['all_pairs']:.0f} | {r['edges']:.0f} |")
-    base = job["threshold"]
     lines += ["",
-              f"Dense benchmark (`run_speed.py` set: {args.images} images x {args.masks} masks, RLE, the `run` job "
-              f"per image: read, decode, select, write; serial, best of {args.repeats}):",
+              f"Dense benchmark (`run_speed.py` set: {args.images} images x {args.masks} masks; the `run` job per "
+              f"image: read, decode, select, write; serial, best of {args.repeats}):",
               "",
-              "| strategy | ms / image | vs threshold |",
-              "|---|---:|---:|"]
-    for s, ms in job.items():
-        lines.append(f"| {s} | {ms:.1f} | {ms / base:.2f}x |")
+              "| masks | strategy | ms / image | vs threshold |",
+              "|---|---|---:|---:|"]
+    for (layout, s), ms in job.items():
+        lines.append(f"| {layout} | {s} | {ms:.1f} | {ms / job[(layout, 'threshold')]:.2f}x |")
     text = "\n".join(lines)
     print(text)
     if args.markdown:

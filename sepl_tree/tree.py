@@ -36,6 +36,7 @@ import networkx as nx
 import numpy as np
 
 from sepl_tree.masks import MaskSet
+from sepl_tree.overlap import pack_rows
 
 __all__ = [
     "any_descendant",
@@ -145,7 +146,8 @@ def _pair_intersections(words: np.ndarray, child: np.ndarray, cand: np.ndarray, 
     return out
 
 
-def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tree_arrays(masks: np.ndarray, tau: float, packed: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(parents, area, boxes)`` of ``bool (L, H, W)`` masks under the containment rule."""
     n = len(masks)
     parents = np.full(n, -1, np.int64)
@@ -155,12 +157,14 @@ def _tree_arrays(masks: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray,
     # child's span (its first to its last stored line) can hold it.
     lines, colmajor = _stored_lines(masks)
     length = lines.shape[2]
-    packed = np.packbits(lines.reshape(n, -1), axis=1)
-    if packed.shape[1] % 8:  # whole 64-bit words, zero-padded
-        padded = np.zeros((n, packed.shape[1] + (-packed.shape[1]) % 8), np.uint8)
-        padded[:, : packed.shape[1]] = packed
-        packed = padded
-    words = packed.view(np.uint64)
+    if packed is None:
+        words = pack_rows(lines.reshape(n, -1))
+    else:
+        words = np.ascontiguousarray(packed)
+        if words.dtype != np.uint64 or words.shape != (n, -(-lines.shape[1] * length // 64)):
+            raise ValueError(f"packed must be uint64 ({n}, {-(-lines.shape[1] * length // 64)}) as "
+                             f"sepl_tree.overlap.pack_rows makes it, got {words.dtype} {words.shape}")
+    packed = words.view(np.uint8)
     pix_lo, pix_hi = _bit_range(packed, words)
     lines_lo, lines_hi = pix_lo // length, -(-pix_hi // length)
     boxes = _boxes(lines, lines_lo, lines_hi, colmajor)
@@ -222,7 +226,7 @@ def _finite(value) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
+def build_tree(masks: MaskSet, tau: float = 0.9, packed: np.ndarray | None = None) -> nx.DiGraph:
     """The containment forest of ``masks``: edges parent -> child, nodes = mask indices.
 
     Parameters
@@ -231,6 +235,9 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
         The image's masks.
     tau
         A parent holds at least this share of its child's pixels (``|S_p ∩ S_c| >= tau·|S_c|``).
+    packed
+        Optionally, the masks already bit-packed by :func:`sepl_tree.overlap.pack_rows` over
+        :func:`sepl_tree.masks.flat_masks` (``Sample.overlap.packed``), to skip packing them again.
 
     >>> m = np.zeros((3, 2, 4), bool)
     >>> m[0] = True; m[1, :, :2] = True; m[2, 0, :1] = True
@@ -239,7 +246,7 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     ([(0, 1), (1, 2)], 2, (0, 0, 4, 2))
     """
     arr = masks.masks
-    parents, area, boxes = _tree_arrays(arr, tau)
+    parents, area, boxes = _tree_arrays(arr, tau, packed)
     depth = depths(parents)
     records = masks.records
     keys = ("predicted_iou", "stability_score")

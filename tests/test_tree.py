@@ -194,3 +194,18 @@ def test_small_gather_budget_gives_the_same_parents(monkeypatch):
     assert containment_parents(masks).tolist() == expected
     monkeypatch.setattr(tree_module, "_GATHER_BUDGET", 3)  # one pair per chunk
     assert containment_parents(masks).tolist() == expected
+
+
+def test_prepacked_bits_give_the_same_tree():
+    from sepl_tree.masks import flat_masks
+    from sepl_tree.overlap import pack_rows
+
+    rng = np.random.default_rng(5)
+    masks = rng.random((10, 9, 70)) < 0.4
+    masks[6] = masks[1] | masks[2]
+    for layout in (masks, np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1)):
+        packed = pack_rows(flat_masks(layout)[0])
+        a, b = build_tree(MaskSet(layout)), build_tree(MaskSet(layout), packed=packed)
+        assert sorted(a.edges) == sorted(b.edges) and dict(a.nodes(data=True)) == dict(b.nodes(data=True))
+    with pytest.raises(ValueError, match="packed must be"):
+        build_tree(MaskSet(masks), packed=packed[:, :1])
