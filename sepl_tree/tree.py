@@ -22,7 +22,8 @@ Cost
 ----
 Pairs are pruned by bounding boxes first: ``|S_p ∩ S_c| <= |box_p ∩ box_c|``, so only pairs
 whose boxes overlap by at least ``tau·|S_c|`` pixels are candidates. Masks are bit-packed
-(64 pixels a word, in whichever pixel order they are stored); a candidate pair's intersection is
+(64 pixels a word, in whichever pixel order they are stored, or given already packed by
+``sepl_tree.overlap.pack_rows``); a candidate pair's intersection is
 the popcount of the ANDed words over the child's span (its first to last pixel), for all pairs
 at once in bounded chunks. The work is ``sum over candidate pairs of span(c) / 64`` words,
 never ``L² · H · W``; no Python loop runs per pair.
