@@ -191,3 +191,21 @@ def test_demo_scenes_use_the_synthetic_generator_and_have_a_tree():
     trees = [build_tree(s.masks) for s in scenes]
     assert all(nx.is_branching(t) for t in trees)
     assert max(max(dict(t.nodes(data="depth")).values(), default=0) for t in trees) >= 2  # object > part > sub-part
+
+
+SHARED_VOC = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "voc2012-sample"
+
+
+@pytest.mark.skipif(not (SHARED_VOC / "SegmentationClass").is_dir(), reason="shared VOC sample not present")
+def test_synth_on_a_real_voc_image():
+    from sepl_tree.cli_tree import synth_image, voc_ids
+
+    image_id = voc_ids(SHARED_VOC)[0]
+    res = synth_image(SHARED_VOC, image_id, 0, SynthConfig(envelope_rate=1.0, miss_rate=0.0))
+    gt = np.array(Image.open(SHARED_VOC / "SegmentationClass" / f"{image_id}.png"))
+    assert res.objects >= 1 and {"object", "envelope", "stuff"} <= set(res.counts)
+    for mask, rec in zip(res.masks.masks, res.masks.records):
+        if rec["kind"] == "object":
+            assert np.isin(gt[mask], [rec["gt_class"], 255]).mean() > 0.85
+        if rec["kind"] == "stuff":
+            assert (gt[mask] == 0).mean() > 0.9
