@@ -7,7 +7,6 @@ Commands from other modules are added by their ``register_commands(app)`` (see
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import platform
 import time
@@ -315,8 +314,7 @@ def run_command(
 
 
 for _module in COMMAND_MODULES:
-    if importlib.util.find_spec(_module) is not None:  # TODO(lead): drop once all modules have landed
-        importlib.import_module(_module).register_commands(app)
+    importlib.import_module(_module).register_commands(app)
 
 
 def main() -> None:
