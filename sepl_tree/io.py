@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "encode_label_png",
     "read_label_png",
     "read_png",
+    "remove_stale_temporaries",
     "voc_palette",
     "write_label_png",
 ]
@@ -61,6 +63,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete what a killed run left half-written in ``folder``; return how many were removed.
+
+    That is every ``.<name>.tmp`` file of :func:`atomic_write_bytes` and every ``.<name>.tmp``
+    folder of a mask folder being filled. Only one run may write to ``folder`` at a time.
+    """
+    stale = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def read_png(path: Path) -> np.ndarray:

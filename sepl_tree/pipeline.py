@@ -17,7 +17,7 @@ import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
-from sepl_tree.io import write_label_png
+from sepl_tree.io import remove_stale_temporaries, write_label_png
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import ReadContext, Reader, Strategy, coerce_params
@@ -28,6 +28,7 @@ __all__ = [
     "RunConfig",
     "RunJob",
     "Selector",
+    "check_inputs",
     "pending_ids",
     "read_context",
     "read_inputs",
@@ -187,16 +188,6 @@ def check_inputs(config: RunConfig, ids: list[str]) -> None:
                 raise InputError(config.masks_dir / f"{image_id}.json",
                                  f"no masks for image {image_id!r} (neither {image_id}.json nor {image_id}/); "
                                  "use --missing-masks keep to keep its pseudo-label")
-
-
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporary files a killed run left behind (``.<name>.<random>.tmp``); return how many."""
-    if not folder.is_dir():
-        return 0
-    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
 
 
 def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: str = "process",

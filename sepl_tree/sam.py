@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.io import atomic_write_bytes
+from sepl_tree.io import atomic_write_bytes, remove_stale_temporaries
 from sepl_tree.masks import MaskSet, find_mask_source, write_masks_png_folder, write_masks_rle
 from sepl_tree.registry import Param, coerce_params
 
@@ -445,22 +445,6 @@ def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
 def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:
     """The ids without finished output in ``out`` (either layout counts as finished)."""
     return [i for i in ids if find_mask_source(out, i) is None]
-
-
-def remove_stale_temporaries(out: Path) -> int:
-    """Delete what a killed run left half-written (``.<name>.tmp`` files and PNG folders); return how many.
-
-    Only one ``masks`` run may write to ``out`` at a time.
-    """
-    import shutil
-
-    stale = list(out.glob(".*.tmp")) if out.is_dir() else []
-    for path in stale:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return len(stale)
 
 
 def start_error_log(out: Path, retried: Iterable[str]) -> Path:
