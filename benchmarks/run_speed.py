@@ -56,6 +56,7 @@ import numpy as np
 from sepl_tree.executors import execute
 from sepl_tree.io import atomic_write_bytes, encode_label_png, read_label_png, write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
+from sepl_tree.morphology import dilate
 from sepl_tree.pipeline import RunConfig, RunJob, read_context, read_inputs
 from sepl_tree.plugins import load_host
 
@@ -89,18 +90,6 @@ def _blob(rng: np.random.Generator, cy: float, cx: float, radius: float) -> np.n
     return out
 
 
-def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
-    out = mask.copy()
-    for _ in range(steps):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out
-
-
 def _point_in(rng: np.random.Generator, region: np.ndarray) -> tuple[float, float]:
     ys, xs = np.nonzero(region)
     n = int(rng.integers(len(ys)))
@@ -128,13 +117,13 @@ def make_dense_scene(rng: np.random.Generator, n_masks: int) -> tuple[np.ndarray
         if error == "partial":
             cam = _blob(rng, *_point_in(rng, region), radius * rng.uniform(0.3, 0.6)) & region
         elif error == "leak":
-            cam = _grow(region, int(rng.integers(4, 12)))
+            cam = dilate(region, int(rng.integers(4, 12)), "diamond")
         else:
             cam = region
         pseudo[cam & (pseudo == 0)] = k
     if rng.random() < 0.5:  # an ignore band along object borders, as some baselines write
         for _, region, _ in objects:
-            pseudo[_grow(region, 2) & ~region] = 255
+            pseudo[dilate(region, 2, "diamond") & ~region] = 255
 
     masks: list[np.ndarray] = []
     for _, region, radius in objects:  # objects, their parts and sub-parts (nested)

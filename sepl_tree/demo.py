@@ -25,6 +25,7 @@ from PIL import Image
 
 from sepl_tree.io import IGNORE, atomic_write_bytes, encode_label_png, voc_palette
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
+from sepl_tree.morphology import dilate, erode
 from sepl_tree.synth import SynthConfig, synthesize_masks
 
 __all__ = ["DEMO_SYNTH", "DemoScene", "make_scene", "write_demo"]
@@ -48,22 +49,6 @@ def _ellipse(shape: tuple[int, int], cy: float, cx: float, ry: float, rx: float)
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
 
 
-def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    out = mask.copy()
-    for _ in range(steps):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out
-
-
-def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
-    return ~_dilate(~mask, steps)
-
-
 def make_scene(rng: np.random.Generator, height: int = 120, width: int = 160, num_classes: int = 21) -> DemoScene:
     """Draw one scene (see the module docstring)."""
     shape = (height, width)
@@ -83,7 +68,7 @@ def make_scene(rng: np.random.Generator, height: int = 120, width: int = 160, nu
         gt[region] = k
     border = np.zeros(shape, bool)
     for _, region in objects:
-        border |= _dilate(region, 1) & ~_erode(region, 1)
+        border |= dilate(region, 1, "diamond") & ~erode(region, 1, "diamond")
     gt[border] = IGNORE
 
     palette = voc_palette()
@@ -96,10 +81,10 @@ def make_scene(rng: np.random.Generator, height: int = 120, width: int = 160, nu
     for k, region in objects:
         error = rng.choice(["partial", "false", "good"], p=[0.45, 0.35, 0.2])
         if error == "partial":  # the discriminative core only
-            cam = _erode(region, int(rng.integers(3, 8)))
+            cam = erode(region, int(rng.integers(3, 8)), "diamond")
             cam = cam if cam.sum() > 20 else region
         elif error == "false":  # activation leaking into the surroundings
-            cam = _dilate(region, int(rng.integers(4, 10)))
+            cam = dilate(region, int(rng.integers(4, 10)), "diamond")
         else:
             cam = region
         pseudo[cam & (pseudo == 0)] = k

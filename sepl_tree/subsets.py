@@ -78,6 +78,7 @@ import numpy as np
 
 from sepl_tree.io import IGNORE
 from sepl_tree.masks import flat_masks
+from sepl_tree.morphology import connected_components
 from sepl_tree.overlap import compute_overlap, present_classes
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.threshold import sepl_ratios
@@ -97,7 +98,6 @@ __all__ = [
     "SubsetResult",
     "compute_subsets",
     "envelopes",
-    "label_components",
     "nested_chains",
     "pseudo_failures",
     "sam_merges",
@@ -174,47 +174,6 @@ def pseudo_failures(pseudo: np.ndarray, gt: np.ndarray, num_classes: int) -> dic
 # ------------------------------------------------------------------------------------ sam-miss
 
 
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a ``bool (H, W)`` mask: ``int32`` labels 1..n (0 outside), n.
-
-    Works on horizontal runs joined with a union-find, so it needs no image library.
-
-    >>> labels, n = label_components(np.array([[1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]], bool))
-    >>> n, labels.tolist()
-    (2, [[1, 1, 0, 0], [0, 0, 1, 0], [2, 0, 0, 0]])
-    """
-    h, w = mask.shape
-    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)  # exclusive; same row-major order as the starts
-    parent = list(range(len(rows)))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    first = np.searchsorted(rows, np.arange(h + 1))
-    for r in range(1, h):
-        i, i_end, j, j_end = first[r - 1], first[r], first[r], first[r + 1]
-        while i < i_end and j < j_end:
-            if starts[i] <= ends[j] and starts[j] <= ends[i]:  # touching, diagonals included
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-            if ends[i] < ends[j]:
-                i += 1
-            else:
-                j += 1
-    labels = np.zeros((h, w), np.int32)
-    ids: dict[int, int] = {}
-    for run in range(len(rows)):
-        label = ids.setdefault(find(run), len(ids) + 1)
-        labels[rows[run], starts[run]:ends[run]] = label
-    return labels, len(ids)
-
-
 def _object_regions(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """GT object regions at least :data:`MIN_REGION_FRACTION` of the image: an ``int32`` map
     (region r at value r, 0 elsewhere) and each region's ``(class, pixels)``."""
@@ -222,7 +181,7 @@ def _object_regions(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, list[
     region_map = np.zeros(gt.shape, np.int32)
     regions: list[tuple[int, int]] = []
     for k in present_classes(gt, num_classes):
-        labels, n = label_components(gt == k)
+        labels, n = connected_components(gt == k, connectivity=8)
         sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
         for c in np.flatnonzero(sizes[1:] >= floor) + 1:
             regions.append((int(k), int(sizes[c])))

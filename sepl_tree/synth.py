@@ -34,15 +34,13 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.io import IGNORE
+from sepl_tree.morphology import connected_components, dilate, erode
 from sepl_tree.masks import MaskSet, masks_to_bbox_xywh
 
 __all__ = [
     "KINDS",
     "SynthConfig",
     "SynthResult",
-    "connected_components",
-    "dilate",
-    "erode",
     "synthesize_masks",
 ]
 
@@ -101,89 +99,6 @@ class SynthResult:
     objects: int = 0
     missed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------- morphology
-
-
-def _shift_or(mask: np.ndarray, diagonal: bool) -> np.ndarray:
-    out = mask.copy()
-    out[1:] |= mask[:-1]
-    out[:-1] |= mask[1:]
-    out[:, 1:] |= mask[:, :-1]
-    out[:, :-1] |= mask[:, 1:]
-    if diagonal:
-        out[1:, 1:] |= mask[:-1, :-1]
-        out[1:, :-1] |= mask[:-1, 1:]
-        out[:-1, 1:] |= mask[1:, :-1]
-        out[:-1, :-1] |= mask[1:, 1:]
-    return out
-
-
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Dilation by an octagon of ``radius`` pixels (alternating 4- and 8-neighbourhoods).
-
-    >>> dilate(np.eye(3, dtype=bool)[1:2], 1).astype(int).tolist()
-    [[1, 1, 1]]
-    """
-    out = mask.astype(bool, copy=True)
-    for step in range(max(int(radius), 0)):
-        out = _shift_or(out, diagonal=bool(step % 2))
-    return out
-
-
-def erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Erosion (the complement of the dilated complement; the image border counts as outside)."""
-    padded = np.pad(mask.astype(bool), 1)
-    return ~dilate(~padded, radius)[1:-1, 1:-1]
-
-
-def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected components of a ``bool (H, W)`` mask: ``(int32 labels, count)``, 0 = outside.
-
-    Runs of each row are joined to the overlapping runs of the row above with a union-find.
-
-    >>> labels, n = connected_components(np.array([[1, 0, 1], [1, 0, 0]], bool))
-    >>> n, labels.tolist()
-    (2, [[1, 0, 2], [1, 0, 0]])
-    """
-    h, w = mask.shape
-    m = mask.astype(np.int8)
-    d = np.diff(np.pad(m, ((0, 0), (1, 1))), axis=1)
-    rs, cs = np.nonzero(d == 1)
-    re_, ce = np.nonzero(d == -1)
-    # runs are row-major ordered: row rs[i], columns cs[i] .. ce[i]-1
-    n = len(rs)
-    if n == 0:
-        return np.zeros((h, w), np.int32), 0
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    row_start = np.searchsorted(rs, np.arange(h + 1))
-    for r in range(1, h):
-        a0, a1 = row_start[r - 1], row_start[r]
-        b0, b1 = row_start[r], row_start[r + 1]
-        i, j = a0, b0
-        while i < a1 and j < b1:
-            if cs[i] < ce[j] and cs[j] < ce[i]:  # the runs overlap in columns
-                ri, rj = find(i), find(j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
-            if ce[i] < ce[j]:
-                i += 1
-            else:
-                j += 1
-    roots = np.array([find(i) for i in range(n)])
-    _, ids = np.unique(roots, return_inverse=True)
-    labels = np.zeros((h, w), np.int32)
-    for k in range(n):
-        labels[rs[k], cs[k]:ce[k]] = ids[k] + 1
-    return labels, int(ids.max()) + 1
 
 
 # -------------------------------------------------------------------------------- helpers

@@ -9,11 +9,11 @@ import pytest
 
 from sepl_tree.masks import MaskSet
 from sepl_tree.sample import Sample
+from sepl_tree.morphology import connected_components
 from sepl_tree.subsets import (
     SUBSETS,
     compute_subsets,
     envelopes,
-    label_components,
     nested_chains,
     pseudo_failures,
     sam_merges,
@@ -100,22 +100,22 @@ def _same_partition(a, b):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_label_components_matches_a_flood_fill(seed):
+def test_connected_components_matches_a_flood_fill(seed):
     mask = np.random.default_rng(seed).random((23, 31)) < 0.45
-    labels, n = label_components(mask)
+    labels, n = connected_components(mask, connectivity=8)
     ref, ref_n = _bfs_components(mask)
     assert n == ref_n
     assert ((labels > 0) == mask).all()
     assert _same_partition(labels, ref)
 
 
-def test_label_components_joins_diagonal_neighbours_and_u_shapes():
+def test_connected_components_joins_diagonal_neighbours_and_u_shapes():
     mask = np.array([[1, 0, 1],
                      [1, 0, 1],
                      [1, 1, 1],
                      [0, 0, 0],
                      [0, 0, 1]], bool)
-    labels, n = label_components(mask)
+    labels, n = connected_components(mask, connectivity=8)
     assert n == 2
     assert labels[0, 0] == labels[0, 2] != labels[4, 2]
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from sepl_tree.cli import app
 from sepl_tree.io import write_label_png
 from sepl_tree.masks import read_masks
-from sepl_tree.synth import KINDS, SynthConfig, connected_components, dilate, erode, synthesize_masks
+from sepl_tree.morphology import connected_components, dilate, erode
+from sepl_tree.synth import KINDS, SynthConfig, synthesize_masks
 
 ALWAYS = SynthConfig(envelope_rate=1.0, merge_rate=1.0, miss_rate=0.0, whole_rate=1.0, part_rate=1.0)
 
