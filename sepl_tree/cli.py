@@ -41,7 +41,7 @@ from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.io import atomic_write_bytes
 from sepl_tree.masks import list_mask_ids
 from sepl_tree.metrics import Scores, scores
-from sepl_tree.pipeline import RunConfig, RunJob, check_inputs, pending_ids, read_context, run_images, split_params
+from sepl_tree.pipeline import RunConfig, RunJob, check_inputs, pending_ids, read_context, route_params, run_images
 from sepl_tree.registry import Param
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
@@ -260,7 +260,8 @@ def run_command(
         strategy_name = strategy or preset.get("strategy", "threshold")
         reader_name = reader or preset.get("reader", "png")
         strat, rdr = host.strategy(strategy_name), host.reader(reader_name)
-        to_strategy, to_reader = split_params(given, strat, rdr)
+        per_strategy, to_reader = route_params(given, {strat.name: strat}, rdr)
+        to_strategy = per_strategy[strat.name]
         to_reader = {**preset.get("reader_params", {}), **to_reader}
         # Absolute paths: workers may run elsewhere (a Ray cluster) or in another directory.
         cfg = RunConfig(pseudo_dir.resolve(), masks_dir.resolve(), out_dir.resolve(), strat.name, to_strategy,

@@ -30,7 +30,7 @@ from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
 from sepl_tree.io import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.metrics import confusion_matrix, scores
-from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs
+from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs, route_params
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import Reader, Strategy, coerce_params
 from sepl_tree.sample import Sample
@@ -46,7 +46,6 @@ __all__ = [
     "SUBSET_TAU",
     "disagreement",
     "read_image",
-    "route_params",
     "run_compare",
     "strip_panels",
 ]
@@ -106,43 +105,6 @@ class ImageComparison:
     masks: int
     computed: tuple[str, ...] = ()
     synthetic: bool = False
-
-
-def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
-                 reader: Reader) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Send each ``--param`` to the strategies and reader that declare it.
-
-    ``STRATEGY:NAME=VALUE`` goes to that strategy only, ``reader:NAME=VALUE`` to the reader;
-    a bare ``NAME=VALUE`` goes to the reader if it declares NAME, else to every listed strategy
-    that declares it. A name nobody declares is an error.
-
-    >>> from sepl_tree.plugins import load_host
-    >>> host = load_host(autoload=False)
-    >>> s = {n: host.strategy(n) for n in ("threshold", "official")}
-    >>> route_params({"t2": "0.9", "threshold:t1": "0.6"}, s, host.reader("png"))
-    ({'threshold': {'t2': '0.9', 't1': '0.6'}, 'official': {'t2': '0.9'}}, {})
-    """
-    per: dict[str, dict[str, str]] = {name: {} for name in strategies}
-    to_reader: dict[str, str] = {}
-    for key, value in given.items():
-        owner, colon, name = key.rpartition(":")
-        if colon:
-            if owner == "reader":
-                to_reader[name] = value
-            elif owner in strategies:
-                per[owner][name] = value
-            else:
-                raise SeplError(f"--param {key}: {owner!r} is neither 'reader' nor one of the compared strategies "
-                                f"({', '.join(strategies)})")
-        elif key in reader.params:
-            to_reader[key] = value
-        else:
-            takers = [s for s, strat in strategies.items() if key in strat.params]
-            if not takers:
-                raise SeplError(f"--param {key}: no compared strategy nor reader {reader.name!r} has this parameter")
-            for s in takers:
-                per[s][key] = value
-    return per, to_reader
 
 
 def disagreement(outputs: Sequence[np.ndarray]) -> float:

@@ -33,7 +33,7 @@ __all__ = [
     "read_context",
     "read_inputs",
     "run_images",
-    "split_params",
+    "route_params",
 ]
 
 MISSING_MASKS = ("error", "keep")
@@ -67,25 +67,44 @@ class ImageResult:
     no_masks: bool = False
 
 
-def split_params(given: Mapping[str, Any], strategy: Strategy, reader: Reader) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Route ``--param`` values to the strategy or the reader by their declared names.
+def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
+                 reader: Reader) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Send each ``--param`` to the strategies and reader that declare it.
 
-    A ``strategy.`` or ``reader.`` prefix settles a name both declare.
+    ``STRATEGY:NAME=VALUE`` goes to that strategy only, ``reader:NAME=VALUE`` to the reader;
+    a bare ``NAME=VALUE`` goes to the reader if it declares NAME, else to every listed strategy
+    that declares it. A name nobody declares is an error.
+
+    >>> from sepl_tree.plugins import load_host
+    >>> host = load_host(autoload=False)
+    >>> s = {n: host.strategy(n) for n in ("threshold", "official")}
+    >>> route_params({"t2": "0.9", "threshold:t1": "0.6"}, s, host.reader("png"))
+    ({'threshold': {'t2': '0.9', 't1': '0.6'}, 'official': {'t2': '0.9'}}, {})
     """
-    to_strategy: dict[str, Any] = {}
-    to_reader: dict[str, Any] = {}
-    for name, value in given.items():
-        prefix, dot, bare = name.partition(".")
-        if dot and prefix in ("strategy", "reader"):
-            (to_strategy if prefix == "strategy" else to_reader)[bare] = value
-        elif name in strategy.params and name in reader.params:
-            raise SeplError(f"parameter {name!r} belongs to both strategy {strategy.name!r} and reader "
-                            f"{reader.name!r}; write strategy.{name}= or reader.{name}=")
-        elif name in reader.params:
-            to_reader[name] = value
+    per: dict[str, dict[str, str]] = {name: {} for name in strategies}
+    to_reader: dict[str, str] = {}
+    for key, value in given.items():
+        owner, colon, name = key.rpartition(":")
+        if colon:
+            if owner == "reader":
+                to_reader[name] = value
+            elif owner in strategies:
+                per[owner][name] = value
+            else:
+                raise SeplError(f"--param {key}: {owner!r} is neither 'reader' nor a strategy of this run "
+                                f"({', '.join(strategies)})")
+        elif key in reader.params:
+            to_reader[key] = value
         else:
-            to_strategy[name] = value  # unknown names are reported against the strategy
-    return to_strategy, to_reader
+            takers = [s for s, strat in strategies.items() if key in strat.params]
+            if not takers:
+                declared = "; ".join(f"strategy {n!r}: {', '.join(st.params) or 'none'}" for n, st in strategies.items())
+                raise SeplError(f"--param {key}: no such parameter ({declared}; reader {reader.name!r}: "
+                                f"{', '.join(reader.params) or 'none'})")
+            for s in takers:
+                per[s][key] = value
+    return per, to_reader
+
 
 
 @dataclass

@@ -115,7 +115,12 @@ def test_params_config_ids_and_gt(dataset, tmp_path):
 def test_bad_param_is_one_clear_line(dataset, tmp_path):
     args = ["--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o"]
     result = _run(*args, "--param", "t3=1")
-    assert result.exit_code == 1 and "strategy 'threshold' has no parameter 't3' (its parameters: t1, t2)" in result.output
+    assert result.exit_code == 1
+    assert "--param t3: no such parameter (strategy 'threshold': t1, t2; reader 'png': none)" in result.output
+    result = _run(*args, "--param", "official:t2=0.9")
+    assert result.exit_code == 1 and "'official' is neither 'reader' nor a strategy of this run (threshold)" in result.output
+    result = _run(*args, "--param", "threshold:t2=0.99")
+    assert result.exit_code == 0 and json.loads((tmp_path / "o" / "run.json").read_text())["params"]["t2"] == 0.99
     result = _run(*args, "--param", "t1=abc")
     assert result.exit_code == 1 and "parameter 't1': expected float, got 'abc'" in result.output
     result = _run(*args, "--param", "t1")

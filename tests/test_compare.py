@@ -10,7 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
-from sepl_tree.compare import CompareConfig, CompareJob, disagreement, route_params
+from sepl_tree.compare import CompareConfig, CompareJob, disagreement
+from sepl_tree.pipeline import route_params
 from sepl_tree.demo import write_demo
 from sepl_tree.errors import SeplError
 from sepl_tree.io import read_png
@@ -145,7 +146,7 @@ def test_compare_params_per_strategy(demo, tmp_path):
     (["--strategies", "threshold,nope"], 2, "valid choices"),
     (["--subset", "bogus"], 2, "valid choices"),
     (["--param", "nobody:t1=1"], 1, "neither 'reader'"),
-    (["--param", "zzz=1"], 1, "no compared strategy"),
+    (["--param", "zzz=1"], 1, "--param zzz: no such parameter"),
 ])
 def test_compare_user_errors(demo, tmp_path, args, code, message):
     root, _ = demo
