@@ -80,6 +80,22 @@ def test_smallest_cover_without_tree_is_an_error():
         tree_smallest_cover(sample)
 
 
+def reference_tree(masks: np.ndarray, area, tau: float):
+    """The containment tree by its definition, pair by pair: the parent list and node -> descendants."""
+    n = len(masks)
+    parent = []
+    for c in range(n):
+        options = [(area[p], p) for p in range(n) if p != c and (area[p], p) > (area[c], c)
+                   and (masks[p] & masks[c]).sum() >= tau * area[c] - 1e-9]
+        parent.append(min(options)[1] if options else -1)
+
+    def descendants(node):
+        kids = [c for c in range(n) if parent[c] == node]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    return parent, descendants
+
+
 def reference_smallest_cover(pseudo: np.ndarray, masks: np.ndarray, t1: float, t2: float, tau: float) -> np.ndarray:
     """Plain loops over masks and pixels, without the package's vectorised helpers."""
     n = len(masks)
@@ -96,15 +112,7 @@ def reference_smallest_cover(pseudo: np.ndarray, masks: np.ndarray, t1: float, t
             assigned[i] = best_k
             o_s[i] = best / area[i]
             o_p[i] = best / int((pseudo == best_k).sum())
-    parent = []
-    for c in range(n):
-        options = [(area[p], p) for p in range(n) if p != c and (area[p], p) > (area[c], c)
-                   and (masks[p] & masks[c]).sum() >= tau * area[c] - 1e-9]
-        parent.append(min(options)[1] if options else -1)
-
-    def descendants(node):
-        kids = [c for c in range(n) if parent[c] == node]
-        return kids + [d for k in kids for d in descendants(k)]
+    _, descendants = reference_tree(masks, area, tau)
 
     keep = []
     for i in range(n):
@@ -306,15 +314,7 @@ def reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support_sha
         assigned.append(best)
         share.append(inter[best] / area[i] > t1)
         kept.append(share[-1] or inter[best] / int((pseudo == best).sum()) > t2)
-    parent = []
-    for c in range(n):
-        options = [(area[p], p) for p in range(n) if p != c and (area[p], p) > (area[c], c)
-                   and (masks[p] & masks[c]).sum() >= tau * area[c] - 1e-9]
-        parent.append(min(options)[1] if options else -1)
-
-    def descendants(node):
-        kids = [c for c in range(n) if parent[c] == node]
-        return kids + [d for k in kids for d in descendants(k)]
+    parent, descendants = reference_tree(masks, area, tau)
 
     keep = list(kept)
     for e in range(n):
