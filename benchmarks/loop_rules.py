@@ -20,7 +20,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.registry import Strategy
 
-__all__ = ["loop_official", "loop_threshold", "register_strategies"]
+__all__ = ["loop_official", "loop_paint", "loop_ratios", "loop_threshold", "register_strategies"]
 
 IGNORE = 255
 
@@ -29,37 +29,50 @@ def _present(pseudo: np.ndarray, num_classes: int) -> list[int]:
     return [k for k in range(1, num_classes) if np.any(pseudo == k)]
 
 
-def loop_threshold(pseudo: np.ndarray, masks: np.ndarray, num_classes: int,
-                   t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
-    """SEPL Algorithm 1, one mask at a time."""
+def loop_ratios(pseudo: np.ndarray, masks: np.ndarray, num_classes: int) -> tuple[list[int], list[float], list[float]]:
+    """Each mask's class by the argmax rule (-1: empty, or touches no class) and its o_s, o_p."""
     classes = _present(pseudo, num_classes)
     class_area = {k: int(np.count_nonzero(pseudo == k)) for k in classes}
-    kept: dict[int, list[np.ndarray]] = {k: [] for k in classes}
+    assigned: list[int] = []
+    o_s: list[float] = []
+    o_p: list[float] = []
     for mask in masks:
         area = int(np.count_nonzero(mask))
-        if area == 0:
-            continue
         best, best_inter = -1, 0
-        for k in classes:  # increasing k and a strict '>': the lowest class wins ties
+        for k in classes if area else ():  # increasing k and a strict '>': the lowest class wins ties
             inter = int(np.count_nonzero(mask & (pseudo == k)))
             if inter > best_inter:
                 best, best_inter = k, inter
-        if best < 0:
-            continue
-        if best_inter / area > t1 or best_inter / class_area[best] > t2:
-            kept[best].append(mask)
+        assigned.append(best)
+        o_s.append(best_inter / area if best >= 0 else 0.0)
+        o_p.append(best_inter / class_area[best] if best >= 0 else 0.0)
+    return assigned, o_s, o_p
+
+
+def loop_paint(pseudo: np.ndarray, masks: np.ndarray, keep: list[bool], assigned: list[int],
+               num_classes: int) -> np.ndarray:
+    """0, then for increasing k the union of k's kept masks (or P_k if none); uncovered 255 stays."""
     out = np.zeros(pseudo.shape, np.uint8)
     covered = np.zeros(pseudo.shape, bool)
-    for k in classes:
+    for k in _present(pseudo, num_classes):
+        chosen = [mask for mask, kept, a in zip(masks, keep, assigned) if kept and a == k]
         region = np.zeros(pseudo.shape, bool)
-        for mask in kept[k]:
+        for mask in chosen:
             region |= mask
-        if not kept[k]:
+        if not chosen:
             region = pseudo == k
         out[region] = k
         covered |= region
     out[(pseudo == IGNORE) & ~covered] = IGNORE
     return out
+
+
+def loop_threshold(pseudo: np.ndarray, masks: np.ndarray, num_classes: int,
+                   t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
+    """SEPL Algorithm 1, one mask at a time."""
+    assigned, o_s, o_p = loop_ratios(pseudo, masks, num_classes)
+    keep = [a >= 0 and (s > t1 or p > t2) for a, s, p in zip(assigned, o_s, o_p)]
+    return loop_paint(pseudo, masks, keep, assigned, num_classes)
 
 
 def loop_official(pseudo: np.ndarray, masks: np.ndarray, num_classes: int, t2: float = 0.85) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from sepl_tree.io import write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.sample import Sample
 
-__all__ = ["make_sample", "masks_from_strings", "write_dataset"]
+__all__ = ["load_loop_rules", "make_sample", "masks_from_strings", "write_dataset"]
 
 
 def masks_from_strings(*rows_per_mask: list[str]) -> np.ndarray:
@@ -39,3 +41,12 @@ def write_dataset(root: Path, items: dict[str, tuple[np.ndarray, np.ndarray, np.
         if gt is not None:
             write_label_png(gt_dir / f"{image_id}.png", gt)
     return pseudo_dir, masks_dir, gt_dir
+
+
+def load_loop_rules() -> ModuleType:
+    """``benchmarks/loop_rules.py``: the plain per-mask-loop rules the fast ones are checked against."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_rules.py"
+    spec = importlib.util.spec_from_file_location("sepl_tree_bench_loop_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,7 +8,6 @@ on a ratio, so ties and the ``>`` / ``>=`` boundaries are exercised.
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -23,17 +22,10 @@ from sepl_tree.overlap import assign_masks, compute_overlap
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.official import official
 from sepl_tree.strategies.threshold import threshold
+from tests.helpers import load_loop_rules
 
 
-def _load_loop_rules():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_rules.py"
-    spec = importlib.util.spec_from_file_location("sepl_tree_bench_loop_rules", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-loop = _load_loop_rules()
+loop = load_loop_rules()
 
 # Thresholds on common ratios (1/2, 1/3, 3/4 ...) hit the '>' vs '>=' boundaries on small maps.
 RATIOS = st.sampled_from([0.0, 0.2, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 0.8, 0.85, 1.0]) | st.floats(0.0, 1.0)

@@ -11,7 +11,9 @@ from sepl_tree.sample import Sample
 from sepl_tree.strategies.threshold import threshold
 from sepl_tree.strategies.tree_smallest_cover import tree_smallest_cover
 from sepl_tree.tree import build_tree
-from tests.helpers import masks_from_strings
+from tests.helpers import load_loop_rules, masks_from_strings
+
+loop = load_loop_rules()
 
 
 def sample_with_tree(pseudo, masks, tau=0.9, num_classes=21):
@@ -98,24 +100,11 @@ def reference_tree(masks: np.ndarray, area, tau: float):
 
 def reference_smallest_cover(pseudo: np.ndarray, masks: np.ndarray, t1: float, t2: float, tau: float) -> np.ndarray:
     """Plain loops over masks and pixels, without the package's vectorised helpers."""
-    n = len(masks)
     area = [int(m.sum()) for m in masks]
-    classes = [k for k in range(1, 21) if (pseudo == k).any()]
-    assigned, o_s, o_p = [-1] * n, [0.0] * n, [0.0] * n
-    for i in range(n):
-        best, best_k = 0, -1
-        for k in classes:
-            inter = int((masks[i] & (pseudo == k)).sum())
-            if inter > best:
-                best, best_k = inter, k
-        if best_k >= 0:
-            assigned[i] = best_k
-            o_s[i] = best / area[i]
-            o_p[i] = best / int((pseudo == best_k).sum())
+    assigned, o_s, o_p = loop.loop_ratios(pseudo, masks, 21)
     _, descendants = reference_tree(masks, area, tau)
-
     keep = []
-    for i in range(n):
+    for i in range(len(masks)):
         if assigned[i] < 0:
             keep.append(False)
         elif o_s[i] > t1:
@@ -124,19 +113,7 @@ def reference_smallest_cover(pseudo: np.ndarray, masks: np.ndarray, t1: float, t
             keep.append(not any(assigned[d] == assigned[i] and o_p[d] > t2 for d in descendants(i)))
         else:
             keep.append(False)
-    out = np.zeros(pseudo.shape, np.uint8)
-    covered = np.zeros(pseudo.shape, bool)
-    for k in classes:
-        chosen = [i for i in range(n) if keep[i] and assigned[i] == k]
-        region = np.zeros(pseudo.shape, bool)
-        for i in chosen:
-            region |= masks[i]
-        if not chosen:
-            region = pseudo == k
-        out[region] = k
-        covered |= region
-    out[(pseudo == 255) & ~covered] = 255
-    return out
+    return loop.loop_paint(pseudo, masks, keep, assigned, 21)
 
 
 def random_nested_case(rng: np.random.Generator):
@@ -299,21 +276,9 @@ def reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support_sha
     """The rule in plain loops, on top of the plain reference's ratios and tree."""
     n = len(masks)
     area = [int(m.sum()) for m in masks]
-    classes = [k for k in range(1, 21) if (pseudo == k).any()]
-    assigned = []
-    kept = []
-    share = []
-    for i in range(n):
-        inter = {k: int((masks[i] & (pseudo == k)).sum()) for k in classes}
-        best = max(classes, key=lambda k: (inter[k], -k)) if classes else None
-        if best is None or inter[best] == 0:
-            assigned.append(-1)
-            kept.append(False)
-            share.append(False)
-            continue
-        assigned.append(best)
-        share.append(inter[best] / area[i] > t1)
-        kept.append(share[-1] or inter[best] / int((pseudo == best).sum()) > t2)
+    assigned, o_s, o_p = loop.loop_ratios(pseudo, masks, 21)
+    share = [a >= 0 and s > t1 for a, s in zip(assigned, o_s)]
+    kept = [a >= 0 and (s > t1 or p > t2) for a, s, p in zip(assigned, o_s, o_p)]
     parent, descendants = reference_tree(masks, area, tau)
 
     keep = list(kept)
@@ -336,19 +301,7 @@ def reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support_sha
             keep[e] = False
         elif share[e] and residual.sum() and (residual & (pseudo == assigned[e])).sum() < support_share * residual.sum():
             keep[e] = False
-    out = np.zeros(pseudo.shape, np.uint8)
-    covered = np.zeros(pseudo.shape, bool)
-    for k in classes:
-        region = np.zeros(pseudo.shape, bool)
-        chosen = [i for i in range(n) if keep[i] and assigned[i] == k]
-        for i in chosen:
-            region |= masks[i]
-        if not chosen:
-            region = pseudo == k
-        out[region] = k
-        covered |= region
-    out[(pseudo == 255) & ~covered] = 255
-    return out
+    return loop.loop_paint(pseudo, masks, keep, assigned, 21)
 
 
 @pytest.mark.parametrize("seed", range(40))
