@@ -146,6 +146,20 @@ def test_sipe_background_channel_argmax(host, tmp_path):
     assert host.reader("sipe").params == {}
 
 
+@pytest.mark.parametrize(("reader", "suffix", "array", "method"), [
+    ("sipe", ".npy", "IS_CAM", "SIPE"), ("puzzlecam", ".npy", "hr_cam", "PuzzleCAM"), ("recurseed", ".pkl", "seed", "RecurSeed"),
+])
+def test_shifted_keys_must_start_with_background(host, tmp_path, reader, suffix, array, method):
+    path = tmp_path / f"2007_000032{suffix}"
+    obj = {"keys": np.array([1, 12]), array: np.stack([AERO, DOG])}
+    if suffix == ".npy":
+        save_npy(path, obj)
+    else:
+        path.write_bytes(pickle.dumps(obj))
+    with pytest.raises(InputError, match=rf"{method} keys must start with the background 0, got \[1, 12\]"):
+        read(host, reader, tmp_path)
+
+
 def test_puzzlecam_shifted_keys_hr_cam_and_rw(host, tmp_path):
     write_puzzlecam(tmp_path)
     assert read(host, "puzzlecam", tmp_path).tolist() == LOW_BG  # default background 0.25

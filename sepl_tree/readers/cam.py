@@ -28,6 +28,7 @@ from sepl_tree.errors import InputError
 from sepl_tree.registry import ReadContext
 
 __all__ = [
+    "background_first_keys",
     "allowed_classes",
     "background_scores",
     "cam_to_label",
@@ -42,6 +43,17 @@ def to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+def background_first_keys(path: Path, value: Any, method: str) -> np.ndarray:
+    """A file's ``keys`` as a 1-D array whose first entry is the background 0 (classes shifted by one).
+
+    SIPE, PuzzleCAM and RecurSeed write their keys this way; anything else is an error naming the file.
+    """
+    keys = to_numpy(value).reshape(-1)
+    if keys.size == 0 or keys[0] != 0:
+        raise InputError(path, f"{method} keys must start with the background 0, got {keys.tolist()}")
+    return keys
 
 
 def load_pickled(path: Path) -> Any:

@@ -24,7 +24,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
-from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, to_numpy
+from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled
 from sepl_tree.readers.sniff import sniff_for, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
@@ -56,9 +56,7 @@ def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.
     name = ("rw" if "rw" in names else "hr_cam") if key == "auto" else key
     if name not in obj:
         raise InputError(path, f"no {name!r} array in this PuzzleCAM file (it has {', '.join(names)})")
-    keys = to_numpy(obj["keys"]).reshape(-1)
-    if keys.size == 0 or keys[0] != 0:
-        raise InputError(path, f"PuzzleCAM keys must start with the background 0, got {keys.tolist()}")
+    keys = background_first_keys(path, obj["keys"], "PuzzleCAM")
     return cam_to_label(path, obj[name], keys[1:], ctx.num_classes, bg=bg,
                         allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.errors import InputError
-from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
+from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled, require_keys
 from sepl_tree.readers.sniff import sniff_for, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
@@ -40,9 +39,7 @@ def read_recurseed(folder: Path, image_id: str, ctx: ReadContext, bg: float = 2.
     found = require_keys(obj, ("keys", "seed"))
     if found is None:
         raise wrong_format(path, "recurseed", "expected RecurSeed's dictionary with 'keys' and 'seed'", obj)
-    keys = to_numpy(found["keys"]).reshape(-1)
-    if keys.size == 0 or keys[0] != 0:
-        raise InputError(path, f"RecurSeed keys must start with the background 0, got {keys.tolist()}")
+    keys = background_first_keys(path, found["keys"], "RecurSeed")
     return cam_to_label(path, found["seed"], keys[1:], ctx.num_classes, bg=bg,
                         allowed=allowed_classes(ctx, image_id, path))
 

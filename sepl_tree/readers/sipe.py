@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.errors import InputError
-from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
+from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled, require_keys
 from sepl_tree.readers.sniff import sniff_for, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
@@ -32,9 +31,7 @@ def read_sipe(folder: Path, image_id: str, ctx: ReadContext) -> np.ndarray:
     found = require_keys(obj, ("keys", "IS_CAM"))
     if found is None:
         raise wrong_format(path, "sipe", "expected SIPE's dictionary with 'keys' and 'IS_CAM'", obj)
-    keys = to_numpy(found["keys"]).reshape(-1)
-    if keys.size == 0 or keys[0] != 0:
-        raise InputError(path, f"SIPE keys must start with the background 0, got {keys.tolist()}")
+    keys = background_first_keys(path, found["keys"], "SIPE")
     return cam_to_label(path, found["IS_CAM"], keys, ctx.num_classes, bg=None,
                         allowed=allowed_classes(ctx, image_id, path))
 
