@@ -26,11 +26,11 @@ from sepl_tree.cli_common import (
     run_guarded,
 )
 from sepl_tree import subsets as subsets_module
-from sepl_tree.compare import CompareConfig, CompareJob, read_image, route_params, run_compare, strip_panels
+from sepl_tree.compare import CompareConfig, CompareJob, read_image, run_compare, strip_panels
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for
 from sepl_tree.io import atomic_write_bytes
-from sepl_tree.pipeline import RunConfig, check_inputs
+from sepl_tree.pipeline import RunConfig, check_inputs, route_params
 from sepl_tree.plugins import UnknownName
 from sepl_tree.subsets import SUBSETS, subset_names
 
