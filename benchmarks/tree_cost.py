@@ -14,10 +14,8 @@ Usage::
    decode the RLE masks, select, write; :class:`sepl_tree.pipeline.RunJob`, serial) on the dense
    set of ``run_speed.py`` (``--images`` x ``--masks``), for ``threshold`` alone and for
    ``threshold`` declared ``needs_tree`` (this file, loaded as a plugin, registers it as
-   ``threshold+tree``: the job then builds the tree and ignores it), ``threshold+tree-shared-bits``
-   (the tree built from the bits ``Sample.overlap`` already packed, ``build_tree(..., packed=)``,
-   which is what ``Selector`` could pass), plus the two tree strategies,
-   with the masks in either layout (``<id>.json`` RLE, ``<id>/<n>.png``).
+   ``threshold+tree``: the job then builds the tree, from the same bits the overlap counts use,
+   and ignores it), plus the two tree strategies, with the masks in either layout (``<id>.json`` RLE, ``<id>/<n>.png``).
    Cells are interleaved ``--repeats`` times; the best time of each is reported. The ratio
    "threshold + tree build" / "threshold alone" is the one the issue bounds by 1.3.
 
@@ -43,19 +41,10 @@ from sepl_tree.strategies.threshold import threshold
 HERE = Path(__file__).resolve().parent
 
 
-def threshold_shared_bits(sample, t1: float = 0.5, t2: float = 0.85):
-    """threshold, building the tree from the bits the overlap already packed (to time that)."""
-    from sepl_tree.tree import build_tree
-
-    sample.tree = build_tree(sample.masks, packed=sample.overlap.packed)
-    return threshold(sample, t1, t2)
-
-
 @hookimpl
 def register_strategies(register):
     """``threshold+tree``: threshold, with the tree built by the job (to time the build)."""
     register(Strategy("threshold+tree", threshold, description="threshold; the job builds the tree", needs_tree=True))
-    register(Strategy("threshold+tree-shared-bits", threshold_shared_bits))
 
 
 def _best(fn, repeats: int) -> float:
@@ -73,16 +62,16 @@ def build_vs_masks(counts: list[int], scenes: int, repeats: int, seed: int) -> l
 
     from sepl_tree.sample import Sample
     from sepl_tree.tree import _box_overlap, build_tree
-    from sepl_tree.masks import masks_to_bbox_xywh
+    from sepl_tree.masks import mask_to_rle, masks_to_bbox_xywh, rle_to_maskset
 
     rows = []
     for n in counts:
         rng = np.random.default_rng([seed, n])
         tree_s, thr_s, pairs, edges = [], [], [], []
         for _ in range(scenes):
-            pseudo, masks = make_dense_scene(rng, n)
-            colmajor = np.ascontiguousarray(masks.masks.transpose(0, 2, 1)).transpose(0, 2, 1)
-            masks = masks.__class__(colmajor, masks.records)  # column-major, as masks decoded from RLE are
+            pseudo, made = make_dense_scene(rng, n)
+            # as `run` reads them from RLE: bits, boxes and areas straight from the runs
+            masks = rle_to_maskset([mask_to_rle(m) for m in made.masks], *made.shape, made.records)
             tree_s.append(_best(lambda: build_tree(masks), repeats))
             thr_s.append(_best(lambda: threshold(Sample(pseudo, masks)), repeats))
             area = masks.masks.reshape(len(masks), -1).sum(1)
@@ -105,7 +94,7 @@ def dense_ratio(root: Path, n_images: int, n_masks: int, repeats: int, seed: int
     from sepl_tree.pipeline import RunConfig, RunJob
 
     ids = build_dataset(root, n_images, n_masks, seed)
-    strategies = ["threshold", "threshold+tree", "threshold+tree-shared-bits", "tree-smallest-cover", "tree-residual"]
+    strategies = ["threshold", "threshold+tree", "tree-smallest-cover", "tree-residual"]
     cells = [(layout, s) for layout in ("rle", "png") for s in strategies]
     best = {cell: float("inf") for cell in cells}
     with tempfile.TemporaryDirectory() as tmp:

@@ -128,7 +128,7 @@ class Selector:
         if self.strategy.needs_tree and sample.tree is None:
             from sepl_tree.tree import build_tree
 
-            sample.tree = build_tree(sample.masks, tau=self.tau, packed=sample.overlap.packed)
+            sample.tree = build_tree(sample.masks, tau=self.tau)
         out = self.strategy.select(sample, **self.params)
         if not isinstance(out, np.ndarray) or out.shape != sample.pseudo.shape:
             got = getattr(out, "shape", type(out).__name__)

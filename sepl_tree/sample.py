@@ -43,7 +43,7 @@ class Sample:
     @cached_property
     def overlap(self) -> Overlap:
         """Mask/class intersection counts (computed once, shared by everything that asks)."""
-        return compute_overlap(self.masks.masks, self.pseudo, self.num_classes)
+        return compute_overlap(self.masks, self.pseudo, self.num_classes)
 
     @cached_property
     def assigned(self) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Conventions
 -----------
-- Masks are ``bool (L, H, W)`` (possibly a column-major view; only pixel-order-free counts are
-  computed here, through :func:`sepl_tree.masks.flat_masks`). Boxes are XYWH.
+- Masks are a :class:`sepl_tree.masks.MaskSet`; only pixel-order-free counts are computed here,
+  on its bits (``MaskSet.packed``, in the set's pixel order). Boxes are XYWH.
 - The tree is an ``nx.DiGraph`` with edges parent -> child; node ids are the mask indices
   ``0..L-1`` (every mask is a node, roots included); node attributes are scalars or tuples:
   ``area`` (pixels), ``bbox`` (XYWH tuple of ints, tight), ``depth`` (0 for roots) and, where the
@@ -21,11 +21,10 @@ enough for tau = 0.7 although ``0.7 * 10 > 7`` in floating point).
 Cost
 ----
 Pairs are pruned by bounding boxes first: ``|S_p ∩ S_c| <= |box_p ∩ box_c|``, so only pairs
-whose boxes overlap by at least ``tau·|S_c|`` pixels are candidates. Masks are bit-packed
-(64 pixels a word, in whichever pixel order they are stored, or given already packed by
-``sepl_tree.overlap.pack_rows``); a candidate pair's intersection is
-the popcount of the ANDed words over the child's span (its first to last pixel), for all pairs
-at once in bounded chunks. The work is ``sum over candidate pairs of span(c) / 64`` words,
+whose boxes overlap by at least ``tau·|S_c|`` pixels are candidates. The masks' bits (64 pixels
+a word, ``MaskSet.packed``, shared with the overlap counts) are ANDed and popcounted over the
+child's span (the words of the lines its box covers: columns for column-major sets, rows
+otherwise), for all candidate pairs at once in bounded chunks. The work is ``sum over candidate pairs of span(c) / 64`` words,
 never ``L² · H · W``; no Python loop runs per pair.
 """
 
@@ -37,7 +36,6 @@ import networkx as nx
 import numpy as np
 
 from sepl_tree.masks import MaskSet
-from sepl_tree.overlap import pack_rows
 
 __all__ = [
     "any_descendant",
@@ -64,70 +62,12 @@ def _box_overlap(boxes: np.ndarray) -> np.ndarray:
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
-def _stored_lines(masks: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The masks as ``(L, lines, line)`` in storage order (rows, or columns for column-major masks).
-
-    No copy for C-order or column-major masks; the second value says whether lines are columns.
-    """
-    colmajor = not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous
-    return (masks.transpose(0, 2, 1) if colmajor else np.ascontiguousarray(masks)), colmajor
-
-
-def _first_last(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the first and one past the last True of each row of ``flags`` (0, 0 for none)."""
-    first = flags.argmax(axis=1)
-    end = flags.shape[1] - flags[:, ::-1].argmax(axis=1)
-    none = ~flags.any(axis=1)
-    first[none], end[none] = 0, 0
-    return first, end
-
-
-def _byte_range(words: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and one-past-last non-zero byte of each packed row, found word-wise (0, 0 if none)."""
-    rows = np.arange(len(words))
-    w_lo, w_hi = _first_last(words != 0)
-    w_hi = np.maximum(w_hi - 1, 0)
-    as_bytes = flat.reshape(len(flat), -1, 8)
-    lo_bytes = as_bytes[rows, w_lo] != 0  # the 8 bytes of the first and of the last non-zero word
-    hi_bytes = as_bytes[rows, w_hi] != 0
-    lo = w_lo * 8 + lo_bytes.argmax(axis=1)
-    hi = w_hi * 8 + 8 - hi_bytes[:, ::-1].argmax(axis=1)
-    none = ~lo_bytes.any(axis=1)
-    lo[none], hi[none] = 0, 0
-    return lo, hi
-
-
-def _bit_range(packed: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat index of the first pixel and one past the last pixel of each packed row (0, 0 if none)."""
-    rows = np.arange(len(packed))
-    b_lo, b_hi = _byte_range(words, packed)
-    last_byte = np.maximum(b_hi - 1, 0)
-    first_bit = np.unpackbits(packed[rows, b_lo][:, None], axis=1).argmax(axis=1)  # MSB first
-    last_bit = 7 - np.unpackbits(packed[rows, last_byte][:, None], axis=1)[:, ::-1].argmax(axis=1)
-    lo, hi = b_lo * 8 + first_bit, last_byte * 8 + last_bit + 1
-    none = b_hi == 0
-    lo[none], hi[none] = 0, 0
-    return lo, hi
-
-
-def _boxes(lines: np.ndarray, lines_lo: np.ndarray, lines_hi: np.ndarray, colmajor: bool) -> np.ndarray:
-    """Tight XYWH boxes from each mask's range of lines and the OR of those lines (its span only)."""
-    n, _, length = lines.shape
-    lo, hi = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    for i in np.flatnonzero(lines_hi > lines_lo):
-        across = lines[i, lines_lo[i]:lines_hi[i]].any(axis=0)
-        lo[i], hi[i] = across.argmax(), length - across[::-1].argmax()
-    if colmajor:  # lines are columns (x), positions along them rows (y)
-        boxes = np.stack([lines_lo, lo, lines_hi - lines_lo, hi - lo], axis=1)
-    else:
-        boxes = np.stack([lo, lines_lo, hi - lo, lines_hi - lines_lo], axis=1)
-    return boxes.astype(np.int64)
-
-
 def _pair_intersections(words: np.ndarray, child: np.ndarray, cand: np.ndarray, first: np.ndarray,
                         last: np.ndarray) -> np.ndarray:
     """``|S_child ∩ S_cand|`` for each pair, counting only the child's word span, in vectorised chunks."""
     out = np.zeros(len(child), np.int64)
+    row = words.shape[1]
+    flat = words.reshape(-1)
     span = last[child] - first[child]
     ends = np.cumsum(span)
     lo = 0
@@ -135,41 +75,36 @@ def _pair_intersections(words: np.ndarray, child: np.ndarray, cand: np.ndarray, 
         # the largest run of pairs whose spans fit the budget (at least one pair)
         base = ends[lo - 1] if lo else 0
         hi = max(lo + 1, int(np.searchsorted(ends, base + _GATHER_BUDGET, side="right")))
-        sp = span[lo:hi]
+        c, p, sp = child[lo:hi], cand[lo:hi], span[lo:hi]
         starts = np.cumsum(sp) - sp
-        total = int(sp.sum())
-        pos = np.arange(total) - np.repeat(starts - first[child[lo:hi]], sp)
-        rows_c = np.repeat(child[lo:hi], sp)
-        rows_p = np.repeat(cand[lo:hi], sp)
-        bits = np.bitwise_count(words[rows_c, pos] & words[rows_p, pos])
-        out[lo:hi] = np.add.reduceat(bits, starts, dtype=np.int64) if total else 0
+        at_child = np.arange(int(sp.sum())) + np.repeat(c * row + first[c] - starts, sp)  # flat word index
+        at_cand = at_child + np.repeat((p - c) * row, sp)
+        bits = np.bitwise_count(flat.take(at_child) & flat.take(at_cand))
+        out[lo:hi] = np.add.reduceat(bits, starts, dtype=np.int64) if bits.size else 0
         lo = hi
     return out
 
 
-def _tree_arrays(masks: np.ndarray, tau: float, packed: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(parents, area, boxes)`` of ``bool (L, H, W)`` masks under the containment rule."""
+def _span(masks: MaskSet) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last word of each mask's bits that can be non-zero (from its box)."""
+    x, y, w, h = masks.boxes.T
+    height, width = masks.shape
+    if masks.order == "F":  # bits run down the columns
+        lo, hi = x * height, (x + w) * height
+    else:
+        lo, hi = y * width, (y + h) * width
+    return lo // 64, -(-hi // 64)
+
+
+def _tree_arrays(masks: MaskSet, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(parents, area, boxes)`` of the masks under the containment rule."""
     n = len(masks)
     parents = np.full(n, -1, np.int64)
     if n == 0:
         return parents, np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
-    # Bit-packed masks: an intersection is a popcount of ANDed words, and only the words of the
-    # child's span (its first to its last stored line) can hold it.
-    lines, colmajor = _stored_lines(masks)
-    length = lines.shape[2]
-    if packed is None:
-        words = pack_rows(lines.reshape(n, -1))
-    else:
-        words = np.ascontiguousarray(packed)
-        if words.dtype != np.uint64 or words.shape != (n, -(-lines.shape[1] * length // 64)):
-            raise ValueError(f"packed must be uint64 ({n}, {-(-lines.shape[1] * length // 64)}) as "
-                             f"sepl_tree.overlap.pack_rows makes it, got {words.dtype} {words.shape}")
-    packed = words.view(np.uint8)
-    pix_lo, pix_hi = _bit_range(packed, words)
-    lines_lo, lines_hi = pix_lo // length, -(-pix_hi // length)
-    boxes = _boxes(lines, lines_lo, lines_hi, colmajor)
-    area = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    words = masks.packed
+    boxes = masks.boxes
+    area = masks.areas
     if n < 2:
         return parents, area, boxes
     # rank[i]: position of mask i when sorted by (area, index)
@@ -182,8 +117,7 @@ def _tree_arrays(masks: np.ndarray, tau: float, packed: np.ndarray | None = None
     empty = area == 0
     # An empty child is held by every mask ranked above it (0 >= tau * 0).
     candidate[empty] = rank[None, :] > rank[empty, None]
-    first = pix_lo // 64  # word range of each mask's span
-    last = -(-pix_hi // 64)
+    first, last = _span(masks)
     for c in np.flatnonzero(empty & candidate.any(axis=1)):
         above = np.flatnonzero(candidate[c])
         parents[c] = above[np.argmin(rank[above])]
@@ -201,13 +135,13 @@ def _tree_arrays(masks: np.ndarray, tau: float, packed: np.ndarray | None = None
     return parents, area, boxes
 
 
-def containment_parents(masks: np.ndarray, tau: float = 0.9) -> np.ndarray:
+def containment_parents(masks: MaskSet | np.ndarray, tau: float = 0.9) -> np.ndarray:
     """The parent index of each mask under the containment rule, ``-1`` for roots.
 
     Parameters
     ----------
     masks
-        ``bool (L, H, W)``.
+        The masks, or ``bool (L, H, W)``.
     tau
         A parent holds at least this share of its child's pixels.
 
@@ -216,7 +150,7 @@ def containment_parents(masks: np.ndarray, tau: float = 0.9) -> np.ndarray:
     >>> containment_parents(m).tolist()
     [-1, 0, 0]
     """
-    return _tree_arrays(masks, tau)[0]
+    return _tree_arrays(masks if isinstance(masks, MaskSet) else MaskSet(masks), tau)[0]
 
 
 def _finite(value) -> float | None:
@@ -227,7 +161,7 @@ def _finite(value) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def build_tree(masks: MaskSet, tau: float = 0.9, packed: np.ndarray | None = None) -> nx.DiGraph:
+def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     """The containment forest of ``masks``: edges parent -> child, nodes = mask indices.
 
     Parameters
@@ -236,9 +170,8 @@ def build_tree(masks: MaskSet, tau: float = 0.9, packed: np.ndarray | None = Non
         The image's masks.
     tau
         A parent holds at least this share of its child's pixels (``|S_p ∩ S_c| >= tau·|S_c|``).
-    packed
-        Optionally, the masks already bit-packed by :func:`sepl_tree.overlap.pack_rows` over
-        :func:`sepl_tree.masks.flat_masks` (``Sample.overlap.packed``), to skip packing them again.
+        The masks' bits and boxes are shared with everything else that uses the set (the
+        overlap counts pack them once).
 
     >>> m = np.zeros((3, 2, 4), bool)
     >>> m[0] = True; m[1, :, :2] = True; m[2, 0, :1] = True
@@ -246,8 +179,7 @@ def build_tree(masks: MaskSet, tau: float = 0.9, packed: np.ndarray | None = Non
     >>> sorted(t.edges), t.nodes[2]["depth"], t.nodes[0]["bbox"]
     ([(0, 1), (1, 2)], 2, (0, 0, 4, 2))
     """
-    arr = masks.masks
-    parents, area, boxes = _tree_arrays(arr, tau, packed)
+    parents, area, boxes = _tree_arrays(masks, tau)
     depth = depths(parents)
     records = masks.records
     keys = ("predicted_iou", "stability_score")

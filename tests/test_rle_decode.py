@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from pycocotools import mask as mask_utils
 
-from sepl_tree.masks import mask_to_rle, rle_to_masks
+from sepl_tree.masks import mask_to_rle, masks_to_bbox_xywh, pack_rows, rle_to_masks, rle_to_maskset
 
 
 def _coco_decode(rles: list[dict], height: int, width: int) -> np.ndarray:
@@ -80,3 +80,16 @@ def test_corrupt_rle_raises(counts, size):
 def test_uncompressed_counts_are_refused():
     with pytest.raises(ValueError, match="compressed"):
         rle_to_masks([{"size": [1, 2], "counts": [1, 1]}], 1, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mask_stacks())
+def test_decoded_bits_boxes_and_areas_match_the_dense_masks(masks):
+    """Bits, boxes and areas come straight from the runs (runs that wrap into the next column
+    included); they must equal what the dense masks give."""
+    h, w = masks.shape[1:]
+    read = rle_to_maskset([mask_to_rle(m) for m in masks], h, w)
+    assert read.order == "F"
+    np.testing.assert_array_equal(read.packed, pack_rows(masks.transpose(0, 2, 1).reshape(len(masks), -1)))
+    np.testing.assert_array_equal(read.boxes, masks_to_bbox_xywh(masks))
+    np.testing.assert_array_equal(read.areas, masks.sum(axis=(1, 2)))

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sepl_tree.masks import MaskSet, mask_to_rle, read_masks, rle_to_masks, write_masks_png_folder, write_masks_rle
+from sepl_tree.masks import (MaskSet, mask_to_rle, masks_to_bbox_xywh, read_masks, rle_to_masks, rle_to_maskset,
+                             write_masks_png_folder, write_masks_rle)
 from sepl_tree.overlap import assign_masks, compute_overlap
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.official import official
@@ -67,44 +68,54 @@ def scenes(draw, max_side: int = 7, max_masks: int = 9):
     return pseudo, stack, k
 
 
-def _layout(masks: np.ndarray, column_major: bool) -> np.ndarray:
-    """The masks as given (C order) or as the RLE reader gives them (a column-major view)."""
-    if not column_major:
-        return masks
+LAYOUTS = st.sampled_from(["dense", "column-major", "rle"])
+
+
+def _maskset(masks: np.ndarray, layout: str) -> MaskSet:
+    """The masks as a set made from C-order arrays, from a column-major view, or as the RLE
+    reader makes it (bits decoded straight from the runs, boxes from the runs)."""
+    if layout == "dense":
+        return MaskSet(masks)
     h, w = masks.shape[1:]
-    decoded = rle_to_masks([mask_to_rle(m) for m in masks], h, w)
-    np.testing.assert_array_equal(decoded, masks)
-    return decoded
+    rles = [mask_to_rle(m) for m in masks]
+    if layout == "column-major":
+        decoded = rle_to_masks(rles, h, w)
+        np.testing.assert_array_equal(decoded, masks)
+        return MaskSet(decoded)
+    maskset = rle_to_maskset(rles, h, w)
+    np.testing.assert_array_equal(maskset.boxes, masks_to_bbox_xywh(masks))
+    np.testing.assert_array_equal(maskset.areas, masks.sum(axis=(1, 2)))
+    return maskset
 
 
 @settings(max_examples=400, deadline=None)
-@given(scenes(), st.booleans(), RATIOS, RATIOS)
-def test_threshold_matches_per_mask_loop(scene, column_major, t1, t2):
+@given(scenes(), LAYOUTS, RATIOS, RATIOS)
+def test_threshold_matches_per_mask_loop(scene, layout, t1, t2):
     pseudo, masks, k = scene
     expected = loop.loop_threshold(pseudo, masks, k, t1, t2)
-    got = threshold(Sample(pseudo, MaskSet(_layout(masks, column_major)), k), t1=t1, t2=t2)
+    got = threshold(Sample(pseudo, _maskset(masks, layout), k), t1=t1, t2=t2)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
 
 
 @settings(max_examples=400, deadline=None)
-@given(scenes(), st.booleans(), RATIOS)
-def test_official_matches_per_mask_loop(scene, column_major, t2):
+@given(scenes(), LAYOUTS, RATIOS)
+def test_official_matches_per_mask_loop(scene, layout, t2):
     pseudo, masks, k = scene
     expected = loop.loop_official(pseudo, masks, k, t2)
-    got = official(Sample(pseudo, MaskSet(_layout(masks, column_major)), k), t2=t2)
+    got = official(Sample(pseudo, _maskset(masks, layout), k), t2=t2)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
 
 
 @settings(max_examples=300, deadline=None)
-@given(scenes(), st.booleans())
-def test_overlap_counts_match_per_mask_loop(scene, column_major):
+@given(scenes(), LAYOUTS)
+def test_overlap_counts_match_per_mask_loop(scene, layout):
     pseudo, masks, k = scene
-    ov = compute_overlap(_layout(masks, column_major), pseudo, k)
+    ov = compute_overlap(_maskset(masks, layout), pseudo, k)
     classes = [c for c in range(1, k) if np.any(pseudo == c)]
     assert ov.classes.tolist() == classes
-    assert ov.class_area.tolist() == [int(np.count_nonzero(pseudo == c)) for c in range(k)]
+    assert ov.class_area.tolist() == [0] + [int(np.count_nonzero(pseudo == c)) for c in range(1, k)]
     assert ov.mask_area.tolist() == [int(np.count_nonzero(m)) for m in masks]
     for n, mask in enumerate(masks):
         assert ov.inter[n].tolist() == [0] + [int(np.count_nonzero(mask & (pseudo == c))) if c in classes else 0

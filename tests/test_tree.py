@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sepl_tree.masks import MaskSet, rle_to_masks, mask_to_rle
+from sepl_tree.masks import MaskSet, mask_to_rle, rle_to_masks, rle_to_maskset
 from sepl_tree.tree import (
     ancestors_of_class,
     any_descendant,
@@ -196,16 +196,17 @@ def test_small_gather_budget_gives_the_same_parents(monkeypatch):
     assert containment_parents(masks).tolist() == expected
 
 
-def test_prepacked_bits_give_the_same_tree():
-    from sepl_tree.masks import flat_masks
-    from sepl_tree.overlap import pack_rows
-
+def test_packed_and_dense_sets_give_the_same_tree():
+    """A set held as bits (as read from RLE, boxes from the runs) builds the tree a dense set does."""
     rng = np.random.default_rng(5)
     masks = rng.random((10, 9, 70)) < 0.4
     masks[6] = masks[1] | masks[2]
-    for layout in (masks, np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1)):
-        packed = pack_rows(flat_masks(layout)[0])
-        a, b = build_tree(MaskSet(layout)), build_tree(MaskSet(layout), packed=packed)
-        assert sorted(a.edges) == sorted(b.edges) and dict(a.nodes(data=True)) == dict(b.nodes(data=True))
-    with pytest.raises(ValueError, match="packed must be"):
-        build_tree(MaskSet(masks), packed=packed[:, :1])
+    masks[8] = False  # an empty mask
+    masks[4, :, :30] = False  # a box that does not start at column 0
+    dense = build_tree(MaskSet(masks))
+    read = rle_to_maskset([mask_to_rle(m) for m in masks], 9, 70)
+    for maskset in (read, MaskSet.from_packed(read.packed, (9, 70), "F"),
+                    MaskSet(np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1))):
+        tree = build_tree(maskset)
+        assert sorted(tree.edges) == sorted(dense.edges)
+        assert dict(tree.nodes(data=True)) == dict(dense.nodes(data=True))

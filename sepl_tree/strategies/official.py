@@ -14,7 +14,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.registry import Strategy
 from sepl_tree.sample import Sample
-from sepl_tree.strategies.common import paint, union
+from sepl_tree.strategies.common import paint
 
 __all__ = ["official"]
 
@@ -27,16 +27,16 @@ def official(sample: Sample, t2: float = 0.85) -> np.ndarray:
     t2
         Keep a mask covering at least this share of the class's pseudo-label (>=, as released).
     """
-    ov, masks = sample.overlap, sample.masks.masks
+    ov, masks = sample.overlap, sample.masks
     taken = np.zeros(len(masks), bool)
     regions = []
     for k in ov.classes:
         inter = ov.inter[:, k]
         free = ~taken
-        uncovered = ~union(masks, free, ov.packed)
+        uncovered = ~masks.union(free)
         keep = free & ((2 * inter - ov.mask_area > 0) | (inter / ov.class_area[k] >= t2))
         taken |= keep
-        regions.append((int(k), union(masks, keep, ov.packed) | ((sample.pseudo == k) & uncovered)))
+        regions.append((int(k), masks.union(keep) | ((sample.pseudo == k) & uncovered)))
     return paint(sample.pseudo, regions, keep_ignore=False)
 
 

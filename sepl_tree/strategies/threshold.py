@@ -17,7 +17,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.registry import Strategy
 from sepl_tree.sample import Sample
-from sepl_tree.strategies.common import paint, union
+from sepl_tree.strategies.common import paint
 
 __all__ = ["region_per_class", "sepl_ratios", "threshold"]
 
@@ -41,7 +41,7 @@ def region_per_class(sample: Sample, keep: np.ndarray) -> list[tuple[int, np.nda
     regions = []
     for k in sample.overlap.classes:
         chosen = keep & (sample.assigned == k)
-        region = union(sample.masks.masks, chosen, sample.overlap.packed) if chosen.any() else sample.pseudo == k
+        region = sample.masks.union(chosen) if chosen.any() else sample.pseudo == k
         regions.append((int(k), region))
     return regions
 

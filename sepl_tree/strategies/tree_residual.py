@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.masks import flat_masks
+from sepl_tree.masks import pack_rows
 from sepl_tree.registry import Strategy
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.common import paint
@@ -65,7 +65,6 @@ def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, cover
         return drop
     assigned = sample.assigned
     parents = parent_array(tree, n)
-    flat, lab = flat_masks(sample.masks.masks, sample.pseudo)
     # Walk up from every kept mask: each kept ancestor of the same class learns it has it below.
     below: dict[int, list[int]] = {}
     for d in np.flatnonzero(kept):
@@ -74,23 +73,33 @@ def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, cover
             if kept[p] and assigned[p] == assigned[d]:
                 below.setdefault(int(p), []).append(int(d))
             p = parents[p]
+    # All the tests below count pixels of E on the masks' bits (AND, then popcount).
+    bits, area = sample.masks.packed, sample.masks.areas
+    lab = sample.masks.flat_label(sample.pseudo)
+    class_bits: dict[int, np.ndarray] = {}
     for e, kept_below in below.items():
-        pixels = np.flatnonzero(flat[e])  # all the tests below look at E's own pixels only
-        in_class = lab[pixels] == assigned[e]
-        under = flat[np.ix_(kept_below, pixels)].any(axis=0)
-        if np.count_nonzero(in_class & under) < cover * np.count_nonzero(in_class):
+        k = int(assigned[e])
+        if k not in class_bits:
+            class_bits[k] = pack_rows((lab == k)[None])[0]
+        mask = bits[e]
+        in_class = mask & class_bits[k]
+        under = np.bitwise_or.reduce(bits[kept_below], axis=0) & mask
+        if _count(in_class & under) < cover * _count(in_class):
             continue  # 1. the kept descendants do not explain E's support
-        children = list(tree.successors(e))
-        inside = flat[np.ix_(children, pixels)].any(axis=0)
-        if np.count_nonzero(inside) < explained * pixels.size:
+        inside = np.bitwise_or.reduce(bits[list(tree.successors(e))], axis=0) & mask
+        if _count(inside) < explained * area[e]:
             drop[e] = True  # 2a. E adds pixels no smaller mask accounts for
             continue
         if by_share[e]:
-            residual = ~under
-            n_residual = np.count_nonzero(residual)
-            if n_residual and np.count_nonzero(residual & in_class) < support * n_residual:
+            residual = mask & ~under
+            n_residual = _count(residual)
+            if n_residual and _count(residual & in_class) < support * n_residual:
                 drop[e] = True  # 2b. admitted through o_s, but its residual is unsupported
     return drop
+
+
+def _count(words: np.ndarray) -> int:
+    return int(np.bitwise_count(words).sum())
 
 
 def tree_residual(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: float = 0.9, cover: float = 0.5,
