@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import multiprocessing as mp
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -40,12 +41,24 @@ def _init_worker(spec: JobSpec[Any]) -> None:
         _setup_error = exc  # keep the error and raise it with the worker's first image instead
 
 
-def _call_worker(image_id: str) -> Any:
+def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exception | None]:
+    """Run a batch of ids: ``(results, seconds, error)``.
+
+    The batch stops at the first id that raises; the results of the ids before it still come
+    back (their outputs are written), with the error. ``seconds`` sizes later batches.
+    """
     if _setup_error is not None:
         raise _setup_error
     if _worker_fn is None:
         raise RuntimeError("process-pool worker used before its set-up ran")
-    return _worker_fn(image_id)
+    start = time.perf_counter()
+    results = []
+    try:
+        for image_id in image_ids:
+            results.append(_worker_fn(image_id))
+    except Exception as exc:
+        return results, time.perf_counter() - start, exc
+    return results, time.perf_counter() - start, None
 
 
 def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
@@ -55,9 +68,15 @@ def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterato
 
 
 #: Tasks queued per worker in the process pool: enough that a worker never waits for the next
-#: id, few enough that a run over 100k ids does not create 100k futures (and pickled
+#: task, few enough that a run over 100k ids does not create 100k futures (and pickled
 #: arguments) up front.
 QUEUED_PER_WORKER = 4
+#: Ids are sent to the workers in batches that take about this long (judged from the batches
+#: done so far; the first batches hold one id), so that handing out ids and collecting results
+#: costs the parent little next to the work when images take milliseconds, while slow jobs
+#: (SAM, seconds per image) still go one id at a time.
+BATCH_SECONDS = 0.05
+MAX_BATCH = 64
 
 
 def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
@@ -69,16 +88,31 @@ def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterat
     # Import the spec's module in the fork server once, so each worker starts with it loaded
     # (no effect if this process's fork server is already running).
     ctx.set_forkserver_preload(["__main__", type(spec).__module__])
+    todo = iter(ids)
+    batch, done_images, done_seconds = 1, 0, 0.0
+
+    def submit(pool: cf.ProcessPoolExecutor, tasks: int) -> set[cf.Future]:
+        return {pool.submit(_call_worker, chunk) for _ in range(tasks)
+                if (chunk := tuple(itertools.islice(todo, batch)))}
+
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as pool:
-        todo = iter(ids)
-        pending = {pool.submit(_call_worker, i) for i in itertools.islice(todo, workers * QUEUED_PER_WORKER)}
+        pending = submit(pool, workers * QUEUED_PER_WORKER)
         try:
             while pending:
                 done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                # Refill before handing results out, so the workers stay busy meanwhile.
-                pending |= {pool.submit(_call_worker, i) for i in itertools.islice(todo, len(done))}
-                for future in done:
-                    yield future.result()
+                finished = [future.result() for future in done]
+                errors = [error for _, _, error in finished if error is not None]
+                for results, seconds, _ in finished:
+                    done_images, done_seconds = done_images + len(results), done_seconds + seconds
+                if done_images:
+                    per_image = done_seconds / done_images
+                    batch = int(min(MAX_BATCH, max(1, BATCH_SECONDS // per_image if per_image else MAX_BATCH)))
+                if not errors:  # refill before handing results out, so the workers stay busy meanwhile
+                    pending |= submit(pool, len(done))
+                for results, _, _ in finished:
+                    yield from results
+                if errors:
+                    raise errors[0]
         except BaseException:
             for future in pending:
                 future.cancel()

@@ -32,10 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import networkx as nx
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sepl_tree.masks import MaskSet
+
+if TYPE_CHECKING:  # networkx is imported where a tree is made: a run that needs none skips its 0.1 s import
+    import networkx as nx
 
 __all__ = [
     "any_descendant",
@@ -194,6 +198,8 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
                 if v is not None:
                     attrs[key] = v
         nodes.append((i, attrs))
+    import networkx as nx
+
     tree = nx.DiGraph()
     tree.add_nodes_from(nodes)
     child = np.flatnonzero(parents >= 0)
@@ -240,6 +246,7 @@ def any_descendant(tree: nx.DiGraph, flags: np.ndarray, classes: np.ndarray | No
     With ``classes`` (an int per node, ``-1`` for none), the descendant must also have the node's
     own class (and nodes of class -1 get ``False``).
 
+    >>> import networkx as nx
     >>> t = nx.DiGraph([(0, 1), (1, 2)]); t.add_node(3)
     >>> any_descendant(t, np.array([0, 0, 1, 1], bool)).tolist()
     [True, True, False, False]
@@ -273,6 +280,8 @@ def any_descendant(tree: nx.DiGraph, flags: np.ndarray, classes: np.ndarray | No
 
 def descendants_of_class(tree: nx.DiGraph, node: int, assigned: np.ndarray) -> list[int]:
     """Strict descendants of ``node`` assigned to the same class as ``node``, increasing."""
+    import networkx as nx
+
     k = assigned[node]
     return sorted(d for d in nx.descendants(tree, node) if assigned[d] == k)
 
@@ -293,6 +302,7 @@ def ancestors_of_class(tree: nx.DiGraph, node: int, assigned: np.ndarray) -> lis
 def chains(tree: nx.DiGraph) -> list[list[int]]:
     """Every root-to-leaf path, each a list of node ids from the root down, sorted.
 
+    >>> import networkx as nx
     >>> chains(nx.DiGraph([(0, 1), (0, 2), (2, 3)]))
     [[0, 1], [0, 2, 3]]
     """

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from sepl_tree import executors
 from sepl_tree.errors import InputError
 from sepl_tree.executors import execute
 
@@ -11,11 +12,17 @@ from sepl_tree.executors import execute
 @dataclass(frozen=True)
 class Double:
     fail_setup: bool = False
+    fail_on: str = ""
 
     def setup(self):
         if self.fail_setup:
             raise InputError("model.pth", "checkpoint is corrupt")
-        return lambda image_id: (image_id, 2 * int(image_id))
+        return self.double
+
+    def double(self, image_id):
+        if image_id == self.fail_on:
+            raise InputError(f"{image_id}.png", "corrupt PNG")
+        return image_id, 2 * int(image_id)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -33,3 +40,35 @@ def test_setup_error_is_the_error_the_user_sees(workers):
 def test_unknown_executor_lists_choices():
     with pytest.raises(Exception, match="valid choices: process, ray, serial"):
         execute(Double(), ["1"], executor="dask")
+
+
+def test_fast_jobs_go_in_batches_and_every_id_comes_back_once(monkeypatch):
+    """Millisecond jobs are sent many ids per task (the parent then costs little); none is lost."""
+    seen = []
+    real = executors._process
+
+    class Recording(executors.cf.ProcessPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            seen.append(len(args[0]))
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(executors.cf, "ProcessPoolExecutor", Recording)
+    ids = [str(i) for i in range(400)]
+    results = sorted(real(Double(), ids, workers=2), key=lambda r: int(r[0]))
+    assert results == [(str(i), 2 * i) for i in range(400)]
+    assert seen[0] == 1 and max(seen) > 1  # the first tasks hold one id, later ones many
+    assert max(seen) <= executors.MAX_BATCH and sum(seen) == len(ids)
+
+
+def test_an_error_inside_a_batch_still_reports_the_ids_before_it(monkeypatch):
+    # Every task after the first eight (one id each) holds MAX_BATCH = 64 ids: 8-71, ..., 200-263.
+    monkeypatch.setattr(executors, "BATCH_SECONDS", 10.0)
+    ids = [str(i) for i in range(300)]
+    got = []
+    with pytest.raises(InputError, match="250.png: corrupt PNG"):
+        for result in execute(Double(fail_on="250"), ids, executor="process", workers=2):
+            got.append(result)
+    assert executors.MAX_BATCH == 64
+    reported = {image_id for image_id, _ in got}
+    assert {str(i) for i in range(200, 250)} <= reported  # the batch holding 250 reported what it did before it
+    assert len(got) == len(reported) and "250" not in reported
