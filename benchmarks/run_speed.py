@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run_speed.py [--images 60] [--masks 100] [--repeats 4]
+    python benchmarks/run_speed.py [--images 60] [--masks 100] [--repeats 4] [--passes 10]
                                    [--root DIR] [--markdown FILE]
 
 What it does, in one run:
@@ -18,7 +18,11 @@ What it does, in one run:
      (:class:`sepl_tree.pipeline.RunJob` through :func:`sepl_tree.executors.execute`, which is
      what :func:`sepl_tree.pipeline.run_images` calls), pool start-up included;
    - the I/O floor: the same job with the strategy left out (read the pseudo-label, decode the
-     masks, write the same outputs ``threshold`` writes);
+     masks as ``run`` does, into the bits of a ``MaskSet`` for RLE and into dense masks for PNG
+     folders, and write the same outputs ``threshold`` writes);
+   - a long run of the floor, ``threshold`` and ``official`` on RLE masks with 1 and 2 workers:
+     the ids ``--passes`` times over, so that the pool's start-up weighs on the two-worker
+     speed-up about as little as it does on a real dataset;
    - ``loop-threshold`` / ``loop-official`` (1 worker, RLE masks): plain per-mask loops of the
      same rules (``benchmarks/loop_rules.py``, loaded as a plugin, so they pay the same I/O).
 
@@ -228,7 +232,7 @@ def measure(cell: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig(root / "pseudo", root / LAYOUTS[cell["layout"]], out,
                        strategy="threshold" if strategy == "io-floor" else strategy,
                        num_classes=NUM_CLASSES, plugins=plugins, overwrite=True)
-    ids = sorted(p.stem for p in (root / "pseudo").glob("*.png"))
+    ids = sorted(p.stem for p in (root / "pseudo").glob("*.png")) * cell.get("passes", 1)
     if strategy == "io-floor":
         reference = Path(cell["reference"])
         job = IOFloorJob(config, {i: read_label_png(reference / f"{i}.png", NUM_CLASSES) for i in ids})
@@ -316,6 +320,23 @@ def _table(rows: list[dict[str, Any]], args: argparse.Namespace, checks: list[st
     return "\n".join(lines)
 
 
+def _long_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    best = {(r["strategy"], r["workers"]): r for r in rows}
+    lines = [
+        f"Long run: the same {args.images} ids {args.passes} times over ({args.images * args.passes} jobs), "
+        f"RLE masks, best of {args.repeats} runs per cell; pool start-up included.",
+        "",
+        "| job | 1 worker, images/s | 2 workers, images/s | 2 workers / 1 | 2 workers / 1, steady | first image after (2 workers) | spread |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        one, two = best[(strategy, 1)], best[(strategy, 2)]
+        lines.append(f"| {strategy} | {one['rate']:.1f} | {two['rate']:.1f} | {two['rate'] / one['rate']:.2f}x "
+                     f"| {two['steady'] / one['steady']:.2f}x | {two['first']:.2f} s "
+                     f"| {max(one['spread'], two['spread']):.0%} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=60, help="images in the dense set")
@@ -323,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=4, help="runs per cell; the best is reported")
     parser.add_argument("--root", type=Path, help="folder for the dense set (reused across runs); default: a temp dir")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--passes", type=int, default=10,
+                        help="the long run (two-worker scaling) goes over the ids this many times")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--spin", action="store_true", help=argparse.SUPPRESS)
@@ -355,12 +378,15 @@ def main(argv: list[str] | None = None) -> None:
             if layout == "rle":  # the loops pay the same I/O; one layout is enough to compare compute
                 cells += [{"layout": layout, "strategy": s, "workers": 1, "reference": ""}
                           for s in ("loop-threshold", "loop-official")]
+                # A long run, for two-worker scaling: pool start-up is small next to it, as on a real dataset.
+                cells += [{"layout": layout, "strategy": s, "workers": w, "reference": str(reference),
+                           "passes": args.passes} for s in ("io-floor", "threshold", "official") for w in (1, 2)]
         times: dict[int, list[float]] = {n: [] for n in range(len(cells))}
         steady: dict[int, list[float]] = {n: [] for n in range(len(cells))}
         results: dict[int, dict[str, Any]] = {}
         for repeat in range(args.repeats):  # interleaved, so a noisy minute hits every cell alike
             for n, cell in enumerate(cells):
-                name = f"{cell['layout']}-{cell['strategy']}-{cell['workers']}"
+                name = f"{cell['layout']}-{cell['strategy']}-{cell['workers']}" + ("-long" if "passes" in cell else "")
                 result = _run_cell({**cell, "root": str(root), "out": str(root / "out" / name)})
                 times[n].append(result["seconds"])
                 steady[n].append((result["images"] - 1) / max(result["seconds"] - result["first"], 1e-9))
@@ -368,10 +394,10 @@ def main(argv: list[str] | None = None) -> None:
                     results[n] = result
                 print(f"  [{repeat + 1}/{args.repeats}] {name}: {result['images'] / result['seconds']:.1f} images/s",
                       file=sys.stderr)
-        rows = []
+        rows, long_rows = [], []
         for n, cell in enumerate(cells):
             r = results[n]
-            rows.append({**cell, "rate": r["images"] / min(times[n]), "peak_rss_mib": r["peak_rss_mib"],
+            (long_rows if "passes" in cell else rows).append({**cell, "rate": r["images"] / min(times[n]), "peak_rss_mib": r["peak_rss_mib"],
                          "cpu_ms": 1000 * r["cpu_seconds"] / r["images"], "first": r["first"],
                          "steady": max(steady[n]),
                          "spread": max(times[n]) / min(times[n]) - 1})
@@ -384,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
                       for layout in LAYOUTS]
             checks += [f"{layout} {strategy} {'==' if _same_outputs(a, b) else '!='} {other}"
                        for layout, other, a, b in pairs]
-        table = _table(rows, args, checks, time.perf_counter() - started)
+        table = _table(rows, args, checks, time.perf_counter() - started) + "\n\n" + _long_table(long_rows, args)
         print(table)
         if args.markdown:
             args.markdown.write_text(table + "\n")
