@@ -228,6 +228,26 @@ class MaskSet:
             self._areas = np.bitwise_count(self.packed).sum(axis=1, dtype=np.int64)
         return self._areas
 
+    @property
+    def spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """First and one-past-last word of each row of :attr:`packed` that can be non-zero.
+
+        From the boxes when they are known (the words of the lines, columns for order ``"F"``
+        and rows for ``"C"``, that a mask's box covers), else from the words themselves;
+        ``(0, 0)`` for an empty mask.
+        """
+        if self._boxes is None:
+            nonzero = self.packed != 0
+            lo = nonzero.argmax(axis=1)
+            hi = nonzero.shape[1] - nonzero[:, ::-1].argmax(axis=1)
+            empty = ~nonzero[np.arange(len(lo)), lo]
+            lo[empty], hi[empty] = 0, 0
+            return lo, hi
+        x, y, w, h = self.boxes.T
+        height, width = self._shape
+        lo, hi = (x * height, (x + w) * height) if self.order == "F" else (y * width, (y + h) * width)
+        return lo // 64, -(-hi // 64)
+
     def flat_label(self, label: np.ndarray) -> np.ndarray:
         """``label`` (``(H, W)``) flattened in this set's pixel order, to match :attr:`packed`."""
         return flat_label(label, self.order)

@@ -64,8 +64,8 @@ def compute_overlap(masks: MaskSet | np.ndarray, label: np.ndarray, num_classes:
 
     Counted on the masks' bits (:attr:`sepl_tree.masks.MaskSet.packed`, in the set's own pixel
     order, with the label map flattened alike): each count is a popcount of ANDed words over the
-    span of the class's words only, so the cost does not grow with the labelled area and no
-    transposing copy of the masks is made.
+    span of the class's words only, for the masks whose own span reaches it, so the cost does
+    not grow with the labelled area and no transposing copy of the masks is made.
 
     >>> m = np.array([[[1, 1, 0]], [[0, 1, 1]]], bool)
     >>> ov = compute_overlap(m, np.array([[1, 2, 2]], np.uint8), 3)
@@ -78,13 +78,15 @@ def compute_overlap(masks: MaskSet | np.ndarray, label: np.ndarray, num_classes:
     class_area = np.zeros(num_classes, np.int64)
     inter = np.zeros((len(maskset), num_classes), np.int64)
     packed = maskset.packed
+    first, last = maskset.spans
     for k in classes:
         is_k = lab == k
         class_area[k] = np.count_nonzero(is_k)
         in_class = pack_rows(is_k[None])[0]
         words = np.flatnonzero(in_class)  # class pixels lie in these words only (objects are compact)
-        span = slice(words[0], words[-1] + 1)
-        inter[:, k] = popcount_rows(packed[:, span] & in_class[span])
+        lo, hi = words[0], words[-1] + 1
+        near = np.flatnonzero((first < hi) & (last > lo))  # the masks whose own words reach that span
+        inter[near, k] = popcount_rows(packed[near, lo:hi] & in_class[lo:hi])
     return Overlap(inter, maskset.areas, class_area, classes)
 
 

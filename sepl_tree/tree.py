@@ -89,17 +89,6 @@ def _pair_intersections(words: np.ndarray, child: np.ndarray, cand: np.ndarray, 
     return out
 
 
-def _span(masks: MaskSet) -> tuple[np.ndarray, np.ndarray]:
-    """First and one-past-last word of each mask's bits that can be non-zero (from its box)."""
-    x, y, w, h = masks.boxes.T
-    height, width = masks.shape
-    if masks.order == "F":  # bits run down the columns
-        lo, hi = x * height, (x + w) * height
-    else:
-        lo, hi = y * width, (y + h) * width
-    return lo // 64, -(-hi // 64)
-
-
 def _tree_arrays(masks: MaskSet, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(parents, area, boxes)`` of the masks under the containment rule."""
     n = len(masks)
@@ -121,7 +110,7 @@ def _tree_arrays(masks: MaskSet, tau: float) -> tuple[np.ndarray, np.ndarray, np
     empty = area == 0
     # An empty child is held by every mask ranked above it (0 >= tau * 0).
     candidate[empty] = rank[None, :] > rank[empty, None]
-    first, last = _span(masks)
+    first, last = masks.spans
     for c in np.flatnonzero(empty & candidate.any(axis=1)):
         above = np.flatnonzero(candidate[c])
         parents[c] = above[np.argmin(rank[above])]

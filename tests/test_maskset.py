@@ -62,3 +62,17 @@ def test_bad_packed_input_and_records_are_refused():
 def test_label_values_are_the_distinct_values(label):
     assert label_values(label).tolist() == np.unique(label).tolist()
     assert label_values(label.T).tolist() == np.unique(label).tolist()  # non-contiguous input
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 4).flatmap(lambda n: hnp.arrays(bool, (n, 5, 40), elements=st.booleans() | st.just(False))),
+       st.booleans())
+def test_spans_hold_every_set_word(masks, column_major):
+    """Word spans, from the words or from the boxes, hold every non-zero word of each row."""
+    layout = _column_major(masks) if column_major else masks
+    for maskset in (MaskSet(layout), MaskSet.from_packed(MaskSet(layout).packed, (5, 40), MaskSet(layout).order,
+                                                         boxes=masks_to_bbox_xywh(masks))):
+        lo, hi = maskset.spans
+        for row, a, b in zip(maskset.packed, lo, hi):
+            assert not row[:a].any() and not row[b:].any()
+            assert b == a == 0 or (row[a:b].any() and a < b)

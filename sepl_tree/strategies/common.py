@@ -26,19 +26,26 @@ def union(masks: MaskSet | np.ndarray, selected: np.ndarray) -> np.ndarray:
 
 
 def paint(pseudo: np.ndarray, regions: Iterable[tuple[int, np.ndarray]], keep_ignore: bool = True) -> np.ndarray:
-    """The output label map: 0, then each ``(k, region)`` painted with k in the given order.
+    """The output label map: 0, then each ``(k, region)`` (``bool (H, W)``) painted with k in order.
 
     With ``keep_ignore``, a pixel that was 255 in ``pseudo`` and that no region covers stays 255.
+
+    >>> pseudo = np.array([[0, 255, 255]], np.uint8)
+    >>> paint(pseudo, [(1, np.array([[1, 1, 0]], bool)), (2, np.array([[1, 0, 0]], bool))]).tolist()
+    [[2, 1, 255]]
     """
+    regions = [(k, np.asarray(region, bool)) for k, region in regions]
+    # Regions unioned from masks read from RLE are column-major views: paint in their storage
+    # order (strided passes are several times slower) and make the result C-ordered once.
+    flip = any(not r.flags.c_contiguous and r.T.flags.c_contiguous for _, r in regions)
+    if flip:
+        pseudo, regions = pseudo.T, [(k, r.T) for k, r in regions]
     out = np.zeros(pseudo.shape, np.uint8)
     covered = np.zeros(pseudo.shape, bool) if keep_ignore else None
     for k, region in regions:
-        if region.dtype == bool:
-            np.copyto(out, k, where=region)  # also fast for a column-major region
-        else:
-            out[region] = k
+        out ^= (out ^ np.uint8(k)) * region.view(np.uint8)  # k inside the region, unchanged elsewhere
         if covered is not None:
             covered |= region
     if covered is not None:
-        out[(pseudo == IGNORE) & ~covered] = IGNORE
-    return out
+        out |= ((pseudo == IGNORE) & ~covered).view(np.uint8) * np.uint8(IGNORE)  # those pixels are still 0
+    return np.ascontiguousarray(out.T) if flip else out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
+from sepl_tree.masks import unflatten
 from sepl_tree.registry import Strategy
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.common import paint
@@ -28,6 +29,7 @@ def official(sample: Sample, t2: float = 0.85) -> np.ndarray:
         Keep a mask covering at least this share of the class's pseudo-label (>=, as released).
     """
     ov, masks = sample.overlap, sample.masks
+    label = unflatten(masks.flat_label(sample.pseudo), masks.shape, masks.order)  # in the unions' layout
     taken = np.zeros(len(masks), bool)
     regions = []
     for k in ov.classes:
@@ -36,7 +38,7 @@ def official(sample: Sample, t2: float = 0.85) -> np.ndarray:
         uncovered = ~masks.union(free)
         keep = free & ((2 * inter - ov.mask_area > 0) | (inter / ov.class_area[k] >= t2))
         taken |= keep
-        regions.append((int(k), masks.union(keep) | ((sample.pseudo == k) & uncovered)))
+        regions.append((int(k), masks.union(keep) | ((label == k) & uncovered)))
     return paint(sample.pseudo, regions, keep_ignore=False)
 
 
