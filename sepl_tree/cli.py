@@ -39,7 +39,6 @@ from sepl_tree.cli_common import (
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.io import atomic_write_bytes
-from sepl_tree.masks import list_mask_ids
 from sepl_tree.metrics import Scores, scores
 from sepl_tree.pipeline import RunConfig, RunJob, check_inputs, pending_ids, read_context, route_params, run_images
 from sepl_tree.registry import Param

@@ -30,9 +30,9 @@ from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
 from sepl_tree.io import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.metrics import confusion_matrix, scores
-from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs, route_params
+from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs
 from sepl_tree.plugins import PluginHost, load_host
-from sepl_tree.registry import Reader, Strategy, coerce_params
+from sepl_tree.registry import Reader, coerce_params
 from sepl_tree.sample import Sample
 from sepl_tree.subsets import NEEDS_TREE, SUBSETS, compute_subsets
 
