@@ -38,9 +38,10 @@ from sepl_tree.cli_common import (
 )
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
+from sepl_tree.executors import execute
 from sepl_tree.io import atomic_write_bytes
 from sepl_tree.metrics import Scores, scores
-from sepl_tree.pipeline import RunConfig, RunJob, check_inputs, pending_ids, read_context, route_params, run_images
+from sepl_tree.pipeline import EvalJob, RunConfig, RunJob, check_inputs, pending_ids, route_params, run_images
 from sepl_tree.registry import Param
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
@@ -142,6 +143,21 @@ def _evaluate_with_bar(description: str, pred: Any, gt: Path, ids: list[str], nu
         task = bar.add_task(description, total=len(ids), rate="")
         cm, count = evaluate_folders(pred, gt, ids, num_classes, on_image=lambda _: bar.advance(task))
     return scores(cm), count
+
+
+def _evaluate_run(cfg: RunConfig, gt_dir: Path, ids: list[str], workers: int, executor: str,
+                  options: dict[str, Any]) -> tuple[Scores, Scores, int]:
+    """Input and output against the ground truth, with the run's executor and workers."""
+    if not ids:
+        raise SeplError("no images to evaluate")
+    cms = np.zeros((2, cfg.num_classes, cfg.num_classes + 1), np.int64)
+    with progress_bar() as bar:
+        task = bar.add_task("evaluating input and output", total=len(ids), rate="")
+        for before, after in execute(EvalJob(cfg, gt_dir), ids, executor=executor, workers=workers, **options):
+            cms[0] += before
+            cms[1] += after
+            bar.advance(task)
+    return scores(cms[0]), scores(cms[1]), len(ids)
 
 
 @app.command("eval")
@@ -266,7 +282,7 @@ def run_command(
         cfg = RunConfig(pseudo_dir.resolve(), masks_dir.resolve(), out_dir.resolve(), strat.name, to_strategy,
                         reader_name, to_reader, k, absolute_plugin_paths(plugin), labels and labels.resolve(),
                         missing_masks, overwrite)
-        selector, reader_obj, reader_params = RunJob(cfg).resolve(host)
+        selector, _, reader_params = RunJob(cfg).resolve(host)
         all_ids = _resolve_ids(cfg, rdr.ids(pseudo_dir), ids)
         check_inputs(cfg, all_ids)
         todo = pending_ids(cfg, all_ids)
@@ -291,10 +307,9 @@ def run_command(
         console.print(summary)
         extra: dict[str, Any] = {}
         if gt_dir is not None:
-            ctx = read_context(cfg)
-            before, _ = _evaluate_with_bar("eval input", lambda i: reader_obj.read(pseudo_dir, i, ctx, **reader_params),
-                                           gt_dir, all_ids, k)
-            after, count = _evaluate_with_bar("eval output", out_dir, gt_dir, all_ids, k)
+            if not gt_dir.is_dir():
+                raise SeplError(f"{gt_dir}: ground-truth folder not found")
+            before, after, count = _evaluate_run(cfg, gt_dir.resolve(), all_ids, workers, executor, options)
             names = class_names_for(k, preset.get("class_names"))
             print_scores(f"input vs {strat.name} ({count} images)", names, {"input": before, "output": after})
             console.print(f"mIoU {_fmt(before.miou)} -> {_fmt(after.miou)} ({_delta(after.miou, before.miou)}), "

@@ -13,7 +13,7 @@ from sepl_tree.errors import InputError, SeplError
 from sepl_tree.io import read_png
 from sepl_tree.metrics import Scores, confusion_matrix
 
-__all__ = ["class_names_for", "evaluate_folders", "scores_to_json"]
+__all__ = ["class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]
 
 
 def class_names_for(num_classes: int, names: Sequence[str] | None = None) -> list[str]:
@@ -34,6 +34,24 @@ def _read_plain(path: Path) -> np.ndarray:
     return values
 
 
+def read_ground_truth(gt_dir: Path, image_id: str) -> np.ndarray:
+    """``<gt_dir>/<id>.png`` as stored (class indices, 255 ignore), or ``InputError``."""
+    return _read_plain(gt_dir / f"{image_id}.png")
+
+
+def image_confusion(pred_map: np.ndarray, gt: np.ndarray, num_classes: int, pred_name: str | Path,
+                    gt_path: Path) -> np.ndarray:
+    """One image's ``(K, K+1)`` confusion matrix; a size mismatch or a GT value out of range is
+    an ``InputError`` naming the file."""
+    if pred_map.shape != gt.shape:
+        raise InputError(pred_name, f"is {pred_map.shape[0]}x{pred_map.shape[1]} but the ground truth "
+                         f"{gt_path} is {gt.shape[0]}x{gt.shape[1]}")
+    try:
+        return confusion_matrix(pred_map, gt, num_classes)
+    except ValueError as exc:
+        raise InputError(gt_path, str(exc)) from None
+
+
 def evaluate_folders(pred: Path | Callable[[str], np.ndarray], gt_dir: Path, ids: Iterable[str], num_classes: int,
                      on_image: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
     """Pool the confusion matrix of the predictions against ``<gt_dir>/<id>.png``.
@@ -48,15 +66,8 @@ def evaluate_folders(pred: Path | Callable[[str], np.ndarray], gt_dir: Path, ids
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     count = 0
     for image_id in ids:
-        gt_path = gt_dir / f"{image_id}.png"
-        pred_map, gt = load(image_id), _read_plain(gt_path)
-        if pred_map.shape != gt.shape:
-            raise InputError(where(image_id), f"is {pred_map.shape[0]}x{pred_map.shape[1]} but the ground truth "
-                             f"{gt_path} is {gt.shape[0]}x{gt.shape[1]}")
-        try:
-            cm += confusion_matrix(pred_map, gt, num_classes)
-        except ValueError as exc:
-            raise InputError(gt_path, str(exc)) from None
+        pred_map, gt = load(image_id), read_ground_truth(gt_dir, image_id)
+        cm += image_confusion(pred_map, gt, num_classes, where(image_id), gt_dir / f"{image_id}.png")
         count += 1
         if on_image is not None:
             on_image(image_id)

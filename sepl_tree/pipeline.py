@@ -24,6 +24,7 @@ from sepl_tree.registry import ReadContext, Reader, Strategy, coerce_params
 from sepl_tree.sample import Sample
 
 __all__ = [
+    "EvalJob",
     "ImageResult",
     "RunConfig",
     "RunJob",
@@ -186,6 +187,35 @@ class RunJob:
             out = selector(pseudo, masks, image_id)
             write_label_png(c.out_dir / f"{image_id}.png", out)
             return ImageResult(image_id, len(masks), int(np.count_nonzero(out != pseudo)), no_masks)
+
+        return process
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """``run --gt``'s per-image job: the confusion matrices of the input pseudo-label and of the
+    written output against the ground truth, ``(input, output)``, each ``(K, K+1)``.
+
+    Run with the same executor and workers as the run, reading each ground-truth map once.
+    """
+
+    config: RunConfig
+    gt_dir: Path
+
+    def setup(self) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+        from sepl_tree.evaluate import image_confusion, read_ground_truth
+        from sepl_tree.io import read_png
+
+        c = self.config
+        _, reader, reader_params = RunJob(c).resolve(load_host(c.plugins))
+        ctx = read_context(c)
+
+        def process(image_id: str) -> tuple[np.ndarray, np.ndarray]:
+            gt, gt_path = read_ground_truth(self.gt_dir, image_id), self.gt_dir / f"{image_id}.png"
+            pseudo = reader.read(c.pseudo_dir, image_id, ctx, **reader_params)
+            out_path = c.out_dir / f"{image_id}.png"
+            return (image_confusion(pseudo, gt, c.num_classes, f"pseudo-label of {image_id}", gt_path),
+                    image_confusion(read_png(out_path), gt, c.num_classes, out_path, gt_path))
 
         return process
 

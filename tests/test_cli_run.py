@@ -192,3 +192,28 @@ def test_demo_runs_without_inputs_and_says_it_is_synthetic(tmp_path, monkeypatch
     before, after = manifest["eval"]["input"]["miou"], manifest["eval"]["output"]["miou"]
     assert after > before  # the demo's partial/false activations are what SEPL repairs
     assert len(list(out.glob("demo_*.png"))) == 16
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_gt_evaluation_matches_eval_of_the_folders(dataset, tmp_path, workers):
+    """`run --gt` evaluates in the run's workers; its numbers are `eval`'s on the two folders."""
+    out = tmp_path / "out"
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out,
+                  "--gt", dataset["gt"], "--workers", workers)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "run.json").read_text())["eval"]
+    for folder, side in ((dataset["pseudo"], "input"), (out, "output")):
+        report = tmp_path / f"{side}.json"
+        assert runner.invoke(app, ["eval", "--pred", str(folder), "--gt", str(dataset["gt"]),
+                                   "--json", str(report)]).exit_code == 0
+        expected = json.loads(report.read_text())
+        assert manifest[side] == expected
+    assert manifest["input"]["miou"] != manifest["output"]["miou"]
+
+
+def test_gt_of_the_wrong_size_is_one_line_naming_the_file(dataset, tmp_path):
+    write_label_png(dataset["gt"] / "img1.png", np.zeros((5, 5), np.uint8))
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o",
+                  "--gt", dataset["gt"], "--workers", "2")
+    assert result.exit_code == 1
+    assert f"pseudo-label of img1: is 12x16 but the ground truth {dataset['gt'] / 'img1.png'} is 5x5" in result.output
