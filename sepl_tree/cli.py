@@ -21,14 +21,17 @@ from rich.table import Table
 from sepl_tree import __version__
 from sepl_tree.cli_common import (
     ConfigOpt,
+    ExecutorOpt,
     IdsOpt,
     NumClassesOpt,
     ParamOpt,
     PluginOpt,
+    RayAddressOpt,
     WorkersOpt,
+    absolute_plugin_paths,
     console,
     err_console,
-    absolute_plugin_paths,
+    executor_options,
     get_host,
     load_config,
     parse_params,
@@ -239,8 +242,8 @@ def run_command(
     ids: IdsOpt = None,
     gt: Annotated[Path | None, typer.Option("--gt", help="Ground truth: evaluate input and output side by side.", show_default=False)] = None,
     workers: WorkersOpt = 1,
-    executor: Annotated[str, typer.Option("--executor", help="process (local pool) or ray.")] = "process",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --executor ray).", show_default=False)] = None,
+    executor: ExecutorOpt = "process",
+    ray_address: RayAddressOpt = None,
     missing_masks: Annotated[str, typer.Option("--missing-masks", help="An id without masks: 'error', or 'keep' its pseudo-label.")] = "error",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose output exists.")] = False,
     plugin: PluginOpt = None,
@@ -248,6 +251,7 @@ def run_command(
     """Enhance pseudo-labels with SAM masks. With no inputs, runs on a synthetic demo."""
 
     def body() -> None:
+        options = executor_options(executor, ray_address)
         preset = load_config(config)
         demo = pseudo_labels is None and masks is None
         if (pseudo_labels is None) != (masks is None):
@@ -290,7 +294,6 @@ def run_command(
         written = no_masks = 0
         with progress_bar() as bar:
             task = bar.add_task(f"{strat.name}", total=len(todo), rate="")
-            options = {"ray_address": ray_address} if executor == "ray" else {}
             for result in run_images(cfg, todo, workers=workers, executor=executor, **options):
                 written += 1
                 no_masks += result.no_masks

@@ -23,6 +23,9 @@ from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plu
 
 __all__ = [
     "ConfigOpt",
+    "ExecutorOpt",
+    "RayAddressOpt",
+    "executor_options",
     "absolute_plugin_paths",
     "IdsOpt",
     "NumClassesOpt",
@@ -55,6 +58,27 @@ IdsOpt = Annotated[
     Path | None, typer.Option("--ids", help="A text file with one image id per line, to restrict the run.", show_default=False)
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="process (local pool) or ray.")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="Join this Ray cluster (with --executor ray); default: a local Ray.", show_default=False)]
+
+
+def executor_options(executor: str, ray_address: str | None) -> dict[str, str | None]:
+    """The keyword options :func:`sepl_tree.executors.execute` takes for ``executor``.
+
+    An unknown executor, or ``ray`` without Ray installed, is an error here, before any work.
+    """
+    from sepl_tree.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
+    if executor != "ray":
+        return {}
+    from sepl_tree.executors_ray import import_ray
+
+    import_ray()
+    return {"ray_address": ray_address}
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="A TOML preset (e.g. configs/paper.toml).", show_default=False)
 ]

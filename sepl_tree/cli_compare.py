@@ -12,13 +12,17 @@ import typer
 from rich.table import Table
 
 from sepl_tree.cli_common import (
+    ExecutorOpt,
     IdsOpt,
     NumClassesOpt,
     ParamOpt,
     PluginOpt,
+    RayAddressOpt,
     WorkersOpt,
+    absolute_plugin_paths,
     console,
     err_console,
+    executor_options,
     get_host,
     parse_params,
     progress_bar,
@@ -101,6 +105,8 @@ def compare_command(
     num_classes: NumClassesOpt = 21,
     ids: IdsOpt = None,
     workers: WorkersOpt = 1,
+    executor: ExecutorOpt = "process",
+    ray_address: RayAddressOpt = None,
     images: ImagesOpt = None,
     strips: Annotated[int, typer.Option("--strips", min=0, help="Image strips in report.md (most disagreement first).")] = 6,
     missing_masks: Annotated[str, typer.Option("--missing-masks", help="An id without masks: 'error', or 'keep' its pseudo-label.")] = "error",
@@ -116,6 +122,7 @@ def compare_command(
     def body() -> None:
         from sepl_tree.report import image_strip, write_report
 
+        options = executor_options(executor, ray_address)
         host = get_host(plugin)
         names = _strategies(strategies, host)
         chosen = _subsets(subset)
@@ -124,10 +131,11 @@ def compare_command(
                 raise SeplError(f"{folder}: {what} folder not found")
         rdr = host.reader(reader)
         per_strategy, to_reader = route_params(parse_params(param), {n: host.strategy(n) for n in names}, rdr)
-        run_cfg = RunConfig(pseudo_labels, masks, out, reader=reader, reader_params=to_reader, num_classes=num_classes,
-                            plugins=tuple(plugin or ()), labels=labels, missing_masks=missing_masks,
-                            overwrite=overwrite)
-        config = CompareConfig(run_cfg, gt, tuple(names), per_strategy, chosen)
+        # Absolute paths: workers may run elsewhere (a Ray cluster) or in another directory.
+        run_cfg = RunConfig(pseudo_labels.resolve(), masks.resolve(), out.resolve(), reader=reader,
+                            reader_params=to_reader, num_classes=num_classes, plugins=absolute_plugin_paths(plugin),
+                            labels=labels and labels.resolve(), missing_masks=missing_masks, overwrite=overwrite)
+        config = CompareConfig(run_cfg, gt.resolve(), tuple(names), per_strategy, chosen)
         selectors, _, reader_params = CompareJob(config).resolve(host)  # parameter errors before any work
         id_list = read_ids(ids) or rdr.ids(pseudo_labels)
         if not id_list:
@@ -144,7 +152,7 @@ def compare_command(
                 done = bar.tasks[0].completed + 1
                 bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
 
-            totals = run_compare(config, id_list, workers=workers, on_image=on_image)
+            totals = run_compare(config, id_list, workers=workers, on_image=on_image, executor=executor, **options)
         class_names = class_names_for(num_classes)
         summary = totals.summary(class_names)
         print_compare(summary, names)

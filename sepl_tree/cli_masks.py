@@ -13,9 +13,12 @@ from rich.table import Table
 from sepl_tree.cli_common import (
     IdsOpt,
     PluginOpt,
+    RayAddressOpt,
     WorkersOpt,
+    absolute_plugin_paths,
     console,
     err_console,
+    executor_options,
     get_host,
     parse_params,
     progress_bar,
@@ -23,7 +26,7 @@ from sepl_tree.cli_common import (
     run_guarded,
 )
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.executors import EXECUTORS, execute
+from sepl_tree.executors import execute
 
 __all__ = ["register_commands"]
 
@@ -41,11 +44,6 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _absolute_plugins(plugins: list[str] | None) -> tuple[str, ...]:
-    """Plugin files as absolute paths (module names unchanged)."""
-    return tuple(str(Path(p).absolute()) if p.endswith(".py") or "/" in p else p for p in plugins or ())
-
-
 def masks_command(
     images: Annotated[Path, typer.Option("--images", help="Folder of images (.jpg, .png, ...); id = file name without suffix.", show_default=False)],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="SAM checkpoint (state dict) for --model-type.", show_default=False)],
@@ -59,7 +57,7 @@ def masks_command(
     workers: WorkersOpt = 1,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per worker. [default: the cores shared among --workers]", show_default=False)] = None,
     executor: Annotated[str, typer.Option("--executor", help="process (local: one model per worker) or ray (one model per GPU).")] = "process",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --executor ray); default: a local Ray.", show_default=False)] = None,
+    ray_address: RayAddressOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
     """Generate SAM masks for a folder of images, resumably, in the layouts `run` reads."""
@@ -70,12 +68,7 @@ def masks_command(
         host.sam_model(model_type)  # unknown model type: error listing the valid ones
         if fmt not in sam.FORMATS:
             raise SeplError(f"--format must be one of {', '.join(sam.FORMATS)}, got {fmt!r}")
-        if executor not in EXECUTORS:
-            raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
-        if executor == "ray":
-            from sepl_tree.executors_ray import import_ray
-
-            import_ray()  # a missing extra is reported before anything is written
+        options = executor_options(executor, ray_address)  # a bad executor or missing Ray: before anything is written
         if not checkpoint.is_file():
             raise InputError(checkpoint, "checkpoint not found")
         settings = sam.generator_settings(preset, parse_params(param))
@@ -91,7 +84,7 @@ def masks_command(
         torch_threads = threads or (sam.default_torch_threads(workers) if executor != "ray" else None)
         # Absolute paths: Ray workers on other nodes do not share this shell's directory.
         job = sam.MaskJob({i: found[i].absolute() for i in todo}, out.absolute(), model_type, checkpoint.absolute(),
-                          settings, fmt, device, _absolute_plugins(plugin),
+                          settings, fmt, device, absolute_plugin_paths(plugin),
                           torch_threads)
         summary = sam.MaskRunSummary(total=len(found), skipped=len(found) - len(todo))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -99,7 +92,6 @@ def masks_command(
                                  "preset": preset, "settings": settings, "format": fmt, "device": device,
                                  "executor": executor, "workers": workers, "torch_threads": torch_threads, "images": len(found),
                                  "to_do": len(todo), "versions": _versions()})
-        options = {"ray_address": ray_address} if executor == "ray" else {}
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"masks {model_type}/{preset}", total=len(todo), rate="")

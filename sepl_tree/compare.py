@@ -300,8 +300,12 @@ def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None =
 
 
 def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
-                on_image: Callable[[ImageComparison], None] | None = None) -> CompareTotals:
-    """Compare the strategies on ``ids``; ``on_image`` sees each result as it completes."""
+                on_image: Callable[[ImageComparison], None] | None = None, executor: str = "process",
+                **executor_options: Any) -> CompareTotals:
+    """Compare the strategies on ``ids``; ``on_image`` sees each result as it completes.
+
+    ``executor`` is one of :data:`sepl_tree.executors.EXECUTORS` (``ray`` takes ``ray_address``).
+    """
     for name in config.strategies:
         if name in RESERVED_NAMES:
             raise SeplError(f"a strategy named {name!r} would clash with the report folder OUT/{name}/")
@@ -311,7 +315,8 @@ def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
     config.out_dir.mkdir(parents=True, exist_ok=True)
     for name in config.strategies:
         remove_stale_temporaries(config.out_dir / name)
-    results: Iterator[ImageComparison] = execute(CompareJob(config), ids, executor="process", workers=workers)
+    results: Iterator[ImageComparison] = execute(CompareJob(config), ids, executor=executor, workers=workers,
+                                                 **executor_options)
     for result in results:
         totals.add(result)
         if on_image is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 
 from sepl_tree.io import write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
@@ -50,3 +51,22 @@ def load_loop_rules() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+
+
+def needs_ray(test):
+    """Mark a test slow (it starts Ray workers) and skip it where Ray is not installed."""
+    skip = pytest.mark.skipif(not HAS_RAY, reason="ray not installed (pip install 'sepl-tree[ray]')")
+    return pytest.mark.slow(skip(test))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local two-CPU Ray for the tests of one module (import it into the module to use it)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from sepl_tree.cli import app
 from sepl_tree.compare import CompareConfig, CompareJob, disagreement
-from sepl_tree.pipeline import route_params
 from sepl_tree.demo import write_demo
 from sepl_tree.errors import SeplError
 from sepl_tree.io import read_png
-from sepl_tree.pipeline import RunConfig
+from sepl_tree.pipeline import RunConfig, route_params
 from sepl_tree.plugins import load_host
 from sepl_tree.subsets import SUBSETS
+from tests.helpers import local_ray, needs_ray  # noqa: F401  (local_ray is a fixture)
 
 runner = CliRunner()
 STRATEGIES = "threshold,official"
@@ -228,3 +228,20 @@ def test_compare_flags_synthetic_masks_in_the_report(demo, tmp_path, synthetic):
     assert ("SYNTHETIC" in result.output) == synthetic
     assert ("SYNTHETIC masks" in (out / "report.md").read_text()) == synthetic
     assert json.loads((out / "compare.json").read_text())["counts"]["synthetic_masks"] == (2 if synthetic else 0)
+
+
+@needs_ray
+def test_compare_on_ray_gives_the_same_results(demo, compared, tmp_path, local_ray):
+    out, _ = compared
+    result = _compare(demo, tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    on_ray = json.loads((tmp_path / "ray" / "compare.json").read_text())
+    first = json.loads((out / "compare.json").read_text())
+    assert on_ray["results"] == first["results"] and on_ray["images"] == first["images"]
+    assert (tmp_path / "ray" / "compare.csv").read_bytes() == (out / "compare.csv").read_bytes()
+
+
+def test_compare_unknown_executor_is_one_line(demo, tmp_path):
+    result = _compare(demo, tmp_path / "x", "--executor", "dask")
+    assert result.exit_code == 1
+    assert "unknown executor 'dask'; valid choices: process, ray, serial" in result.output

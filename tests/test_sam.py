@@ -19,6 +19,7 @@ from sepl_tree.executors import execute
 from sepl_tree.io import write_label_png
 from sepl_tree.masks import AMG_CSV_HEADER, read_masks
 from sepl_tree.plugins import load_host
+from tests.helpers import local_ray, needs_ray  # noqa: F401  (local_ray is a fixture)
 
 TINY = Path(__file__).with_name("tiny_sam.py")
 _spec = importlib.util.spec_from_file_location("tiny_sam_for_tests", TINY)
@@ -368,24 +369,6 @@ def test_process_pool_gives_the_same_files(images: Path, checkpoint: Path, tmp_p
 
 
 # ------------------------------------------------------------------------------------ Ray
-
-HAS_RAY = importlib.util.find_spec("ray") is not None
-
-
-def needs_ray(test):
-    """Mark a test slow (it starts Ray workers) and skip it where Ray is not installed."""
-    skip = pytest.mark.skipif(not HAS_RAY, reason="ray not installed (pip install 'sepl-tree[ray]')")
-    return pytest.mark.slow(skip(test))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
 
 class _Square:
     """A tiny picklable job spec."""
