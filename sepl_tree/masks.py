@@ -190,13 +190,18 @@ class MaskSet:
         return self._count
 
     def __repr__(self) -> str:
-        held = "dense" if self._dense is not None else "packed"
+        held = "dense" if self.has_dense else "packed"
         return f"MaskSet({self._count} masks, {self._shape[0]}x{self._shape[1]}, {held}, order {self.order!r})"
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)``."""
         return self._shape
+
+    @property
+    def has_dense(self) -> bool:
+        """Whether the dense masks exist yet (a set read from RLE has only bits until asked)."""
+        return self._dense is not None
 
     @property
     def masks(self) -> np.ndarray:

@@ -76,3 +76,31 @@ def test_spans_hold_every_set_word(masks, column_major):
         for row, a, b in zip(maskset.packed, lo, hi):
             assert not row[:a].any() and not row[b:].any()
             assert b == a == 0 or (row[a:b].any() and a < b)
+
+
+def test_built_in_strategies_never_unpack_masks_read_from_rle():
+    """The hot path stays on the bits: no strategy makes the L x H x W dense masks."""
+    from sepl_tree.masks import mask_to_rle, rle_to_maskset
+    from sepl_tree.pipeline import Selector
+    from sepl_tree.plugins import load_host
+    from sepl_tree.sample import Sample
+
+    rng = np.random.default_rng(3)
+    pseudo = np.zeros((30, 40), np.uint8)
+    pseudo[5:20, 8:30] = 2
+    pseudo[22:28, :] = 255
+    masks = np.zeros((4, 30, 40), bool)
+    masks[0, 4:22, 6:32] = True  # an envelope
+    masks[1, 5:20, 8:30] = True  # the object
+    masks[2, 5:12, 8:18] = True  # a part
+    masks[3] = rng.random((30, 40)) < 0.2
+    rles = [mask_to_rle(m) for m in masks]
+    host = load_host(autoload=False)
+    for name in ("threshold", "official", "tree-smallest-cover", "tree-residual"):
+        strategy = host.strategy(name)
+        maskset = rle_to_maskset(rles, 30, 40)
+        params = {p: v.default for p, v in strategy.params.items()}
+        out = Selector(strategy, params).apply(Sample(pseudo, maskset))
+        assert out.shape == pseudo.shape and (out == 2).any()
+        assert not maskset.has_dense, name
+    assert maskset.masks.shape == (4, 30, 40) and maskset.has_dense  # made on request

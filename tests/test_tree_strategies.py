@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sepl_tree.masks import MaskSet
+from sepl_tree.masks import MaskSet, mask_to_rle, rle_to_maskset
 from sepl_tree.pipeline import Selector
 from sepl_tree.plugins import load_host
 from sepl_tree.sample import Sample
@@ -16,9 +16,14 @@ from tests.helpers import load_loop_rules, masks_from_strings
 loop = load_loop_rules()
 
 
-def sample_with_tree(pseudo, masks, tau=0.9, num_classes=21):
+def sample_with_tree(pseudo, masks, tau=0.9, num_classes=21, from_rle=False):
+    """A sample with its tree; ``from_rle``: the masks as the RLE reader gives them (bits only)."""
     pseudo = np.asarray(pseudo, np.uint8)
-    maskset = MaskSet(np.asarray(masks, bool))
+    masks = np.asarray(masks, bool)
+    if from_rle:
+        maskset = rle_to_maskset([mask_to_rle(m) for m in masks], *pseudo.shape)
+    else:
+        maskset = MaskSet(masks)
     return Sample(pseudo, maskset, num_classes, tree=build_tree(maskset, tau))
 
 
@@ -160,7 +165,7 @@ def test_smallest_cover_matches_plain_reference(seed):
     rng = np.random.default_rng(seed)
     pseudo, masks = random_nested_case(rng)
     t1, t2, tau = random_params(rng)
-    sample = sample_with_tree(pseudo, masks, tau=tau)
+    sample = sample_with_tree(pseudo, masks, tau=tau, from_rle=seed % 2 == 1)
     got = tree_smallest_cover(sample, t1=t1, t2=t2, tau=tau)
     np.testing.assert_array_equal(got, reference_smallest_cover(pseudo, masks, t1, t2, tau))
 
@@ -311,7 +316,7 @@ def test_residual_matches_plain_reference(seed):
     t1, t2, tau = random_params(rng)
     cover, explained = float(rng.choice([0.5, 0.8])), float(rng.choice([0.9, 0.7]))
     support = float(rng.choice([0.05, 0.3]))
-    sample = sample_with_tree(pseudo, masks, tau=tau)
+    sample = sample_with_tree(pseudo, masks, tau=tau, from_rle=seed % 2 == 1)
     got = tree_residual(sample, t1, t2, tau, cover, explained, support)
     np.testing.assert_array_equal(got, reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support))
 
