@@ -50,6 +50,7 @@ __all__ = [
     "masks_to_bbox_xywh",
     "read_masks",
     "pack_rows",
+    "popcount_rows",
     "rle_to_masks",
     "rle_to_maskset",
     "unflatten",
@@ -113,6 +114,15 @@ def pack_rows(flat: np.ndarray) -> np.ndarray:
     packed = np.zeros((n, -(-width // 64) * 8), np.uint8)
     packed[:, : -(-width // 8)] = np.packbits(flat, axis=1, bitorder="little")
     return packed.view(WORD)
+
+
+def popcount_rows(words: np.ndarray) -> np.ndarray:
+    """``int64 (L,)``: the number of set bits in each row of ``(L, n)`` words.
+
+    >>> popcount_rows(pack_rows(np.array([[1, 0, 1], [0, 0, 0]], bool))).tolist()
+    [2, 0]
+    """
+    return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
 
 
 def unpack_rows(words: np.ndarray, count: int) -> np.ndarray:
@@ -230,7 +240,7 @@ class MaskSet:
     def areas(self) -> np.ndarray:
         """Pixels in each mask, ``int64 (L,)``."""
         if self._areas is None:
-            self._areas = np.bitwise_count(self.packed).sum(axis=1, dtype=np.int64)
+            self._areas = popcount_rows(self.packed)
         return self._areas
 
     @property

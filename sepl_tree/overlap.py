@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sepl_tree.io import label_values
-from sepl_tree.masks import MaskSet, pack_rows
+from sepl_tree.masks import MaskSet, pack_rows, popcount_rows
 
 __all__ = [
     "Overlap",
@@ -48,15 +48,6 @@ def present_classes(label: np.ndarray, num_classes: int) -> np.ndarray:
     """Classes 1..K-1 that occur in ``label``, increasing (0 and 255 are never classes)."""
     values = label_values(label)
     return values[(values > 0) & (values < num_classes)]
-
-
-def popcount_rows(words: np.ndarray) -> np.ndarray:
-    """``int64 (L,)``: the number of set bits in each row of ``uint64 (L, n)``.
-
-    >>> popcount_rows(pack_rows(np.array([[1, 0, 1], [0, 0, 0]], bool))).tolist()
-    [2, 0]
-    """
-    return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
 
 
 def compute_overlap(masks: MaskSet | np.ndarray, label: np.ndarray, num_classes: int) -> Overlap:
