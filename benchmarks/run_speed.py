@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.executors import execute
-from sepl_tree.io import atomic_write_bytes, encode_label_png, read_label_png, write_label_png
+from sepl_tree.files import atomic_write_bytes, encode_label_png, read_label_png, write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.morphology import dilate
 from sepl_tree.pipeline import RunConfig, RunJob, read_context, read_inputs

@@ -62,7 +62,7 @@ def evaluate_image(job: tuple[str, str, int, float]) -> tuple[str, bool, dict[st
     """One image: synthesize its masks, run every strategy, return confusion matrices."""
     data, image_id, seed, rate = job
     from sepl_tree.cli_tree import synth_image
-    from sepl_tree.io import read_label_png
+    from sepl_tree.files import read_label_png
     from sepl_tree.masks import MaskSet
     from sepl_tree.metrics import confusion_matrix
     from sepl_tree.sample import Sample

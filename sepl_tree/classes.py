@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sepl_tree.errors import SeplError
-from sepl_tree.io import voc_palette
+from sepl_tree.label_maps import voc_palette
 
 __all__ = [
     "COCO_CATEGORY_IDS",

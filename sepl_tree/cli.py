@@ -42,7 +42,7 @@ from sepl_tree.cli_common import (
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.executors import execute
-from sepl_tree.io import atomic_write_bytes
+from sepl_tree.files import atomic_write_bytes
 from sepl_tree.metrics import Scores, scores
 from sepl_tree.pipeline import EvalJob, RunConfig, RunJob, check_inputs, pending_ids, route_params, run_images
 from sepl_tree.registry import Param

@@ -74,7 +74,7 @@ def executor_options(executor: str, ray_address: str | None) -> dict[str, str | 
         raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
     if executor != "ray":
         return {}
-    from sepl_tree.executors_ray import import_ray
+    from sepl_tree.executors.ray import import_ray
 
     import_ray()
     return {"ray_address": ray_address}

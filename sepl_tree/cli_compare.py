@@ -33,7 +33,7 @@ from sepl_tree import subsets as subsets_module
 from sepl_tree.compare import CompareConfig, CompareJob, read_image, run_compare, strip_panels
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for
-from sepl_tree.io import atomic_write_bytes
+from sepl_tree.files import atomic_write_bytes
 from sepl_tree.pipeline import RunConfig, check_inputs, route_params
 from sepl_tree.plugins import UnknownName
 from sepl_tree.subsets import SUBSETS, subset_names

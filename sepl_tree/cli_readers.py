@@ -26,8 +26,9 @@ from sepl_tree.cli_common import (
 )
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
-from sepl_tree.io import IGNORE, write_label_png
-from sepl_tree.readers.convert import ConvertJob
+from sepl_tree.files import write_label_png
+from sepl_tree.label_maps import IGNORE
+from sepl_tree.convert import ConvertJob
 from sepl_tree.readers.sniff import FORMATS, suggest_reader
 from sepl_tree.registry import coerce_params
 
@@ -99,7 +100,7 @@ def register_commands(app: typer.Typer) -> None:
                 raise SeplError(f"{input_dir}: no input files for reader {rdr.name!r} (<id>{rdr.suffix}){hint}")
             image_labels = None
             if labels is not None:
-                from sepl_tree.labels import load_image_labels
+                from sepl_tree.image_labels import load_image_labels
 
                 image_labels = load_image_labels(labels, num_classes)
             todo = _pending(out, all_ids, overwrite)

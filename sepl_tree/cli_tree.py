@@ -23,7 +23,7 @@ from rich.table import Table
 from sepl_tree.cli_common import IdsOpt, WorkersOpt, console, err_console, progress_bar, read_ids, run_guarded
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
-from sepl_tree.io import atomic_write_bytes, read_png
+from sepl_tree.files import atomic_write_bytes, read_png
 from sepl_tree.masks import write_masks_rle
 from sepl_tree.synth import KINDS, SynthConfig, synthesize_masks
 

@@ -26,8 +26,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sepl_tree.errors import InputError
-from sepl_tree.io import IGNORE
-from sepl_tree.labels import coco_category_map, load_coco_json
+from sepl_tree.label_maps import IGNORE
+from sepl_tree.image_labels import coco_category_map, load_coco_json
 
 __all__ = ["CocoInstances", "annotation_mask", "semantic_label"]
 

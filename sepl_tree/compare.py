@@ -28,7 +28,7 @@ import numpy as np
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
-from sepl_tree.io import read_label_png, remove_stale_temporaries, write_label_png
+from sepl_tree.files import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.metrics import confusion_matrix, scores
 from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs
 from sepl_tree.plugins import PluginHost, load_host

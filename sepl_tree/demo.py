@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sepl_tree.io import IGNORE, atomic_write_bytes, encode_label_png, voc_palette
+from sepl_tree.files import atomic_write_bytes, encode_label_png
+from sepl_tree.label_maps import IGNORE, voc_palette
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.morphology import dilate, erode
 from sepl_tree.synth import SynthConfig, synthesize_masks

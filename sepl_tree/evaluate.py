@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.io import read_png
+from sepl_tree.files import read_png
 from sepl_tree.metrics import Scores, confusion_matrix
 
 __all__ = ["class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]

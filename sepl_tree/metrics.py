@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sepl_tree.io import IGNORE
+from sepl_tree.label_maps import IGNORE
 
 __all__ = ["Scores", "confusion_matrix", "scores"]
 

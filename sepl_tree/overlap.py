@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sepl_tree.io import label_values
+from sepl_tree.label_maps import label_values
 from sepl_tree.masks import MaskSet, pack_rows, popcount_rows
 
 __all__ = [

@@ -17,7 +17,7 @@ import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
-from sepl_tree.io import remove_stale_temporaries, write_label_png
+from sepl_tree.files import remove_stale_temporaries, write_label_png
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import ReadContext, Reader, Strategy, coerce_params
@@ -141,7 +141,7 @@ class Selector:
 def _load_labels(config: RunConfig) -> Mapping[str, frozenset[int]] | None:
     if config.labels is None:
         return None
-    from sepl_tree.labels import load_image_labels
+    from sepl_tree.image_labels import load_image_labels
 
     return load_image_labels(config.labels, config.num_classes)
 
@@ -204,7 +204,7 @@ class EvalJob:
 
     def setup(self) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
         from sepl_tree.evaluate import image_confusion, read_ground_truth
-        from sepl_tree.io import read_png
+        from sepl_tree.files import read_png
 
         c = self.config
         _, reader, reader_params = RunJob(c).resolve(load_host(c.plugins))

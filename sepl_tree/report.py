@@ -1,7 +1,7 @@
 """Pictures and files of a comparison: bar charts, image strips, ``report.md``, JSON/CSV, trees.
 
 Renderers return bytes (PNG, Markdown, CSV) and touch no files; :func:`write_report` writes
-them, each atomically with :func:`sepl_tree.io.atomic_write_bytes`. Figures are built on
+them, each atomically with :func:`sepl_tree.files.atomic_write_bytes`. Figures are built on
 :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot state, no display needed).
 
 Conventions: label maps ``uint8 (H, W)`` with 0 background, 1..K-1 classes, 255 ignore, shown
@@ -24,7 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 
-from sepl_tree.io import IGNORE, atomic_write_bytes, voc_palette
+from sepl_tree.files import atomic_write_bytes
+from sepl_tree.label_maps import IGNORE, voc_palette
 
 __all__ = [
     "bar_chart",

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.io import atomic_write_bytes, remove_stale_temporaries
+from sepl_tree.files import atomic_write_bytes, remove_stale_temporaries
 from sepl_tree.masks import MaskSet, find_mask_source, write_masks_png_folder, write_masks_rle
 from sepl_tree.registry import Param, coerce_params
 

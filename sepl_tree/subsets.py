@@ -76,7 +76,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from sepl_tree.io import IGNORE
+from sepl_tree.label_maps import IGNORE
 from sepl_tree.masks import flat_masks
 from sepl_tree.morphology import connected_components
 from sepl_tree.overlap import compute_overlap, present_classes

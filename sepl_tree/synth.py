@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sepl_tree.io import IGNORE
+from sepl_tree.label_maps import IGNORE
 from sepl_tree.morphology import connected_components, dilate, erode
 from sepl_tree.masks import MaskSet, masks_to_bbox_xywh
 

@@ -9,7 +9,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from sepl_tree.io import write_label_png
+from sepl_tree.files import write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.sample import Sample
 

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
-from sepl_tree.io import read_png, write_label_png
+from sepl_tree.files import read_png, write_label_png
 from sepl_tree.strategies.threshold import threshold
 from tests.helpers import make_sample, write_dataset
 

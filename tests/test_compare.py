@@ -13,7 +13,7 @@ from sepl_tree.cli import app
 from sepl_tree.compare import CompareConfig, CompareJob, disagreement
 from sepl_tree.demo import write_demo
 from sepl_tree.errors import SeplError
-from sepl_tree.io import read_png
+from sepl_tree.files import read_png
 from sepl_tree.pipeline import RunConfig, route_params
 from sepl_tree.plugins import load_host
 from sepl_tree.subsets import SUBSETS

@@ -8,10 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from sepl_tree import executors
+from sepl_tree.executors import pool
 from sepl_tree.demo import write_demo
-from sepl_tree.executors import QUEUED_PER_WORKER, execute
-from sepl_tree.io import read_label_png
+from sepl_tree.executors import execute
+from sepl_tree.executors.pool import QUEUED_PER_WORKER
+from sepl_tree.files import read_label_png
 from sepl_tree.pipeline import RunConfig, RunJob
 
 
@@ -47,7 +48,7 @@ def demo(tmp_path_factory):
 
 def test_pool_queues_a_bounded_number_of_ids_and_returns_each_once(demo, tmp_path, monkeypatch):
     root, ids = demo
-    monkeypatch.setattr(executors.cf, "ProcessPoolExecutor", _CountingPool)
+    monkeypatch.setattr(pool.cf, "ProcessPoolExecutor", _CountingPool)
     _CountingPool.most = 0
     serial = RunConfig(root / "pseudo", root / "masks", tmp_path / "serial")
     pooled = RunConfig(root / "pseudo", root / "masks", tmp_path / "pooled")

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from sepl_tree import executors
+from sepl_tree.executors import pool
 from sepl_tree.errors import InputError
 from sepl_tree.executors import execute
 
@@ -45,30 +45,32 @@ def test_unknown_executor_lists_choices():
 def test_fast_jobs_go_in_batches_and_every_id_comes_back_once(monkeypatch):
     """Millisecond jobs are sent many ids per task (the parent then costs little); none is lost."""
     seen = []
-    real = executors._process
+    real = pool.process_executor
 
-    class Recording(executors.cf.ProcessPoolExecutor):
+    class Recording(pool.cf.ProcessPoolExecutor):
         def submit(self, fn, *args, **kwargs):
             seen.append(len(args[0]))
             return super().submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(executors.cf, "ProcessPoolExecutor", Recording)
+    monkeypatch.setattr(pool.cf, "ProcessPoolExecutor", Recording)
     ids = [str(i) for i in range(400)]
     results = sorted(real(Double(), ids, workers=2), key=lambda r: int(r[0]))
     assert results == [(str(i), 2 * i) for i in range(400)]
     assert seen[0] == 1 and max(seen) > 1  # the first tasks hold one id, later ones many
-    assert max(seen) <= executors.MAX_BATCH and sum(seen) == len(ids)
+    assert max(seen) <= pool.MAX_BATCH and sum(seen) == len(ids)
 
 
 def test_an_error_inside_a_batch_still_reports_the_ids_before_it(monkeypatch):
-    # Every task after the first eight (one id each) holds MAX_BATCH = 64 ids: 8-71, ..., 200-263.
-    monkeypatch.setattr(executors, "BATCH_SECONDS", 10.0)
+    # With batches of a long time, every task after the first eight (one id each) is as large as
+    # the executor allows, so the id that fails sits inside a batch of many.
+    monkeypatch.setattr(pool, "BATCH_SECONDS", 10.0)
     ids = [str(i) for i in range(300)]
     got = []
     with pytest.raises(InputError, match="250.png: corrupt PNG"):
         for result in execute(Double(fail_on="250"), ids, executor="process", workers=2):
             got.append(result)
-    assert executors.MAX_BATCH == 64
     reported = {image_id for image_id, _ in got}
-    assert {str(i) for i in range(200, 250)} <= reported  # the batch holding 250 reported what it did before it
+    first = 8 + (250 - 8) // pool.MAX_BATCH * pool.MAX_BATCH  # the first id of the batch holding 250
+    assert first < 250 - 1  # that batch has ids before 250
+    assert {str(i) for i in range(first, 250)} <= reported  # ... and it reported what it did before 250
     assert len(got) == len(reported) and "250" not in reported

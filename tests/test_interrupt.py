@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from sepl_tree.io import read_label_png
+from sepl_tree.files import read_label_png
 from tests.helpers import write_dataset
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sepl_tree.classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from sepl_tree.errors import InputError
-from sepl_tree.labels import load_image_labels
+from sepl_tree.image_labels import load_image_labels
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "voc2012-sample"
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sepl_tree.io import label_values
+from sepl_tree.label_maps import label_values
 from sepl_tree.masks import MaskSet, flat_masks, masks_to_bbox_xywh, pack_rows, unpack_rows
 
 

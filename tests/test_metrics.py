@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
-from sepl_tree.io import write_label_png
+from sepl_tree.files import write_label_png
 from sepl_tree.metrics import confusion_matrix, scores
 
 runner = CliRunner()

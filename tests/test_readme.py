@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
-from sepl_tree.io import read_png
+from sepl_tree.files import read_png
 from tests.helpers import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

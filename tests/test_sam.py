@@ -16,7 +16,7 @@ from sepl_tree import sam
 from sepl_tree.cli import app
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
-from sepl_tree.io import write_label_png
+from sepl_tree.files import write_label_png
 from sepl_tree.masks import AMG_CSV_HEADER, read_masks
 from sepl_tree.plugins import load_host
 from tests.helpers import local_ray, needs_ray  # noqa: F401  (local_ray is a fixture)

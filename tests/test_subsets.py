@@ -264,7 +264,7 @@ VOC = Path("/work/shared/data/voc2012-sample")
 
 @pytest.mark.skipif(not (VOC / "pseudo_labels" / "transcam").is_dir(), reason="VOC sample not available")
 def test_pseudo_failure_on_real_transcam_labels_matches_a_plain_count():
-    from sepl_tree.io import read_label_png
+    from sepl_tree.files import read_label_png
 
     ids = sorted(p.stem for p in (VOC / "pseudo_labels" / "transcam").glob("*.png"))[:40]
     flagged = 0

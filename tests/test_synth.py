@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
-from sepl_tree.io import write_label_png
+from sepl_tree.files import write_label_png
 from sepl_tree.masks import read_masks
 from sepl_tree.morphology import connected_components, dilate, erode
 from sepl_tree.synth import KINDS, SynthConfig, synthesize_masks

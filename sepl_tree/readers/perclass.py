@@ -21,7 +21,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
-from sepl_tree.io import read_png
+from sepl_tree.files import read_png
 from sepl_tree.readers.cam import allowed_classes, cam_to_label
 from sepl_tree.readers.sniff import PER_CLASS_PNG, sniff_for, wrong_format
 from sepl_tree.registry import ReadContext, Reader

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.io import read_label_png
+from sepl_tree.files import read_label_png
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_png_label"]

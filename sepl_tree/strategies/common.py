@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from sepl_tree.io import IGNORE
+from sepl_tree.label_maps import IGNORE
 from sepl_tree.masks import MaskSet
 
 __all__ = ["paint", "union"]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import SeplError
-from sepl_tree.io import IGNORE, write_label_png
+from sepl_tree.files import write_label_png
+from sepl_tree.label_maps import IGNORE
 from sepl_tree.registry import ReadContext
 
 __all__ = ["ConvertJob", "ConvertResult", "check_label"]

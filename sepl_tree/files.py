@@ -1,7 +1,8 @@
-"""File helpers shared by readers and writers: PNGs, label maps, atomic writes.
+"""Reading and writing files: atomic writes, PNGs, label-map PNGs.
 
-Label maps are ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore. They are written as
-mode ``'P'`` PNGs whose pixel values are the class indices, with the standard VOC palette.
+Label maps (:mod:`sepl_tree.label_maps`) are written as mode ``'P'`` PNGs whose pixel values
+are the class indices, with the standard VOC palette. Every write goes through a temporary file
+and a rename, so an interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -16,36 +17,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError
+from sepl_tree.label_maps import IGNORE, label_values, voc_palette
 
 __all__ = [
-    "IGNORE",
     "atomic_write_bytes",
     "encode_label_png",
-    "label_values",
     "read_label_png",
     "read_png",
     "remove_stale_temporaries",
-    "voc_palette",
     "write_label_png",
 ]
-
-#: The label value that means "not labelled": excluded from evaluation, never a class.
-IGNORE = 255
-
-
-def voc_palette(n: int = 256) -> np.ndarray:
-    """The standard PASCAL VOC colour map, ``uint8 (n, 3)`` (bit-interleaved class index)."""
-    palette = np.zeros((n, 3), np.uint8)
-    for index in range(n):
-        c, r, g, b = index, 0, 0, 0
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette[index] = (r, g, b)
-    return palette
-
 
 _PALETTE = voc_palette().reshape(-1).tolist()
 
@@ -92,27 +73,6 @@ def read_png(path: Path) -> np.ndarray:
         raise InputError(path, "file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"not a readable image ({exc})") from None
-
-
-def label_values(label: np.ndarray) -> np.ndarray:
-    """The distinct values of a ``uint8`` array, increasing.
-
-    Twice as fast as ``np.bincount`` on label maps: each pair of neighbouring bytes indexes a
-    table of 65,536 flags, so only half as many indices are converted and stored.
-
-    >>> label_values(np.array([[3, 0, 0], [255, 3, 0]], np.uint8)).tolist()
-    [0, 3, 255]
-    """
-    flat = np.ascontiguousarray(label, np.uint8).reshape(-1)
-    if flat.size % 2:
-        flat = np.append(flat, flat[:1])
-    seen = np.zeros(1 << 16, bool)
-    seen[flat.view(np.uint16)] = True
-    pairs = np.flatnonzero(seen)
-    values = np.zeros(256, bool)
-    values[pairs & 0xFF] = True
-    values[pairs >> 8] = True
-    return np.flatnonzero(values)
 
 
 def read_label_png(path: Path, num_classes: int) -> np.ndarray:

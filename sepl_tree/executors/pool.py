@@ -1,8 +1,7 @@
-"""Map a per-image job over image ids: serially, in a process pool, or on a Ray cluster.
+"""The ``process`` executor: a local process pool fed ids in adaptive batches.
 
-A job is described by a picklable *spec* with a ``setup()`` method that returns the per-image
-callable; ``setup`` runs once per worker (so a worker loads its plugins or its SAM model once).
-Results are yielded as they complete, in any order; callers must not depend on the order.
+Each worker runs the spec's ``setup()`` once (in its initializer) and then whole batches of ids;
+results come back in completion order. See :mod:`sepl_tree.executors` for the job protocol.
 """
 
 from __future__ import annotations
@@ -11,29 +10,18 @@ import concurrent.futures as cf
 import itertools
 import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from sepl_tree.errors import SeplError
-
-__all__ = ["EXECUTORS", "JobSpec", "execute"]
+__all__ = ["BATCH_SECONDS", "MAX_BATCH", "QUEUED_PER_WORKER", "process_executor"]
 
 R = TypeVar("R")
-
-
-class JobSpec(Protocol[R]):
-    """A picklable description of per-image work."""
-
-    def setup(self) -> Callable[[str], R]:
-        """Build the per-image function (load plugins, models...) once in a worker."""
-        ...
-
 
 _worker_fn: Callable[[str], Any] | None = None
 _setup_error: Exception | None = None
 
 
-def _init_worker(spec: JobSpec[Any]) -> None:
+def _init_worker(spec: Any) -> None:
     global _worker_fn, _setup_error
     try:
         _worker_fn = spec.setup()
@@ -61,12 +49,6 @@ def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exceptio
     return results, time.perf_counter() - start, None
 
 
-def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
-    fn = spec.setup()
-    for image_id in ids:
-        yield fn(image_id)
-
-
 #: Tasks queued per worker in the process pool: enough that a worker never waits for the next
 #: task, few enough that a run over 100k ids does not create 100k futures (and pickled
 #: arguments) up front.
@@ -79,9 +61,12 @@ BATCH_SECONDS = 0.05
 MAX_BATCH = 64
 
 
-def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
+def process_executor(spec: Any, ids: list[str], workers: int, **_: Any) -> Iterator[Any]:
+    """Run ``spec`` on ``ids`` in ``workers`` processes (serially for one worker or one id)."""
     if workers <= 1 or len(ids) <= 1:
-        yield from _serial(spec, ids, workers)
+        fn = spec.setup()
+        for image_id in ids:
+            yield fn(image_id)
         return
     workers = min(workers, len(ids))
     ctx = mp.get_context("forkserver")
@@ -119,20 +104,3 @@ def _process(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterat
             raise
 
 
-def _ray(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:
-    # Ray is an optional extra: imported only when asked for (see sepl_tree.executors_ray).
-    from sepl_tree.executors_ray import ray_executor
-
-    return ray_executor(spec, ids, workers, **options)
-
-
-#: Executor name -> function(spec, ids, workers, **options) yielding results.
-EXECUTORS: dict[str, Callable[..., Iterator[Any]]] = {"serial": _serial, "process": _process, "ray": _ray}
-
-
-def execute(spec: JobSpec[R], ids: Iterable[str], executor: str = "process", workers: int = 1,
-            **options: Any) -> Iterator[R]:
-    """Run ``spec``'s per-image function on every id with the named executor."""
-    if executor not in EXECUTORS:
-        raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
-    return EXECUTORS[executor](spec, list(ids), workers, **options)

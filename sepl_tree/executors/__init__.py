@@ -1,0 +1,56 @@
+"""Map a per-image job over image ids: serially, in a process pool, or on a Ray cluster.
+
+A job is described by a picklable *spec* with a ``setup()`` method that returns the per-image
+callable; ``setup`` runs once per worker (so a worker loads its plugins or its SAM model once).
+Results are yielded as they complete, in any order; callers must not depend on the order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from sepl_tree.errors import SeplError
+
+__all__ = ["EXECUTORS", "JobSpec", "execute"]
+
+R = TypeVar("R")
+
+
+class JobSpec(Protocol[R]):
+    """A picklable description of per-image work."""
+
+    def setup(self) -> Callable[[str], R]:
+        """Build the per-image function (load plugins, models...) once in a worker."""
+        ...
+
+
+def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
+    fn = spec.setup()
+    for image_id in ids:
+        yield fn(image_id)
+
+
+def _process(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:
+    from sepl_tree.executors.pool import process_executor
+
+    return process_executor(spec, ids, workers, **options)
+
+
+def _ray(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:
+    # Ray is an optional extra: imported only when asked for (see sepl_tree.executors.ray).
+    from sepl_tree.executors.ray import ray_executor
+
+    return ray_executor(spec, ids, workers, **options)
+
+
+#: Executor name -> function(spec, ids, workers, **options) yielding results.
+EXECUTORS: dict[str, Callable[..., Iterator[Any]]] = {"serial": _serial, "process": _process, "ray": _ray}
+
+
+def execute(spec: JobSpec[R], ids: Iterable[str], executor: str = "process", workers: int = 1,
+            **options: Any) -> Iterator[R]:
+    """Run ``spec``'s per-image function on every id with the named executor."""
+    if executor not in EXECUTORS:
+        raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
+    return EXECUTORS[executor](spec, list(ids), workers, **options)

@@ -1,0 +1,41 @@
+"""Label-map conventions: the ignore value, the VOC palette and the values present in a map.
+
+Label maps are ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore (never a class).
+Pure functions, no files (reading and writing label PNGs is :mod:`sepl_tree.files`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["IGNORE", "label_values", "voc_palette"]
+
+#: The label value that means "not labelled": excluded from evaluation, never a class.
+IGNORE = 255
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The standard PASCAL VOC colour map, ``uint8 (n, 3)`` (bit-interleaved class index)."""
+    palette = np.zeros((n, 3), np.uint8)
+    for index in range(n):
+        c, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def label_values(label: np.ndarray) -> np.ndarray:
+    """The distinct values of a ``uint8`` array, increasing.
+
+    A ``np.bincount`` over the 256 byte values. (A table of byte pairs, used before, measured
+    only about 8 % faster on a 500x332 VOC map, 0.49 vs 0.53 ms, not worth its code;
+    ``np.unique`` sorts and takes 0.72 ms.)
+
+    >>> label_values(np.array([[3, 0, 0], [255, 3, 0]], np.uint8)).tolist()
+    [0, 3, 255]
+    """
+    return np.flatnonzero(np.bincount(np.asarray(label, np.uint8).reshape(-1), minlength=256))

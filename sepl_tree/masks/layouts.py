@@ -1,0 +1,215 @@
+"""segment-anything's two on-disk layouts of SAM masks, read and written exactly as
+``scripts/amg.py`` does, detected per image:
+
+- folder: ``MASKS/<id>/<n>.png`` (255 = mask) and an optional ``metadata.csv`` with header
+  ``id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,
+  stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h``;
+- RLE: ``MASKS/<id>.json``, a list of records ``{segmentation, area, bbox, predicted_iou,
+  point_coords, stability_score, crop_box}`` (extra keys, such as ``level`` or ``kind``, are kept).
+
+Masks are read into a :class:`~sepl_tree.masks.maskset.MaskSet` (RLE straight into bits);
+boxes are XYWH. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sepl_tree.errors import InputError
+from sepl_tree.files import atomic_write_bytes, read_png
+from sepl_tree.masks.maskset import MaskSet, masks_to_bbox_xywh, rle_to_maskset
+from sepl_tree.masks.rle import mask_to_rle
+
+__all__ = [
+    "AMG_CSV_HEADER",
+    "find_mask_source",
+    "list_mask_ids",
+    "read_masks",
+    "write_masks_png_folder",
+    "write_masks_rle",
+]
+
+AMG_CSV_HEADER = (
+    "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
+    "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
+)
+
+# ---------------------------------------------------------------------------------------- read
+
+
+def find_mask_source(masks_dir: Path, image_id: str) -> Path | None:
+    """``<id>.json`` if it exists, else the ``<id>/`` folder if it exists, else ``None``."""
+    rle = masks_dir / f"{image_id}.json"
+    if rle.is_file():
+        return rle
+    folder = masks_dir / image_id
+    if folder.is_dir():
+        return folder
+    return None
+
+
+def list_mask_ids(masks_dir: Path) -> list[str]:
+    """Image ids with masks in ``masks_dir`` (either layout), sorted."""
+    ids = {p.stem for p in masks_dir.glob("*.json") if p.is_file()}
+    ids |= {p.name for p in masks_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return sorted(ids)
+
+
+def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
+    try:
+        records = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read mask JSON: {exc}") from None
+    if not isinstance(records, list):
+        raise InputError(path, "mask JSON must be a list of records (as segment-anything's amg.py writes)")
+    rles = []
+    for n, rec in enumerate(records):
+        seg = rec.get("segmentation") if isinstance(rec, dict) else None
+        if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
+            raise InputError(path, f"record {n} has no COCO RLE 'segmentation' with 'size' and 'counts'")
+        rles.append(seg)
+    sizes = {tuple(r["size"]) for r in rles}
+    if len(sizes) > 1:
+        raise InputError(path, f"masks have different sizes: {sorted(sizes)}")
+    if rles:
+        height, width = (int(v) for v in rles[0]["size"])
+    elif shape is not None:
+        height, width = shape
+    else:
+        raise InputError(path, "no masks and no image size to give them")
+    if shape is not None and (height, width) != tuple(shape):
+        raise InputError(path, f"masks are {height}x{width} (HxW) but the pseudo-label is {shape[0]}x{shape[1]}")
+    meta = [{k: v for k, v in rec.items() if k != "segmentation"} for rec in records]
+    try:
+        return rle_to_maskset(rles, height, width, meta)
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise InputError(path, f"corrupt RLE: {exc}") from None
+
+
+def _read_csv(path: Path) -> dict[int, dict[str, Any]]:
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(path, f"cannot read metadata.csv: {exc}") from None
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        try:
+            n = int(row["id"])
+            rec: dict[str, Any] = {
+                "area": int(float(row["area"])),
+                "bbox": [float(row[f"bbox_{k}"]) for k in ("x0", "y0", "w", "h")],
+                "point_coords": [[float(row["point_input_x"]), float(row["point_input_y"])]],
+                "predicted_iou": float(row["predicted_iou"]),
+                "stability_score": float(row["stability_score"]),
+                "crop_box": [float(row[f"crop_box_{k}"]) for k in ("x0", "y0", "w", "h")],
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(path, f"bad row {row!r}: expected columns {AMG_CSV_HEADER}") from exc
+        rec.update({k: v for k, v in row.items() if k not in AMG_CSV_HEADER.split(",") and k})
+        out[n] = rec
+    return out
+
+
+_PNG_NAME = re.compile(r"^(\d+)\.png$")
+
+
+def _read_png_folder(folder: Path, shape: tuple[int, int] | None) -> MaskSet:
+    files = sorted(((int(m.group(1)), p) for p in folder.iterdir() if (m := _PNG_NAME.match(p.name))))
+    meta = _read_csv(folder / "metadata.csv") if (folder / "metadata.csv").is_file() else {}
+    masks: np.ndarray | None = None  # filled in place: no per-mask temporaries, no stacking copy
+    records = []
+    for index, (n, path) in enumerate(files):
+        m = read_png(path)
+        if m.ndim != 2:
+            raise InputError(path, f"a mask PNG must have one channel, got shape {m.shape}")
+        if shape is None:
+            shape = m.shape
+        if m.shape != tuple(shape):
+            raise InputError(path, f"mask is {m.shape[0]}x{m.shape[1]} (HxW) but expected {shape[0]}x{shape[1]}")
+        if masks is None:
+            masks = np.empty((len(files), *m.shape), bool)
+        np.greater(m, 127, out=masks[index])
+        records.append(meta.get(n, {}))
+    if masks is None:
+        if shape is None:
+            raise InputError(folder, "no masks and no image size to give them")
+        return MaskSet.empty(*shape)
+    return MaskSet(masks, records)
+
+
+def read_masks(masks_dir: Path, image_id: str, shape: tuple[int, int] | None = None) -> MaskSet:
+    """The masks of ``image_id`` from ``masks_dir``, in whichever amg.py layout is there.
+
+    Raises ``InputError`` when neither layout exists or a file is corrupt or of the wrong size
+    (``shape`` is the expected ``(H, W)``, usually the pseudo-label's). An empty list of masks is
+    valid.
+    """
+    source = find_mask_source(masks_dir, image_id)
+    if source is None:
+        raise InputError(masks_dir / f"{image_id}.json", "no masks for this image (neither <id>.json nor <id>/)")
+    if source.suffix == ".json" and source.is_file():
+        return _read_rle_json(source, shape)
+    return _read_png_folder(source, shape)
+
+
+# --------------------------------------------------------------------------------------- write
+
+
+def _complete_record(mask: np.ndarray, rec: dict[str, Any], box: np.ndarray) -> dict[str, Any]:
+    h, w = mask.shape
+    out = {
+        "area": int(rec.get("area", int(mask.sum()))),
+        "bbox": [float(v) for v in rec.get("bbox", box.tolist())],
+        "predicted_iou": float(rec.get("predicted_iou", 1.0)),
+        "point_coords": rec.get("point_coords", [[0.0, 0.0]]),
+        "stability_score": float(rec.get("stability_score", 1.0)),
+        "crop_box": [float(v) for v in rec.get("crop_box", [0, 0, w, h])],
+    }
+    out.update({k: v for k, v in rec.items() if k not in out and k != "segmentation"})
+    return out
+
+
+def write_masks_rle(path: Path, maskset: MaskSet) -> None:
+    """Write ``<id>.json`` as amg.py does (atomic); missing metadata gets amg.py-style defaults."""
+    boxes = masks_to_bbox_xywh(maskset.masks)
+    records = []
+    for mask, rec, box in zip(maskset.masks, maskset.records, boxes):
+        out = {"segmentation": mask_to_rle(mask)}
+        out.update(_complete_record(mask, rec, box))
+        records.append(out)
+    atomic_write_bytes(path, json.dumps(records).encode())
+
+
+def write_masks_png_folder(folder: Path, maskset: MaskSet) -> None:
+    """Write ``<n>.png`` files and ``metadata.csv`` into ``folder`` as amg.py does.
+
+    The folder is filled under a temporary name and renamed into place, so a reader never sees
+    half of it.
+    """
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        for p in tmp.iterdir():
+            p.unlink()
+    tmp.mkdir(parents=True, exist_ok=True)
+    boxes = masks_to_bbox_xywh(maskset.masks)
+    lines = [AMG_CSV_HEADER]
+    for n, (mask, rec, box) in enumerate(zip(maskset.masks, maskset.records, boxes)):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / f"{n}.png")
+        r = _complete_record(mask, rec, box)
+        (px, py), = r["point_coords"][:1] or [[0.0, 0.0]]
+        row = [n, r["area"], *r["bbox"], px, py, r["predicted_iou"], r["stability_score"], *r["crop_box"]]
+        lines.append(",".join(str(v) for v in row))
+    (tmp / "metadata.csv").write_text("\n".join(lines) + "\n")
+    if folder.exists():
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+    tmp.rename(folder)
