@@ -104,12 +104,12 @@ def loop_official(pseudo: np.ndarray, masks: np.ndarray, num_classes: int, t2: f
 
 def _loop_threshold_strategy(sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
     """``threshold`` as a plain per-mask loop (benchmark yardstick)."""
-    return loop_threshold(sample.pseudo, sample.masks.masks, sample.num_classes, t1, t2)
+    return loop_threshold(sample.pseudo, sample.masks.dense, sample.num_classes, t1, t2)
 
 
 def _loop_official_strategy(sample, t2: float = 0.85) -> np.ndarray:
     """``official`` as a plain per-mask loop (benchmark yardstick)."""
-    return loop_official(sample.pseudo, sample.masks.masks, sample.num_classes, t2)
+    return loop_official(sample.pseudo, sample.masks.dense, sample.num_classes, t2)
 
 
 @hookimpl

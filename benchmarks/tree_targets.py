@@ -9,7 +9,7 @@ For each seed and envelope rate, the masks of every image are made by :mod:`sepl
 from the dataset's ground truth and JPEG (exactly what ``sepl-tree synth --seed S
 --envelope-rate R`` writes; SYNTHETIC, not SAM), the pseudo-labels are the dataset's real
 TransCAM ones (``pseudo_labels/transcam/``), and each strategy runs in-process through
-:class:`sepl_tree.pipeline.Selector` (the tree is built for those that declare ``needs_tree``).
+:class:`sepl_tree.pipeline.Selector` (tree strategies build their own tree on the sample).
 
 - *Envelope images*: those where ``threshold`` keeps a mask of kind ``envelope``.
 - *Gap*: on those images, mIoU of ``threshold`` on the masks with the envelope masks removed,
@@ -82,7 +82,7 @@ def evaluate_image(job: tuple[str, str, int, float]) -> tuple[str, bool, dict[st
 
     outputs = {name: selector(pseudo, masks, image_id) for name, selector in _get_selectors().items()}
     stay = kinds != "envelope"
-    without = MaskSet(masks.masks[stay], [r for r, s in zip(masks.records, stay) if s])
+    without = MaskSet(masks.dense[stay], [r for r, s in zip(masks.records, stay) if s])
     outputs[NO_ENVELOPE] = _get_selectors()["threshold"](pseudo, without, image_id)
     outputs["input pseudo-label"] = pseudo
     return image_id, envelope_kept, {k: confusion_matrix(v, gt, NUM_CLASSES) for k, v in outputs.items()}

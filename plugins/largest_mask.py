@@ -20,7 +20,7 @@ def largest_mask(sample, min_share: float = 0.5):
     for k in ov.classes:
         ok = (sample.assigned == k) & (ov.inter[:, k] > min_share * ov.mask_area)
         best = np.argmax(np.where(ok, ov.mask_area, -1))
-        out[sample.masks.masks[best] if ok.any() else sample.pseudo == k] = k
+        out[sample.masks.dense[best] if ok.any() else sample.pseudo == k] = k
     return out
 
 

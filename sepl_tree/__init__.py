@@ -1,13 +1,19 @@
 """sepl-tree: SAM-enhanced pseudo-labels for weakly supervised semantic segmentation.
 
-A plugin is a module with functions marked by :data:`hookimpl`::
+A plugin is a module with functions marked by :data:`hookimpl`; a strategy is a function of a
+:class:`Sample` (o_s, o_p, the keep rule and the containment tree are on it)::
 
-    from sepl_tree import hookimpl, Strategy
+    from sepl_tree import Strategy, hookimpl, paint_kept
+
+    def big_only(sample, t1: float = 0.5, min_area: int = 500):
+        return paint_kept(sample, sample.sepl_keep(t1) & (sample.masks.areas >= min_area))
 
     @hookimpl
     def register_strategies(register):
-        register(Strategy("my-rule", my_rule))
+        register(Strategy("big-only", big_only))
 """
+
+from typing import Any
 
 import pluggy
 
@@ -17,12 +23,17 @@ from sepl_tree.registry import Param, Reader, Strategy
 __all__ = [
     "PROJECT_NAME",
     "InputError",
+    "MaskSet",
     "Param",
     "Reader",
+    "Sample",
     "SeplError",
     "Strategy",
     "__version__",
+    "class_regions",
     "hookimpl",
+    "paint",
+    "paint_kept",
 ]
 
 __version__ = "0.1.0"
@@ -31,3 +42,23 @@ __version__ = "0.1.0"
 PROJECT_NAME = "sepl_tree"
 
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin's hook implementations (see :mod:`sepl_tree.hookspecs`)."""
+
+#: What plugin authors use, imported on first use (importing sepl_tree stays light).
+_LAZY = {
+    "MaskSet": "sepl_tree.masks",
+    "Sample": "sepl_tree.sample",
+    "class_regions": "sepl_tree.painting",
+    "paint": "sepl_tree.painting",
+    "paint_kept": "sepl_tree.painting",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sepl_tree' has no attribute {name!r}")

@@ -104,8 +104,7 @@ def plugins_command(plugin: PluginOpt = None) -> None:
                 seen.add(id(entry.item))
                 item = entry.item
                 name = ", ".join(getattr(item, "names", [item.name]))
-                flag = " [tree]" if getattr(item, "needs_tree", False) else ""
-                table.add_row(name + flag, entry.source, item.description, _params_table(title, dict(item.params)))
+                table.add_row(name, entry.source, item.description, _params_table(title, dict(item.params)))
             console.print(table)
         if host.sam_models:
             console.print("SAM model types: " + ", ".join(f"{n} ({e.source})" for n, e in host.sam_models.items()))

@@ -30,7 +30,7 @@ from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
 from sepl_tree.files import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.metrics import confusion_matrix, scores
-from sepl_tree.pipeline import RunConfig, Selector, read_context, read_inputs
+from sepl_tree.pipeline import RunConfig, Selector, bind_strategy, read_context, read_inputs
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import Reader, coerce_params
 from sepl_tree.sample import Sample
@@ -133,9 +133,7 @@ class CompareJob:
         c, run = self.config, self.config.inputs
         selectors = {}
         for name in c.strategies:
-            strategy = host.strategy(name)
-            params = coerce_params(f"strategy {name!r}", strategy.params, c.params.get(name, {}))
-            selectors[name] = Selector(strategy, params, run.num_classes)
+            selectors[name] = bind_strategy(host, name, c.params.get(name, {}), run.num_classes)
         reader = host.reader(run.reader)
         return selectors, reader, coerce_params(f"reader {reader.name!r}", reader.params, run.reader_params)
 
@@ -154,16 +152,7 @@ class CompareJob:
             if gt.shape != pseudo.shape:
                 raise InputError(gt_path, f"is {gt.shape[0]}x{gt.shape[1]} but the pseudo-label is "
                                           f"{pseudo.shape[0]}x{pseudo.shape[1]}")
-            sample = Sample(pseudo, masks, k, image_id=image_id)
-            trees: dict[float, Any] = {}
-
-            def tree(tau: float) -> Any:
-                if tau not in trees:
-                    from sepl_tree.tree import build_tree
-
-                    trees[tau] = build_tree(masks, tau=tau)
-                return trees[tau]
-
+            sample = Sample(pseudo, masks, k, image_id=image_id)  # shares overlap and trees among strategies
             outputs, computed = {}, []
             for name, selector in selectors.items():
                 path = c.output_path(name, image_id)
@@ -172,13 +161,11 @@ class CompareJob:
                     if out.shape != pseudo.shape:
                         raise InputError(path, "existing output has the wrong size; rerun with --overwrite")
                 else:
-                    sample.tree = tree(selector.tau) if selector.strategy.needs_tree else None
                     out = selector.apply(sample)
                     write_label_png(path, out)
                     computed.append(name)
                 outputs[name] = out
-            sample.tree = tree(SUBSET_TAU) if NEEDS_TREE & set(c.subsets) else None
-            subsets = compute_subsets(sample, gt, names=c.subsets, t1=t1, t2=t2)
+            subsets = compute_subsets(sample, gt, names=c.subsets, t1=t1, t2=t2, tau=SUBSET_TAU)
             maps = list(outputs.values()) if len(outputs) > 1 else [pseudo, *outputs.values()]
             return ImageComparison(
                 image_id=image_id,
@@ -292,7 +279,7 @@ def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None =
     pseudo, masks, _ = read_inputs(run, reader, reader_params, read_context(run), image_id)
     image = None if images_dir is None else read_image(images_dir, image_id, pseudo.shape)
     panels = [] if image is None else [("image", image)]
-    panels += [("pseudo-label", label_to_rgb(pseudo)), (f"masks ({len(masks)})", masks_overlay(masks.masks, image))]
+    panels += [("pseudo-label", label_to_rgb(pseudo)), (f"masks ({len(masks)})", masks_overlay(masks.dense, image))]
     panels += [(name, label_to_rgb(read_label_png(config.output_path(name, image_id), run.num_classes)))
                for name in config.strategies]
     panels.append(("ground truth", label_to_rgb(read_label_png(config.gt_dir / f"{image_id}.png", run.num_classes))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["InputError", "PluginError", "SeplError"]
+__all__ = ["InputError", "PluginError", "SeplError", "StrategyError"]
 
 
 class SeplError(Exception):
@@ -29,3 +29,7 @@ class InputError(SeplError):
 
 class PluginError(SeplError):
     """A plugin that cannot be loaded, or two plugins that register the same name."""
+
+
+class StrategyError(SeplError):
+    """A strategy that failed on an image, or returned something that is not a label map."""

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import InputError, SeplError, StrategyError
 from sepl_tree.executors import execute
 from sepl_tree.files import remove_stale_temporaries, write_label_png
+from sepl_tree.label_maps import IGNORE, label_values
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.registry import ReadContext, Reader, Strategy, coerce_params
@@ -29,6 +30,7 @@ __all__ = [
     "RunConfig",
     "RunJob",
     "Selector",
+    "bind_strategy",
     "check_inputs",
     "pending_ids",
     "read_context",
@@ -110,32 +112,69 @@ def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
 
 @dataclass
 class Selector:
-    """A strategy bound to its parameters, applied to in-memory arrays (no files)."""
+    """A strategy bound to its parameters, applied to in-memory arrays (no files).
+
+    What the strategy returns is checked: a ``(H, W)`` map of values 0..K-1 or 255, else a
+    :class:`~sepl_tree.errors.StrategyError` naming the strategy (and nothing is written). An
+    exception inside the strategy becomes one such error naming the strategy, where it comes
+    from and the image.
+    """
 
     strategy: Strategy
     params: dict[str, Any]
     num_classes: int = 21
-
-    @property
-    def tau(self) -> float:
-        """The containment threshold of the tree this strategy wants (its ``tau``, else 0.9)."""
-        return float(self.params.get("tau", 0.9))
+    source: str = ""
 
     def __call__(self, pseudo: np.ndarray, masks: MaskSet, image_id: str = "") -> np.ndarray:
         return self.apply(Sample(pseudo, masks, self.num_classes, image_id=image_id))
 
     def apply(self, sample: Sample) -> np.ndarray:
-        """Run on a prepared sample (shared by several strategies); builds its tree if missing."""
-        if self.strategy.needs_tree and sample.tree is None:
-            from sepl_tree.tree import build_tree
+        """Run on a prepared sample (which caches its overlap and trees for several strategies)."""
+        try:
+            out = self.strategy.select(sample, **self.params)
+        except SeplError:
+            raise
+        except Exception as exc:  # a plugin's rule can fail in any way: say whose and where
+            raise StrategyError(self._who(sample) + f" failed: {type(exc).__name__}: {exc}{_api_hint(self, exc)}") from exc
+        return self._checked(out, sample)
 
-            sample.tree = build_tree(sample.masks, tau=self.tau)
-        out = self.strategy.select(sample, **self.params)
+    def _who(self, sample: Sample) -> str:
+        where = f" ({self.source})" if self.source and self.source != "built-in" else ""
+        on = f" on image {sample.image_id!r}" if sample.image_id else ""
+        return f"strategy {self.strategy.name!r}{where}{on}"
+
+    def _checked(self, out: Any, sample: Sample) -> np.ndarray:
         if not isinstance(out, np.ndarray) or out.shape != sample.pseudo.shape:
             got = getattr(out, "shape", type(out).__name__)
-            raise SeplError(f"strategy {self.strategy.name!r} returned {got}, "
-                            f"expected an array of shape {sample.pseudo.shape}")
-        return out.astype(np.uint8, copy=False)
+            raise StrategyError(f"{self._who(sample)} returned {got}, expected an array of shape {sample.pseudo.shape}")
+        if out.dtype != np.uint8:
+            if out.dtype.kind not in "iub" or (out.size and (out.min() < 0 or out.max() > IGNORE)):
+                raise StrategyError(f"{self._who(sample)} returned {out.dtype} values that are not labels "
+                                    f"0..{self.num_classes - 1} or {IGNORE}")
+            out = out.astype(np.uint8)
+        if out.size and out.max() >= self.num_classes:  # the common case (max < K) costs one pass
+            values = label_values(out)
+            bad = values[(values >= self.num_classes) & (values != IGNORE)]
+            if bad.size:
+                raise StrategyError(f"{self._who(sample)} returned label {int(bad[0])}, outside "
+                                    f"0..{self.num_classes - 1} and {IGNORE}")
+        return out
+
+
+def bind_strategy(host: PluginHost, name: str, given: Mapping[str, Any], num_classes: int) -> Selector:
+    """The strategy ``name`` bound to its checked parameters (``given`` over the defaults)."""
+    strategy = host.strategy(name)
+    params = coerce_params(f"strategy {strategy.name!r}", strategy.params, given)
+    return Selector(strategy, params, num_classes, host.strategies[strategy.name].source)
+
+
+def _api_hint(selector: Selector, exc: Exception) -> str:
+    """What changed, for a plugin written against the API before ``sample.tree(tau)``."""
+    on_tree = isinstance(exc, AttributeError) and getattr(getattr(exc, "obj", None), "__name__", "") == "tree"
+    if on_tree or (selector.strategy.needs_tree and isinstance(exc, (AttributeError, TypeError))):
+        return ("; sample.tree is now a method: call sample.tree(tau) for the containment tree "
+                "(needs_tree is no longer needed)")
+    return ""
 
 
 def _load_labels(config: RunConfig) -> Mapping[str, frozenset[int]] | None:
@@ -172,10 +211,9 @@ class RunJob:
     def resolve(self, host: PluginHost) -> tuple[Selector, Reader, dict[str, Any]]:
         """Look up the strategy and reader and check their parameters."""
         c = self.config
-        strategy, reader = host.strategy(c.strategy), host.reader(c.reader)
-        params = coerce_params(f"strategy {strategy.name!r}", strategy.params, c.params)
+        reader = host.reader(c.reader)
         reader_params = coerce_params(f"reader {reader.name!r}", reader.params, c.reader_params)
-        return Selector(strategy, params, c.num_classes), reader, reader_params
+        return bind_strategy(host, c.strategy, c.params, c.num_classes), reader, reader_params
 
     def setup(self) -> Callable[[str], ImageResult]:
         c = self.config

@@ -101,10 +101,13 @@ def coerce_params(owner: str, declared: Mapping[str, Param], given: Mapping[str,
 class Strategy:
     """A rule that turns a pseudo-label and SAM masks into an enhanced pseudo-label.
 
-    ``select(sample, **params)`` receives a :class:`sepl_tree.sample.Sample` (the pseudo-label
-    ``sample.pseudo``, the masks ``sample.masks``, the number of classes, the overlap statistics
-    ``sample.overlap`` and, when ``needs_tree`` is set, the containment tree ``sample.tree``) and
-    returns a ``uint8`` label map of the pseudo-label's shape. It must be a pure function.
+    ``select(sample, **params)`` receives a :class:`sepl_tree.sample.Sample` (the pseudo-label,
+    the masks, and, computed on first use, the overlap counts, each mask's class, o_s, o_p,
+    the paper's keep rule and the containment tree ``sample.tree(tau)``) and returns a
+    ``uint8`` label map of the pseudo-label's shape. It must be a pure function.
+
+    ``needs_tree`` is accepted for plugins written before ``sample.tree(tau)`` existed and has
+    no effect: a strategy asks the sample for its tree.
     """
 
     name: str

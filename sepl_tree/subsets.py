@@ -4,13 +4,13 @@ Conventions
 -----------
 - Label maps (pseudo-label P, ground truth G) are ``uint8 (H, W)``: 0 background, 1..K-1
   classes, 255 ignore. Pixels where G is 255 are left out of every GT count below.
-- Masks are ``bool (L, H, W)`` (possibly a column-major view: only pixel-order-free counts are
-  taken, through :func:`sepl_tree.masks.flat_masks`).
+- Masks are a :class:`~sepl_tree.masks.MaskSet` (or ``bool (L, H, W)``), used as they come:
+  every count is a popcount of their bits (:attr:`~sepl_tree.masks.MaskSet.packed`), so a set
+  read from RLE is never made dense.
 - The tree is the containment forest of :func:`sepl_tree.tree.build_tree` (edges parent -> child,
   node ids = mask indices).
 - Mask-to-class assignment and the ``threshold`` selection reuse
-  :attr:`sepl_tree.sample.Sample.assigned` and
-  :func:`sepl_tree.strategies.threshold.sepl_ratios`.
+  :attr:`sepl_tree.sample.Sample.assigned` and :meth:`sepl_tree.sample.Sample.sepl_keep`.
 
 The subsets (one yes/no per image)
 ----------------------------------
@@ -71,18 +71,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 
 from sepl_tree.label_maps import IGNORE
-from sepl_tree.masks import flat_masks
+from sepl_tree.masks import MaskSet, pack_rows, popcount_rows
 from sepl_tree.morphology import connected_components
 from sepl_tree.overlap import compute_overlap, present_classes
-from sepl_tree.sample import Sample
-from sepl_tree.strategies.threshold import sepl_ratios
+from sepl_tree.sample import DEFAULT_TAU, Sample
 from sepl_tree.tree import ancestors_of_class
+
+if TYPE_CHECKING:  # networkx is imported where a tree is walked, not when the CLI starts
+    import networkx as nx
 
 __all__ = [
     "ENVELOPE_MAX_INSIDE",
@@ -103,7 +104,6 @@ __all__ = [
     "sam_merges",
     "sam_misses",
     "subset_names",
-    "threshold_keep",
 ]
 
 MIN_REGION_FRACTION = 0.001
@@ -189,12 +189,17 @@ def _object_regions(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, list[
     return region_map, regions
 
 
-def sam_misses(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
+def _as_set(masks: MaskSet | np.ndarray) -> MaskSet:
+    return masks if isinstance(masks, MaskSet) else MaskSet(np.asarray(masks, bool))
+
+
+def sam_misses(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
     """GT object regions that no single mask matches with IoU >= :data:`SAM_MATCH_IOU`.
 
     Each entry: ``class``, ``pixels`` (the region's size), ``best_iou`` and ``best_mask``
     (-1 when there are no masks).
     """
+    masks = _as_set(masks)
     region_map, regions = _object_regions(gt, num_classes)
     inter = np.zeros((len(masks), len(regions)), np.int64)
     # compute_overlap counts up to 254 labels of a uint8 map at once: take the regions in chunks.
@@ -219,19 +224,20 @@ def sam_misses(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict
 # ----------------------------------------------------------------------------------- sam-merge
 
 
-def _gt_counts(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _gt_counts(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(inter, valid)``: ``inter[l, k] = |S_l ∩ G_k|`` for every k (0 included), ``valid[l]``
-    = the mask's non-ignore pixels."""
+    = the mask's non-ignore pixels. Counted on the masks' bits."""
+    masks = _as_set(masks)
     ov = compute_overlap(masks, gt, num_classes)  # classes 1..K-1; column 0 left at 0
-    flat, lab = flat_masks(masks, gt)
-    ignored = np.count_nonzero(flat[:, lab == IGNORE], axis=1)
+    void = pack_rows((masks.flat_label(gt) == IGNORE)[None])[0]
+    ignored = popcount_rows(masks.packed & void)
     inter = ov.inter.copy()
     valid = ov.mask_area - ignored
     inter[:, 0] = valid - inter[:, 1:].sum(axis=1)
     return inter, valid
 
 
-def sam_merges(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
+def sam_merges(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
     """Masks in which two or more object classes each hold >= :data:`MERGE_MIN_SHARE` of the
     non-ignore pixels. Each entry: ``mask`` and its ``classes``.
 
@@ -251,12 +257,6 @@ def sam_merges(masks: np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict
 # ------------------------------------------------------------------------------------ envelope
 
 
-def threshold_keep(sample: Sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
-    """``bool (L,)``: the masks the ``threshold`` strategy keeps (o_s > t1 or o_p > t2)."""
-    o_s, o_p = sepl_ratios(sample)
-    return (sample.assigned >= 0) & ((o_s > t1) | (o_p > t2))
-
-
 def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5,
               t2: float = 0.85) -> list[dict[str, Any]]:
     """Masks kept by ``threshold`` that have descendants and are mostly outside their GT class.
@@ -266,11 +266,13 @@ def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5,
     Each entry: ``mask``, ``class`` (its assigned class), ``inside`` (share of class k),
     ``background`` (share of GT background) and ``descendants``.
     """
-    keep = threshold_keep(sample, t1, t2)
+    import networkx as nx
+
+    keep = sample.sepl_keep(t1, t2)
     parents = [int(m) for m in np.flatnonzero(keep) if m in tree and tree.out_degree(int(m)) > 0]
     if not parents:
         return []
-    inter, valid = _gt_counts(sample.masks.masks[parents], gt, sample.num_classes)
+    inter, valid = _gt_counts(sample.masks.subset(np.array(parents)), gt, sample.num_classes)
     out = []
     for row, m in enumerate(parents):
         k = int(sample.assigned[m])
@@ -294,6 +296,7 @@ def nested_chains(assigned: np.ndarray, tree: nx.DiGraph) -> list[dict[str, int]
     Each entry: ``class`` and ``depth`` (links in its longest chain of same-class masks, each an
     ancestor of the next).
 
+    >>> import networkx as nx
     >>> nested_chains(np.array([1, 1, 1, 2]), nx.DiGraph([(0, 1), (1, 2), (2, 3)]))
     [{'class': 1, 'depth': 2}]
     """
@@ -308,8 +311,8 @@ def nested_chains(assigned: np.ndarray, tree: nx.DiGraph) -> list[dict[str, int]
 # ------------------------------------------------------------------------------------- combine
 
 
-def compute_subsets(sample: Sample, gt: np.ndarray | None = None, tree: nx.DiGraph | None = None,
-                    names: Iterable[str] = SUBSETS, t1: float = 0.5, t2: float = 0.85) -> SubsetResult:
+def compute_subsets(sample: Sample, gt: np.ndarray | None = None, names: Iterable[str] = SUBSETS,
+                    t1: float = 0.5, t2: float = 0.85, tau: float = DEFAULT_TAU) -> SubsetResult:
     """Decide each subset in ``names`` for one image.
 
     Parameters
@@ -318,23 +321,20 @@ def compute_subsets(sample: Sample, gt: np.ndarray | None = None, tree: nx.DiGra
         The image's pseudo-label, masks and class count.
     gt
         Ground truth, needed by every subset outside :data:`GT_FREE`.
-    tree
-        The containment tree, needed by :data:`NEEDS_TREE` subsets (default: ``sample.tree``).
     names
         The subsets to decide.
     t1, t2
         The ``threshold`` strategy's parameters, for ``envelope``.
+    tau
+        The containment tree's threshold, for :data:`NEEDS_TREE` subsets.
     """
     names = list(names)
     unknown = [n for n in names if n not in SUBSETS]
     if unknown:
         raise ValueError(f"unknown subset {unknown[0]!r}; valid: {', '.join(SUBSETS)}")
-    tree = sample.tree if tree is None else tree
     if gt is None and any(n not in GT_FREE for n in names):
         raise ValueError(f"subsets {', '.join(n for n in names if n not in GT_FREE)} need ground truth")
-    if tree is None and any(n in NEEDS_TREE for n in names):
-        raise ValueError(f"subsets {', '.join(n for n in names if n in NEEDS_TREE)} need the containment tree")
-    masks, k = sample.masks.masks, sample.num_classes
+    masks, k = sample.masks, sample.num_classes
     flags: dict[str, bool] = {}
     details: dict[str, Any] = {}
     for name in names:
@@ -348,9 +348,9 @@ def compute_subsets(sample: Sample, gt: np.ndarray | None = None, tree: nx.DiGra
         elif name == "sam-merge":
             found = sam_merges(masks, gt, k)
         elif name == "envelope":
-            found = envelopes(sample, tree, gt, t1, t2)
+            found = envelopes(sample, sample.tree(tau), gt, t1, t2)
         else:
-            found = nested_chains(sample.assigned, tree)
+            found = nested_chains(sample.assigned, sample.tree(tau))
         hit = bool(found["absent"] or found["missed"]) if name == "pseudo-failure" else bool(found)
         flags[name] = hit
         if hit:

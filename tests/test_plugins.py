@@ -149,3 +149,83 @@ def test_every_hook_is_documented_and_collected():
         assert doc and "register(" in doc, name
     host = load_host(autoload=False)
     assert host.strategies and host.readers and host.sam_models
+
+
+OLD_TREE_PLUGIN = textwrap.dedent(
+    '''
+    from sepl_tree import Strategy, hookimpl
+
+    def old_style(sample, tau: float = 0.9):
+        """Reads sample.tree as an attribute, as plugins did before sample.tree(tau)."""
+        assert sample.tree is not None
+        sample.tree.number_of_edges()
+        return sample.pseudo.copy()
+
+    @hookimpl
+    def register_strategies(register):
+        register(Strategy("old-style", old_style, needs_tree=True))
+    '''
+)
+
+
+def _boat_sample(image_id="boat"):
+    pseudo = np.array([[0, 0, 4, 4, 4, 0, 0, 0, 0, 0]], np.uint8)
+    masks = np.array([[[1] * 9 + [0]], [[0] + [1] * 5 + [0] * 4]], bool)
+    return Sample(pseudo, MaskSet(masks), 21, image_id=image_id)
+
+
+def test_plugin_using_the_old_tree_attribute_gets_an_error_saying_what_changed(tmp_path):
+    from sepl_tree.errors import StrategyError
+    from sepl_tree.pipeline import bind_strategy
+
+    path = tmp_path / "old.py"
+    path.write_text(OLD_TREE_PLUGIN)
+    selector = bind_strategy(load_host([str(path)], autoload=False), "old-style", {}, 21)
+    with pytest.raises(StrategyError) as err:
+        selector.apply(_boat_sample())
+    message = str(err.value)
+    assert message.startswith(f"strategy 'old-style' (file {path}) on image 'boat' failed: AttributeError")
+    assert "sample.tree is now a method: call sample.tree(tau)" in message
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("raise KeyError('k')", "failed: KeyError: 'k'"),
+    ("return sample.pseudo[:, :3]", "returned (1, 3), expected an array of shape (1, 10)"),
+    ("return [[0] * 10]", "returned list, expected an array of shape (1, 10)"),
+    ("return sample.pseudo + 30", "returned label 30, outside 0..20 and 255"),
+    ("return sample.pseudo.astype(float) + 0.5", "returned float64 values that are not labels 0..20 or 255"),
+    ("return sample.pseudo.astype(np.int64) - 1", "returned int64 values that are not labels 0..20 or 255"),
+])
+def test_a_strategy_that_fails_or_returns_a_non_label_map_is_named(tmp_path, body, problem):
+    from sepl_tree.errors import StrategyError
+    from sepl_tree.pipeline import bind_strategy
+
+    path = tmp_path / "bad.py"
+    path.write_text(textwrap.dedent(f'''
+        import numpy as np
+        from sepl_tree import Strategy, hookimpl
+
+        def bad(sample):
+            {body}
+
+        @hookimpl
+        def register_strategies(register):
+            register(Strategy("bad", bad))
+        '''))
+    selector = bind_strategy(load_host([str(path)], autoload=False), "bad", {}, 21)
+    with pytest.raises(StrategyError, match="^strategy 'bad' .*on image 'boat' ") as err:
+        selector.apply(_boat_sample())
+    assert problem in str(err.value)
+
+
+def test_a_strategy_may_return_ignore_and_other_integer_dtypes():
+    from sepl_tree.pipeline import Selector
+    from sepl_tree.registry import Strategy
+
+    def with_ignore(sample):
+        out = sample.pseudo.astype(np.int32)
+        out[0, 0] = 255
+        return out
+
+    out = Selector(Strategy("ignore", with_ignore), {}).apply(_boat_sample())
+    assert out.dtype == np.uint8 and out.tolist() == [[255, 0, 4, 4, 4, 0, 0, 0, 0, 0]]

@@ -19,7 +19,6 @@ from sepl_tree.subsets import (
     sam_merges,
     sam_misses,
     subset_names,
-    threshold_keep,
 )
 
 H = W = 40  # 1600 pixels: the 0.1 % floor is 2 pixels
@@ -38,8 +37,8 @@ def label(*regions):
     return out
 
 
-def sample(pseudo, masks, tree=None):
-    return Sample(pseudo, MaskSet(np.array(masks, bool).reshape(-1, H, W)), 21, tree=tree)
+def sample(pseudo, masks):
+    return Sample(pseudo, MaskSet(np.array(masks, bool).reshape(-1, H, W)), 21)
 
 
 # ------------------------------------------------------------------------------ pseudo-failure
@@ -176,7 +175,7 @@ def _envelope_case():
 def test_envelope_flags_a_kept_parent_mostly_outside_its_class():
     gt, pseudo, masks = _envelope_case()
     s = sample(pseudo, masks)
-    assert threshold_keep(s).tolist() == [True, True]  # o_p = 1 > 0.85 keeps the envelope
+    assert s.sepl_keep().tolist() == [True, True]  # o_p = 1 > 0.85 keeps the envelope
     found = envelopes(s, nx.DiGraph([(0, 1)]), gt)
     assert found == [{"mask": 0, "class": 1, "inside": 0.0625, "background": 0.9375, "descendants": 1}]
 
@@ -196,7 +195,7 @@ def test_envelope_not_flagged_for_a_wrong_class_mask():
     obj = box(10, 30, 10, 30)
     gt, pseudo = label((1, obj)), label((2, box(12, 28, 12, 28)))
     s = sample(pseudo, [box(8, 32, 8, 32), box(12, 28, 12, 28)])
-    assert threshold_keep(s)[0]
+    assert s.sepl_keep()[0]
     assert envelopes(s, nx.DiGraph([(0, 1)]), gt) == []
     gt_bg = label((1, box(10, 14, 10, 14)))  # the same masks over mostly background: an envelope
     assert [e["mask"] for e in envelopes(s, nx.DiGraph([(0, 1)]), gt_bg)] == [0]
@@ -229,7 +228,8 @@ def test_nested_ignores_unassigned_masks_and_siblings():
 
 def test_compute_subsets_flags_and_details():
     gt, pseudo, masks = _envelope_case()
-    s = sample(pseudo, masks, tree=nx.DiGraph([(0, 1)]))
+    s = sample(pseudo, masks)
+    assert list(s.tree().edges) == [(0, 1)]  # the whole image holds the object
     result = compute_subsets(s, gt)
     assert list(result.flags) == list(SUBSETS)
     assert result.flags == {"all": True, "pseudo-failure": False, "sam-miss": False, "sam-merge": False,
@@ -240,12 +240,9 @@ def test_compute_subsets_flags_and_details():
 def test_compute_subsets_gt_free_and_errors():
     gt, pseudo, masks = _envelope_case()
     s = sample(pseudo, masks)
-    assert compute_subsets(s, None, nx.DiGraph([(0, 1)]), names=["all", "nested"]).flags == {"all": True,
-                                                                                           "nested": False}
+    assert compute_subsets(s, None, names=["all", "nested"]).flags == {"all": True, "nested": False}
     with pytest.raises(ValueError, match="need ground truth"):
-        compute_subsets(s, None, nx.DiGraph([(0, 1)]))
-    with pytest.raises(ValueError, match="containment tree"):
-        compute_subsets(s, gt, names=["envelope"])
+        compute_subsets(s, None)
     with pytest.raises(ValueError, match="unknown subset"):
         compute_subsets(s, gt, names=["bogus"])
 

@@ -40,7 +40,7 @@ def test_every_kind_is_made_and_tagged_synthetic():
     assert res.objects == 3 and res.missed == 0
     assert all(r["synthetic"] is True for r in res.masks.records)
     assert sum(res.counts.values()) == len(res.masks)
-    for mask, rec in zip(res.masks.masks, res.masks.records):
+    for mask, rec in zip(res.masks.dense, res.masks.records):
         assert rec["area"] == int(mask.sum())
         assert 0.86 <= rec["predicted_iou"] <= 1.0
 
@@ -48,7 +48,7 @@ def test_every_kind_is_made_and_tagged_synthetic():
 def test_masks_agree_with_the_ground_truth():
     gt, image = small_scene()
     res = synthesize_masks(gt, image, np.random.default_rng(1), ALWAYS)
-    for mask, rec in zip(res.masks.masks, res.masks.records):
+    for mask, rec in zip(res.masks.dense, res.masks.records):
         values = gt[mask]
         if rec["kind"] in ("object", "part"):
             # jitter flips boundary pixels only: the mask is its instance's class (or the 255 band)
@@ -71,7 +71,7 @@ def test_same_seed_same_masks_and_rates_matter():
     gt, image = small_scene()
     a = synthesize_masks(gt, image, np.random.default_rng(5), ALWAYS)
     b = synthesize_masks(gt, image, np.random.default_rng(5), ALWAYS)
-    np.testing.assert_array_equal(a.masks.masks, b.masks.masks)
+    np.testing.assert_array_equal(a.masks.dense, b.masks.dense)
     assert a.masks.records == b.masks.records
     none = SynthConfig(envelope_rate=0.0, merge_rate=0.0, miss_rate=0.0)
     kinds = {r["kind"] for r in synthesize_masks(gt, image, np.random.default_rng(5), none).masks.records}
@@ -136,7 +136,7 @@ def test_synth_command_writes_tagged_rle_and_a_manifest(voc, tmp_path):
     kinds = {r["kind"] for r in masks.records}
     assert {"object", "envelope", "merge", "stuff"} <= kinds
     gt = np.array(Image.open(voc / "SegmentationClass" / "a.png"))
-    for mask, rec in zip(masks.masks, masks.records):
+    for mask, rec in zip(masks.dense, masks.records):
         assert rec["synthetic"] is True
         if rec["kind"] == "object":  # decoded RLE still matches the GT object
             assert np.isin(gt[mask], [rec["gt_class"], 255]).mean() > 0.85
@@ -205,7 +205,7 @@ def test_synth_on_a_real_voc_image():
     res = synth_image(SHARED_VOC, image_id, 0, SynthConfig(envelope_rate=1.0, miss_rate=0.0))
     gt = np.array(Image.open(SHARED_VOC / "SegmentationClass" / f"{image_id}.png"))
     assert res.objects >= 1 and {"object", "envelope", "stuff"} <= set(res.counts)
-    for mask, rec in zip(res.masks.masks, res.masks.records):
+    for mask, rec in zip(res.masks.dense, res.masks.records):
         if rec["kind"] == "object":
             assert np.isin(gt[mask], [rec["gt_class"], 255]).mean() > 0.85
         if rec["kind"] == "stuff":

@@ -16,15 +16,15 @@ from tests.helpers import load_loop_rules, masks_from_strings
 loop = load_loop_rules()
 
 
-def sample_with_tree(pseudo, masks, tau=0.9, num_classes=21, from_rle=False):
-    """A sample with its tree; ``from_rle``: the masks as the RLE reader gives them (bits only)."""
+def make_sample(pseudo, masks, num_classes=21, from_rle=False):
+    """A sample; ``from_rle``: the masks as the RLE reader gives them (bits only)."""
     pseudo = np.asarray(pseudo, np.uint8)
     masks = np.asarray(masks, bool)
     if from_rle:
         maskset = rle_to_maskset([mask_to_rle(m) for m in masks], *pseudo.shape)
     else:
         maskset = MaskSet(masks)
-    return Sample(pseudo, maskset, num_classes, tree=build_tree(maskset, tau))
+    return Sample(pseudo, maskset, num_classes)
 
 
 # A boat (class 4) on the sea: mask 0 is boat + sea, mask 1 the boat alone.
@@ -33,13 +33,13 @@ BOAT_MASKS = masks_from_strings(["#########."], [".#####...."])
 
 
 def test_threshold_keeps_the_enveloping_mask():
-    assert threshold(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS)).tolist() == [[4] * 9 + [0]]
+    assert threshold(make_sample(BOAT_PSEUDO, BOAT_MASKS)).tolist() == [[4] * 9 + [0]]
 
 
 def test_smallest_cover_drops_the_enveloping_mask():
     # Mask 0: o_s = 3/9, o_p = 1 (kept by threshold through o_p only); its child mask 1 has
     # o_s = 3/5 and o_p = 1 as well, so mask 0 is dropped and only the boat mask remains.
-    out = tree_smallest_cover(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS))
+    out = tree_smallest_cover(make_sample(BOAT_PSEUDO, BOAT_MASKS))
     assert out.tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
 
 
@@ -47,16 +47,16 @@ def test_smallest_cover_keeps_parent_admitted_by_o_s():
     # The parent is mostly inside the class (o_s = 5/6 > t1): kept although its child covers it.
     pseudo = [[4, 4, 4, 4, 4, 0]]
     masks = masks_from_strings(["######"], ["#####."])
-    assert tree_smallest_cover(sample_with_tree(pseudo, masks)).tolist() == [[4] * 6]
+    assert tree_smallest_cover(make_sample(pseudo, masks)).tolist() == [[4] * 6]
 
 
 def test_smallest_cover_ignores_descendants_of_another_class():
     masks = masks_from_strings(["#####...."], [".##......"])
     # Same class: the parent (o_s = 2/5, o_p = 1) yields to its child (o_s = 1, o_p = 1).
-    sample = sample_with_tree([[0, 4, 4, 0, 0, 0, 0, 0, 0]], masks)
+    sample = make_sample([[0, 4, 4, 0, 0, 0, 0, 0, 0]], masks)
     assert tree_smallest_cover(sample).tolist() == [[0, 4, 4, 0, 0, 0, 0, 0, 0]]
     # The parent goes to class 2 (3 pixels) and the child to class 4: no shadowing, as threshold.
-    sample = sample_with_tree([[2, 4, 4, 2, 2, 0, 0, 0, 0]], masks)
+    sample = make_sample([[2, 4, 4, 2, 2, 0, 0, 0, 0]], masks)
     assert sample.assigned.tolist() == [2, 4]
     assert tree_smallest_cover(sample).tolist() == threshold(sample).tolist() == [[2, 4, 4, 2, 2, 0, 0, 0, 0]]
 
@@ -65,26 +65,29 @@ def test_smallest_cover_needs_descendant_with_high_o_p():
     # The child covers only 2 of the 3 class pixels (o_p = 0.67): the parent stays.
     pseudo = [[0, 4, 4, 4, 0, 0, 0, 0]]
     masks = masks_from_strings(["#######."], [".##....."])
-    sample = sample_with_tree(pseudo, masks)
+    sample = make_sample(pseudo, masks)
     assert tree_smallest_cover(sample).tolist() == threshold(sample).tolist() == [[4] * 7 + [0]]
 
 
 def test_smallest_cover_parameters_reach_the_rule():
     # With t2 = 1.0 nothing is admitted through o_p, so the enveloping mask is not kept anyway.
-    out = tree_smallest_cover(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS), t2=1.0)
-    assert out.tolist() == threshold(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS), t2=1.0).tolist()
-    # With tau = 1 and a child poking out of its parent there is no tree edge and no shadowing.
-    masks = masks_from_strings(["########.."], [".#######.#"])
-    pseudo = [[0, 4, 4, 4, 4, 4, 4, 4, 0, 0]]
-    loose, strict = sample_with_tree(pseudo, masks, tau=0.8), sample_with_tree(pseudo, masks, tau=1.0)
-    assert strict.tree.number_of_edges() == 0 and loose.tree.number_of_edges() == 1
-    assert tree_smallest_cover(strict).tolist() == threshold(strict).tolist()
+    out = tree_smallest_cover(make_sample(BOAT_PSEUDO, BOAT_MASKS), t2=1.0)
+    assert out.tolist() == threshold(make_sample(BOAT_PSEUDO, BOAT_MASKS), t2=1.0).tolist()
+    # tau reaches the tree: the boat mask pokes out of the envelope (3 of its 4 pixels inside),
+    # so it is the envelope's child only for tau <= 0.75, and only then does it shadow it.
+    masks = masks_from_strings(["###########."], [".###.......#"])
+    pseudo = [[0, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0]]
+    sample = make_sample(pseudo, masks)
+    assert sample.tree(0.9).number_of_edges() == 0 and sample.tree(0.7).number_of_edges() == 1
+    assert tree_smallest_cover(sample, tau=0.9).tolist() == threshold(sample).tolist() == [[4] * 12]
+    assert tree_smallest_cover(sample, tau=0.7).tolist() == [[0, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 4]]
 
 
-def test_smallest_cover_without_tree_is_an_error():
-    sample = Sample(np.zeros((1, 3), np.uint8), MaskSet(np.zeros((1, 1, 3), bool)))
-    with pytest.raises(ValueError, match="needs sample.tree"):
-        tree_smallest_cover(sample)
+def test_sample_builds_each_tree_once_per_tau():
+    sample = make_sample(BOAT_PSEUDO, BOAT_MASKS)
+    assert sample.tree(0.9) is sample.tree() is sample.tree(0.9)
+    assert sample.tree(0.5) is not sample.tree(0.9)
+    assert list(sample.tree(0.9).edges) == list(build_tree(sample.masks, 0.9).edges) == [(0, 1)]
 
 
 def reference_tree(masks: np.ndarray, area, tau: float):
@@ -165,7 +168,7 @@ def test_smallest_cover_matches_plain_reference(seed):
     rng = np.random.default_rng(seed)
     pseudo, masks = random_nested_case(rng)
     t1, t2, tau = random_params(rng)
-    sample = sample_with_tree(pseudo, masks, tau=tau, from_rle=seed % 2 == 1)
+    sample = make_sample(pseudo, masks, from_rle=seed % 2 == 1)
     got = tree_smallest_cover(sample, t1=t1, t2=t2, tau=tau)
     np.testing.assert_array_equal(got, reference_smallest_cover(pseudo, masks, t1, t2, tau))
 
@@ -177,23 +180,23 @@ def test_random_cases_exercise_the_shadowing():
         rng = np.random.default_rng(seed)
         pseudo, masks = random_nested_case(rng)
         t1, t2, tau = random_params(rng)
-        sample = sample_with_tree(pseudo, masks, tau=tau)
+        sample = make_sample(pseudo, masks)
         differ += not np.array_equal(tree_smallest_cover(sample, t1, t2, tau), threshold(sample, t1, t2))
     assert differ >= 6
 
 
-def test_registered_with_needs_tree_and_selector_builds_the_tree():
+def test_registered_with_tau_and_runs_without_a_prebuilt_tree():
     host = load_host(autoload=False)
     strategy = host.strategy("tree-smallest-cover")
-    assert strategy.needs_tree and set(strategy.params) == {"t1", "t2", "tau"}
+    assert set(strategy.params) == {"t1", "t2", "tau"}
     assert strategy.params["tau"].default == 0.9 and strategy.params["tau"].help
     out = Selector(strategy, {"t1": 0.5, "t2": 0.85, "tau": 0.9})(np.asarray(BOAT_PSEUDO, np.uint8), MaskSet(BOAT_MASKS))
     assert out.tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
 
 
 def test_tree_of_sample_is_a_branching():
-    sample = sample_with_tree(BOAT_PSEUDO, BOAT_MASKS)
-    assert nx.is_branching(sample.tree) and list(sample.tree.edges) == [(0, 1)]
+    sample = make_sample(BOAT_PSEUDO, BOAT_MASKS)
+    assert nx.is_branching(sample.tree()) and list(sample.tree().edges) == [(0, 1)]
 
 
 # ------------------------------------------------------------------------------ tree-residual
@@ -203,7 +206,7 @@ from sepl_tree.strategies.tree_residual import residual_drops, tree_residual  # 
 
 def test_residual_drops_an_envelope_kept_by_o_p():
     # Mask 0 = boat + sea (no child covers the sea), mask 1 = boat: mask 0 is dropped.
-    out = tree_residual(sample_with_tree(BOAT_PSEUDO, BOAT_MASKS))
+    out = tree_residual(make_sample(BOAT_PSEUDO, BOAT_MASKS))
     assert out.tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
 
 
@@ -212,7 +215,7 @@ def test_residual_drops_an_envelope_kept_by_o_s_with_a_leaky_pseudo_label():
     # the pseudo-label's core (4 of its 6 pixels inside the envelope = 0.67 >= cover 0.5).
     pseudo = [[0, 4, 4, 4, 4, 4, 4, 0, 0, 0]]
     masks = masks_from_strings(["########.."], ["..####...."])
-    sample = sample_with_tree(pseudo, masks)
+    sample = make_sample(pseudo, masks)
     assert threshold(sample).tolist() == [[4] * 8 + [0, 0]]
     assert tree_residual(sample).tolist() == [[0, 0, 4, 4, 4, 4, 0, 0, 0, 0]]
     # cover = 0.8 asks more of the boat mask: the envelope stays.
@@ -224,8 +227,8 @@ def test_residual_keeps_a_whole_object_made_of_its_parts():
     # part too, so the whole (mask 0) is explained by its children and kept.
     pseudo = [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
     masks = masks_from_strings([".#######.."], [".##......."], ["...#####.."])
-    sample = sample_with_tree(pseudo, masks)
-    assert sorted(sample.tree.edges) == [(0, 1), (0, 2)]
+    sample = make_sample(pseudo, masks)
+    assert sorted(sample.tree().edges) == [(0, 1), (0, 2)]
     assert tree_residual(sample).tolist() == threshold(sample).tolist() == [[0] + [4] * 7 + [0, 0]]
     # tree-smallest-cover throws the body away here.
     assert tree_smallest_cover(sample).tolist() == [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
@@ -238,14 +241,14 @@ def test_residual_drops_an_envelope_kept_by_o_s_whose_background_is_a_mask():
     # admitted through o_s (5/8 > 0.5) and its residual (the sea) has no support: dropped.
     pseudo = [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
     masks = masks_from_strings([".########."], [".#####...."], ["......###."])
-    sample = sample_with_tree(pseudo, masks)
-    assert sorted(sample.tree.edges) == [(0, 1), (0, 2)]
+    sample = make_sample(pseudo, masks)
+    assert sorted(sample.tree().edges) == [(0, 1), (0, 2)]
     assert threshold(sample).tolist() == [[0] + [4] * 8 + [0]]
     assert tree_residual(sample).tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
     # One support pixel in the sea is 1/3 of the residual: above support = 0.05, so it stays.
     pseudo2 = [[0, 4, 4, 4, 4, 4, 4, 0, 0, 0]]
-    assert tree_residual(sample_with_tree(pseudo2, masks)).tolist() == [[0] + [4] * 8 + [0]]
-    assert tree_residual(sample_with_tree(pseudo2, masks), support=0.5).tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
+    assert tree_residual(make_sample(pseudo2, masks)).tolist() == [[0] + [4] * 8 + [0]]
+    assert tree_residual(make_sample(pseudo2, masks), support=0.5).tolist() == [[0, 4, 4, 4, 4, 4, 0, 0, 0, 0]]
 
 
 def test_residual_keeps_an_o_p_only_whole_with_an_unsupported_part():
@@ -253,7 +256,7 @@ def test_residual_keeps_an_o_p_only_whole_with_an_unsupported_part():
     # only and its parts explain it, so branch 2b does not apply.
     pseudo = [[0, 4, 4, 0, 0, 0, 0, 0, 0, 0]]
     masks = masks_from_strings([".#######.."], [".##......."], ["...#####.."])
-    sample = sample_with_tree(pseudo, masks)
+    sample = make_sample(pseudo, masks)
     assert tree_residual(sample, support=0.9).tolist() == threshold(sample).tolist()
 
 
@@ -261,7 +264,7 @@ def test_residual_needs_a_kept_descendant_of_the_same_class():
     # The child goes to another class: nothing below explains class 4's support; as threshold.
     pseudo = [[4, 2, 2, 4, 4, 4, 0, 0, 0, 0]]
     masks = masks_from_strings(["########.."], [".##......."])
-    sample = sample_with_tree(pseudo, masks)
+    sample = make_sample(pseudo, masks)
     assert sample.assigned.tolist() == [4, 2]
     assert not residual_drops(sample, np.array([True, True]), np.array([True, True])).any()
     assert tree_residual(sample).tolist() == threshold(sample).tolist()
@@ -270,11 +273,9 @@ def test_residual_needs_a_kept_descendant_of_the_same_class():
 def test_residual_without_tree_edges_is_threshold():
     pseudo = [[0, 4, 4, 0, 0, 1, 1, 1]]
     masks = masks_from_strings(["####...."], ["....####"])
-    sample = sample_with_tree(pseudo, masks)
-    assert sample.tree.number_of_edges() == 0
+    sample = make_sample(pseudo, masks)
+    assert sample.tree().number_of_edges() == 0
     assert tree_residual(sample).tolist() == threshold(sample).tolist()
-    with pytest.raises(ValueError, match="needs sample.tree"):
-        tree_residual(Sample(np.asarray(pseudo, np.uint8), MaskSet(masks)))
 
 
 def reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support_share):
@@ -316,7 +317,7 @@ def test_residual_matches_plain_reference(seed):
     t1, t2, tau = random_params(rng)
     cover, explained = float(rng.choice([0.5, 0.8])), float(rng.choice([0.9, 0.7]))
     support = float(rng.choice([0.05, 0.3]))
-    sample = sample_with_tree(pseudo, masks, tau=tau, from_rle=seed % 2 == 1)
+    sample = make_sample(pseudo, masks, from_rle=seed % 2 == 1)
     got = tree_residual(sample, t1, t2, tau, cover, explained, support)
     np.testing.assert_array_equal(got, reference_residual(pseudo, masks, t1, t2, tau, cover, explained, support))
 
@@ -327,13 +328,12 @@ def test_residual_random_cases_differ_from_threshold():
         rng = np.random.default_rng(1000 + seed)
         pseudo, masks = random_nested_case(rng)
         t1, t2, tau = random_params(rng)
-        sample = sample_with_tree(pseudo, masks, tau=tau)
+        sample = make_sample(pseudo, masks)
         differ += not np.array_equal(tree_residual(sample, t1, t2, tau), threshold(sample, t1, t2))
     assert differ >= 4
 
 
 def test_residual_registered_with_its_parameters():
     strategy = load_host(autoload=False).strategy("tree-residual")
-    assert strategy.needs_tree
     assert set(strategy.params) == {"t1", "t2", "tau", "cover", "explained", "support"}
     assert all(p.help for p in strategy.params.values())

@@ -53,11 +53,12 @@ class MaskSet:
 
     Attributes
     ----------
-    masks
-        ``bool (L, H, W)``; may be a view whose last two axes are swapped in memory (masks
-        decoded from COCO RLE are column-major): use :func:`flat_masks` for work that does not
-        depend on pixel order, instead of assuming C order. Unpacked on first use when the set
-        was read packed.
+    dense
+        ``bool (L, H, W)`` (also ``masks``, its older name); may be a view whose last two axes
+        are swapped in memory (masks decoded from COCO RLE are column-major): use
+        :func:`flat_masks` for work that does not depend on pixel order, instead of assuming C
+        order. Unpacked on first use when the set was read packed (a few ms for 100 VOC-sized
+        masks; :meth:`union` works on the bits instead).
     packed
         The masks as :func:`pack_rows` bits in pixel order :attr:`order`: ``(L, ceil(H*W/64))``
         words. Counts and unions work on these (an eighth of the bytes). Packed on first use
@@ -126,7 +127,8 @@ class MaskSet:
         return self._dense is not None
 
     @property
-    def masks(self) -> np.ndarray:
+    def dense(self) -> np.ndarray:
+        """``bool (L, H, W)``, unpacked from the bits on first use (see the class docstring)."""
         if self._dense is None:
             flat = unpack_rows(self._packed, self._shape[0] * self._shape[1])
             if self.order == "C":
@@ -134,6 +136,8 @@ class MaskSet:
             else:
                 self._dense = flat.reshape(self._count, self._shape[1], self._shape[0]).transpose(0, 2, 1)
         return self._dense
+
+    masks = dense  # the older name, kept for plugins
 
     @property
     def packed(self) -> np.ndarray:
@@ -145,7 +149,7 @@ class MaskSet:
     def boxes(self) -> np.ndarray:
         """Tight XYWH boxes, ``int64 (L, 4)``; zeros for empty masks."""
         if self._boxes is None:
-            self._boxes = masks_to_bbox_xywh(self.masks)
+            self._boxes = masks_to_bbox_xywh(self.dense)
         return self._boxes
 
     @property
@@ -174,6 +178,30 @@ class MaskSet:
         height, width = self._shape
         lo, hi = (x * height, (x + w) * height) if self.order == "F" else (y * width, (y + h) * width)
         return lo // 64, -(-hi // 64)
+
+    def subset(self, selected: np.ndarray) -> MaskSet:
+        """The masks ``selected`` (a bool mask or int index) as a set of their own, held as this
+        one is (dense masks are not made from bits, nor bits from dense masks).
+
+        >>> m = np.array([[[1, 0, 0]], [[0, 1, 0]], [[0, 0, 1]]], bool)
+        >>> MaskSet(m, [{"n": 0}, {"n": 1}, {"n": 2}]).subset(np.array([2, 0])).records
+        [{'n': 2}, {'n': 0}]
+        """
+        selected = np.asarray(selected)
+        index = np.flatnonzero(selected) if selected.dtype == bool else selected.reshape(-1).astype(np.int64)
+        records = [self.records[i] for i in index]
+        if self._dense is not None:
+            out = MaskSet(self._dense[index], records)
+            out.order = self.order
+        else:
+            out = MaskSet.from_packed(self._packed[index], self._shape, self.order, records)
+        if self._packed is not None:
+            out._packed = self._packed[index]
+        if self._boxes is not None:
+            out._boxes = self._boxes[index]
+        if self._areas is not None:
+            out._areas = self._areas[index]
+        return out
 
     def flat_label(self, label: np.ndarray) -> np.ndarray:
         """``label`` (``(H, W)``) flattened in this set's pixel order, to match :attr:`packed`."""

@@ -13,9 +13,9 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.masks import unflatten
+from sepl_tree.painting import paint
 from sepl_tree.registry import Strategy
 from sepl_tree.sample import Sample
-from sepl_tree.strategies.common import paint
 
 __all__ = ["official"]
 

@@ -15,35 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
+from sepl_tree.painting import paint_kept
 from sepl_tree.registry import Strategy
 from sepl_tree.sample import Sample
-from sepl_tree.strategies.common import paint
 
-__all__ = ["region_per_class", "sepl_ratios", "threshold"]
-
-
-def sepl_ratios(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """``(o_s, o_p)`` of each mask against its assigned class; 0 for unassigned masks."""
-    ov, assigned = sample.overlap, sample.assigned
-    o_s = np.zeros(len(assigned))
-    o_p = np.zeros(len(assigned))
-    hit = np.flatnonzero(assigned >= 0)
-    if hit.size:
-        k = assigned[hit]
-        inter = ov.inter[hit, k].astype(np.float64)
-        o_s[hit] = inter / ov.mask_area[hit]
-        o_p[hit] = inter / ov.class_area[k]
-    return o_s, o_p
-
-
-def region_per_class(sample: Sample, keep: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """``(k, P̂_k)`` for each present class: the union of its kept masks, else ``P_k``."""
-    regions = []
-    for k in sample.overlap.classes:
-        chosen = keep & (sample.assigned == k)
-        region = sample.masks.union(chosen) if chosen.any() else sample.pseudo == k
-        regions.append((int(k), region))
-    return regions
+__all__ = ["threshold"]
 
 
 def threshold(sample: Sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
@@ -56,9 +32,7 @@ def threshold(sample: Sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
     t2
         Keep a mask that covers more than this share of its class's pseudo-label, o_p.
     """
-    o_s, o_p = sepl_ratios(sample)
-    keep = (sample.assigned >= 0) & ((o_s > t1) | (o_p > t2))
-    return paint(sample.pseudo, region_per_class(sample, keep))
+    return paint_kept(sample, sample.sepl_keep(t1, t2))
 
 
 @hookimpl

@@ -43,25 +43,24 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.masks import pack_rows
+from sepl_tree.painting import paint_kept
 from sepl_tree.registry import Strategy
-from sepl_tree.sample import Sample
-from sepl_tree.strategies.common import paint
-from sepl_tree.strategies.threshold import region_per_class, sepl_ratios
+from sepl_tree.sample import DEFAULT_TAU, Sample
 from sepl_tree.tree import parent_array
 
 __all__ = ["residual_drops", "tree_residual"]
 
 
-def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, cover: float = 0.5,
-                   explained: float = 0.9, support: float = 0.05) -> np.ndarray:
-    """Which of the ``kept`` masks the rule drops (``bool (L,)``); needs ``sample.tree``.
+def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, tau: float = DEFAULT_TAU,
+                   cover: float = 0.5, explained: float = 0.9, support: float = 0.05) -> np.ndarray:
+    """Which of the ``kept`` masks the rule drops (``bool (L,)``), on the tree of ``tau``.
 
     ``by_share`` flags the masks admitted through o_s (``o_s > t1``).
     """
     n = len(kept)
     drop = np.zeros(n, bool)
-    tree = sample.tree
-    if tree is None or tree.number_of_edges() == 0:
+    tree = sample.tree(tau)
+    if tree.number_of_edges() == 0:
         return drop
     assigned = sample.assigned
     parents = parent_array(tree, n)
@@ -121,16 +120,12 @@ def tree_residual(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: float 
     support
         Drop a mask admitted through o_s if less than this share of its residual is in the pseudo-label.
     """
-    if sample.tree is None:
-        raise ValueError("tree-residual needs sample.tree (the strategy declares needs_tree)")
-    o_s, o_p = sepl_ratios(sample)
     assigned = sample.assigned >= 0
-    by_share = assigned & (o_s > t1)
-    kept = by_share | (assigned & (o_p > t2))
-    keep = kept & ~residual_drops(sample, kept, by_share, cover, explained, support)
-    return paint(sample.pseudo, region_per_class(sample, keep))
+    by_share = assigned & (sample.o_s > t1)
+    kept = by_share | (assigned & (sample.o_p > t2))
+    return paint_kept(sample, kept & ~residual_drops(sample, kept, by_share, tau, cover, explained, support))
 
 
 @hookimpl
 def register_strategies(register):
-    register(Strategy("tree-residual", tree_residual, needs_tree=True))
+    register(Strategy("tree-residual", tree_residual))

@@ -12,9 +12,8 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.registry import Strategy
+from sepl_tree.painting import paint_kept
 from sepl_tree.sample import Sample
-from sepl_tree.strategies.common import paint
-from sepl_tree.strategies.threshold import region_per_class, sepl_ratios
 from sepl_tree.tree import any_descendant
 
 __all__ = ["tree_smallest_cover"]
@@ -32,17 +31,13 @@ def tree_smallest_cover(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: 
     tau
         Containment tree: a parent holds at least this share of its child's pixels.
     """
-    if sample.tree is None:
-        raise ValueError("tree-smallest-cover needs sample.tree (the strategy declares needs_tree)")
-    o_s, o_p = sepl_ratios(sample)
     assigned = sample.assigned
-    by_share = (assigned >= 0) & (o_s > t1)
-    by_cover = (assigned >= 0) & (o_p > t2)
-    shadowed = any_descendant(sample.tree, by_cover, assigned)
-    keep = by_share | (by_cover & ~shadowed)
-    return paint(sample.pseudo, region_per_class(sample, keep))
+    by_share = (assigned >= 0) & (sample.o_s > t1)
+    by_cover = (assigned >= 0) & (sample.o_p > t2)
+    shadowed = any_descendant(sample.tree(tau), by_cover, assigned)
+    return paint_kept(sample, by_share | (by_cover & ~shadowed))
 
 
 @hookimpl
 def register_strategies(register):
-    register(Strategy("tree-smallest-cover", tree_smallest_cover, needs_tree=True))
+    register(Strategy("tree-smallest-cover", tree_smallest_cover))
