@@ -61,7 +61,8 @@ from sepl_tree.executors import execute
 from sepl_tree.files import atomic_write_bytes, encode_label_png, read_label_png, write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.morphology import dilate
-from sepl_tree.pipeline import RunConfig, RunJob, read_context, read_inputs
+from sepl_tree.inputs import InputConfig
+from sepl_tree.pipeline import RunConfig, RunJob
 from sepl_tree.plugins import load_host
 
 HERE = Path(__file__).resolve().parent
@@ -193,11 +194,10 @@ class IOFloorJob:
 
     def setup(self):
         c = self.config
-        _, reader, reader_params = RunJob(c).resolve(load_host(c.plugins))
-        ctx = read_context(c)
+        _, inputs = RunJob(c).resolve(load_host(c.inputs.plugins))
 
         def process(image_id: str) -> int:
-            _, masks, _ = read_inputs(c, reader, reader_params, ctx, image_id)
+            masks = inputs.read(image_id).masks
             write_label_png(c.out_dir / f"{image_id}.png", self.outputs[image_id])
             return len(masks)
 
@@ -229,9 +229,8 @@ def measure(cell: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True)
     strategy = cell["strategy"]
     plugins = (LOOP_PLUGIN,) if strategy.startswith("loop-") else ()
-    config = RunConfig(root / "pseudo", root / LAYOUTS[cell["layout"]], out,
-                       strategy="threshold" if strategy == "io-floor" else strategy,
-                       num_classes=NUM_CLASSES, plugins=plugins, overwrite=True)
+    inputs = InputConfig(root / "pseudo", root / LAYOUTS[cell["layout"]], num_classes=NUM_CLASSES, plugins=plugins)
+    config = RunConfig(inputs, out, strategy="threshold" if strategy == "io-floor" else strategy, overwrite=True)
     ids = sorted(p.stem for p in (root / "pseudo").glob("*.png")) * cell.get("passes", 1)
     if strategy == "io-floor":
         reference = Path(cell["reference"])

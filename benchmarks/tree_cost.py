@@ -96,6 +96,7 @@ def dense_ratio(root: Path, n_images: int, n_masks: int, repeats: int, seed: int
     from run_speed import LAYOUTS, build_dataset
 
     from sepl_tree.executors import execute
+    from sepl_tree.inputs import InputConfig
     from sepl_tree.pipeline import RunConfig, RunJob
 
     ids = build_dataset(root, n_images, n_masks, seed)
@@ -106,8 +107,8 @@ def dense_ratio(root: Path, n_images: int, n_masks: int, repeats: int, seed: int
         for _ in range(repeats):
             for layout, s in cells:
                 out = Path(tmp) / f"{layout}_{s.replace('+', '_')}"
-                config = RunConfig(root / "pseudo", root / LAYOUTS[layout], out, strategy=s,
-                                   plugins=(str(Path(__file__).resolve()),), overwrite=True)
+                inputs = InputConfig(root / "pseudo", root / LAYOUTS[layout], plugins=(str(Path(__file__).resolve()),))
+                config = RunConfig(inputs, out, strategy=s, overwrite=True)
                 start = time.perf_counter()
                 for _ in execute(RunJob(config), ids, executor="serial"):
                     pass

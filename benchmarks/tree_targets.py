@@ -9,7 +9,7 @@ For each seed and envelope rate, the masks of every image are made by :mod:`sepl
 from the dataset's ground truth and JPEG (exactly what ``sepl-tree synth --seed S
 --envelope-rate R`` writes; SYNTHETIC, not SAM), the pseudo-labels are the dataset's real
 TransCAM ones (``pseudo_labels/transcam/``), and each strategy runs in-process through
-:class:`sepl_tree.pipeline.Selector` (tree strategies build their own tree on the sample).
+:class:`sepl_tree.selection.Selector` (tree strategies build their own tree on the sample).
 
 - *Envelope images*: those where ``threshold`` keeps a mask of kind ``envelope``.
 - *Gap*: on those images, mIoU of ``threshold`` on the masks with the envelope masks removed,
@@ -46,7 +46,7 @@ _selectors = None
 def _get_selectors():
     global _selectors
     if _selectors is None:
-        from sepl_tree.pipeline import Selector
+        from sepl_tree.selection import Selector
         from sepl_tree.plugins import load_host
         from sepl_tree.registry import coerce_params
 
@@ -61,7 +61,7 @@ def _get_selectors():
 def evaluate_image(job: tuple[str, str, int, float]) -> tuple[str, bool, dict[str, np.ndarray]]:
     """One image: synthesize its masks, run every strategy, return confusion matrices."""
     data, image_id, seed, rate = job
-    from sepl_tree.cli_tree import synth_image
+    from sepl_tree.synth_dataset import synth_image
     from sepl_tree.files import read_label_png
     from sepl_tree.masks import MaskSet
     from sepl_tree.metrics import confusion_matrix
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "SegmentationClass").is_dir() or not (args.data / "pseudo_labels" / "transcam").is_dir():
         print(f"skipped: {args.data} (with SegmentationClass/ and pseudo_labels/transcam/) is not here")
         return 0
-    from sepl_tree.cli_tree import voc_ids
+    from sepl_tree.synth_dataset import voc_ids
 
     ids = [i for i in voc_ids(args.data) if (args.data / "pseudo_labels" / "transcam" / f"{i}.png").is_file()]
     if args.limit:

@@ -10,7 +10,7 @@ subset: scores are dataset-level, the published convention.
 
 Resume: a strategy whose ``OUT/<strategy>/<id>.png`` exists is not run again for that image
 (unless ``overwrite``); the file is read back and scored, so the totals are the same as on a
-fresh run. Change a strategy's parameters? Use ``overwrite``. Results do not depend on the
+fresh run. Results do not depend on the
 number of workers (integer sums; rows sorted by id).
 
 Label maps are ``uint8 (H, W)``: 0 background, 1..K-1 classes, 255 ignore.
@@ -25,16 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
 from sepl_tree.files import read_label_png, remove_stale_temporaries, write_label_png
+from sepl_tree.images import read_image
+from sepl_tree.inputs import InputConfig, InputReader, check_same_size
 from sepl_tree.metrics import confusion_matrix, scores
-from sepl_tree.pipeline import RunConfig, Selector, bind_strategy, read_context, read_inputs
+from sepl_tree.outputs import output_done
 from sepl_tree.plugins import PluginHost, load_host
-from sepl_tree.registry import Reader, coerce_params
 from sepl_tree.sample import Sample
-from sepl_tree.subsets import NEEDS_TREE, SUBSETS, compute_subsets
+from sepl_tree.selection import Selector, bind_strategy
+from sepl_tree.subsets import SUBSETS, compute_subsets
 
 __all__ = [
     "CompareConfig",
@@ -44,8 +46,8 @@ __all__ = [
     "METRICS",
     "RESERVED_NAMES",
     "SUBSET_TAU",
+    "compare_document",
     "disagreement",
-    "read_image",
     "run_compare",
     "strip_panels",
 ]
@@ -65,28 +67,26 @@ class CompareConfig:
     Attributes
     ----------
     inputs
-        Where pseudo-labels and masks come from, the reader, K, plugins, ``--labels``,
-        ``missing_masks``, ``overwrite``; its ``out_dir`` is the compare output folder. Its
-        ``strategy`` and ``params`` fields are not used.
-    gt_dir
-        Ground-truth label PNGs ``<id>.png``.
+        Where pseudo-labels, masks and ground truth (``gt_dir``, required) come from, the
+        reader, K, plugins, ``--labels``, ``missing_masks``.
+    out_dir
+        The compare output folder (``OUT/<strategy>/<id>.png`` and the report).
     strategies
         Strategy names, in report order.
     params
         Strategy name -> its given parameters (coerced against the strategy's declaration).
     subsets
         The subsets to decide (see :data:`sepl_tree.subsets.SUBSETS`).
+    overwrite
+        Recompute outputs that exist.
     """
 
-    inputs: RunConfig
-    gt_dir: Path
+    inputs: InputConfig
+    out_dir: Path
     strategies: tuple[str, ...]
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subsets: tuple[str, ...] = SUBSETS
-
-    @property
-    def out_dir(self) -> Path:
-        return self.inputs.out_dir
+    overwrite: bool = False
 
     def output_path(self, strategy: str, image_id: str) -> Path:
         return self.out_dir / strategy / f"{image_id}.png"
@@ -128,38 +128,30 @@ class CompareJob:
 
     config: CompareConfig
 
-    def resolve(self, host: PluginHost) -> tuple[dict[str, Selector], Reader, dict[str, Any]]:
-        """The bound strategies (in order), the reader and its checked parameters."""
-        c, run = self.config, self.config.inputs
-        selectors = {}
-        for name in c.strategies:
-            selectors[name] = bind_strategy(host, name, c.params.get(name, {}), run.num_classes)
-        reader = host.reader(run.reader)
-        return selectors, reader, coerce_params(f"reader {reader.name!r}", reader.params, run.reader_params)
+    def resolve(self, host: PluginHost) -> tuple[dict[str, Selector], InputReader]:
+        """The bound strategies (in order) and the input reader, parameters checked."""
+        c = self.config
+        selectors = {name: bind_strategy(host, name, c.params.get(name, {}), c.inputs.num_classes)
+                     for name in c.strategies}
+        return selectors, InputReader.from_host(c.inputs, host)
 
     def setup(self) -> Callable[[str], ImageComparison]:
-        c, run = self.config, self.config.inputs
-        k = run.num_classes
-        selectors, reader, reader_params = self.resolve(load_host(run.plugins))
-        ctx = read_context(run)
+        c = self.config
+        k = c.inputs.num_classes
+        selectors, inputs = self.resolve(load_host(c.inputs.plugins))
         thr = selectors["threshold"].params if "threshold" in selectors else {}
         t1, t2 = float(thr.get("t1", 0.5)), float(thr.get("t2", 0.85))
 
         def process(image_id: str) -> ImageComparison:
-            pseudo, masks, _ = read_inputs(run, reader, reader_params, ctx, image_id)
-            gt_path = c.gt_dir / f"{image_id}.png"
-            gt = read_label_png(gt_path, k)
-            if gt.shape != pseudo.shape:
-                raise InputError(gt_path, f"is {gt.shape[0]}x{gt.shape[1]} but the pseudo-label is "
-                                          f"{pseudo.shape[0]}x{pseudo.shape[1]}")
+            data = inputs.read(image_id)
+            pseudo, masks, gt = data.pseudo, data.masks, data.gt
             sample = Sample(pseudo, masks, k, image_id=image_id)  # shares overlap and trees among strategies
             outputs, computed = {}, []
             for name, selector in selectors.items():
                 path = c.output_path(name, image_id)
-                if not run.overwrite and path.is_file():
+                if not c.overwrite and output_done(path):
                     out = read_label_png(path, k)
-                    if out.shape != pseudo.shape:
-                        raise InputError(path, "existing output has the wrong size; rerun with --overwrite")
+                    check_same_size(path, out, pseudo.shape, "pseudo-label")
                 else:
                     out = selector.apply(sample)
                     write_label_png(path, out)
@@ -240,29 +232,6 @@ class CompareTotals:
         return out
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
-
-
-def read_image(images_dir: Path, image_id: str, shape: tuple[int, int]) -> np.ndarray:
-    """``<images_dir>/<id>.jpg`` (or .jpeg/.png) as ``uint8 (H, W, 3)`` RGB of the given shape."""
-    from PIL import Image, UnidentifiedImageError
-
-    for suffix in IMAGE_SUFFIXES:
-        path = images_dir / f"{image_id}{suffix}"
-        if path.is_file():
-            break
-    else:
-        raise InputError(images_dir / f"{image_id}.jpg", "image not found (tried .jpg, .jpeg, .png)")
-    try:
-        with Image.open(path) as img:
-            rgb = np.array(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(path, f"not a readable image ({exc})") from None
-    if rgb.shape[:2] != tuple(shape):
-        raise InputError(path, f"is {rgb.shape[0]}x{rgb.shape[1]} but the labels are {shape[0]}x{shape[1]}")
-    return rgb
-
-
 def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None = None,
                  host: PluginHost | None = None) -> list[tuple[str, np.ndarray]]:
     """The panels of one image's strip: image | pseudo-label | masks | each strategy | GT (RGB).
@@ -272,17 +241,15 @@ def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None =
     """
     from sepl_tree.report import label_to_rgb, masks_overlay
 
-    run = config.inputs
-    host = host or load_host(run.plugins)
-    reader = host.reader(run.reader)
-    reader_params = coerce_params(f"reader {reader.name!r}", reader.params, run.reader_params)
-    pseudo, masks, _ = read_inputs(run, reader, reader_params, read_context(run), image_id)
-    image = None if images_dir is None else read_image(images_dir, image_id, pseudo.shape)
+    k = config.inputs.num_classes
+    data = InputReader.from_host(config.inputs, host or load_host(config.inputs.plugins)).read(image_id)
+    image = None if images_dir is None else read_image(images_dir, image_id, data.pseudo.shape)
     panels = [] if image is None else [("image", image)]
-    panels += [("pseudo-label", label_to_rgb(pseudo)), (f"masks ({len(masks)})", masks_overlay(masks.dense, image))]
-    panels += [(name, label_to_rgb(read_label_png(config.output_path(name, image_id), run.num_classes)))
+    panels += [("pseudo-label", label_to_rgb(data.pseudo)),
+               (f"masks ({len(data.masks)})", masks_overlay(data.masks.dense, image))]
+    panels += [(name, label_to_rgb(read_label_png(config.output_path(name, image_id), k)))
                for name in config.strategies]
-    panels.append(("ground truth", label_to_rgb(read_label_png(config.gt_dir / f"{image_id}.png", run.num_classes))))
+    panels.append(("ground truth", label_to_rgb(data.gt)))
     return panels
 
 
@@ -309,3 +276,39 @@ def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
         if on_image is not None:
             on_image(result)
     return totals
+
+
+#: The subset thresholds recorded in ``compare.json`` (see :mod:`sepl_tree.subsets`).
+THRESHOLD_NAMES = ("MIN_REGION_FRACTION", "PSEUDO_MIN_RECALL", "SAM_MATCH_IOU", "MERGE_MIN_SHARE",
+                   "ENVELOPE_MAX_INSIDE", "ENVELOPE_MIN_BACKGROUND", "NESTED_MIN_DEPTH")
+
+
+def compare_document(config: CompareConfig, selectors: Mapping[str, Selector], reader_params: Mapping[str, Any],
+                     totals: CompareTotals, summary: Mapping[str, Any], computed: int, seconds: float,
+                     images_dir: Path | None = None, given: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``compare.json`` document: settings, counts, per-subset results and per-image evidence.
+
+    ``given`` holds the paths as the user typed them (default: the config's absolute ones).
+    """
+    from sepl_tree import subsets as subsets_module
+
+    c, n = config.inputs, len(totals.rows)
+    typed = dict(given or {})
+    return {
+        "strategies": list(config.strategies),
+        "params": {name: s.params for name, s in selectors.items()},
+        "reader": c.reader,
+        "reader_params": dict(reader_params),
+        "num_classes": c.num_classes,
+        "inputs": {"pseudo_labels": typed.get("pseudo_labels", str(c.pseudo_dir)),
+                   "masks": typed.get("masks", str(c.masks_dir)), "gt": typed.get("gt", str(c.gt_dir)),
+                   "images": None if images_dir is None else str(images_dir),
+                   "plugins": list(typed.get("plugins", c.plugins))},
+        "subsets": list(config.subsets),
+        "thresholds": {name: getattr(subsets_module, name) for name in THRESHOLD_NAMES},
+        "counts": {"images": n, "synthetic_masks": totals.synthetic_masks, "outputs_computed": computed,
+                   "outputs_reused": n * len(config.strategies) - computed},
+        "seconds": seconds,
+        "results": dict(summary),
+        "images": {i: totals.details[i] for i in sorted(totals.details)},
+    }

@@ -9,7 +9,7 @@ format ``sepl-tree run`` writes and the ``png`` reader reads.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from sepl_tree.errors import SeplError
 from sepl_tree.files import write_label_png
-from sepl_tree.label_maps import IGNORE
-from sepl_tree.registry import ReadContext
+from sepl_tree.label_maps import IGNORE, label_values
+from sepl_tree.inputs import InputConfig, InputReader
 
 __all__ = ["ConvertJob", "ConvertResult", "check_label"]
 
@@ -29,7 +29,7 @@ def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.
     if label.ndim != 2 or label.dtype != np.uint8:
         raise SeplError(f"reader {reader!r} returned a {label.dtype} array of shape {label.shape} for image "
                         f"{image_id!r}; a label map is uint8 (H, W)")
-    present = np.flatnonzero(np.bincount(label.reshape(-1), minlength=256))
+    present = label_values(label)
     bad = present[(present >= num_classes) & (present != IGNORE)]
     if bad.size:
         raise SeplError(f"reader {reader!r} returned label {int(bad[0])} for image {image_id!r}, "
@@ -47,25 +47,23 @@ class ConvertResult:
 
 @dataclass(frozen=True)
 class ConvertJob:
-    """Read ``<input>`` with reader ``reader`` (``params`` already checked) and write ``<out>/<id>.png``."""
+    """Read each image of ``inputs`` with its reader and write ``<out_dir>/<id>.png``.
 
-    reader: str
-    input_dir: Path
+    ``image_labels`` are the ``--labels`` the parent loaded once (instead of every worker).
+    """
+
+    inputs: InputConfig
     out_dir: Path
-    num_classes: int
-    params: Mapping[str, Any] = field(default_factory=dict)
     image_labels: Mapping[str, frozenset[int]] | None = None
-    plugins: tuple[str, ...] = ()
 
     def setup(self) -> Callable[[str], ConvertResult]:
         from sepl_tree.plugins import load_host
 
-        reader = load_host(self.plugins).reader(self.reader)
-        ctx = ReadContext(num_classes=self.num_classes, image_labels=self.image_labels)
+        reader = InputReader(self.inputs, load_host(self.inputs.plugins).reader(self.inputs.reader), self.image_labels)
+        k = self.inputs.num_classes
 
         def convert(image_id: str) -> ConvertResult:
-            label = check_label(reader.read(self.input_dir, image_id, ctx, **self.params),
-                                self.num_classes, reader.name, image_id)
+            label = check_label(reader.pseudo(image_id), k, reader.reader.name, image_id)
             write_label_png(self.out_dir / f"{image_id}.png", label)
             return ConvertResult(image_id, np.bincount(label.reshape(-1), minlength=256))
 

@@ -216,4 +216,4 @@ def test_gt_of_the_wrong_size_is_one_line_naming_the_file(dataset, tmp_path):
     result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o",
                   "--gt", dataset["gt"], "--workers", "2")
     assert result.exit_code == 1
-    assert f"pseudo-label of img1: is 12x16 but the ground truth {dataset['gt'] / 'img1.png'} is 5x5" in result.output
+    assert f"{dataset['gt'] / 'img1.png'}: is 5x5 but the pseudo-label is 12x16" in result.output

@@ -14,7 +14,8 @@ from sepl_tree.compare import CompareConfig, CompareJob, disagreement
 from sepl_tree.demo import write_demo
 from sepl_tree.errors import SeplError
 from sepl_tree.files import read_png
-from sepl_tree.pipeline import RunConfig, route_params
+from sepl_tree.inputs import InputConfig
+from sepl_tree.selection import route_params
 from sepl_tree.plugins import load_host
 from sepl_tree.subsets import SUBSETS
 from tests.helpers import local_ray, needs_ray  # noqa: F401  (local_ray is a fixture)
@@ -177,11 +178,11 @@ def test_compare_missing_gt_names_the_file(demo, tmp_path):
 def test_compare_job_matches_plain_strategy_runs(demo, tmp_path):
     """The job's shared Sample gives the same label maps as running each strategy alone."""
     from sepl_tree.masks import read_masks
-    from sepl_tree.pipeline import Selector
+    from sepl_tree.selection import Selector
 
     root, ids = demo
     host = load_host(autoload=False)
-    config = CompareConfig(RunConfig(root / "pseudo", root / "masks", tmp_path / "j"), root / "gt",
+    config = CompareConfig(InputConfig(root / "pseudo", root / "masks", root / "gt"), tmp_path / "j",
                            ("threshold", "official"))
     result = CompareJob(config).setup()(ids[0])
     pseudo = read_png(root / "pseudo" / f"{ids[0]}.png")
@@ -243,5 +244,6 @@ def test_compare_on_ray_gives_the_same_results(demo, compared, tmp_path, local_r
 
 def test_compare_unknown_executor_is_one_line(demo, tmp_path):
     result = _compare(demo, tmp_path / "x", "--executor", "dask")
-    assert result.exit_code == 1
-    assert "unknown executor 'dask'; valid choices: process, ray, serial" in result.output
+    assert result.exit_code == 2  # a usage error, listing the choices
+    assert "'dask' is not one of 'process', 'serial', 'ray'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()

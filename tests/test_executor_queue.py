@@ -13,6 +13,7 @@ from sepl_tree.demo import write_demo
 from sepl_tree.executors import execute
 from sepl_tree.executors.pool import QUEUED_PER_WORKER
 from sepl_tree.files import read_label_png
+from sepl_tree.inputs import InputConfig
 from sepl_tree.pipeline import RunConfig, RunJob
 
 
@@ -50,8 +51,8 @@ def test_pool_queues_a_bounded_number_of_ids_and_returns_each_once(demo, tmp_pat
     root, ids = demo
     monkeypatch.setattr(pool.cf, "ProcessPoolExecutor", _CountingPool)
     _CountingPool.most = 0
-    serial = RunConfig(root / "pseudo", root / "masks", tmp_path / "serial")
-    pooled = RunConfig(root / "pseudo", root / "masks", tmp_path / "pooled")
+    inputs = InputConfig(root / "pseudo", root / "masks")
+    serial, pooled = RunConfig(inputs, tmp_path / "serial"), RunConfig(inputs, tmp_path / "pooled")
     for config in (serial, pooled):
         config.out_dir.mkdir()
     list(execute(RunJob(serial), ids, executor="serial"))
@@ -65,7 +66,7 @@ def test_pool_queues_a_bounded_number_of_ids_and_returns_each_once(demo, tmp_pat
 
 def test_pool_error_propagates_and_stops_the_run(demo, tmp_path):
     root, ids = demo
-    config = RunConfig(root / "pseudo", root / "missing-masks", tmp_path / "out")
+    config = RunConfig(InputConfig(root / "pseudo", root / "missing-masks"), tmp_path / "out")
     config.out_dir.mkdir()
     with pytest.raises(Exception, match="no masks"):
         list(execute(RunJob(config), ids, executor="process", workers=2))

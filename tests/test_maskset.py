@@ -81,7 +81,7 @@ def test_spans_hold_every_set_word(masks, column_major):
 def test_built_in_strategies_never_unpack_masks_read_from_rle():
     """The hot path stays on the bits: no strategy makes the L x H x W dense masks."""
     from sepl_tree.masks import mask_to_rle, rle_to_maskset
-    from sepl_tree.pipeline import Selector
+    from sepl_tree.selection import Selector
     from sepl_tree.plugins import load_host
     from sepl_tree.sample import Sample
 

@@ -176,7 +176,7 @@ def _boat_sample(image_id="boat"):
 
 def test_plugin_using_the_old_tree_attribute_gets_an_error_saying_what_changed(tmp_path):
     from sepl_tree.errors import StrategyError
-    from sepl_tree.pipeline import bind_strategy
+    from sepl_tree.selection import bind_strategy
 
     path = tmp_path / "old.py"
     path.write_text(OLD_TREE_PLUGIN)
@@ -198,7 +198,7 @@ def test_plugin_using_the_old_tree_attribute_gets_an_error_saying_what_changed(t
 ])
 def test_a_strategy_that_fails_or_returns_a_non_label_map_is_named(tmp_path, body, problem):
     from sepl_tree.errors import StrategyError
-    from sepl_tree.pipeline import bind_strategy
+    from sepl_tree.selection import bind_strategy
 
     path = tmp_path / "bad.py"
     path.write_text(textwrap.dedent(f'''
@@ -219,7 +219,7 @@ def test_a_strategy_that_fails_or_returns_a_non_label_map_is_named(tmp_path, bod
 
 
 def test_a_strategy_may_return_ignore_and_other_integer_dtypes():
-    from sepl_tree.pipeline import Selector
+    from sepl_tree.selection import Selector
     from sepl_tree.registry import Strategy
 
     def with_ignore(sample):

@@ -302,7 +302,7 @@ def test_corrupt_image_is_logged_and_skipped(images: Path, checkpoint: Path, tmp
     (["--format", "tiff"], 1, "--format must be one of rle, png"),
     (["--preset", "fast"], 1, "unknown preset 'fast'"),
     (["-p", "pred_iou=1"], 1, "no parameter 'pred_iou'"),
-    (["--executor", "dask"], 1, "unknown executor 'dask'"),
+    (["--executor", "dask"], 2, "'dask' is not one of 'process', 'serial', 'ray'"),
 ])
 def test_user_mistakes_are_one_line(images: Path, checkpoint: Path, tmp_path: Path, args: list[str], code: int,
                                     message: str) -> None:

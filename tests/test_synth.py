@@ -199,7 +199,7 @@ SHARED_VOC = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared
 
 @pytest.mark.skipif(not (SHARED_VOC / "SegmentationClass").is_dir(), reason="shared VOC sample not present")
 def test_synth_on_a_real_voc_image():
-    from sepl_tree.cli_tree import synth_image, voc_ids
+    from sepl_tree.synth_dataset import synth_image, voc_ids
 
     image_id = voc_ids(SHARED_VOC)[0]
     res = synth_image(SHARED_VOC, image_id, 0, SynthConfig(envelope_rate=1.0, miss_rate=0.0))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sepl_tree.masks import MaskSet, mask_to_rle, rle_to_maskset
-from sepl_tree.pipeline import Selector
+from sepl_tree.selection import Selector
 from sepl_tree.plugins import load_host
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.threshold import threshold

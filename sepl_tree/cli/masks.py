@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sepl_tree.cli_common import (
+from sepl_tree.cli.common import (
+    Executor,
     IdsOpt,
     PluginOpt,
     RayAddressOpt,
@@ -28,7 +29,7 @@ from sepl_tree.cli_common import (
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
 
-__all__ = ["register_commands"]
+__all__ = ["masks_command"]
 
 
 
@@ -56,7 +57,7 @@ def masks_command(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE for SamAutomaticMaskGenerator, over the preset (repeatable).", show_default=False)] = None,
     workers: WorkersOpt = 1,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per worker. [default: the cores shared among --workers]", show_default=False)] = None,
-    executor: Annotated[str, typer.Option("--executor", help="process (local: one model per worker) or ray (one model per GPU).")] = "process",
+    executor: Annotated[Executor, typer.Option("--executor", help="process (local: one model per worker), serial, or ray (one model per GPU).")] = Executor.process,
     ray_address: RayAddressOpt = None,
     plugin: PluginOpt = None,
 ) -> None:
@@ -68,12 +69,12 @@ def masks_command(
         host.sam_model(model_type)  # unknown model type: error listing the valid ones
         if fmt not in sam.FORMATS:
             raise SeplError(f"--format must be one of {', '.join(sam.FORMATS)}, got {fmt!r}")
-        options = executor_options(executor, ray_address)  # a bad executor or missing Ray: before anything is written
+        options = executor_options(executor.value, ray_address)  # a bad executor or missing Ray: before anything is written
         if not checkpoint.is_file():
             raise InputError(checkpoint, "checkpoint not found")
         settings = sam.generator_settings(preset, parse_params(param))
         sam.check_settings(settings)
-        if executor != "ray":  # on a cluster the workers, not this machine, have the GPUs
+        if executor is not Executor.ray:  # on a cluster the workers, not this machine, have the GPUs
             sam.resolve_device(device)
         found = sam.find_images(images, read_ids(ids))
         sam.check_same_settings(out, model_type, settings)
@@ -81,7 +82,7 @@ def masks_command(
         sam.remove_stale_temporaries(out)
         todo = sam.pending_ids(out, found)
         log = sam.start_error_log(out, todo)
-        torch_threads = threads or (sam.default_torch_threads(workers) if executor != "ray" else None)
+        torch_threads = threads or (sam.default_torch_threads(workers) if executor is not Executor.ray else None)
         # Absolute paths: Ray workers on other nodes do not share this shell's directory.
         job = sam.MaskJob({i: found[i].absolute() for i in todo}, out.absolute(), model_type, checkpoint.absolute(),
                           settings, fmt, device, absolute_plugin_paths(plugin),
@@ -90,12 +91,12 @@ def masks_command(
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         sam.append_run_log(out, {"started": started, "model_type": model_type, "checkpoint": str(checkpoint.absolute()),
                                  "preset": preset, "settings": settings, "format": fmt, "device": device,
-                                 "executor": executor, "workers": workers, "torch_threads": torch_threads, "images": len(found),
+                                 "executor": executor.value, "workers": workers, "torch_threads": torch_threads, "images": len(found),
                                  "to_do": len(todo), "versions": _versions()})
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"masks {model_type}/{preset}", total=len(todo), rate="")
-            results = execute(job, todo, executor=executor, workers=workers, **options) if todo else ()
+            results = execute(job, todo, executor=executor.value, workers=workers, **options) if todo else ()
             for result in results:
                 summary.add(result)
                 if result.error is not None:
@@ -118,8 +119,3 @@ def masks_command(
             raise SeplError(f"{summary.failed} image(s) failed and were skipped; see {log} (rerun to retry them)")
 
     run_guarded(body)
-
-
-def register_commands(app: typer.Typer) -> None:
-    """Add the ``masks`` command to ``app``."""
-    app.command("masks")(masks_command)

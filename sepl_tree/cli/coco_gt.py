@@ -1,0 +1,64 @@
+"""``sepl-tree coco-gt``: COCO semantic ground truth from an instances JSON."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from sepl_tree.cli.common import IdsOpt, console, progress_bar, read_ids, run_guarded
+from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table
+from sepl_tree.files import write_label_png
+from sepl_tree.outputs import output_done, pending_ids
+
+__all__ = ["NameBy", "coco_gt_command"]
+
+
+class NameBy(str, Enum):
+    """How the output files are named."""
+
+    stem = "stem"
+    id = "id"
+
+
+def coco_gt_command(
+    instances: Annotated[Path, typer.Option("--instances", metavar="FILE.json", help="A COCO instances JSON (e.g. instances_val2014.json).", show_default=False)],
+    out: OutOpt,
+    ids: IdsOpt = None,
+    name_by: Annotated[NameBy, typer.Option(
+        "--name-by", help="Output names: 'stem' (<file_name stem>.png, as CAM files are named) or 'id' "
+                          "(<numeric image id>.png, as IRN/CLIMS's COCO loaders read them).")] = NameBy.stem,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """COCO semantic ground truth from an instances JSON: <out>/<file stem>.png, classes 1..80.
+
+    Smaller instances win where instances overlap; crowd regions are 255 (ignore) unless a
+    non-crowd instance covers them (see sepl_tree.coco).
+    """
+
+    def body() -> None:
+        from sepl_tree.coco import CocoInstances
+
+        coco = CocoInstances.load(instances)
+        wanted = read_ids(ids) or coco.ids()
+        names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id and i in coco.images else i) for i in wanted}
+        todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
+        counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
+        with progress_bar() as bar:
+            task = bar.add_task("coco-gt", total=len(todo), rate="")
+            for image_id in todo:
+                label = coco.label(image_id)
+                write_label_png(out / f"{names[image_id]}.png", label)
+                found = np.bincount(label.reshape(-1), minlength=256)
+                counts += found
+                images += found > 0
+                bar.update(task, advance=1)
+        console.print(f"{len(todo)} written, {len(wanted) - len(todo)} skipped (existing; --overwrite to redo) "
+                      f"in {out}/")
+        if todo:
+            console.print(class_table("COCO ground truth", counts, images, coco.num_classes))
+
+    run_guarded(body)

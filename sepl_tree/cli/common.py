@@ -1,0 +1,233 @@
+"""Option aliases and helpers shared by the command modules of :mod:`sepl_tree.cli`.
+
+A command parses, calls the library and prints; a :class:`~sepl_tree.errors.SeplError` raised
+below it becomes one red line on stderr and exit code 1 (2 for an unknown name), never a
+traceback (see :func:`run_guarded`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Iterable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sepl_tree.errors import SeplError
+from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plugin_file
+
+__all__ = [
+    "CONFIG_TABLES",
+    "ConfigOpt",
+    "Executor",
+    "ExecutorOpt",
+    "IdsOpt",
+    "MissingMasks",
+    "MissingMasksOpt",
+    "NumClassesOpt",
+    "ParamOpt",
+    "PluginOpt",
+    "RayAddressOpt",
+    "WorkersOpt",
+    "absolute_plugin_paths",
+    "config_tables",
+    "console",
+    "delta",
+    "err_console",
+    "executor_options",
+    "fmt",
+    "get_host",
+    "parse_params",
+    "print_scores",
+    "progress_bar",
+    "read_ids",
+    "run_guarded",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Executor(str, Enum):
+    """Where per-image jobs run."""
+
+    process = "process"
+    serial = "serial"
+    ray = "ray"
+
+
+class MissingMasks(str, Enum):
+    """What to do with an id that has a pseudo-label but no masks."""
+
+    error = "error"
+    keep = "keep"
+
+
+PluginOpt = Annotated[list[str] | None, typer.Option(
+    "--plugin", metavar="FILE.py|MODULE", help="A plugin .py file or importable module (repeatable).", show_default=False)]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", metavar="NAME=VALUE", help="A parameter of the strategy or reader (repeatable).", show_default=False)]
+NumClassesOpt = Annotated[int, typer.Option(
+    "--num-classes", min=2, max=255, metavar="K", help="Classes K, background included (VOC 21, COCO 81).")]
+IdsOpt = Annotated[Path | None, typer.Option(
+    "--ids", metavar="FILE", help="A text file with one image id per line, to restrict the run.", show_default=False)]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, metavar="N", help="Worker processes.")]
+ExecutorOpt = Annotated[Executor, typer.Option("--executor", help="Local process pool, serial, or a Ray cluster.")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", metavar="HOST:PORT", help="Join this Ray cluster (with --executor ray); default: a local Ray.",
+    show_default=False)]
+MissingMasksOpt = Annotated[MissingMasks, typer.Option(
+    "--missing-masks", help="An id without masks: an error, or keep its pseudo-label.")]
+
+#: Tables a ``--config`` file may hold besides option values: merged with the command line's
+#: ``--param`` (the command line wins name by name) or read by the command.
+CONFIG_TABLES = ("params", "reader_params", "class_names", "name")
+
+
+def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | None:
+    """``--config`` callback: the file's option values become the command's defaults.
+
+    Options given on the command line still win; a key that is neither an option of the command
+    nor one of :data:`CONFIG_TABLES` is an error naming the valid ones. The tables are kept in
+    ``ctx.meta["config_tables"]`` (see :func:`config_tables`).
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise typer.BadParameter(f"{path}: invalid TOML ({exc})") from None
+    options = {p.name for p in ctx.command.params
+               if getattr(p, "param_type_name", "") == "option" and p.name not in ("config", "help")}
+    valid = sorted(options - {"param", "plugin"}) + list(CONFIG_TABLES)
+    unknown = [key for key in data if key not in valid]
+    if unknown:
+        raise typer.BadParameter(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+    ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in data.items() if k in options}}
+    ctx.meta["config_tables"] = {k: v for k, v in data.items() if k in CONFIG_TABLES}
+    return path
+
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE.toml", is_eager=True, callback=_load_config, show_default=False,
+    help="A TOML preset (e.g. configs/paper.toml): its values are the defaults, the command line wins.")]
+
+
+def config_tables(ctx: typer.Context) -> dict[str, Any]:
+    """The tables of the command's ``--config`` file (empty without one)."""
+    return dict(ctx.meta.get("config_tables", {}))
+
+
+T = TypeVar("T")
+
+
+def run_guarded(func: Callable[[], T]) -> T:
+    """Run a command body; user errors become one line on stderr and exit code 1."""
+    try:
+        return func()
+    except SeplError as exc:
+        # The message is plain text (paths may hold brackets): escape it from rich's markup.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, UnknownName) else 1) from None
+
+
+def executor_options(executor: str, ray_address: str | None) -> dict[str, str | None]:
+    """The keyword options :func:`sepl_tree.executors.execute` takes for ``executor``.
+
+    ``ray`` without Ray installed is an error here, before any work.
+    """
+    if executor != "ray":
+        return {}
+    from sepl_tree.executors.ray import import_ray
+
+    import_ray()
+    return {"ray_address": ray_address}
+
+
+def get_host(plugins: list[str] | None) -> PluginHost:
+    """The plugin host with the user's ``--plugin`` files and modules loaded."""
+    return load_host(plugins or [])
+
+
+def absolute_plugin_paths(plugins: list[str] | None) -> tuple[str, ...]:
+    """``--plugin`` values with file paths made absolute (module names are left as they are)."""
+    return tuple(str(Path(p).resolve()) if looks_like_plugin_file(p) else p for p in plugins or ())
+
+
+def parse_params(items: Iterable[str] | None) -> dict[str, str]:
+    """``["t1=0.6", ...]`` -> ``{"t1": "0.6"}``; values are coerced later by the owner's declaration."""
+    params: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def read_ids(path: Path | None) -> list[str] | None:
+    """Image ids from a text file, one per line (blank lines and ``#`` comments skipped)."""
+    if path is None:
+        return None
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SeplError(f"{path}: cannot read the id list ({exc.strerror or exc})") from None
+    ids = [line.split("#")[0].strip() for line in lines]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise SeplError(f"{path}: the id list is empty")
+    return ids
+
+
+def progress_bar() -> Progress:
+    """A rich progress bar with count, rate and ETA (off when ``SEPL_TREE_NO_PROGRESS`` is set)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=bool(os.environ.get("SEPL_TREE_NO_PROGRESS")),
+    )
+
+
+def fmt(value: float) -> str:
+    """A score in percent with two decimals, ``n/a`` when undefined."""
+    return "n/a" if np.isnan(value) else f"{value:.2f}"
+
+
+def delta(after: float, before: float) -> str:
+    """``after - before`` coloured for the terminal (green up, red down)."""
+    if np.isnan(after) or np.isnan(before):
+        return "n/a"
+    d = after - before
+    colour = "green" if d > 0 else "red" if d < 0 else "white"
+    return f"[{colour}]{d:+.2f}[/{colour}]"
+
+
+def print_scores(title: str, names: list[str], columns: dict[str, Any]) -> None:
+    """A per-class IoU table with one column per :class:`~sepl_tree.metrics.Scores`, means at the bottom."""
+    table = Table(title=title)
+    table.add_column("class")
+    for label in columns:
+        table.add_column(f"IoU {label}", justify="right")
+    for k, name in enumerate(names):
+        table.add_row(name, *(fmt(s.iou[k]) for s in columns.values()))
+    table.add_section()
+    for metric, attr in (("mIoU", "miou"), ("precision", "mean_precision"), ("recall", "mean_recall")):
+        table.add_row(f"[bold]{metric}[/bold]", *(f"[bold]{fmt(getattr(s, attr))}[/bold]" for s in columns.values()))
+    console.print(table)

@@ -1,0 +1,174 @@
+"""``sepl-tree compare``: strategies side by side on the same images, per failure subset."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sepl_tree.cli.common import (
+    Executor,
+    ExecutorOpt,
+    IdsOpt,
+    MissingMasks,
+    MissingMasksOpt,
+    NumClassesOpt,
+    ParamOpt,
+    PluginOpt,
+    RayAddressOpt,
+    WorkersOpt,
+    absolute_plugin_paths,
+    console,
+    err_console,
+    executor_options,
+    get_host,
+    parse_params,
+    progress_bar,
+    read_ids,
+    run_guarded,
+)
+from sepl_tree.compare import CompareConfig, CompareJob, compare_document, run_compare, strip_panels
+from sepl_tree.errors import SeplError
+from sepl_tree.evaluate import class_names_for
+from sepl_tree.inputs import InputConfig
+from sepl_tree.plugins import PluginHost, UnknownName
+from sepl_tree.selection import route_params
+from sepl_tree.subsets import SUBSETS, subset_names
+
+__all__ = ["ImagesOpt", "compare_command"]
+
+SubsetOpt = Annotated[list[str] | None, typer.Option(
+    "--subset", metavar="NAME", show_default=False,
+    help=f"Report this subset (repeatable; default: all of {', '.join(SUBSETS)}).")]
+ImagesOpt = Annotated[Path | None, typer.Option(
+    "--images", "--image", metavar="DIR", show_default=False,
+    help="Folder of the RGB images (<id>.jpg/.png), for pictures.")]
+
+
+def _cell(value: float | None, change: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    if change is None:
+        return f"{value:.2f}"
+    colour = "green" if change > 0 else "red" if change < 0 else "white"
+    return f"{value:.2f} [{colour}]({change:+.2f})[/{colour}]"
+
+
+def print_compare(summary: dict[str, Any], strategies: list[str]) -> None:
+    """The terminal table: per subset and metric, the input and each strategy (delta vs input)."""
+    table = Table(title="sepl-tree compare (dataset-level, %)")
+    for column in ("subset", "images", "metric", "input", *strategies):
+        table.add_column(column, justify="left" if column in ("subset", "metric") else "right")
+    for subset, entry in summary.items():
+        for n, metric in enumerate(("miou", "precision", "recall")):
+            cells = [_cell(entry["strategies"][s][metric], entry["strategies"][s]["delta"][metric]) for s in strategies]
+            table.add_row(subset if n == 0 else "", str(entry["images"]) if n == 0 else "", metric,
+                          _cell(entry["input"][metric]), *cells)
+        table.add_section()
+    console.print(table)
+
+
+def _strategies(text: str, host: PluginHost) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise SeplError("--strategies is empty; give a comma-separated list, e.g. threshold,official")
+    if len(set(names)) != len(names):
+        raise SeplError(f"--strategies lists a name twice: {text}")
+    for name in names:
+        host.strategy(name)  # UnknownName (exit 2) lists the valid names
+    return names
+
+
+def _subsets(given: list[str] | None) -> tuple[str, ...]:
+    for name in given or []:
+        if name not in SUBSETS:
+            raise UnknownName("subset", name, SUBSETS)
+    return subset_names(given)
+
+
+def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any]):
+    """Run the comparison with a progress bar: ``(totals, outputs computed, seconds)``."""
+    t0 = time.perf_counter()
+    computed = 0
+    with progress_bar() as bar:
+        task = bar.add_task("compare", total=len(ids), rate="")
+
+        def on_image(result: Any) -> None:
+            nonlocal computed
+            computed += len(result.computed)
+            done = bar.tasks[0].completed + 1
+            bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+
+        totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
+    return totals, computed, round(time.perf_counter() - t0, 3)
+
+
+def compare_command(
+    strategies: Annotated[str, typer.Option("--strategies", "-s", metavar="NAME,NAME,...", help="Comma-separated strategies, e.g. threshold,official,tree-smallest-cover.")],
+    pseudo_labels: Annotated[Path, typer.Option("--pseudo-labels", metavar="DIR", help="Folder of the baseline's pseudo-labels (or CAMs).")],
+    masks: Annotated[Path, typer.Option("--masks", metavar="DIR", help="Folder of SAM masks (amg.py layouts: <id>.json or <id>/).")],
+    gt: Annotated[Path, typer.Option("--gt", metavar="DIR", help="Folder of ground-truth label PNGs (255 = ignore).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder: OUT/<strategy>/<id>.png, compare.json/csv, report.md, figures/.")],
+    subset: SubsetOpt = None,
+    param: ParamOpt = None,
+    reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Pseudo-label reader.")] = "png",
+    labels: Annotated[Path | None, typer.Option("--labels", metavar="FILE", help="Image-level labels, for CAM readers.", show_default=False)] = None,
+    num_classes: NumClassesOpt = 21,
+    ids: IdsOpt = None,
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = Executor.process,
+    ray_address: RayAddressOpt = None,
+    images: ImagesOpt = None,
+    strips: Annotated[int, typer.Option("--strips", min=0, metavar="N", help="Image strips in report.md (most disagreement first).")] = 6,
+    missing_masks: MissingMasksOpt = MissingMasks.error,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute outputs that already exist.")] = False,
+    plugin: PluginOpt = None,
+) -> None:
+    """Run several strategies on the same images and score them per failure subset.
+
+    --param NAME=VALUE goes to every compared strategy that declares NAME (or to the reader);
+    --param STRATEGY:NAME=VALUE to one strategy only, --param reader:NAME=VALUE to the reader.
+    """
+
+    def body() -> None:
+        from sepl_tree.report import image_strip, write_report
+
+        options = executor_options(executor.value, ray_address)
+        host = get_host(plugin)
+        names, chosen = _strategies(strategies, host), _subsets(subset)
+        for folder, what in ((pseudo_labels, "pseudo-label"), (masks, "mask"), (gt, "ground-truth")):
+            if not folder.is_dir():
+                raise SeplError(f"{folder}: {what} folder not found")
+        rdr = host.reader(reader)
+        per_strategy, to_reader = route_params(parse_params(param), {n: host.strategy(n) for n in names}, rdr)
+        # Absolute paths: workers may run elsewhere (a Ray cluster) or in another directory.
+        inputs = InputConfig(pseudo_labels.resolve(), masks.resolve(), gt.resolve(), reader, to_reader, num_classes,
+                             absolute_plugin_paths(plugin), labels and labels.resolve(), missing_masks.value)
+        config = CompareConfig(inputs, out.resolve(), tuple(names), per_strategy, chosen, overwrite)
+        selectors, reader_in = CompareJob(config).resolve(host)  # parameter errors before any work
+        id_list = read_ids(ids) or reader_in.ids()
+        if not id_list:
+            raise SeplError(f"{pseudo_labels}: no pseudo-labels found for reader {reader!r}")
+        reader_in.check(id_list)
+        totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
+        summary = totals.summary(class_names_for(num_classes))
+        print_compare(summary, names)
+        if totals.synthetic_masks:
+            err_console.print(f"[yellow]SYNTHETIC masks[/yellow] in {totals.synthetic_masks} of {len(id_list)} images "
+                              "(made from GT by `sepl-tree synth`, not by SAM)")
+        strip_bytes = {i: image_strip(strip_panels(config, i, images, host), title=i)
+                       for i in totals.most_disagreeing(strips)}
+        typed = {"pseudo_labels": str(pseudo_labels), "masks": str(masks), "gt": str(gt), "plugins": list(plugin or ())}
+        doc = compare_document(config, selectors, reader_in.reader_params, totals, summary, computed, seconds,
+                               images, typed)
+        meta = {"pseudo-labels": pseudo_labels, "masks": masks, "gt": gt, "reader": reader, "images": len(id_list),
+                "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str),
+                "synthetic": totals.synthetic_masks > 0}
+        written = write_report(out, doc, totals.table(), names, strip_bytes, meta)
+        console.print(f"report: {written['report.md']} (compare.json, compare.csv, figures/ in {out})")
+
+    run_guarded(body)

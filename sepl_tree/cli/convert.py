@@ -1,0 +1,113 @@
+"""``sepl-tree convert``: any reader's output (CAM ``.npy``, per-class PNGs, ...) as canonical label PNGs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from sepl_tree.classes import default_class_names
+from sepl_tree.cli.common import (
+    IdsOpt,
+    NumClassesOpt,
+    ParamOpt,
+    PluginOpt,
+    WorkersOpt,
+    absolute_plugin_paths,
+    console,
+    get_host,
+    parse_params,
+    progress_bar,
+    read_ids,
+    run_guarded,
+)
+from sepl_tree.convert import ConvertJob
+from sepl_tree.errors import SeplError
+from sepl_tree.executors import execute
+from sepl_tree.inputs import InputConfig, InputReader
+from sepl_tree.label_maps import IGNORE
+from sepl_tree.outputs import output_done, pending_ids
+from sepl_tree.readers.sniff import FORMATS, suggest_reader
+
+__all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command"]
+
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder of label PNGs.", show_default=False)]
+
+
+def _describe(reader_name: str) -> str:
+    for what, suggestion, _ in FORMATS.values():
+        if suggestion == reader_name:
+            return what
+    return f"{reader_name} files"
+
+
+def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes: int) -> Table:
+    """Per label value: images holding it and its share of all pixels."""
+    names = default_class_names(num_classes)
+    table = Table(title=title)
+    for column in ("class", "images", "pixels %"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    total = max(int(counts.sum()), 1)
+    rows = [(names[k], images[k], counts[k]) for k in range(num_classes) if images[k]]
+    if images[IGNORE]:
+        rows.append(("ignore (255)", images[IGNORE], counts[IGNORE]))
+    for name, n_images, pixels in rows:
+        table.add_row(name, str(int(n_images)), f"{100 * pixels / total:.2f}")
+    return table
+
+
+def _ids(inputs: InputReader, ids_file: Path | None) -> list[str]:
+    all_ids = read_ids(ids_file) or inputs.ids()
+    if not all_ids:
+        rdr, folder = inputs.reader, inputs.config.pseudo_dir
+        guess = suggest_reader(folder)
+        hint = f"; the files there look like {_describe(guess)}: try --reader {guess}" if guess and guess not in rdr.names else ""
+        raise SeplError(f"{folder}: no input files for reader {rdr.name!r} (<id>{rdr.suffix}){hint}")
+    return all_ids
+
+
+def convert_command(
+    reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Reader of the input format (see `sepl-tree plugins`).", show_default=False)],
+    input_dir: Annotated[Path, typer.Option("--input", "-i", metavar="DIR", help="Folder of the baseline's pseudo-labels or CAMs.", show_default=False)],
+    out: OutOpt,
+    param: ParamOpt = None,
+    labels: Annotated[Path | None, typer.Option("--labels", metavar="FILE", help="Image-level labels (cls_labels.npy, VOC Annotations/, COCO instances JSON) for CAM readers.", show_default=False)] = None,
+    num_classes: NumClassesOpt = 21,
+    ids: IdsOpt = None,
+    workers: WorkersOpt = 1,
+    overwrite: OverwriteOpt = False,
+    plugin: PluginOpt = None,
+) -> None:
+    """Write any reader's output as canonical label PNGs (<out>/<id>.png, VOC palette)."""
+
+    def body() -> None:
+        host = get_host(plugin)
+        config = InputConfig(input_dir.resolve(), reader=reader, reader_params=parse_params(param),
+                             num_classes=num_classes, plugins=absolute_plugin_paths(plugin),
+                             labels=labels and labels.resolve())
+        inputs = InputReader.from_host(config, host)  # parameters and --labels checked before any work
+        if not input_dir.is_dir():
+            raise SeplError(f"{input_dir}: input folder not found")
+        all_ids = _ids(inputs, ids)
+        todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.png"), overwrite)
+        job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
+        out.mkdir(parents=True, exist_ok=True)
+        counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
+        t0 = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task(f"convert ({inputs.reader.name})", total=len(todo), rate="")
+            for done, result in enumerate(execute(job, todo, workers=workers), start=1):
+                counts += result.counts
+                images += result.counts > 0
+                bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+        console.print(f"{len(todo)} written, {len(all_ids) - len(todo)} skipped (existing; --overwrite to redo) "
+                      f"in {out}/")
+        if todo:
+            console.print(class_table(f"convert: {inputs.reader.name} -> label PNGs", counts, images, num_classes))
+
+    run_guarded(body)

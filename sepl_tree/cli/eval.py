@@ -1,0 +1,54 @@
+"""``sepl-tree eval``: mIoU, precision and recall of label PNGs against ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sepl_tree.cli.common import IdsOpt, NumClassesOpt, console, print_scores, progress_bar, read_ids, run_guarded
+from sepl_tree.errors import SeplError
+from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
+from sepl_tree.files import atomic_write_bytes
+from sepl_tree.metrics import scores
+
+__all__ = ["eval_command"]
+
+
+def _ids(pred: Path, ids_file: Path | None) -> list[str]:
+    ids = read_ids(ids_file)
+    if ids is None:
+        if not pred.is_dir():
+            raise SeplError(f"{pred}: prediction folder not found")
+        ids = sorted(p.stem for p in pred.glob("*.png"))
+        if not ids:
+            raise SeplError(f"{pred}: no .png label maps to evaluate")
+    return ids
+
+
+def eval_command(
+    pred: Annotated[Path, typer.Option("--pred", metavar="DIR", help="Folder of predicted label PNGs (<id>.png).")],
+    gt: Annotated[Path, typer.Option("--gt", metavar="DIR", help="Folder of ground-truth label PNGs (255 = ignore).")],
+    num_classes: NumClassesOpt = 21,
+    ids: IdsOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Also write the scores to this JSON file.", show_default=False)] = None,
+) -> None:
+    """mIoU, precision and recall of label maps against ground truth (published conventions)."""
+
+    def body() -> None:
+        if not gt.is_dir():
+            raise SeplError(f"{gt}: ground-truth folder not found")
+        id_list = _ids(pred, ids)
+        with progress_bar() as bar:
+            task = bar.add_task("evaluating", total=len(id_list), rate="")
+            cm, count = evaluate_folders(pred, gt, id_list, num_classes, on_image=lambda _: bar.advance(task))
+        s = scores(cm)
+        names = class_names_for(num_classes)
+        print_scores(f"{pred} ({count} images)", names, {"": s})
+        if json_out is not None:
+            atomic_write_bytes(json_out, json.dumps(scores_to_json(s, names, count), indent=2).encode())
+            console.print(f"scores written to {json_out}")
+
+    run_guarded(body)

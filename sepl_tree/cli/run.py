@@ -1,0 +1,196 @@
+"""``sepl-tree run``: enhance pseudo-labels with SAM masks (or run the synthetic demo)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from sepl_tree.cli.common import (
+    ConfigOpt,
+    Executor,
+    ExecutorOpt,
+    IdsOpt,
+    MissingMasks,
+    MissingMasksOpt,
+    ParamOpt,
+    PluginOpt,
+    RayAddressOpt,
+    WorkersOpt,
+    absolute_plugin_paths,
+    config_tables,
+    console,
+    delta,
+    err_console,
+    executor_options,
+    fmt,
+    get_host,
+    parse_params,
+    print_scores,
+    progress_bar,
+    read_ids,
+    run_guarded,
+)
+from sepl_tree.errors import SeplError
+from sepl_tree.evaluate import class_names_for, scores_to_json
+from sepl_tree.files import atomic_write_bytes
+from sepl_tree.inputs import InputConfig, InputReader
+from sepl_tree.metrics import scores
+from sepl_tree.outputs import pending_ids
+from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest
+from sepl_tree.plugins import PluginHost
+from sepl_tree.selection import route_params
+
+__all__ = ["run_command"]
+
+DEMO_OUT = Path("sepl-demo-output")
+
+
+def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, gt: Path | None,
+             num_classes: int) -> tuple[Path, Path, Path | None, Path, bool]:
+    """``(pseudo_dir, masks_dir, gt_dir, out_dir, demo)``; the demo's inputs are written first."""
+    demo = pseudo_labels is None and masks is None
+    if (pseudo_labels is None) != (masks is None):
+        raise SeplError("give both --pseudo-labels and --masks (or neither, for the synthetic demo)")
+    out_dir = out or (DEMO_OUT if demo else None)
+    if out_dir is None:
+        raise SeplError("--out is required with --pseudo-labels and --masks")
+    if demo:
+        from sepl_tree.demo import write_demo
+
+        root = out_dir / "demo-inputs"
+        write_demo(root, num_classes=num_classes)
+        err_console.print(f"[yellow]SYNTHETIC DEMO[/yellow]: generated scenes, pseudo-labels and SAM-like masks "
+                          f"under {root} (not real data; numbers say nothing about real images)")
+        return root / "pseudo", root / "masks", gt or root / "gt", out_dir, True
+    for folder, what in ((pseudo_labels, "pseudo-label"), (masks, "mask"), (gt, "ground-truth")):
+        if folder is not None and not folder.is_dir():
+            raise SeplError(f"{folder}: {what} folder not found")
+    return pseudo_labels, masks, gt, out_dir, False
+
+
+def _ids(inputs: InputReader, ids_file: Path | None) -> list[str]:
+    ids = read_ids(ids_file)
+    if ids is not None:
+        return ids
+    found = inputs.ids()
+    if not found:
+        from sepl_tree.readers.sniff import suggest_reader
+
+        c = inputs.config
+        hint = suggest_reader(c.pseudo_dir)
+        tail = f"; the files there look like --reader {hint}" if hint and hint != c.reader else ""
+        raise SeplError(f"{c.pseudo_dir}: no pseudo-labels found for reader {c.reader!r}{tail}")
+    return found
+
+
+def _config(host: PluginHost, folders: tuple[Path, Path, Path | None, Path, bool], strategy: str, reader: str,
+            given: dict[str, str], reader_given: dict[str, str], labels: Path | None, num_classes: int,
+            missing_masks: str, overwrite: bool, plugin: list[str] | None) -> RunConfig:
+    """The run's configuration, every path absolute (workers may run elsewhere, e.g. on Ray)."""
+    pseudo_dir, masks_dir, gt_dir, out_dir, _ = folders
+    strat, rdr = host.strategy(strategy), host.reader(reader)
+    per_strategy, to_reader = route_params(given, {strat.name: strat}, rdr)
+    to_reader = {**reader_given, **to_reader}
+    inputs = InputConfig(pseudo_dir.resolve(), masks_dir.resolve(), gt_dir and gt_dir.resolve(), reader, to_reader,
+                         num_classes, absolute_plugin_paths(plugin), labels and labels.resolve(), missing_masks)
+    return RunConfig(inputs, out_dir.resolve(), strat.name, per_strategy[strat.name], overwrite)
+
+
+def _execute(cfg: RunConfig, all_ids: list[str], workers: int, executor: str,
+             options: dict[str, Any]) -> tuple[dict[str, int], np.ndarray | None, float]:
+    """Run every pending id (every id when scoring); ``(counts, summed confusion or None, seconds)``."""
+    todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
+    scoring = cfg.inputs.gt_dir is not None
+    counts = {"images": len(all_ids), "written": 0, "skipped_existing": len(all_ids) - len(todo),
+              "kept_without_masks": 0}
+    k = cfg.inputs.num_classes
+    confusion = np.zeros((2, k, k + 1), np.int64) if scoring else None
+    t0 = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(cfg.strategy, total=len(all_ids) if scoring else len(todo), rate="")
+        for result in run_images(cfg, all_ids if scoring else todo, workers=workers, executor=executor, **options):
+            counts["written"] += result.written
+            counts["kept_without_masks"] += result.no_masks
+            if confusion is not None:
+                confusion += result.confusion
+            rate = (counts["written"] or 1) / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:.1f} img/s")
+    return counts, confusion, round(time.perf_counter() - t0, 3)
+
+
+def _print_summary(strategy: str, counts: dict[str, int], seconds: float, demo: bool) -> None:
+    table = Table(title=f"sepl-tree run: {strategy}" + (" (SYNTHETIC DEMO)" if demo else ""))
+    for column in ("images", "written", "skipped (existing)", "no masks (kept)", "seconds", "images/s"):
+        table.add_column(column, justify="right")
+    written = counts["written"]
+    table.add_row(str(counts["images"]), str(written), str(counts["skipped_existing"]),
+                  str(counts["kept_without_masks"]), f"{seconds:.1f}",
+                  f"{written / seconds:.1f}" if seconds and written else "-")
+    console.print(table)
+
+
+def _print_eval(cfg: RunConfig, confusion: np.ndarray, count: int, class_names: list[str] | None) -> dict[str, Any]:
+    """Print input vs output scores; return the ``eval`` entry of ``run.json``."""
+    before, after = scores(confusion[0]), scores(confusion[1])
+    names = class_names_for(cfg.inputs.num_classes, class_names)
+    print_scores(f"input vs {cfg.strategy} ({count} images)", names, {"input": before, "output": after})
+    console.print(f"mIoU {fmt(before.miou)} -> {fmt(after.miou)} ({delta(after.miou, before.miou)}), "
+                  f"precision {fmt(before.mean_precision)} -> {fmt(after.mean_precision)} "
+                  f"({delta(after.mean_precision, before.mean_precision)}), "
+                  f"recall {fmt(before.mean_recall)} -> {fmt(after.mean_recall)} "
+                  f"({delta(after.mean_recall, before.mean_recall)})")
+    return {"gt": str(cfg.inputs.gt_dir), "input": scores_to_json(before, names, count),
+            "output": scores_to_json(after, names, count)}
+
+
+def run_command(
+    ctx: typer.Context,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", metavar="NAME", help="Selection strategy (see `sepl-tree plugins`).")] = "threshold",
+    pseudo_labels: Annotated[Path | None, typer.Option("--pseudo-labels", metavar="DIR", help="Folder of the baseline's pseudo-labels (or CAMs).", show_default=False)] = None,
+    masks: Annotated[Path | None, typer.Option("--masks", metavar="DIR", help="Folder of SAM masks (amg.py layouts: <id>.json or <id>/).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Output folder for enhanced labels. [default: ./sepl-demo-output for the demo]", show_default=False)] = None,
+    param: ParamOpt = None,
+    config: ConfigOpt = None,
+    reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Pseudo-label reader (see `sepl-tree plugins`).")] = "png",
+    labels: Annotated[Path | None, typer.Option("--labels", metavar="FILE", help="Image-level labels (cls_labels.npy, VOC Annotations/, COCO instances JSON) for CAM readers.", show_default=False)] = None,
+    num_classes: Annotated[int, typer.Option("--num-classes", min=2, max=255, metavar="K", help="Classes K, background included (VOC 21, COCO 81).")] = 21,
+    ids: IdsOpt = None,
+    gt: Annotated[Path | None, typer.Option("--gt", metavar="DIR", help="Ground truth: score input and output side by side.", show_default=False)] = None,
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = Executor.process,
+    ray_address: RayAddressOpt = None,
+    missing_masks: MissingMasksOpt = MissingMasks.error,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose output exists.")] = False,
+    plugin: PluginOpt = None,
+) -> None:
+    """Enhance pseudo-labels with SAM masks. With no inputs, runs on a synthetic demo."""
+
+    def body() -> None:
+        options = executor_options(executor.value, ray_address)
+        folders = _folders(pseudo_labels, masks, out, gt, num_classes)
+        tables = config_tables(ctx)
+        given = {**tables.get("params", {}), **parse_params(param)}
+        host = get_host(plugin)
+        cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
+                      missing_masks.value, overwrite, plugin)
+        selector, inputs = RunJob(cfg).resolve(host)  # parameter errors before any work
+        all_ids = _ids(inputs, ids)
+        inputs.check(all_ids)
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
+        _print_summary(cfg.strategy, counts, seconds, folders[4])
+        extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}
+        if confusion is not None:
+            extra["eval"] = _print_eval(cfg, confusion, len(all_ids), tables.get("class_names"))
+        manifest = run_manifest(cfg, selector.params, inputs.reader_params, counts, started, seconds, extra)
+        atomic_write_bytes(cfg.out_dir / "run.json", json.dumps(manifest, indent=2, default=str).encode())
+        console.print(f"outputs in {folders[3]}/ (manifest: {folders[3] / 'run.json'})")
+
+    run_guarded(body)

@@ -1,0 +1,45 @@
+"""``sepl-tree tree``: draw one image's containment tree with mask thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sepl_tree.cli.common import console, run_guarded
+from sepl_tree.cli.compare import ImagesOpt
+from sepl_tree.errors import SeplError
+from sepl_tree.files import atomic_write_bytes
+
+__all__ = ["tree_command"]
+
+
+def tree_command(
+    masks: Annotated[Path, typer.Option("--masks", metavar="DIR", help="Folder of SAM masks (amg.py layouts).")],
+    image_id: Annotated[str, typer.Option("--id", metavar="ID", help="The image id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="The PNG to write.")],
+    images: ImagesOpt = None,
+    tau: Annotated[float, typer.Option("--tau", min=0.0, max=1.0, metavar="SHARE", help="A parent holds this share of its child.")] = 0.9,
+) -> None:
+    """Draw one image's containment tree: each mask as a thumbnail, parents above children."""
+
+    def body() -> None:
+        from sepl_tree.images import read_image
+        from sepl_tree.masks import read_masks
+        from sepl_tree.report import draw_tree
+        from sepl_tree.tree import build_tree
+
+        if not masks.is_dir():
+            raise SeplError(f"{masks}: mask folder not found")
+        maskset = read_masks(masks, image_id)
+        image = None if images is None else read_image(images, image_id, maskset.shape)
+        tree = build_tree(maskset, tau=tau)
+        depth = max((d for _, d in tree.nodes(data="depth")), default=0)
+        roots = sum(1 for n in tree.nodes if tree.in_degree(n) == 0)
+        png = draw_tree(tree, maskset.dense, image, title=f"{image_id}: {len(maskset)} masks, {roots} roots, "
+                                                          f"depth {depth}, tau={tau}")
+        atomic_write_bytes(out, png)
+        console.print(f"{image_id}: {len(maskset)} masks, {roots} roots, max depth {depth} -> {out}")
+
+    run_guarded(body)

@@ -1,0 +1,79 @@
+"""Photos: finding an image id's file and reading it as RGB, for every command that needs one.
+
+Images are read as ``uint8 (H, W, 3)`` RGB; an image's id is its file name without suffix;
+suffixes are matched case-insensitively from :data:`IMAGE_SUFFIXES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sepl_tree.errors import InputError
+
+__all__ = ["IMAGE_SUFFIXES", "find_image", "find_images", "load_image", "read_image"]
+
+#: Image files read by ``masks``, ``compare --images``, ``tree --images`` and ``synth``.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def find_image(folder: Path, image_id: str) -> Path | None:
+    """``<folder>/<id><suffix>`` for the first of :data:`IMAGE_SUFFIXES` that exists (either case), or ``None``."""
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (suffix, suffix.upper()):
+            path = folder / f"{image_id}{candidate}"
+            if path.is_file():
+                return path
+    return None
+
+
+def find_images(images_dir: Path, ids: Sequence[str] | None = None) -> dict[str, Path]:
+    """Image id -> file for every image in ``images_dir`` (or for ``ids``, in their order).
+
+    Raises ``InputError`` for a missing folder, two files with one id, or ids without an image.
+    """
+    if not images_dir.is_dir():
+        raise InputError(images_dir, "image folder not found")
+    found: dict[str, Path] = {}
+    for path in sorted(images_dir.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file() or path.name.startswith("."):
+            continue
+        if path.stem in found:
+            raise InputError(path, f"two images have the id {path.stem!r} (also {found[path.stem].name})")
+        found[path.stem] = path
+    if ids is None:
+        if not found:
+            raise InputError(images_dir, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return dict(sorted(found.items()))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise InputError(images_dir, f"{len(missing)} requested id(s) have no image here, e.g. {missing[0]!r}")
+    return {i: found[i] for i in dict.fromkeys(ids)}
+
+
+def load_image(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as ``uint8 (H, W, 3)`` RGB, or ``InputError`` naming the file.
+
+    With ``shape`` (``(H, W)``, e.g. the labels'), an image of another size is an error too.
+    """
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(path, f"not a readable image ({exc})") from None
+    if shape is not None and rgb.shape[:2] != tuple(shape):
+        raise InputError(path, f"is {rgb.shape[0]}x{rgb.shape[1]} but the labels are {shape[0]}x{shape[1]}")
+    return rgb
+
+
+def read_image(images_dir: Path, image_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The image of ``image_id`` in ``images_dir`` (see :func:`load_image`); a missing one is an ``InputError``."""
+    path = find_image(images_dir, image_id)
+    if path is None:
+        raise InputError(images_dir / f"{image_id}.jpg", f"image not found (tried {', '.join(IMAGE_SUFFIXES)})")
+    return load_image(path, shape)

@@ -1,0 +1,162 @@
+"""One image's inputs, read the same way by every command: the pseudo-label through its reader
+plugin, the SAM masks, and the ground truth when there is one.
+
+Label maps are ``uint8 (H, W)`` (0 background, 1..K-1 classes, 255 ignore); masks a
+:class:`~sepl_tree.masks.MaskSet` of the pseudo-label's size (checked before anything is
+decoded). Every problem is an :class:`~sepl_tree.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepl_tree.errors import InputError, SeplError
+from sepl_tree.files import read_label_png
+from sepl_tree.masks import MaskSet, find_mask_source, read_masks
+from sepl_tree.registry import ReadContext, Reader, coerce_params
+
+__all__ = ["MISSING_MASKS", "ImageInputs", "InputConfig", "InputReader", "check_same_size"]
+
+#: What to do with an id that has a pseudo-label but no masks.
+MISSING_MASKS = ("error", "keep")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where a dataset's inputs are and how to read them; picklable, so workers rebuild readers from it.
+
+    Attributes
+    ----------
+    pseudo_dir
+        The baseline's pseudo-labels (or CAMs), read by ``reader``.
+    masks_dir
+        SAM masks in either amg.py layout; ``None`` when the command needs none.
+    gt_dir
+        Ground-truth label PNGs ``<id>.png``; ``None`` when there is none.
+    reader, reader_params
+        The pseudo-label reader plugin and its given parameters.
+    num_classes
+        K, background included.
+    plugins
+        ``--plugin`` files and modules, loaded again in each worker.
+    labels
+        Image-level labels for CAM readers (``--labels``).
+    missing_masks
+        ``"error"``, or ``"keep"``: an id without masks keeps its pseudo-label (no masks).
+    """
+
+    pseudo_dir: Path
+    masks_dir: Path | None = None
+    gt_dir: Path | None = None
+    reader: str = "png"
+    reader_params: Mapping[str, Any] = field(default_factory=dict)
+    num_classes: int = 21
+    plugins: tuple[str, ...] = ()
+    labels: Path | None = None
+    missing_masks: str = "error"
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """What one image brings: its pseudo-label, masks (``None`` without ``masks_dir``) and GT."""
+
+    image_id: str
+    pseudo: np.ndarray
+    masks: MaskSet | None = None
+    gt: np.ndarray | None = None
+    no_masks: bool = False
+
+
+def check_same_size(path: Path | str, label: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    """An ``InputError`` naming ``path`` when ``label`` is not of ``shape`` (``what``'s size)."""
+    if label.shape != tuple(shape):
+        raise InputError(path, f"is {label.shape[0]}x{label.shape[1]} but the {what} is {shape[0]}x{shape[1]}")
+
+
+class InputReader:
+    """Reads the inputs of :class:`InputConfig` image by image (the reader resolved once).
+
+    Parameters
+    ----------
+    config
+        Where the inputs are.
+    reader
+        The resolved reader plugin (``host.reader(config.reader)``).
+    image_labels
+        ``--labels`` already loaded (``None``: load them from ``config.labels`` if given).
+    """
+
+    def __init__(self, config: InputConfig, reader: Reader,
+                 image_labels: Mapping[str, frozenset[int]] | None = None) -> None:
+        self.config = config
+        self.reader = reader
+        self.reader_params = coerce_params(f"reader {reader.name!r}", reader.params, config.reader_params)
+        if image_labels is None and config.labels is not None:
+            from sepl_tree.image_labels import load_image_labels
+
+            image_labels = load_image_labels(config.labels, config.num_classes)
+        self.context = ReadContext(num_classes=config.num_classes, image_labels=image_labels)
+
+    @classmethod
+    def from_host(cls, config: InputConfig, host: Any) -> InputReader:
+        """The reader of ``config`` looked up among the loaded plugins (``host``)."""
+        return cls(config, host.reader(config.reader))
+
+    def ids(self) -> list[str]:
+        """Every image id the reader finds in the pseudo-label folder, sorted."""
+        return self.reader.ids(self.config.pseudo_dir)
+
+    def pseudo(self, image_id: str) -> np.ndarray:
+        """The pseudo-label of ``image_id`` through the reader plugin."""
+        return self.reader.read(self.config.pseudo_dir, image_id, self.context, **self.reader_params)
+
+    def masks(self, image_id: str, shape: tuple[int, int]) -> tuple[MaskSet, bool]:
+        """``(masks, no_masks)``: the masks of ``image_id``, of size ``shape``; without masks
+        and with ``missing_masks="keep"``, an empty set and ``True``."""
+        masks_dir = self.config.masks_dir
+        if masks_dir is None:
+            raise SeplError("no mask folder was given")
+        if self.config.missing_masks == "keep" and find_mask_source(masks_dir, image_id) is None:
+            return MaskSet.empty(*shape), True
+        return read_masks(masks_dir, image_id, shape=shape), False
+
+    def gt_path(self, image_id: str) -> Path:
+        if self.config.gt_dir is None:
+            raise SeplError("no ground-truth folder was given")
+        return self.config.gt_dir / f"{image_id}.png"
+
+    def gt(self, image_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The ground truth of ``image_id`` (values 0..K-1 and 255), of size ``shape`` if given."""
+        path = self.gt_path(image_id)
+        gt = read_label_png(path, self.config.num_classes)
+        if shape is not None:
+            check_same_size(path, gt, shape, "pseudo-label")
+        return gt
+
+    def read(self, image_id: str) -> ImageInputs:
+        """Everything the config names for ``image_id``: pseudo-label, then masks and GT if any."""
+        pseudo = self.pseudo(image_id)
+        masks, no_masks = (None, False) if self.config.masks_dir is None else self.masks(image_id, pseudo.shape)
+        gt = None if self.config.gt_dir is None else self.gt(image_id, pseudo.shape)
+        return ImageInputs(image_id, pseudo, masks, gt, no_masks)
+
+    def check(self, ids: Iterable[str]) -> None:
+        """Before any work: every id has masks (unless ``missing_masks="keep"``) and a GT file.
+
+        Raises an ``InputError`` naming the first file that is missing.
+        """
+        c = self.config
+        if c.missing_masks not in MISSING_MASKS:
+            raise SeplError(f"--missing-masks must be one of {', '.join(MISSING_MASKS)}, got {c.missing_masks!r}")
+        for image_id in ids:
+            if c.masks_dir is not None and c.missing_masks == "error" and find_mask_source(c.masks_dir, image_id) is None:
+                raise InputError(c.masks_dir / f"{image_id}.json",
+                                 f"no masks for image {image_id!r} (neither {image_id}.json nor {image_id}/); "
+                                 "use --missing-masks keep to keep its pseudo-label")
+            if c.gt_dir is not None and not self.gt_path(image_id).is_file():
+                raise InputError(self.gt_path(image_id), f"no ground truth for image {image_id!r}")
