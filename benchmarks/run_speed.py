@@ -24,7 +24,7 @@ What it does, in one run:
      the ids ``--passes`` times over, so that the pool's start-up weighs on the two-worker
      speed-up about as little as it does on a real dataset;
    - ``loop-threshold`` / ``loop-official`` (1 worker, RLE masks): plain per-mask loops of the
-     same rules (``benchmarks/loop_rules.py``, loaded as a plugin, so they pay the same I/O).
+     same rules (``tests/loop_rules.py``, the tests' oracle, loaded as a plugin, so they pay the same I/O).
 
    Each cell runs in a fresh Python process, ``--repeats`` times interleaved with the others; the
    best time is reported, and the spread (slowest / best - 1) says how noisy the machine was;
@@ -66,7 +66,7 @@ from sepl_tree.pipeline import RunConfig, RunJob
 from sepl_tree.plugins import load_host
 
 HERE = Path(__file__).resolve().parent
-LOOP_PLUGIN = str(HERE / "loop_rules.py")
+LOOP_PLUGIN = str(HERE.parent / "tests" / "loop_rules.py")
 HEIGHT, WIDTH, NUM_CLASSES = 375, 500, 21
 LAYOUTS = {"rle": "masks_rle", "png": "masks_png"}
 DATASET_VERSION = 2

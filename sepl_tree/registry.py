@@ -132,7 +132,7 @@ class Reader:
     1..K-1 classes, 255 ignore, where K is ``ctx.num_classes``. It raises
     :class:`sepl_tree.errors.InputError` naming the file for anything it cannot read.
     ``suffix`` lists the image ids of a folder (every ``<id><suffix>`` file), unless ``list_ids``
-    is given. ``sniff(path)`` optionally names the reader a file of another format looks like.
+    is given.
     """
 
     name: str
@@ -142,7 +142,6 @@ class Reader:
     aliases: tuple[str, ...] = ()
     params: Mapping[str, Param] = field(default_factory=dict)
     list_ids: Callable[[Path], list[str]] | None = None
-    sniff: Callable[[Path], str | None] | None = None
 
     def __post_init__(self) -> None:
         summary, _ = _docstring_help(self.read)

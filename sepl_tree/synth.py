@@ -236,40 +236,59 @@ def synthesize_masks(gt: np.ndarray, image: np.ndarray | None, rng: np.random.Ge
         occupied |= region
     background = ~occupied & (gt != IGNORE) | (~occupied & (gt == IGNORE) & ~dilate(occupied, 1))
     stuff = _stuff_segments(background & (gt == 0), image, rng, cfg)
-
-    masks: list[np.ndarray] = []
-    records: list[dict[str, Any]] = []
-
-    def add(mask: np.ndarray, kind: str, level: int, **extra: Any) -> None:
-        if mask.sum() < 8:
-            return
-        masks.append(mask)
-        records.append({"kind": kind, "synthetic": True, "level": level, **extra})
-
+    made = _Made()
     for region in stuff:
-        add(_jitter(region, rng, cfg.jitter), "stuff", 0, instance=-1, gt_class=0)
-
+        made.add(_jitter(region, rng, cfg.jitter), "stuff", 0, instance=-1, gt_class=0)
     missed = rng.random(len(objects)) < cfg.miss_rate
     for idx, (k, region) in enumerate(objects):
-        if missed[idx]:
-            continue
-        info = {"instance": idx, "gt_class": k}
-        if rng.random() < cfg.whole_rate:
-            add(_jitter(region, rng, cfg.jitter), "object", 1, **info)
-        if rng.random() < cfg.duplicate_rate:
-            add(_jitter(region, rng, 2 * cfg.jitter, grow=int(rng.choice([-2, -1, 1, 2]))), "jitter", 1, **info)
-        if rng.random() < cfg.part_rate:
-            for part in _split(region, image, rng, int(rng.integers(2, 4))):
-                add(_jitter(part, rng, cfg.jitter), "part", 2, **info)
-                if rng.random() < cfg.subpart_rate:
-                    for sub in _split(part, image, rng, 2):
-                        add(_jitter(sub, rng, cfg.jitter), "part", 3, **info)
-        if rng.random() < cfg.envelope_rate:
-            env = _envelope(region, stuff, background, rng)
-            if env is not None:
-                add(_jitter(env, rng, cfg.jitter), "envelope", 0, **info)
+        if not missed[idx]:
+            _object_masks(made, idx, k, region, stuff, background, image, rng, cfg)
+    _merge_masks(made, objects, missed, occupied, rng, cfg)
+    stack, out_records = _shuffled(made, rng, h, w)
+    counts: dict[str, int] = {}
+    for rec in out_records:
+        counts[rec["kind"]] = counts.get(rec["kind"], 0) + 1
+    return SynthResult(MaskSet(stack, out_records), objects=len(objects), missed=int(missed.sum()), counts=counts)
 
-    # merges: pairs of kept objects that touch once grown by a few pixels
+
+class _Made:
+    """The masks made so far and their records (masks under 8 pixels are left out)."""
+
+    def __init__(self) -> None:
+        self.masks: list[np.ndarray] = []
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, mask: np.ndarray, kind: str, level: int, **extra: Any) -> None:
+        if mask.sum() < 8:
+            return
+        self.masks.append(mask)
+        self.records.append({"kind": kind, "synthetic": True, "level": level, **extra})
+
+
+def _object_masks(made: _Made, idx: int, k: int, region: np.ndarray, stuff: list[np.ndarray],
+                  background: np.ndarray, image: np.ndarray | None, rng: np.random.Generator,
+                  cfg: SynthConfig) -> None:
+    """One object's masks: whole, near-duplicate, parts and sub-parts, envelope (each at its rate)."""
+    info = {"instance": idx, "gt_class": k}
+    if rng.random() < cfg.whole_rate:
+        made.add(_jitter(region, rng, cfg.jitter), "object", 1, **info)
+    if rng.random() < cfg.duplicate_rate:
+        made.add(_jitter(region, rng, 2 * cfg.jitter, grow=int(rng.choice([-2, -1, 1, 2]))), "jitter", 1, **info)
+    if rng.random() < cfg.part_rate:
+        for part in _split(region, image, rng, int(rng.integers(2, 4))):
+            made.add(_jitter(part, rng, cfg.jitter), "part", 2, **info)
+            if rng.random() < cfg.subpart_rate:
+                for sub in _split(part, image, rng, 2):
+                    made.add(_jitter(sub, rng, cfg.jitter), "part", 3, **info)
+    if rng.random() < cfg.envelope_rate:
+        env = _envelope(region, stuff, background, rng)
+        if env is not None:
+            made.add(_jitter(env, rng, cfg.jitter), "envelope", 0, **info)
+
+
+def _merge_masks(made: _Made, objects: list[tuple[int, np.ndarray]], missed: np.ndarray, occupied: np.ndarray,
+                 rng: np.random.Generator, cfg: SynthConfig) -> None:
+    """Masks grouping pairs of kept objects that touch once grown by a few pixels."""
     grown = [dilate(region, 4) for _, region in objects]
     for a in range(len(objects)):
         for b in range(a + 1, len(objects)):
@@ -278,15 +297,18 @@ def synthesize_masks(gt: np.ndarray, image: np.ndarray | None, rng: np.random.Ge
             if rng.random() < cfg.merge_rate:
                 gap = grown[a] & grown[b] & ~occupied
                 union = objects[a][1] | objects[b][1] | gap
-                add(_jitter(union, rng, cfg.jitter), "merge", 0, instance=a, instances=[a, b],
-                    gt_class=objects[a][0], gt_classes=[objects[a][0], objects[b][0]])
+                made.add(_jitter(union, rng, cfg.jitter), "merge", 0, instance=a, instances=[a, b],
+                         gt_class=objects[a][0], gt_classes=[objects[a][0], objects[b][0]])
 
-    order = rng.permutation(len(masks))
-    stack = np.stack([masks[i] for i in order]) if masks else np.zeros((0, h, w), bool)
+
+def _shuffled(made: _Made, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The masks in random order, each record completed with amg.py's fields (random point and scores)."""
+    order = rng.permutation(len(made.masks))
+    stack = np.stack([made.masks[i] for i in order]) if made.masks else np.zeros((0, h, w), bool)
     boxes = masks_to_bbox_xywh(stack)
     out_records = []
     for n, i in enumerate(order):
-        rec = dict(records[i])
+        rec = dict(made.records[i])
         ys, xs = np.nonzero(stack[n])
         pick = int(rng.integers(len(ys)))
         rec.update({
@@ -298,10 +320,7 @@ def synthesize_masks(gt: np.ndarray, image: np.ndarray | None, rng: np.random.Ge
             "crop_box": [0.0, 0.0, float(w), float(h)],
         })
         out_records.append(rec)
-    counts: dict[str, int] = {}
-    for rec in out_records:
-        counts[rec["kind"]] = counts.get(rec["kind"], 0) + 1
-    return SynthResult(MaskSet(stack, out_records), objects=len(objects), missed=int(missed.sum()), counts=counts)
+    return stack, out_records
 
 
 def _envelope(region: np.ndarray, stuff: list[np.ndarray], background: np.ndarray,

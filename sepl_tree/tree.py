@@ -30,8 +30,6 @@ never ``L² · H · W``; no Python loop runs per pair.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,10 +42,7 @@ if TYPE_CHECKING:  # networkx is imported where a tree is made: a run that needs
 __all__ = [
     "any_descendant",
     "build_tree",
-    "chains",
-    "containment_parents",
     "depths",
-    "descendants_of_class",
     "ancestors_of_class",
     "parent_array",
 ]
@@ -126,24 +121,6 @@ def _tree_arrays(masks: MaskSet, tau: float) -> tuple[np.ndarray, np.ndarray, np
         head = np.r_[True, child[1:] != child[:-1]]
         parents[child[head]] = cand[head]
     return parents, area, boxes
-
-
-def containment_parents(masks: MaskSet | np.ndarray, tau: float = 0.9) -> np.ndarray:
-    """The parent index of each mask under the containment rule, ``-1`` for roots.
-
-    Parameters
-    ----------
-    masks
-        The masks, or ``bool (L, H, W)``.
-    tau
-        A parent holds at least this share of its child's pixels.
-
-    >>> m = np.zeros((3, 1, 4), bool)
-    >>> m[0, 0, :4] = True; m[1, 0, :2] = True; m[2, 0, 3] = True
-    >>> containment_parents(m).tolist()
-    [-1, 0, 0]
-    """
-    return _tree_arrays(masks if isinstance(masks, MaskSet) else MaskSet(masks), tau)[0]
 
 
 def _finite(value) -> float | None:
@@ -267,14 +244,6 @@ def any_descendant(tree: nx.DiGraph, flags: np.ndarray, classes: np.ndarray | No
     return out
 
 
-def descendants_of_class(tree: nx.DiGraph, node: int, assigned: np.ndarray) -> list[int]:
-    """Strict descendants of ``node`` assigned to the same class as ``node``, increasing."""
-    import networkx as nx
-
-    k = assigned[node]
-    return sorted(d for d in nx.descendants(tree, node) if assigned[d] == k)
-
-
 def ancestors_of_class(tree: nx.DiGraph, node: int, assigned: np.ndarray) -> list[int]:
     """Strict ancestors of ``node`` assigned to the same class as ``node``, nearest first."""
     k = assigned[node]
@@ -286,22 +255,3 @@ def ancestors_of_class(tree: nx.DiGraph, node: int, assigned: np.ndarray) -> lis
             out.append(node)
         preds = list(tree.predecessors(node))
     return out
-
-
-def chains(tree: nx.DiGraph) -> list[list[int]]:
-    """Every root-to-leaf path, each a list of node ids from the root down, sorted.
-
-    >>> import networkx as nx
-    >>> chains(nx.DiGraph([(0, 1), (0, 2), (2, 3)]))
-    [[0, 1], [0, 2, 3]]
-    """
-    out: list[list[int]] = []
-    roots: Iterable[int] = sorted(n for n in tree.nodes if tree.in_degree(n) == 0)
-    stack = [[r] for r in sorted(roots, reverse=True)]
-    while stack:
-        path = stack.pop()
-        kids = sorted(tree.successors(path[-1]), reverse=True)
-        if not kids:
-            out.append(path)
-        stack.extend(path + [k] for k in kids)
-    return sorted(out)

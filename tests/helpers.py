@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -13,7 +12,17 @@ from sepl_tree.files import write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.sample import Sample
 
-__all__ = ["load_loop_rules", "make_sample", "masks_from_strings", "write_dataset"]
+__all__ = ["HAS_RAY", "SAM2_DEV", "SHARED_DATA", "VOC_SAMPLE", "make_sample", "masks_from_strings", "needs_ray",
+           "needs_sam2_dev", "needs_voc_sample", "write_dataset"]
+
+#: Real data beside the repository (never part of it; tests that use it skip without it).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VOC_SAMPLE = SHARED_DATA / "voc2012-sample"
+SAM2_DEV = SHARED_DATA / "sam2-voc-val-dev"
+needs_voc_sample = pytest.mark.skipif(not (VOC_SAMPLE / "SegmentationClass").is_dir(),
+                                      reason="the shared VOC sample (../shared/data/voc2012-sample) is not present")
+needs_sam2_dev = pytest.mark.skipif(not (SAM2_DEV / "masks_rle").is_dir(),
+                                    reason="the real SAM 2.1 dev set (../shared/data/sam2-voc-val-dev) is not present")
 
 
 def masks_from_strings(*rows_per_mask: list[str]) -> np.ndarray:
@@ -44,15 +53,6 @@ def write_dataset(root: Path, items: dict[str, tuple[np.ndarray, np.ndarray, np.
     return pseudo_dir, masks_dir, gt_dir
 
 
-def load_loop_rules() -> ModuleType:
-    """``benchmarks/loop_rules.py``: the plain per-mask-loop rules the fast ones are checked against."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_rules.py"
-    spec = importlib.util.spec_from_file_location("sepl_tree_bench_loop_rules", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 HAS_RAY = importlib.util.find_spec("ray") is not None
 
 
@@ -60,13 +60,3 @@ def needs_ray(test):
     """Mark a test slow (it starts Ray workers) and skip it where Ray is not installed."""
     skip = pytest.mark.skipif(not HAS_RAY, reason="ray not installed (pip install 'sepl-tree[ray]')")
     return pytest.mark.slow(skip(test))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local two-CPU Ray for the tests of one module (import it into the module to use it)."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()

@@ -69,6 +69,7 @@ def test_both_mask_layouts_give_the_same_output(dataset, tmp_path):
         assert np.array_equal(read_png(a / f"{image_id}.png"), read_png(b / f"{image_id}.png"))
 
 
+@pytest.mark.slow  # a process pool
 def test_workers_give_identical_outputs(dataset, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", one).exit_code == 0
@@ -194,7 +195,7 @@ def test_demo_runs_without_inputs_and_says_it_is_synthetic(tmp_path, monkeypatch
     assert len(list(out.glob("demo_*.png"))) == 16
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_gt_evaluation_matches_eval_of_the_folders(dataset, tmp_path, workers):
     """`run --gt` evaluates in the run's workers; its numbers are `eval`'s on the two folders."""
     out = tmp_path / "out"
@@ -211,6 +212,7 @@ def test_gt_evaluation_matches_eval_of_the_folders(dataset, tmp_path, workers):
     assert manifest["input"]["miou"] != manifest["output"]["miou"]
 
 
+@pytest.mark.slow  # a process pool
 def test_gt_of_the_wrong_size_is_one_line_naming_the_file(dataset, tmp_path):
     write_label_png(dataset["gt"] / "img1.png", np.zeros((5, 5), np.uint8))
     result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o",

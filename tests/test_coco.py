@@ -12,7 +12,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from typer.testing import CliRunner
 
-from sepl_tree.classes import COCO_CATEGORY_IDS, COCO_CLASSES, PRESETS, VOC_CLASSES, load_preset_file
+from sepl_tree.classes import COCO_CATEGORY_IDS, COCO_CLASSES, VOC_CLASSES
+from sepl_tree.label_maps import voc_palette
 from sepl_tree.cli import app
 from sepl_tree.coco import CocoInstances, semantic_label
 from sepl_tree.errors import InputError
@@ -131,11 +132,12 @@ def test_coco_gt_command(tmp_path):
 
 @pytest.mark.parametrize("name", ["voc", "coco"])
 def test_preset_files_agree_with_package_tables(name):
-    preset = load_preset_file(CONFIGS / f"{name}.toml")
-    assert preset == PRESETS[name]
-    assert preset.class_names == (VOC_CLASSES if name == "voc" else COCO_CLASSES)
-    assert preset.num_classes == {"voc": 21, "coco": 81}[name]
-    assert preset.palette[0] == (0, 0, 0) and preset.palette[1] == (128, 0, 0) and preset.palette[15] == (192, 128, 128)
+    with open(CONFIGS / f"{name}.toml", "rb") as f:
+        preset = tomllib.load(f)
+    names = VOC_CLASSES if name == "voc" else COCO_CLASSES
+    assert tuple(preset["class_names"]) == names and preset["num_classes"] == len(names) == {"voc": 21, "coco": 81}[name]
+    assert preset["palette"] == voc_palette(len(names)).tolist()
+    assert preset["palette"][1] == [128, 0, 0] and preset["palette"][15] == [192, 128, 128]
 
 
 def test_coco_preset_category_ids():

@@ -18,7 +18,7 @@ from sepl_tree.inputs import InputConfig
 from sepl_tree.selection import route_params
 from sepl_tree.plugins import load_host
 from sepl_tree.subsets import SUBSETS
-from tests.helpers import local_ray, needs_ray  # noqa: F401  (local_ray is a fixture)
+from tests.helpers import needs_ray
 
 runner = CliRunner()
 STRATEGIES = "threshold,official"
@@ -115,6 +115,7 @@ def test_compare_pictures_and_report(compared):
     assert "threshold" in output and "official" in output  # the terminal table
 
 
+@pytest.mark.slow  # a process pool
 def test_compare_same_results_with_workers_and_on_resume(demo, compared, tmp_path):
     out, _ = compared
     first = json.loads((out / "compare.json").read_text())

@@ -16,6 +16,8 @@ from sepl_tree.files import read_label_png
 from sepl_tree.inputs import InputConfig
 from sepl_tree.pipeline import RunConfig, RunJob
 
+pytestmark = pytest.mark.slow  # process pools and killed subprocesses
+
 
 class _CountingPool(cf.ProcessPoolExecutor):
     """A process pool that records the most futures it ever had outstanding."""

@@ -25,13 +25,13 @@ class Double:
         return image_id, 2 * int(image_id)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_every_id_once(workers):
     results = sorted(execute(Double(), [str(i) for i in range(9)], executor="process", workers=workers))
     assert results == [(str(i), 2 * i) for i in range(9)]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_setup_error_is_the_error_the_user_sees(workers):
     with pytest.raises(InputError, match="model.pth: checkpoint is corrupt"):
         list(execute(Double(fail_setup=True), ["1", "2", "3"], executor="process", workers=workers))
@@ -42,6 +42,7 @@ def test_unknown_executor_lists_choices():
         execute(Double(), ["1"], executor="dask")
 
 
+@pytest.mark.slow  # a process pool
 def test_fast_jobs_go_in_batches_and_every_id_comes_back_once(monkeypatch):
     """Millisecond jobs are sent many ids per task (the parent then costs little); none is lost."""
     seen = []
@@ -60,6 +61,7 @@ def test_fast_jobs_go_in_batches_and_every_id_comes_back_once(monkeypatch):
     assert max(seen) <= pool.MAX_BATCH and sum(seen) == len(ids)
 
 
+@pytest.mark.slow  # a process pool
 def test_an_error_inside_a_batch_still_reports_the_ids_before_it(monkeypatch):
     # With batches of a long time, every task after the first eight (one id each) is as large as
     # the executor allows, so the id that fails sits inside a batch of many.

@@ -12,6 +12,8 @@ import pytest
 from sepl_tree.files import read_label_png
 from tests.helpers import write_dataset
 
+pytestmark = pytest.mark.slow  # process pools and killed subprocesses
+
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_without_half_written_files(tmp_path, sig):

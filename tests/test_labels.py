@@ -12,8 +12,9 @@ from PIL import Image
 from sepl_tree.classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from sepl_tree.errors import InputError
 from sepl_tree.image_labels import load_image_labels
+from tests.helpers import VOC_SAMPLE, needs_voc_sample
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "voc2012-sample"
+DATA = VOC_SAMPLE
 
 
 def test_irn_cls_labels(tmp_path):
@@ -112,7 +113,7 @@ def test_coco_json_errors(tmp_path):
         load_image_labels(tmp_path / "labels.txt", 21)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared VOC sample (../shared/data) not present")
+@needs_voc_sample
 def test_real_cls_labels_match_ground_truth_classes():
     labels = load_image_labels(DATA / "cls_labels.npy", 21)
     ids = (DATA / "ImageSets" / "Segmentation" / "train.txt").read_text().split()

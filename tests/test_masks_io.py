@@ -8,7 +8,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sepl_tree.errors import InputError
-from sepl_tree.masks import AMG_CSV_HEADER, MaskSet, list_mask_ids, masks_to_bbox_xywh, read_masks, write_masks_png_folder, write_masks_rle
+from sepl_tree.masks import AMG_CSV_HEADER, MaskSet, masks_to_bbox_xywh, read_masks, write_masks_png_folder, write_masks_rle
 
 
 def _random_masks(rng, n=5, shape=(7, 9)):
@@ -72,12 +72,6 @@ def test_bbox_xywh():
     m = np.zeros((2, 5, 6), bool)
     m[0, 1:3, 2:6] = True
     assert masks_to_bbox_xywh(m).tolist() == [[2, 1, 4, 2], [0, 0, 0, 0]]
-
-
-def test_list_ids_both_layouts(tmp_path):
-    (tmp_path / "a.json").write_text("[]")
-    (tmp_path / "b").mkdir()
-    assert list_mask_ids(tmp_path) == ["a", "b"]
 
 
 @pytest.mark.parametrize(

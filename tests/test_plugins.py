@@ -3,6 +3,7 @@
 import importlib.metadata
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from sepl_tree import hookspecs
 from sepl_tree.cli import app
 from sepl_tree.errors import PluginError
+from sepl_tree.files import read_png
 from sepl_tree.plugins import AUTOLOAD_ENV, UnknownName, load_host
 from sepl_tree.sample import Sample
 from sepl_tree.masks import MaskSet
@@ -141,14 +143,16 @@ def test_cli_plugins_lists_file_plugin(tmp_path):
     assert "built-in" in result.output and "p.py" in result.output
 
 
-def test_every_hook_is_documented_and_collected():
+def test_every_hook_is_documented_implemented_and_tested():
     specs = [name for name in dir(hookspecs) if name.startswith("register_")]
-    assert specs == ["register_readers", "register_sam_models", "register_strategies"]
+    assert specs and set(specs) <= set(hookspecs.__all__)
+    host = load_host(autoload=False)
+    tests = " ".join(p.read_text() for p in Path(__file__).resolve().parent.glob("*.py"))
     for name in specs:
         doc = getattr(hookspecs, name).__doc__
-        assert doc and "register(" in doc, name
-    host = load_host(autoload=False)
-    assert host.strategies and host.readers and host.sam_models
+        assert doc and "register(" in doc, name  # the contract is written down
+        assert getattr(host.pm.hook, name).get_hookimpls(), name  # a built-in implements it
+        assert f"def {name}(register" in tests, name  # a test plugin implements it too
 
 
 OLD_TREE_PLUGIN = textwrap.dedent(
@@ -229,3 +233,51 @@ def test_a_strategy_may_return_ignore_and_other_integer_dtypes():
 
     out = Selector(Strategy("ignore", with_ignore), {}).apply(_boat_sample())
     assert out.dtype == np.uint8 and out.tolist() == [[255, 0, 4, 4, 4, 0, 0, 0, 0, 0]]
+
+
+READER_PLUGIN = textwrap.dedent(
+    '''
+    import numpy as np
+    from sepl_tree import Reader, hookimpl
+
+    def read_npy_label(folder, image_id, ctx, shift: int = 0):
+        """Label maps saved with np.save as <id>.npy.
+
+        Parameters
+        ----------
+        shift
+            Added to every class pixel.
+        """
+        label = np.load(folder / f"{image_id}.npy").astype(np.uint8)
+        label[(label > 0) & (label < 255)] += shift
+        return label
+
+    @hookimpl
+    def register_readers(register):
+        register(Reader("npy-label", read_npy_label, suffix=".npy"))
+    '''
+)
+
+
+def test_reader_plugin_file_reads_a_new_format_through_run(tmp_path):
+    from tests.helpers import write_dataset
+
+    pseudo = np.zeros((6, 8), np.uint8)
+    pseudo[1:4, 1:5] = 1
+    masks = np.zeros((1, 6, 8), bool)
+    masks[0, 1:4, 1:6] = True  # o_s = 12/15 > 0.5: kept
+    pseudo_dir, masks_dir, _ = write_dataset(tmp_path / "d", {"a": (pseudo, masks, None)})
+    npy_dir = tmp_path / "npy"
+    npy_dir.mkdir()
+    np.save(npy_dir / "a.npy", pseudo)
+    (tmp_path / "r.py").write_text(READER_PLUGIN)
+    host = load_host([str(tmp_path / "r.py")], autoload=False)
+    assert host.readers["npy-label"].source == f"file {tmp_path / 'r.py'}" and "shift" in host.reader("npy-label").params
+    outs = {}
+    for name, folder, extra in (("png", pseudo_dir, []), ("npy-label", npy_dir, ["--plugin", str(tmp_path / "r.py")])):
+        out = tmp_path / f"out-{name}"
+        result = runner.invoke(app, ["run", "--reader", name, "--pseudo-labels", str(folder), "--masks", str(masks_dir),
+                                     "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outs[name] = read_png(out / "a.png")
+    assert np.array_equal(outs["png"], outs["npy-label"]) and outs["png"][1:4, 1:6].tolist() == [[1] * 5] * 3

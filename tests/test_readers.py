@@ -319,10 +319,10 @@ def test_irn_and_puzzlecam_uncertain_band(host, tmp_path):
     assert read(host, "puzzlecam", tmp_path / "pc").tolist() == LOW_BG  # off by default
 
 
-def test_reader_sniff_names_only_other_formats(host, tmp_path):
+def test_a_file_of_another_format_names_the_reader_to_use(host, tmp_path):
     write_class_dict(tmp_path)
-    path = tmp_path / "2007_000032.npy"
-    assert host.reader("seam").sniff(path) is None  # seam reads this layout
-    assert host.reader("transcam").sniff(path) is None
-    assert host.reader("irn").sniff(path) == "psa"
-    assert host.reader("psa-crf").sniff(path) == "psa"
+    for name in ("seam", "transcam"):  # these read the class-dict layout
+        assert read(host, name, tmp_path).shape == AERO.shape
+    for name in ("irn", "psa-crf"):
+        with pytest.raises(InputError, match="PSA-style .* dictionary .*; try --reader psa$"):
+            read(host, name, tmp_path)

@@ -13,6 +13,7 @@ from pycocotools import mask as mask_utils
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
+from tests.helpers import VOC_SAMPLE, needs_voc_sample
 
 runner = CliRunner()
 
@@ -143,10 +144,10 @@ def test_run_on_raw_irn_cams_appendix_c1(tmp_path, strategy):
     assert png(out / "2007_000032.png").tolist() == expected.tolist()
 
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "voc2012-sample"
+DATA = VOC_SAMPLE
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared VOC sample (../shared/data) not present")
+@needs_voc_sample
 def test_real_transcam_pngs(tmp_path):
     """The released TransCAM pseudo-labels are greyscale label PNGs: the png reader, not the CAM reader."""
     pseudo = DATA / "pseudo_labels" / "transcam"

@@ -1,6 +1,6 @@
 """Property tests: the vectorised ``threshold`` and ``official`` against plain per-mask loops.
 
-The loops live in ``benchmarks/loop_rules.py`` (the benchmark times the same code). Inputs are
+The loops live in ``tests/loop_rules.py`` (the benchmark times the same code). Inputs are
 small random label maps with classes 0..K-1 and 255, random masks (empty, full, copies of a
 class, noise) in both memory layouts the readers produce, and thresholds that often sit exactly
 on a ratio, so ties and the ``>`` / ``>=`` boundaries are exercised.
@@ -23,10 +23,9 @@ from sepl_tree.overlap import assign_masks, compute_overlap
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.official import official
 from sepl_tree.strategies.threshold import threshold
-from tests.helpers import load_loop_rules
+from tests import loop_rules as loop
 
 
-loop = load_loop_rules()
 
 # Thresholds on common ratios (1/2, 1/3, 3/4 ...) hit the '>' vs '>=' boundaries on small maps.
 RATIOS = st.sampled_from([0.0, 0.2, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 0.8, 0.85, 1.0]) | st.floats(0.0, 1.0)

@@ -19,7 +19,7 @@ from sepl_tree.executors import execute
 from sepl_tree.files import write_label_png
 from sepl_tree.masks import AMG_CSV_HEADER, read_masks
 from sepl_tree.plugins import load_host
-from tests.helpers import local_ray, needs_ray  # noqa: F401  (local_ray is a fixture)
+from tests.helpers import needs_ray
 
 TINY = Path(__file__).with_name("tiny_sam.py")
 _spec = importlib.util.spec_from_file_location("tiny_sam_for_tests", TINY)

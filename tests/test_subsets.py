@@ -20,6 +20,7 @@ from sepl_tree.subsets import (
     sam_misses,
     subset_names,
 )
+from tests.helpers import VOC_SAMPLE, needs_voc_sample
 
 H = W = 40  # 1600 pixels: the 0.1 % floor is 2 pixels
 
@@ -256,10 +257,10 @@ def test_subset_names_keeps_report_order_and_all():
 
 # ------------------------------------------------------------------------------ real VOC sample
 
-VOC = Path("/work/shared/data/voc2012-sample")
+VOC = VOC_SAMPLE
 
 
-@pytest.mark.skipif(not (VOC / "pseudo_labels" / "transcam").is_dir(), reason="VOC sample not available")
+@needs_voc_sample
 def test_pseudo_failure_on_real_transcam_labels_matches_a_plain_count():
     from sepl_tree.files import read_label_png
 

@@ -12,6 +12,7 @@ from sepl_tree.files import write_label_png
 from sepl_tree.masks import read_masks
 from sepl_tree.morphology import connected_components, dilate, erode
 from sepl_tree.synth import KINDS, SynthConfig, synthesize_masks
+from tests.helpers import VOC_SAMPLE, needs_voc_sample
 
 ALWAYS = SynthConfig(envelope_rate=1.0, merge_rate=1.0, miss_rate=0.0, whole_rate=1.0, part_rate=1.0)
 
@@ -194,10 +195,10 @@ def test_demo_scenes_use_the_synthetic_generator_and_have_a_tree():
     assert max(max(dict(t.nodes(data="depth")).values(), default=0) for t in trees) >= 2  # object > part > sub-part
 
 
-SHARED_VOC = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "voc2012-sample"
+SHARED_VOC = VOC_SAMPLE
 
 
-@pytest.mark.skipif(not (SHARED_VOC / "SegmentationClass").is_dir(), reason="shared VOC sample not present")
+@needs_voc_sample
 def test_synth_on_a_real_voc_image():
     from sepl_tree.synth_dataset import synth_image, voc_ids
 

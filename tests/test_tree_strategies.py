@@ -11,9 +11,9 @@ from sepl_tree.sample import Sample
 from sepl_tree.strategies.threshold import threshold
 from sepl_tree.strategies.tree_smallest_cover import tree_smallest_cover
 from sepl_tree.tree import build_tree
-from tests.helpers import load_loop_rules, masks_from_strings
+from tests import loop_rules as loop
+from tests.helpers import masks_from_strings
 
-loop = load_loop_rules()
 
 
 def make_sample(pseudo, masks, num_classes=21, from_rle=False):

@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from sepl_tree.cli import app
 from sepl_tree.masks import MaskSet, write_masks_rle
+from tests.helpers import VOC_SAMPLE, needs_voc_sample
 
-VOC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "voc2012-sample"
-pytestmark = pytest.mark.skipif(not VOC.is_dir(), reason=f"real VOC sample not found at {VOC}")
+VOC = VOC_SAMPLE
+pytestmark = needs_voc_sample
 runner = CliRunner()
 
 

@@ -8,7 +8,6 @@ Everything is re-exported here: ``from sepl_tree.masks import MaskSet, read_mask
 from sepl_tree.masks.layouts import (
     AMG_CSV_HEADER,
     find_mask_source,
-    list_mask_ids,
     read_masks,
     write_masks_png_folder,
     write_masks_rle,
@@ -32,7 +31,6 @@ __all__ = [
     "find_mask_source",
     "flat_label",
     "flat_masks",
-    "list_mask_ids",
     "mask_to_rle",
     "masks_to_bbox_xywh",
     "pack_rows",

@@ -31,7 +31,6 @@ from sepl_tree.masks.rle import mask_to_rle
 __all__ = [
     "AMG_CSV_HEADER",
     "find_mask_source",
-    "list_mask_ids",
     "read_masks",
     "write_masks_png_folder",
     "write_masks_rle",
@@ -54,13 +53,6 @@ def find_mask_source(masks_dir: Path, image_id: str) -> Path | None:
     if folder.is_dir():
         return folder
     return None
-
-
-def list_mask_ids(masks_dir: Path) -> list[str]:
-    """Image ids with masks in ``masks_dir`` (either layout), sorted."""
-    ids = {p.stem for p in masks_dir.glob("*.json") if p.is_file()}
-    ids |= {p.name for p in masks_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    return sorted(ids)
 
 
 def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:

@@ -10,9 +10,10 @@ Conventions
 - Boxes are XYWH in pixels, as ``scripts/amg.py`` writes them.
 
 Why a numpy decoder and not ``pycocotools.mask.decode``: it decodes every mask of an image at
-once straight into bits (never the ``L x H x W`` bytes), about 5x faster than pycocotools'
-decode followed by packing on SAM-sized sets (100 masks of 500x375: see docs/speed.md), and it
-is strict where pycocotools leaves pixels uninitialised (counts that do not cover H x W).
+once straight into bits (never the ``L x H x W`` bytes). On images of 500x375 with 100 masks it
+takes 3.2 ms an image against 29 ms for pycocotools' decode alone and 51 ms for its decode
+followed by packing (2-core machine; on small sets of ~18 masks it is only ~1.3x faster). It is
+also strict where pycocotools leaves pixels uninitialised (counts that do not cover H x W).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
-from sepl_tree.readers.sniff import sniff_for, wrong_format
+from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_clip_es"]
@@ -48,4 +48,4 @@ def read_clip_es(folder: Path, image_id: str, ctx: ReadContext, bg: float = 2.0,
 
 @hookimpl
 def register_readers(register):
-    register(Reader("clip-es", read_clip_es, suffix=".npy", aliases=("clipes",), sniff=sniff_for("clip-es")))
+    register(Reader("clip-es", read_clip_es, suffix=".npy", aliases=("clipes",)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
-from sepl_tree.readers.sniff import sniff_for, wrong_format
+from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_irn"]
@@ -52,4 +52,4 @@ def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.15, bg
 
 @hookimpl
 def register_readers(register):
-    register(Reader("irn", read_irn, suffix=".npy", aliases=("clims",), sniff=sniff_for("irn")))
+    register(Reader("irn", read_irn, suffix=".npy", aliases=("clims",)))

@@ -23,7 +23,7 @@ from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
 from sepl_tree.files import read_png
 from sepl_tree.readers.cam import allowed_classes, cam_to_label
-from sepl_tree.readers.sniff import PER_CLASS_PNG, sniff_for, wrong_format
+from sepl_tree.readers.sniff import PER_CLASS_PNG, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["list_per_class_ids", "read_l2g", "read_per_class", "read_rca"]
@@ -84,5 +84,5 @@ def read_rca(folder: Path, image_id: str, ctx: ReadContext, bg: float = 4.0) -> 
 
 @hookimpl
 def register_readers(register):
-    register(Reader("l2g", read_l2g, suffix=".png", list_ids=list_per_class_ids, sniff=sniff_for("l2g")))
-    register(Reader("rca", read_rca, suffix=".png", list_ids=list_per_class_ids, sniff=sniff_for("rca")))
+    register(Reader("l2g", read_l2g, suffix=".png", list_ids=list_per_class_ids))
+    register(Reader("rca", read_rca, suffix=".png", list_ids=list_per_class_ids))

@@ -31,7 +31,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
 from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, to_numpy
-from sepl_tree.readers.sniff import looks_like_crf, sniff_for, wrong_format
+from sepl_tree.readers.sniff import looks_like_crf, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_class_dict", "read_eps", "read_psa", "read_psa_crf", "read_seam", "read_transcam"]
@@ -110,9 +110,8 @@ def read_psa_crf(folder: Path, image_id: str, ctx: ReadContext) -> np.ndarray:
 
 @hookimpl
 def register_readers(register):
-    register(Reader("psa", read_psa, suffix=".npy", aliases=("affinitynet",), sniff=sniff_for("psa")))
-    register(Reader("seam", read_seam, suffix=".npy", sniff=sniff_for("seam")))
-    register(Reader("eps", read_eps, suffix=".npy", aliases=("ppc",), sniff=sniff_for("eps")))
-    register(Reader("transcam", read_transcam, suffix=".npy", sniff=sniff_for("transcam")))
-    register(Reader("psa-crf", read_psa_crf, suffix=".npy", aliases=("seam-crf", "eps-crf", "ppc-crf"),
-                    sniff=sniff_for("psa-crf")))
+    register(Reader("psa", read_psa, suffix=".npy", aliases=("affinitynet",)))
+    register(Reader("seam", read_seam, suffix=".npy"))
+    register(Reader("eps", read_eps, suffix=".npy", aliases=("ppc",)))
+    register(Reader("transcam", read_transcam, suffix=".npy"))
+    register(Reader("psa-crf", read_psa_crf, suffix=".npy", aliases=("seam-crf", "eps-crf", "ppc-crf")))

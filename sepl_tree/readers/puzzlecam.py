@@ -25,7 +25,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
 from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled
-from sepl_tree.readers.sniff import sniff_for, wrong_format
+from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_puzzlecam"]
@@ -63,4 +63,4 @@ def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.
 
 @hookimpl
 def register_readers(register):
-    register(Reader("puzzlecam", read_puzzlecam, suffix=".npy", sniff=sniff_for("puzzlecam")))
+    register(Reader("puzzlecam", read_puzzlecam, suffix=".npy"))

@@ -20,7 +20,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled, require_keys
-from sepl_tree.readers.sniff import sniff_for, wrong_format
+from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_recurseed"]
@@ -46,4 +46,4 @@ def read_recurseed(folder: Path, image_id: str, ctx: ReadContext, bg: float = 2.
 
 @hookimpl
 def register_readers(register):
-    register(Reader("recurseed", read_recurseed, suffix=".pkl", sniff=sniff_for("recurseed")))
+    register(Reader("recurseed", read_recurseed, suffix=".pkl"))

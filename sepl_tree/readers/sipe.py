@@ -18,7 +18,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled, require_keys
-from sepl_tree.readers.sniff import sniff_for, wrong_format
+from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_sipe"]
@@ -38,4 +38,4 @@ def read_sipe(folder: Path, image_id: str, ctx: ReadContext) -> np.ndarray:
 
 @hookimpl
 def register_readers(register):
-    register(Reader("sipe", read_sipe, suffix=".npy", sniff=sniff_for("sipe")))
+    register(Reader("sipe", read_sipe, suffix=".npy"))

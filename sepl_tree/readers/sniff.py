@@ -1,8 +1,7 @@
 """Recognise which baseline wrote a file, so a reader given the wrong format says so in one line.
 
-Every built-in reader passes ``sniff_for(its name)`` as its ``sniff`` (``None`` for its own
-format, else the reader to use) and raises
-:func:`wrong_format` when a file is not in its format: the error then reads
+Every built-in reader raises :func:`wrong_format` when a file is not in its format: the error
+then reads
 ``<file>: this looks like a PuzzleCAM file; try --reader puzzlecam`` instead of a label map
 made of garbage. Recognition is by what the files hold (dictionary keys, key layout), and for
 PNGs by name (``<id>_<class>.png`` is a per-class map, anything else a label map).
@@ -10,9 +9,8 @@ PNGs by name (``<id>_<class>.png`` is a per-class map, anything else a label map
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,7 @@ __all__ = [
     "FORMATS",
     "PER_CLASS_PNG",
     "identify",
-    "identify_object",
     "looks_like_crf",
-    "sniff_for",
     "suggest_reader",
     "wrong_format",
 ]
@@ -98,12 +94,6 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
-def identify_object(obj: Any) -> str | None:
-    """The reader for a loaded object (a CAM dictionary), or ``None`` if unrecognised."""
-    fmt = _format_of_object(obj)
-    return None if fmt is None else FORMATS[fmt][1]
-
-
 def identify(path: Path) -> str | None:
     """The reader whose format ``path`` looks like, or ``None``; never raises."""
     try:
@@ -111,27 +101,6 @@ def identify(path: Path) -> str | None:
     except Exception:  # sniffing is a hint: a file it cannot make sense of is simply unrecognised
         return None
     return None if fmt is None else FORMATS[fmt][1]
-
-
-def _sniff_other(path: Path, reader: str) -> str | None:
-    try:
-        fmt = _format_of(Path(path))
-    except Exception:
-        return None
-    if fmt is None or reader in FORMATS[fmt][2]:
-        return None
-    return FORMATS[fmt][1]
-
-
-def sniff_for(reader: str) -> Callable[[Path], str | None]:
-    """A ``Reader.sniff`` for ``reader``: the reader to use for a file of another format, else ``None``.
-
-    >>> sniff_for("irn")(Path("2007_000032_11.png"))
-    'l2g'
-    >>> sniff_for("rca")(Path("2007_000032_11.png")) is None
-    True
-    """
-    return functools.partial(_sniff_other, reader=reader)
 
 
 def wrong_format(path: Path, reader: str, problem: str, obj: Any = _MISSING) -> InputError:

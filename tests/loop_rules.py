@@ -1,4 +1,4 @@
-"""Plain per-mask-loop versions of the ``threshold`` and ``official`` rules.
+"""The test oracle: plain per-mask-loop versions of the ``threshold`` and ``official`` rules.
 
 They are written straight from the rules in the docstrings of
 :mod:`sepl_tree.strategies.threshold` and :mod:`sepl_tree.strategies.official`, one mask and one
@@ -6,7 +6,7 @@ class at a time, with no shared statistics: the yardstick for the vectorised str
 serve twice:
 
 - ``tests/test_rules_property.py`` compares the fast strategies with them on random inputs;
-- ``benchmarks/run_speed.py`` loads this file as a plugin (``--plugin benchmarks/loop_rules.py``)
+- ``benchmarks/run_speed.py`` loads this file as a plugin (``--plugin tests/loop_rules.py``)
   and times them through the same ``run`` code path as the fast ones.
 
 Conventions: ``pseudo`` is ``uint8 (H, W)`` (0 background, 1..K-1 classes, 255 ignore);
