@@ -8,6 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
+from sepl_tree.executors.record import local_cluster
 from sepl_tree.files import read_png, write_label_png
 from sepl_tree.strategies.threshold import threshold
 from tests.helpers import make_sample, write_dataset
@@ -77,6 +78,10 @@ def test_workers_give_identical_outputs(dataset, tmp_path):
     assert result.exit_code == 0, result.output
     for image_id in dataset["items"]:
         assert (one / f"{image_id}.png").read_bytes() == (two / f"{image_id}.png").read_bytes()
+    for folder, workers in ((one, 1), (two, 2)):  # run.json says how it ran
+        assert json.loads((folder / "run.json").read_text())["execution"] == {
+            "executor": "process", "workers": {"asked": workers, "used": workers, "lost": 0}, "retried_images": 0,
+            "cluster": local_cluster()}
 
 
 def test_resume_skips_existing_outputs_unless_overwrite(dataset, tmp_path):

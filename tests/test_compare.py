@@ -240,6 +240,8 @@ def test_compare_on_ray_gives_the_same_results(demo, compared, tmp_path, local_r
     on_ray = json.loads((tmp_path / "ray" / "compare.json").read_text())
     first = json.loads((out / "compare.json").read_text())
     assert on_ray["results"] == first["results"] and on_ray["images"] == first["images"]
+    assert on_ray["execution"]["executor"] == "ray" and on_ray["execution"]["workers"]["asked"] == 2
+    assert on_ray["execution"]["cluster"] == {"nodes": 1, "cpus": 2, "gpus": 0}
     assert (tmp_path / "ray" / "compare.csv").read_bytes() == (out / "compare.csv").read_bytes()
 
 

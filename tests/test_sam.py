@@ -16,6 +16,7 @@ from sepl_tree import sam
 from sepl_tree.cli import app
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
+from sepl_tree.executors.record import ExecutionRecord
 from sepl_tree.files import write_label_png
 from sepl_tree.masks import AMG_CSV_HEADER, read_masks
 from sepl_tree.plugins import load_host
@@ -405,6 +406,21 @@ def test_ray_gives_the_same_files_as_serial(local_ray, images: Path, checkpoint:
     assert names == ["errors.log", "img0.json", "img1.json", "img2.json", "img3.json", "masks_run.jsonl"]
     for name in names[:-1]:
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+    execution = json.loads((tmp_path / "ray" / "masks_run.jsonl").read_text().splitlines()[-1])["execution"]
+    assert execution["executor"] == "ray" and execution["cluster"] == {"nodes": 1, "cpus": 2, "gpus": 0}
+    workers = execution["workers"]  # a worker still loading its model when the other has done every image is not used
+    assert workers["asked"] == 2 and workers["lost"] == 0 and workers["used"] in (1, 2)
+
+
+@needs_ray
+def test_ray_says_when_the_cluster_cannot_place_every_worker(local_ray) -> None:
+    record, lines = ExecutionRecord("ray"), []
+    results = list(execute(_Square(), [str(i) for i in range(6)], executor="ray", workers=3, record=record,
+                           notify=lines.append))
+    assert sorted(results) == sorted((str(i), i * i) for i in range(6))
+    assert lines == ["asked for 3 Ray workers, the cluster can place 2 now (1 CPU each, 2 CPUs free); "
+                     "using 2, more if nodes join"]
+    assert record.asked == 3 and record.used in (1, 2) and record.lost == 0
 
 
 @needs_ray

@@ -42,6 +42,7 @@ __all__ = [
     "console",
     "delta",
     "err_console",
+    "execution_log",
     "executor_options",
     "fmt",
     "get_host",
@@ -50,6 +51,7 @@ __all__ = [
     "progress_bar",
     "read_ids",
     "run_guarded",
+    "warn",
 ]
 
 console = Console()
@@ -142,17 +144,31 @@ def run_guarded(func: Callable[[], T]) -> T:
         raise typer.Exit(2 if isinstance(exc, UnknownName) else 1) from None
 
 
-def executor_options(executor: str, ray_address: str | None) -> dict[str, str | None]:
+def executor_options(executor: str, ray_address: str | None, workers: int = 1) -> dict[str, Any]:
     """The keyword options :func:`sepl_tree.executors.execute` takes for ``executor``.
 
-    ``ray`` without Ray installed is an error here, before any work.
+    ``ray`` without Ray installed is an error here, before any work. ``record`` is filled in by
+    the run: write :func:`execution_log` of the options in the run log.
     """
+    from sepl_tree.executors.record import ExecutionRecord
+
+    options: dict[str, Any] = {"record": ExecutionRecord(executor, workers), "notify": warn}
     if executor != "ray":
-        return {}
+        return options
     from sepl_tree.executors.ray import import_ray
 
     import_ray()
-    return {"ray_address": ray_address}
+    return {**options, "ray_address": ray_address}
+
+
+def execution_log(options: dict[str, Any]) -> dict[str, Any]:
+    """What the executor did (executor, workers asked and used, cluster size), for a run log."""
+    return options["record"].as_json()
+
+
+def warn(message: str) -> None:
+    """One yellow line on stderr (above a progress bar, if one is showing)."""
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def get_host(plugins: list[str] | None) -> PluginHost:

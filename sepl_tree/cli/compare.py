@@ -24,6 +24,7 @@ from sepl_tree.cli.common import (
     absolute_plugin_paths,
     console,
     err_console,
+    execution_log,
     executor_options,
     get_host,
     parse_params,
@@ -137,7 +138,7 @@ def compare_command(
     def body() -> None:
         from sepl_tree.report import image_strip, write_report
 
-        options = executor_options(executor.value, ray_address)
+        options = executor_options(executor.value, ray_address, workers)
         host = get_host(plugin)
         names, chosen = _strategies(strategies, host), _subsets(subset)
         for folder, what in ((pseudo_labels, "pseudo-label"), (masks, "mask"), (gt, "ground-truth")):
@@ -165,6 +166,7 @@ def compare_command(
         typed = {"pseudo_labels": str(pseudo_labels), "masks": str(masks), "gt": str(gt), "plugins": list(plugin or ())}
         doc = compare_document(config, selectors, reader_in.reader_params, totals, summary, computed, seconds,
                                images, typed)
+        doc["execution"] = execution_log(options)
         meta = {"pseudo-labels": pseudo_labels, "masks": masks, "gt": gt, "reader": reader, "images": len(id_list),
                 "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str),
                 "synthetic": totals.synthetic_masks > 0}

@@ -19,6 +19,7 @@ from sepl_tree.cli.common import (
     absolute_plugin_paths,
     console,
     err_console,
+    execution_log,
     executor_options,
     get_host,
     parse_params,
@@ -69,7 +70,7 @@ def masks_command(
         host.sam_model(model_type)  # unknown model type: error listing the valid ones
         if fmt not in sam.FORMATS:
             raise SeplError(f"--format must be one of {', '.join(sam.FORMATS)}, got {fmt!r}")
-        options = executor_options(executor.value, ray_address)  # a bad executor or missing Ray: before anything is written
+        options = executor_options(executor.value, ray_address, workers)  # a bad executor or missing Ray: before anything is written
         if not checkpoint.is_file():
             raise InputError(checkpoint, "checkpoint not found")
         settings = sam.generator_settings(preset, parse_params(param))
@@ -107,7 +108,7 @@ def masks_command(
                 bar.update(task, advance=1, rate=f"{summary.images_per_second:.2f} img/s")
         summary.seconds = time.perf_counter() - start
         sam.append_run_log(out, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 **dict(summary.rows())})
+                                 **dict(summary.rows()), "execution": execution_log(options)})
         table = Table(title=f"sepl-tree masks: {model_type}, preset {preset}, {fmt}")
         table.add_column("")
         table.add_column("", justify="right")

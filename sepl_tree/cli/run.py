@@ -28,6 +28,7 @@ from sepl_tree.cli.common import (
     console,
     delta,
     err_console,
+    execution_log,
     executor_options,
     fmt,
     get_host,
@@ -173,7 +174,7 @@ def run_command(
     """Enhance pseudo-labels with SAM masks. With no inputs, runs on a synthetic demo."""
 
     def body() -> None:
-        options = executor_options(executor.value, ray_address)
+        options = executor_options(executor.value, ray_address, workers)
         folders = _folders(pseudo_labels, masks, out, gt, num_classes)
         tables = config_tables(ctx)
         given = {**tables.get("params", {}), **parse_params(param)}
@@ -187,6 +188,7 @@ def run_command(
         counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
         _print_summary(cfg.strategy, counts, seconds, folders[4])
         extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}
+        extra["execution"] = execution_log(options)
         if confusion is not None:
             extra["eval"] = _print_eval(cfg, confusion, len(all_ids), tables.get("class_names"))
         manifest = run_manifest(cfg, selector.params, inputs.reader_params, counts, started, seconds, extra)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from sepl_tree.errors import SeplError
+from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
 __all__ = ["EXECUTORS", "JobSpec", "execute"]
 
@@ -25,7 +26,11 @@ class JobSpec(Protocol[R]):
         ...
 
 
-def _serial(spec: JobSpec[R], ids: list[str], workers: int, **_: Any) -> Iterator[R]:
+def _serial(spec: JobSpec[R], ids: list[str], workers: int, record: ExecutionRecord | None = None,
+            **_: Any) -> Iterator[R]:
+    if record is not None:
+        record.begin(workers, local_cluster())
+        record.running(1)
     fn = spec.setup()
     for image_id in ids:
         yield fn(image_id)
@@ -50,7 +55,12 @@ EXECUTORS: dict[str, Callable[..., Iterator[Any]]] = {"serial": _serial, "proces
 
 def execute(spec: JobSpec[R], ids: Iterable[str], executor: str = "process", workers: int = 1,
             **options: Any) -> Iterator[R]:
-    """Run ``spec``'s per-image function on every id with the named executor."""
+    """Run ``spec``'s per-image function on every id with the named executor.
+
+    Options every executor takes: ``record``, an :class:`~sepl_tree.executors.record.ExecutionRecord`
+    it fills in (workers asked for and used, the cluster); ``ray`` also takes ``ray_address``
+    and ``notify`` (called with one line when the cluster cannot place every worker or loses one).
+    """
     if executor not in EXECUTORS:
         raise SeplError(f"unknown executor {executor!r}; valid choices: {', '.join(sorted(EXECUTORS))}")
     return EXECUTORS[executor](spec, list(ids), workers, **options)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from sepl_tree.executors.record import ExecutionRecord, local_cluster
+
 __all__ = ["BATCH_SECONDS", "MAX_BATCH", "QUEUED_PER_WORKER", "process_executor"]
 
 R = TypeVar("R")
@@ -61,8 +63,12 @@ BATCH_SECONDS = 0.05
 MAX_BATCH = 64
 
 
-def process_executor(spec: Any, ids: list[str], workers: int, **_: Any) -> Iterator[Any]:
+def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionRecord | None = None,
+                     **_: Any) -> Iterator[Any]:
     """Run ``spec`` on ``ids`` in ``workers`` processes (serially for one worker or one id)."""
+    if record is not None:
+        record.begin(workers, local_cluster())
+        record.running(1 if workers <= 1 or len(ids) <= 1 else min(workers, len(ids)))
     if workers <= 1 or len(ids) <= 1:
         fn = spec.setup()
         for image_id in ids:

@@ -1,4 +1,4 @@
-"""The ``ray`` executor: one long-lived actor per GPU (or per worker on CPU) pulling image ids.
+"""The ``ray`` executor: long-lived actors pulling image ids, on a cluster that may lose nodes.
 
 Each actor builds the per-image function once with ``spec.setup()`` (so a SAM model is loaded
 once per GPU) and is fed ids one or two at a time as it finishes them, so fast and slow workers
@@ -8,19 +8,75 @@ A spec that sets ``uses_gpu = True`` gets one GPU per actor when the cluster has
 actor per GPU); any other spec, or a cluster without GPUs, gets ``workers`` one-CPU actors.
 Workers write their outputs themselves, so on a cluster the output folder must be on a file
 system every node sees (NFS, Lustre, a mounted bucket).
+
+What happens when the cluster changes under a run:
+
+- **A worker is lost** (its node died, its process crashed or was killed: an actor error, a
+  lost node or a lost result): the ids it held go back to the front of the queue, the actor is
+  killed and dropped, the run goes on with the others and one line says so. A replacement
+  actor is asked for; Ray places it when the cluster has room (a node rejoins or is added).
+  A retried id may be written twice, never at the same time by two live workers on a healthy
+  cluster (the lost actor is killed first), and every write is an atomic rename of the same
+  bytes.
+- **The cluster cannot place every worker asked for**: one line says how many it can place
+  now; the run starts with those, and the others start if nodes join (they wait in Ray's queue
+  and are cancelled when the run ends). A GPU job also grows to the new GPUs of nodes that join.
+- **No worker is left** and none can be placed for :data:`WAIT_FOR_WORKER_SECONDS`: the run
+  fails with one line; the finished images are kept, and rerunning the command goes on.
+- **The job itself fails** (its own error, raised by ``setup`` or for one image, such as a
+  :class:`~sepl_tree.errors.SeplError` for a corrupt file): the run stops with that error, as
+  with the other executors; it is not retried.
+
+Why not ``ray.util.ActorPool`` (Ray 2.60), which has the same pull loop: when an actor dies,
+``get_next_unordered`` raises without saying which value was lost, so its id cannot be put
+back; only ``ActorDiedError`` drops the actor (a lost node first gives ``ActorUnavailableError``,
+after which the pool hands the next value to the dead actor); and it keeps one task per actor
+(an actor idles between ids while the driver hands out the next one).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from sepl_tree.errors import SeplError
+from sepl_tree.executors.record import ExecutionRecord
 
-__all__ = ["IN_FLIGHT_PER_ACTOR", "import_ray", "ray_executor"]
+__all__ = [
+    "IN_FLIGHT_PER_ACTOR",
+    "MAX_ATTEMPTS",
+    "WAIT_FOR_WORKER_SECONDS",
+    "cluster_size",
+    "import_ray",
+    "ray_executor",
+]
 
 #: Ids queued on each actor: one running, one waiting, so an actor never idles between ids.
 IN_FLIGHT_PER_ACTOR = 2
+#: How long a run with no worker left waits for the cluster to place one before it fails.
+WAIT_FOR_WORKER_SECONDS = 600.0
+#: The pull loop wakes up at least this often to look at the clock and the cluster.
+TICK_SECONDS = 1.0
+#: A GPU job looks for new GPUs (nodes that joined) this often.
+GROW_SECONDS = 15.0
+#: An image whose worker is lost this many times while it runs stops the run: it may be what
+#: kills them (a crash, or memory).
+MAX_ATTEMPTS = 3
+#: Workers lost in a row without one image finishing, per worker asked for, that stop the run.
+LOSSES_PER_WORKER = 3
+#: What a lost worker raises (names in ``ray.exceptions``); anything else from Ray is not retried.
+LOST_WORKER_ERRORS = ("RayActorError", "NodeDiedError", "WorkerCrashedError", "ObjectLostError",
+                      "OutOfMemoryError", "ActorUnschedulableError")
+#: After connecting, how long free resources may take to show the actors of a run just ended.
+SETTLE_SECONDS = 3.0
+
+_log = logging.getLogger(__name__)
+_now = time.monotonic
+_sleep = time.sleep
 
 
 def import_ray() -> Any:
@@ -38,6 +94,10 @@ class _Worker:
         self.spec = spec
         self.fn: Callable[[str], Any] | None = None
 
+    def placed(self) -> bool:
+        """Answers as soon as the actor runs: the cluster has placed it (``setup`` may take long)."""
+        return True
+
     def setup(self) -> bool:
         self.fn = self.spec.setup()
         return True
@@ -47,12 +107,56 @@ class _Worker:
         return self.fn(image_id)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join((str(exc) or type(exc).__name__).split())
+
+
 def _unwrap(ray: Any, exc: BaseException) -> BaseException:
     """The user-facing error inside a Ray task error (our ``SeplError`` stays one line)."""
     cause = getattr(exc, "cause", None)
     if isinstance(exc, ray.exceptions.RayTaskError) and cause is not None:
         return cause
     return exc
+
+
+# ------------------------------------------------------------------------------ joining
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    while exc is not None and exc not in found:
+        found.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _join_error(ray: Any, address: str | None, exc: BaseException) -> SeplError:
+    """One line for a failed ``ray.init``; token authentication problems name the fix.
+
+    In Ray 2.60 (as tested) a cluster started with ``ray start --head`` uses token
+    authentication when the head has a token (``~/.ray/auth_token``; a local ``ray.init()``
+    makes one), but a node or a driver given an address never switches it on by itself:
+    without ``RAY_AUTH_MODE=token`` it is refused, and Ray says only "Failed to connect to Ray
+    cluster" after 20 s of retries (the reason is in a chained exception; a Ray Client just
+    times out).
+    """
+    where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+    auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+    texts = [str(e) for e in _chain(exc)]
+    refused = any(isinstance(e, auth_error) for e in _chain(exc)) or any(
+        word in text for text in texts for word in ("InvalidAuthToken", "Unauthenticated", "AuthenticationError"))
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    token_hint = ("the cluster's token in ~/.ray/auth_token (copied from the head node), "
+                  "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
+    if refused and not token_mode:
+        return SeplError(f"cannot join {where}: it uses token authentication; set RAY_AUTH_MODE=token "
+                         f"and give this machine {token_hint}")
+    if refused:
+        return SeplError(f"cannot join {where}: it refused this machine's token; give this machine {token_hint}")
+    hint = ""
+    if address and address.startswith("ray://") and not token_mode:
+        hint = f" (if the cluster uses token authentication: set RAY_AUTH_MODE=token and give this machine {token_hint})"
+    return SeplError(f"cannot start or join {where}: {_one_line(exc)}{hint}")
 
 
 def _start(ray: Any, address: str | None) -> bool:
@@ -65,12 +169,212 @@ def _start(ray: Any, address: str | None) -> bool:
         else:
             ray.init(include_dashboard=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise SeplError(f"cannot start or join {where}: {' '.join(str(exc).split())}") from None
+        raise _join_error(ray, address, exc) from None
     return True
 
 
+# ------------------------------------------------------------------------------ the cluster
+
+
+def cluster_size(ray: Any) -> dict[str, int]:
+    """The connected cluster's live nodes and its CPUs and GPUs in all (for the run logs)."""
+    total = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive", True))
+    return {"nodes": nodes, "cpus": int(total.get("CPU", 0)), "gpus": int(total.get("GPU", 0))}
+
+
+def _room(free: dict[str, float], need: dict[str, float]) -> int:
+    """How many actors that each need ``need`` fit in the ``free`` resources."""
+    return int(min(free.get(name, 0.0) // amount for name, amount in need.items()))
+
+
+def _resources(amounts: dict[str, float]) -> str:
+    return " + ".join(f"{amount:g} {name}" + ("s" if amount != 1 and name in ("CPU", "GPU") else "")
+                      for name, amount in amounts.items())
+
+
+class _Slot:
+    """One actor: ``pending`` (not placed yet), ``setup`` (placed, building its function), ``ready``."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.state = "pending"
+        self.in_flight: deque[tuple[Any, str]] = deque()  # (ref, id) in the order the actor runs them
+
+
+class _PullLoop:
+    """Feed ids to actors as they finish them; put back the ids of the lost ones.
+
+    ``ray`` is the Ray module, or a fake with the same few functions (``wait``, ``get``, ``kill``,
+    ``available_resources``, ``exceptions``) in the tests; ``new_actor()`` makes one actor.
+    """
+
+    def __init__(self, ray: Any, new_actor: Callable[[], Any], ids: list[str], target: int,
+                 need: dict[str, float], record: ExecutionRecord, notify: Callable[[str], None],
+                 grow: Callable[[], int] | None = None, wait_seconds: float | None = None) -> None:
+        self.ray, self.new_actor, self.need, self.record, self.notify = ray, new_actor, need, record, notify
+        self.target, self.grow = target, grow
+        self.wait_seconds = WAIT_FOR_WORKER_SECONDS if wait_seconds is None else wait_seconds
+        self.lost_errors = tuple(getattr(ray.exceptions, name) for name in LOST_WORKER_ERRORS
+                                 if hasattr(ray.exceptions, name))
+        self.queue: deque[str] = deque(ids)
+        self.slots: list[_Slot] = []
+        self.refs: dict[Any, tuple[_Slot, str, str | None]] = {}  # ref -> (slot, "placed"|"setup"|"run", id)
+        self.attempts: Counter[str] = Counter()
+        self.lost_in_a_row = 0
+        self.unplaced_since: float | None = None
+        self.grown_at = _now()
+
+    # -- the loop
+
+    def results(self) -> Iterator[Any]:
+        self._top_up()
+        while self.queue or any(slot.in_flight for slot in self.slots):
+            if self.refs:
+                try:
+                    ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=TICK_SECONDS)
+                except self.ray.exceptions.RayError as exc:  # the driver's own node or the head is gone
+                    raise SeplError(f"lost the Ray cluster: {_one_line(exc)}") from None
+            else:
+                ready = []
+                _sleep(TICK_SECONDS)
+            if ready:
+                yield from self._collect(ready[0])
+            self._check_placed()
+            self._maybe_grow()
+
+    def close(self) -> None:
+        """Kill every actor, placed or still waiting for room."""
+        for slot in self.slots:
+            self._kill(slot.actor)
+        self.slots.clear()
+        self.refs.clear()
+
+    # -- steps
+
+    def _collect(self, ref: Any) -> Iterator[Any]:
+        slot, kind, image_id = self.refs.pop(ref)
+        errors = self.ray.exceptions
+        try:
+            value = self.ray.get(ref)
+        except errors.RayTaskError as exc:  # the job's own error, in setup() or for one image: the run stops
+            raise _unwrap(self.ray, exc) from None
+        except self.lost_errors as exc:
+            if getattr(exc, "actor_init_failed", False):  # it cannot even unpickle the job: not a lost node
+                raise SeplError(f"a Ray worker could not start (is sepl-tree, or a plugin, missing on a node?): "
+                                f"{_one_line(exc)[:400]}") from None
+            self._lose(slot, exc)
+            return
+        except errors.RayError as exc:
+            raise SeplError(f"the Ray run failed: {_one_line(exc)}") from None
+        if kind == "placed":
+            if slot.state == "pending":
+                slot.state = "setup"
+        elif kind == "setup":
+            slot.state = "ready"
+            self.record.running(sum(s.state == "ready" for s in self.slots))
+            self._feed(slot)
+        else:
+            slot.in_flight.remove((ref, image_id))
+            self.lost_in_a_row = 0
+            self._feed(slot)
+            yield value
+
+    def _feed(self, slot: _Slot) -> None:
+        while slot.state == "ready" and len(slot.in_flight) < IN_FLIGHT_PER_ACTOR and self.queue:
+            image_id = self.queue.popleft()
+            ref = slot.actor.run.remote(image_id)
+            slot.in_flight.append((ref, image_id))
+            self.refs[ref] = (slot, "run", image_id)
+
+    def _top_up(self) -> None:
+        """Ask for actors up to the target, but not more than there are ids left to hand out."""
+        work = len(self.queue) + sum(len(slot.in_flight) for slot in self.slots)
+        while len(self.slots) < min(self.target, work):
+            slot = _Slot(self.new_actor())
+            self.slots.append(slot)
+            self.refs[slot.actor.placed.remote()] = (slot, "placed", None)
+            self.refs[slot.actor.setup.remote()] = (slot, "setup", None)
+
+    def _lose(self, slot: _Slot, exc: BaseException) -> None:
+        self.slots.remove(slot)
+        for ref in [r for r, (s, _, _) in self.refs.items() if s is slot]:
+            del self.refs[ref]
+        self._kill(slot.actor)  # before its ids go to another actor: never two live writers of one id
+        ids = [image_id for _, image_id in slot.in_flight]
+        reason = type(exc).__name__
+        self.lost_in_a_row += 1
+        if self.lost_in_a_row > LOSSES_PER_WORKER * self.target:
+            raise SeplError(f"{self.lost_in_a_row} Ray workers were lost in a row without an image finishing; "
+                            f"is the cluster healthy? The finished images are kept (last: {_one_line(exc)[:300]})")
+        if slot.state == "pending":  # never placed (its creation failed): ask for another, quietly
+            self._top_up()
+            return
+        if ids:
+            running = ids[0]  # an actor runs its ids in order: the first was running, the rest waiting
+            self.attempts[running] += 1
+            if self.attempts[running] >= MAX_ATTEMPTS:
+                raise SeplError(f"{running}: {MAX_ATTEMPTS} Ray workers were lost while working on this image "
+                                f"(last: {reason}); it may be what kills them (a crash, or memory); "
+                                "the finished images are kept")
+            self.queue.extendleft(reversed(ids))
+            for other in self.slots:  # a worker that ran out of ids takes them now
+                self._feed(other)
+        self.record.lost += 1
+        self.record.retried += len(ids)
+        left = sum(s.state != "pending" for s in self.slots)
+        then = (f"{left} worker(s) left" if left else
+                f"no worker left; waiting up to {self.wait_seconds:.0f} s for the cluster to place one")
+        self.notify(f"lost a Ray worker ({reason}); {len(ids)} image(s) it held go back to the queue; {then}")
+        self._top_up()
+
+    def _check_placed(self) -> None:
+        """Fail when no actor has been placed for ``wait_seconds`` while there is work."""
+        if any(slot.state != "pending" for slot in self.slots):
+            self.unplaced_since = None
+            return
+        now = _now()
+        if self.unplaced_since is None:
+            self.unplaced_since = now
+        elif now - self.unplaced_since > self.wait_seconds:
+            free = {name: self.ray.available_resources().get(name, 0.0) for name in self.need}
+            raise SeplError(f"no Ray worker could be placed for {self.wait_seconds:.0f} s (each needs "
+                            f"{_resources(self.need)}; the cluster has {_resources(free)} free); the finished "
+                            "images are kept: rerun the same command when the cluster has room")
+
+    def _maybe_grow(self) -> None:
+        if self.grow is None or _now() - self.grown_at < GROW_SECONDS:
+            return
+        self.grown_at = _now()
+        target = self.grow()
+        if target > self.target:
+            self.target = self.record.asked = target
+            self._top_up()
+
+    def _kill(self, actor: Any) -> None:
+        try:
+            self.ray.kill(actor, no_restart=True)
+        except Exception:  # already gone with its node: nothing to kill
+            pass
+
+
+def _placeable(ray: Any, need: dict[str, float], wanted: int) -> tuple[int, dict[str, float]]:
+    """How many actors the cluster's free resources fit now, and those resources.
+
+    Resources freed by a run that just ended (``run --gt`` scores after it runs) take a moment
+    to show: a short count keeps being asked for up to :data:`SETTLE_SECONDS`.
+    """
+    deadline = _now() + SETTLE_SECONDS
+    while True:
+        free = ray.available_resources()
+        room = _room(free, need)
+        if room >= wanted or _now() >= deadline:
+            return room, {name: free.get(name, 0.0) for name in need}
+        _sleep(0.25)
+
+
 def ray_executor(spec: Any, ids: list[str], workers: int, ray_address: str | None = None,
+                 record: ExecutionRecord | None = None, notify: Callable[[str], None] | None = None,
                  **_: Any) -> Iterator[Any]:
     """Run ``spec`` on ``ids`` with Ray actors, yielding results as they complete.
 
@@ -85,41 +389,43 @@ def ray_executor(spec: Any, ids: list[str], workers: int, ray_address: str | Non
     ray_address
         Address of a running cluster (``ray://head:10001`` or ``head:6379``); ``None`` starts a
         local Ray instance unless one is already initialised in this process.
+    record
+        Filled with what the run used (see :mod:`sepl_tree.executors.record`).
+    notify
+        Called with one line when the cluster cannot place every worker or loses one
+        (default: a warning on this module's logger).
     """
     ray = import_ray()
     if not ids:
         return
+    record = record if record is not None else ExecutionRecord("ray")
+    notify = notify or _log.warning
     started = _start(ray, ray_address)
-    actors: list[Any] = []
+    loop: _PullLoop | None = None
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0)) if getattr(spec, "uses_gpu", False) else 0
-        count = min(gpus if gpus else max(1, workers), len(ids))
+        cluster = cluster_size(ray)
+        gpus = cluster["gpus"] if getattr(spec, "uses_gpu", False) else 0
+        target = gpus or max(1, workers)
+        need = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
+        record.begin(target, cluster)
+        wanted = min(target, len(ids))
+        room, free = _placeable(ray, need, wanted)
+        if room < wanted:
+            each = f"{_resources(need)} each, {_resources(free)} free"
+            asked = f"{wanted} Ray workers" + (" (one per GPU)" if gpus else "")
+            notify(f"asked for {asked}, the cluster can place {room} now ({each}); "
+                   + (f"using {room}, more if nodes join" if room else
+                      f"waiting up to {WAIT_FOR_WORKER_SECONDS:.0f} s for room"))
         remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(_Worker)
-        actors = [remote.remote(spec) for _ in range(count)]
-        try:
-            ray.get([a.setup.remote() for a in actors])
-        except ray.exceptions.RayError as exc:
-            raise _unwrap(ray, exc) from None
-        queue = iter(ids)
-        owner: dict[Any, Any] = {}
-        for actor in actors:
-            for _ in range(IN_FLIGHT_PER_ACTOR):
-                image_id = next(queue, None)
-                if image_id is not None:
-                    owner[actor.run.remote(image_id)] = actor
-        while owner:
-            ready, _ = ray.wait(list(owner), num_returns=1)
-            actor = owner.pop(ready[0])
-            try:
-                result = ray.get(ready[0])
-            except ray.exceptions.RayError as exc:
-                raise _unwrap(ray, exc) from None
-            image_id = next(queue, None)
-            if image_id is not None:
-                owner[actor.run.remote(image_id)] = actor
-            yield result
+
+        def grow() -> int:
+            return int(ray.cluster_resources().get("GPU", 0))
+
+        loop = _PullLoop(ray, lambda: remote.remote(spec), ids, target, need, record, notify,
+                         grow=grow if gpus else None)
+        yield from loop.results()
     finally:
-        for actor in actors:
-            ray.kill(actor)
+        if loop is not None:
+            loop.close()
         if started:
             ray.shutdown()
