@@ -106,7 +106,8 @@ class Selector:
                 raise StrategyError(f"{self._who(sample)} returned {out.dtype} values that are not labels "
                                     f"0..{self.num_classes - 1} or {IGNORE}")
             out = out.astype(np.uint8)
-        if out.size and out.max() >= self.num_classes:  # the common case (max < K) costs one pass
+        # 255 + 1 wraps to 0 in uint8: every value is 0..K-1 or 255 iff max(out + 1) <= K (two cheap passes)
+        if out.size and int((out + np.uint8(1)).max()) > self.num_classes:
             values = label_values(out)
             bad = values[(values >= self.num_classes) & (values != IGNORE)]
             if bad.size:
