@@ -8,21 +8,25 @@ and a rename, so an interrupted run never leaves half a file.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sepl_tree.errors import InputError
+from sepl_tree.errors import InputError, SeplError
 from sepl_tree.label_maps import IGNORE, label_values, voc_palette
 
 __all__ = [
+    "MAX_PIXELS",
     "atomic_write_bytes",
     "encode_label_png",
     "read_label_png",
+    "read_json",
     "read_png",
     "remove_stale_temporaries",
     "write_label_png",
@@ -34,9 +38,17 @@ _PALETTE = voc_palette().reshape(-1).tolist()
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    An interrupted write leaves either the old file or no file, never half of one.
+    An interrupted write leaves either the old file or no file, never half of one. A path that
+    is a folder, or whose parent cannot be a folder, is a :class:`SeplError` naming it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise SeplError(f"{path}: is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SeplError(f"{path}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        raise SeplError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -62,17 +74,64 @@ def remove_stale_temporaries(folder: Path) -> int:
     return len(stale)
 
 
+#: The largest image read, in pixels (PIL's own decompression-bomb limit): a file claiming
+#: more is refused before anything is decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+#: Leading bytes of the formats a file named ``.png`` may hold instead of PNG.
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+          (b"MM\x00*", "TIFF"), (b"RIFF", "RIFF (WebP?)"))
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's header; ``InputError`` if the file is not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a PNG file") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+        raise InputError(path, f"not a PNG file (it holds {what} data; label maps and masks must be lossless PNGs)"
+                         if what else "not a PNG file")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 def read_png(path: Path) -> np.ndarray:
-    """Pixel values of a PNG as stored (palette indices for mode 'P'), or ``InputError``."""
+    """Pixel values of a PNG as stored (palette indices for mode 'P'), or ``InputError``.
+
+    The file must be a PNG whatever its name, of at most :data:`MAX_PIXELS` pixels.
+    """
+    width, height = _png_size(path)
+    if width * height > MAX_PIXELS:
+        raise InputError(path, f"is {width}x{height} = {width * height} pixels, more than the limit of "
+                               f"{MAX_PIXELS} (a decompression bomb?)")
     try:
         with Image.open(path) as img:
             if img.mode not in ("P", "L", "1", "RGB", "RGBA", "I", "I;16", "LA", "PA"):
                 raise InputError(path, f"unsupported PNG mode {img.mode!r}")
             return np.array(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(path, f"not a readable image ({exc})") from None
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document in ``path``, or an ``InputError`` naming the file (missing, unreadable,
+    malformed, or nested too deep to read)."""
+    try:
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(path, f"not a readable image ({exc})") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a JSON file") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply to read") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"not a readable JSON file ({' '.join(str(exc).split())})") from None
 
 
 def read_label_png(path: Path, num_classes: int) -> np.ndarray:

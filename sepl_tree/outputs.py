@@ -1,21 +1,54 @@
-"""Output folders: which images are done (resume) and where each output goes.
+"""Output folders: made for one set of settings, kept apart from the inputs, resumed safely.
 
-Every output is written atomically (:mod:`sepl_tree.files`), so a file that exists was written
-whole; an empty file (a disk that filled up, a copy cut short) is not done.
+A command that writes a folder of per-image outputs first *claims* it (:func:`claim_folder`):
+the folder's manifest (``run.json``, ``convert.json``, ...) records the settings that decide
+the outputs (strategy and parameters, reader, inputs, K, plugins, version). A rerun with the
+same settings resumes: an output that is there and whole is reused. A folder made with other
+settings, or holding outputs no manifest accounts for, is refused with one line naming what
+differs, unless ``overwrite``, which removes the old outputs first, so the manifest always
+describes the files beside it. Every output is written atomically (:mod:`sepl_tree.files`); an
+empty or cut file (a full disk, a copy cut short) is not done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["output_done", "pending_ids"]
+from sepl_tree.errors import SeplError
+from sepl_tree.files import atomic_write_bytes, read_json
+
+__all__ = [
+    "check_apart",
+    "claim_folder",
+    "describe_changes",
+    "output_done",
+    "pending_ids",
+    "plugin_fingerprints",
+    "prepare_folder",
+]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
 
 
 def output_done(path: Path) -> bool:
-    """Whether ``path`` holds a finished output: a non-empty file."""
+    """Whether ``path`` holds a finished output: a whole PNG (signature and end chunk), or, for
+    other files, a non-empty one."""
     try:
-        return path.is_file() and path.stat().st_size > 0
+        size = path.stat().st_size
+        if not path.is_file() or size == 0:
+            return False
+        if path.suffix.lower() != ".png":
+            return True
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(size - 8, 0))
+            return head == _PNG_SIGNATURE and f.read(8) == _PNG_END
     except OSError:
         return False
 
@@ -27,3 +60,115 @@ def pending_ids(ids: Iterable[str], done: Callable[[str], bool], overwrite: bool
     ['a', 'c']
     """
     return list(ids) if overwrite else [i for i in ids if not done(i)]
+
+
+def check_apart(out: Path, option: str, inputs: Mapping[str, Path | None]) -> None:
+    """Refuse an output folder that is, holds or lies inside one of the ``inputs`` (option -> path).
+
+    Outputs written there could overwrite or be mistaken for inputs.
+    """
+    target = Path(out).resolve()
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if target == source:
+            how = "is"
+        elif target.is_relative_to(source):
+            how = "is inside"
+        elif source.is_relative_to(target):
+            how = "holds"
+        else:
+            continue
+        raise SeplError(f"{option} {out} {how} {name} {path}: outputs could overwrite the inputs; "
+                        f"choose another {option}")
+
+
+def prepare_folder(folder: Path, option: str = "--out") -> None:
+    """Create ``folder`` (and its parents) for writing; one clear line if it cannot be."""
+    if folder.exists() and not folder.is_dir():
+        raise SeplError(f"{option} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SeplError(f"{option} {folder}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        raise SeplError(f"{option} {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SeplError(f"{option} {folder}: the folder is not writable")
+
+
+def plugin_fingerprints(plugins: Iterable[str]) -> list[dict[str, str | None]]:
+    """Each ``--plugin``: its path or module name and, for a file, the SHA-1 of its content (a
+    changed plugin file is another setting)."""
+    out = []
+    for spec in plugins:
+        path = Path(spec)
+        digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
+        out.append({"plugin": spec, "sha1": digest})
+    return out
+
+
+def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(doc, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): doc}
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The settings that differ, as ``name old -> new`` pairs (nested keys dotted).
+
+    >>> describe_changes({"strategy": "threshold", "params": {"t2": 0.85}}, {"strategy": "official", "params": {}})
+    "params.t2 0.85 -> (none), strategy 'threshold' -> 'official'"
+    """
+    a, b = _flat(old), _flat(new)
+    missing = object()
+    parts = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key, missing), b.get(key, missing)
+        if x != y:
+            parts.append(f"{key} {'(none)' if x is missing else repr(x)} -> {'(none)' if y is missing else repr(y)}")
+    return ", ".join(parts)
+
+
+def _normal(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as they read back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(dict(settings), default=str))
+
+
+def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overwrite: bool,
+                 outputs: Callable[[Path], Iterable[Path]], option: str = "--out") -> None:
+    """Make ``folder`` the output folder of ``settings``, or refuse it in one line.
+
+    Parameters
+    ----------
+    folder
+        The output folder (created if needed).
+    manifest
+        The file in ``folder`` that records the settings (``{"settings": ...}``), e.g. ``run.json``.
+    settings
+        What decides the outputs (JSON-ready).
+    overwrite
+        Take the folder whatever it holds: its old outputs and manifest are removed first.
+    outputs
+        The output files a folder holds (e.g. its ``*.png``): the ones removed by ``overwrite``,
+        and the ones that make a folder without a manifest someone else's.
+    """
+    prepare_folder(folder, option)
+    path = folder / manifest
+    settings = _normal(settings)
+    previous = read_json(path).get("settings") if path.is_file() else None
+    existing = sorted(outputs(folder))
+    if overwrite:
+        for output in existing:
+            output.unlink(missing_ok=True)
+    elif previous is None and existing:
+        raise SeplError(f"{folder}: holds {len(existing)} output(s) (e.g. {existing[0].name}) but no {manifest} "
+                        f"saying how they were made; use --overwrite to replace them, or another {option}")
+    elif previous is not None and previous != settings:
+        raise SeplError(f"{folder}: made with other settings ({describe_changes(previous, settings)}); "
+                        f"use --overwrite to replace its outputs, or another {option}")
+    atomic_write_bytes(path, json.dumps({"settings": settings, "status": "running"}, indent=2).encode())

@@ -77,7 +77,7 @@ def test_bbox_xywh():
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "cannot read mask JSON"),
+        ("{not json", "not a readable JSON file"),
         ('{"a": 1}', "must be a list"),
         ('[{"area": 3}]', "record 0 has no COCO RLE"),
         ('[{"segmentation": {"size": [2, 2], "counts": "zz~~"}}]', "corrupt RLE"),
@@ -102,5 +102,5 @@ def test_corrupt_png_mask_names_the_file(tmp_path):
     folder = tmp_path / "img"
     folder.mkdir()
     (folder / "0.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="0.png: not a readable image"):
+    with pytest.raises(InputError, match="0.png: not a PNG file$"):
         read_masks(tmp_path, "img")

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from sepl_tree.errors import InputError
-from sepl_tree.files import atomic_write_bytes, read_png
+from sepl_tree.files import atomic_write_bytes, read_json, read_png
 from sepl_tree.masks.maskset import MaskSet, masks_to_bbox_xywh, rle_to_maskset
 from sepl_tree.masks.rle import mask_to_rle
 
@@ -44,22 +44,47 @@ AMG_CSV_HEADER = (
 # ---------------------------------------------------------------------------------------- read
 
 
+#: The most bits a set of masks read without a known size may take (1 GiB: 45,000 masks of a
+#: 500x375 VOC image); a file claiming more is refused before anything is allocated.
+MAX_MASK_BYTES = 1 << 30
+
+
 def find_mask_source(masks_dir: Path, image_id: str) -> Path | None:
-    """``<id>.json`` if it exists, else the ``<id>/`` folder if it exists, else ``None``."""
-    rle = masks_dir / f"{image_id}.json"
-    if rle.is_file():
-        return rle
-    folder = masks_dir / image_id
-    if folder.is_dir():
-        return folder
-    return None
+    """``<id>.json`` or the ``<id>/`` folder, whichever exists, else ``None``.
+
+    Both at once is an ``InputError`` naming both: which one holds the masks would be a guess.
+    """
+    rle, folder = masks_dir / f"{image_id}.json", masks_dir / image_id
+    has_rle, has_folder = rle.is_file(), folder.is_dir()
+    if has_rle and has_folder:
+        raise InputError(rle, f"and {folder}/ both hold masks for image {image_id!r}; keep one of them")
+    return rle if has_rle else folder if has_folder else None
+
+
+def _rle_size(path: Path, n: int, seg: dict[str, Any]) -> tuple[int, int]:
+    size = seg["size"]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        raise InputError(path, f"record {n} has RLE size {size!r}; expected [height, width] (two integers)")
+    return int(size[0]), int(size[1])
+
+
+def _check_claimed_size(path: Path, masks: int, height: int, width: int) -> None:
+    """Refuse what a file claims before allocating it: at most ``MAX_PIXELS`` pixels an image
+    and ``MAX_MASK_BYTES`` of bits."""
+    from sepl_tree.files import MAX_PIXELS
+
+    if height * width > MAX_PIXELS:
+        raise InputError(path, f"masks claim {height}x{width} = {height * width} pixels, more than the limit "
+                               f"of {MAX_PIXELS}")
+    need = masks * -(-height * width // 64) * 8
+    if need > MAX_MASK_BYTES:
+        raise InputError(path, f"{masks} masks of {height}x{width} would take {need / 2**30:.1f} GiB, more than "
+                               f"the limit of {MAX_MASK_BYTES / 2**30:.0f} GiB")
 
 
 def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
-    try:
-        records = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read mask JSON: {exc}") from None
+    records = read_json(path)
     if not isinstance(records, list):
         raise InputError(path, "mask JSON must be a list of records (as segment-anything's amg.py writes)")
     rles = []
@@ -68,17 +93,18 @@ def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
         if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
             raise InputError(path, f"record {n} has no COCO RLE 'segmentation' with 'size' and 'counts'")
         rles.append(seg)
-    sizes = {tuple(r["size"]) for r in rles}
+    sizes = {_rle_size(path, n, seg) for n, seg in enumerate(rles)}
     if len(sizes) > 1:
         raise InputError(path, f"masks have different sizes: {sorted(sizes)}")
     if rles:
-        height, width = (int(v) for v in rles[0]["size"])
+        height, width = sizes.pop()
     elif shape is not None:
         height, width = shape
     else:
         raise InputError(path, "no masks and no image size to give them")
     if shape is not None and (height, width) != tuple(shape):
         raise InputError(path, f"masks are {height}x{width} (HxW) but the pseudo-label is {shape[0]}x{shape[1]}")
+    _check_claimed_size(path, len(rles), height, width)
     meta = [{k: v for k, v in rec.items() if k != "segmentation"} for rec in records]
     try:
         return rle_to_maskset(rles, height, width, meta)
@@ -127,6 +153,7 @@ def _read_png_folder(folder: Path, shape: tuple[int, int] | None) -> MaskSet:
         if m.shape != tuple(shape):
             raise InputError(path, f"mask is {m.shape[0]}x{m.shape[1]} (HxW) but expected {shape[0]}x{shape[1]}")
         if masks is None:
+            _check_claimed_size(folder, len(files), *m.shape)
             masks = np.empty((len(files), *m.shape), bool)
         np.greater(m, 127, out=masks[index])
         records.append(meta.get(n, {}))
