@@ -18,17 +18,20 @@ from typing import Any
 import pluggy
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.registry import Param, Reader, Strategy
+from sepl_tree.registry import Param, Range, Reader, Share, Strategy, Tau
 
 __all__ = [
     "PROJECT_NAME",
     "InputError",
     "MaskSet",
     "Param",
+    "Range",
     "Reader",
     "Sample",
     "SeplError",
+    "Share",
     "Strategy",
+    "Tau",
     "__version__",
     "class_regions",
     "hookimpl",

@@ -23,11 +23,11 @@ from sepl_tree.executors import execute
 from sepl_tree.files import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.metrics import confusion_matrix
-from sepl_tree.outputs import output_done
+from sepl_tree.outputs import output_done, plugin_fingerprints
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.selection import Selector, bind_strategy
 
-__all__ = ["ImageResult", "RunConfig", "RunJob", "run_images", "run_manifest"]
+__all__ = ["ImageResult", "RunConfig", "RunJob", "run_images", "run_manifest", "run_settings"]
 
 
 @dataclass(frozen=True)
@@ -112,22 +112,31 @@ def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: st
     return execute(RunJob(config), ids, executor=executor, workers=workers, **executor_options)
 
 
-def run_manifest(config: RunConfig, params: Mapping[str, Any], reader_params: Mapping[str, Any],
-                 counts: Mapping[str, int], started: str, seconds: float, extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``run.json`` document: strategy, parameters, reader, inputs, counts, versions, time."""
+def run_settings(config: RunConfig, selector: Selector, inputs: InputReader) -> dict[str, Any]:
+    """What decides a run's outputs, as ``run.json`` records it and a resumed run must match:
+    strategy and checked parameters, reader and checked parameters, K, what an id without masks
+    gets, the inputs and the plugins (a plugin file by its content too), and the version."""
     c = config.inputs
     return {
+        "sepl_tree": __version__,
         "strategy": config.strategy,
-        "params": dict(params),
-        "reader": c.reader,
-        "reader_params": dict(reader_params),
+        "params": dict(selector.params),
+        "reader": inputs.reader.name,
+        "reader_params": dict(inputs.reader_params),
         "num_classes": c.num_classes,
-        "inputs": {
-            "pseudo_labels": str(c.pseudo_dir),
-            "masks": str(c.masks_dir),
-            "labels": None if c.labels is None else str(c.labels),
-            "plugins": list(c.plugins),
-        },
+        "missing_masks": c.missing_masks,
+        "inputs": {"pseudo_labels": str(c.pseudo_dir), "masks": str(c.masks_dir),
+                   "labels": None if c.labels is None else str(c.labels)},
+        "plugins": plugin_fingerprints(c.plugins),
+    }
+
+
+def run_manifest(settings: Mapping[str, Any], counts: Mapping[str, int], started: str, seconds: float,
+                 extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``run.json`` document: the settings (:func:`run_settings`), counts, versions, time."""
+    return {
+        "settings": dict(settings),
+        "status": "finished",
         "counts": dict(counts),
         "versions": {"sepl_tree": __version__, "numpy": np.__version__, "python": platform.python_version()},
         "started": started,

@@ -8,7 +8,9 @@ the numpydoc ``Parameters`` section of its docstring, so a plugin does not repea
 from __future__ import annotations
 
 import inspect
+import math
 import re
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,23 +18,74 @@ from typing import Any
 
 from sepl_tree.errors import SeplError
 
-__all__ = ["Param", "ReadContext", "Reader", "Strategy", "coerce_params", "params_from_signature"]
+__all__ = ["Param", "Range", "ReadContext", "Reader", "Share", "Strategy", "Tau", "coerce_params",
+           "params_from_signature"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric parameter may take, declared in its annotation::
+
+        def my_rule(sample, share: Annotated[float, Range(0, 1)] = 0.5, tau: Annotated[float, Range(0, 1, low_open=True)] = 0.9):
+
+    ``low``/``high`` are inclusive unless ``low_open``/``high_open``; ``None`` is unbounded.
+    Floats must be finite in any case.
+
+    >>> str(Range(0, 1)), str(Range(0, 1, low_open=True)), str(Range(low=0))
+    ('[0, 1]', '(0, 1]', '[0, inf)')
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        return f"{left}{low}, {high}{right}"
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+
+#: A parameter that is a share, in [0, 1]: ``t1: Share = 0.5``.
+Share = typing.Annotated[float, Range(0.0, 1.0)]
+#: The containment tree's threshold, in (0, 1]: ``tau: Tau = 0.9``.
+Tau = typing.Annotated[float, Range(0.0, 1.0, low_open=True)]
+
+
+@dataclass(frozen=True)
 class Param:
-    """One parameter of a strategy or reader: its default, its type and a line of help."""
+    """One parameter of a strategy or reader: its default, its type, a line of help and, for a
+    number, the :class:`Range` it must lie in."""
 
     name: str
     default: Any
     type: type
     help: str = ""
+    range: Range | None = None
 
     def coerce(self, value: Any) -> Any:
-        """Turn ``value`` (often a string from ``--param``) into this parameter's type."""
+        """Turn ``value`` (often a string from ``--param``) into this parameter's type and check
+        it (``ValueError`` saying what is expected)."""
+        value = self._coerce_type(value)
+        if self.type in (int, float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"expected a finite number{'' if self.range is None else f' in {self.range}'}, "
+                                 f"got {value!r}")
+            if self.range is not None and value not in self.range:
+                raise ValueError(f"must be in {self.range}, got {value!r}")
+        return value
+
+    def _coerce_type(self, value: Any) -> Any:
         if isinstance(value, str) and self.type is not str:
             text = value.strip()
             if self.type is bool:
@@ -70,16 +123,32 @@ def _docstring_help(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     return summary, helps
 
 
+def _ranges(func: Callable[..., Any]) -> dict[str, Range]:
+    """The :class:`Range` each parameter's ``Annotated`` annotation declares (string annotations,
+    as ``from __future__ import annotations`` makes them, are resolved in the function's module)."""
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # an annotation that does not resolve: read the unresolved ones below
+        hints = {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
+    out = {}
+    for name, hint in hints.items():
+        for meta in getattr(hint, "__metadata__", ()):
+            if isinstance(meta, Range):
+                out[name] = meta
+    return out
+
+
 def params_from_signature(func: Callable[..., Any], skip: int) -> dict[str, Param]:
     """The tunable parameters of ``func``: those after the first ``skip`` positional ones."""
     _, helps = _docstring_help(func)
+    ranges = _ranges(func)
     params: dict[str, Param] = {}
     for index, p in enumerate(inspect.signature(func).parameters.values()):
         if index < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is p.empty:
             raise TypeError(f"{func.__qualname__}: parameter {p.name!r} needs a default value")
-        params[p.name] = Param(p.name, p.default, type(p.default), helps.get(p.name, ""))
+        params[p.name] = Param(p.name, p.default, type(p.default), helps.get(p.name, ""), ranges.get(p.name))
     return params
 
 

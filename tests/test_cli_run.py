@@ -56,9 +56,9 @@ def test_run_writes_palette_pngs_matching_the_rule(dataset, tmp_path):
             got = np.array(img)
         assert np.array_equal(got, threshold(make_sample(pseudo, masks)))
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["strategy"] == "threshold" and manifest["params"] == {"t1": 0.5, "t2": 0.85}
-    assert manifest["reader"] == "png" and manifest["counts"]["written"] == 4
-    assert manifest["inputs"]["masks"] == str(dataset["masks"])
+    assert manifest["settings"]["strategy"] == "threshold" and manifest["settings"]["params"] == {"t1": 0.5, "t2": 0.85}
+    assert manifest["settings"]["reader"] == "png" and manifest["counts"]["written"] == 4
+    assert manifest["settings"]["inputs"]["masks"] == str(dataset["masks"])
     assert "numpy" in manifest["versions"] and manifest["seconds"] >= 0
 
 
@@ -111,7 +111,7 @@ def test_params_config_ids_and_gt(dataset, tmp_path):
                   "--config", config, "--param", "t2=0.95", "--gt", dataset["gt"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["strategy"] == "official" and manifest["params"] == {"t2": 0.95}
+    assert manifest["settings"]["strategy"] == "official" and manifest["settings"]["params"] == {"t2": 0.95}
     assert sorted(p.name for p in out.glob("*.png")) == ["img0.png", "img2.png"]
     assert manifest["eval"]["input"]["images"] == 2
     before, after = manifest["eval"]["input"]["miou"], manifest["eval"]["output"]["miou"]
@@ -126,7 +126,7 @@ def test_bad_param_is_one_clear_line(dataset, tmp_path):
     result = _run(*args, "--param", "official:t2=0.9")
     assert result.exit_code == 1 and "'official' is neither 'reader' nor a strategy of this run (threshold)" in result.output
     result = _run(*args, "--param", "threshold:t2=0.99")
-    assert result.exit_code == 0 and json.loads((tmp_path / "o" / "run.json").read_text())["params"]["t2"] == 0.99
+    assert result.exit_code == 0 and json.loads((tmp_path / "o" / "run.json").read_text())["settings"]["params"]["t2"] == 0.99
     result = _run(*args, "--param", "t1=abc")
     assert result.exit_code == 1 and "parameter 't1': expected float, got 'abc'" in result.output
     result = _run(*args, "--param", "t1")
@@ -192,12 +192,16 @@ def test_demo_runs_without_inputs_and_says_it_is_synthetic(tmp_path, monkeypatch
     result = _run("--strategy", "threshold", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.output
-    out = tmp_path / "sepl-demo-output"
+    out = tmp_path / "sepl-demo-output" / "threshold"
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["synthetic_demo"] is True and manifest["counts"]["written"] == 16
     before, after = manifest["eval"]["input"]["miou"], manifest["eval"]["output"]["miou"]
     assert after > before  # the demo's partial/false activations are what SEPL repairs
     assert len(list(out.glob("demo_*.png"))) == 16
+    # Another strategy's demo goes beside it, not over it: the inputs are shared, the outputs are not.
+    assert _run("--strategy", "official").exit_code == 0
+    assert json.loads((out.parent / "official" / "run.json").read_text())["settings"]["strategy"] == "official"
+    assert json.loads((out / "run.json").read_text())["settings"]["strategy"] == "threshold"
 
 
 @pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])

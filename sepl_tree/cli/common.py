@@ -136,6 +136,9 @@ T = TypeVar("T")
 
 def run_guarded(func: Callable[[], T]) -> T:
     """Run a command body; user errors become one line on stderr and exit code 1."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():  # the consoles were made at import: follow the width the command runs in
+        console.width = err_console.width = int(columns)
     try:
         return func()
     except SeplError as exc:
@@ -204,6 +207,11 @@ def read_ids(path: Path | None) -> list[str] | None:
     ids = [i for i in ids if i]
     if not ids:
         raise SeplError(f"{path}: the id list is empty")
+    seen: set[str] = set()
+    for image_id in ids:
+        if image_id in seen:
+            raise SeplError(f"{path}: id {image_id!r} is listed twice (it would be processed and scored twice)")
+        seen.add(image_id)
     return ids
 
 

@@ -24,7 +24,8 @@ def plugins_command(plugin: PluginOpt = None) -> None:
                     continue
                 seen.add(id(entry.item))
                 item = entry.item
-                params = ", ".join(f"{p.name}={p.default!r}" for p in item.params.values()) or "-"
+                params = ", ".join(f"{p.name}={p.default!r}" + (f" in {p.range}" if p.range else "")
+                                   for p in item.params.values()) or "-"
                 table.add_row(", ".join(getattr(item, "names", [item.name])), entry.source, item.description, params)
             console.print(table)
         if host.sam_models:

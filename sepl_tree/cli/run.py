@@ -43,29 +43,30 @@ from sepl_tree.evaluate import class_names_for, scores_to_json
 from sepl_tree.files import atomic_write_bytes
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.metrics import scores
-from sepl_tree.outputs import pending_ids
-from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest
+from sepl_tree.outputs import check_apart, claim_folder, pending_ids
+from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest, run_settings
 from sepl_tree.plugins import PluginHost
 from sepl_tree.selection import route_params
 
 __all__ = ["run_command"]
 
-DEMO_OUT = Path("sepl-demo-output")
+#: The demo writes its inputs to DEMO_ROOT/inputs and its outputs to DEMO_ROOT/<strategy>.
+DEMO_ROOT = Path("sepl-demo-output")
 
 
 def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, gt: Path | None,
-             num_classes: int) -> tuple[Path, Path, Path | None, Path, bool]:
+             num_classes: int, strategy: str) -> tuple[Path, Path, Path | None, Path, bool]:
     """``(pseudo_dir, masks_dir, gt_dir, out_dir, demo)``; the demo's inputs are written first."""
     demo = pseudo_labels is None and masks is None
     if (pseudo_labels is None) != (masks is None):
         raise SeplError("give both --pseudo-labels and --masks (or neither, for the synthetic demo)")
-    out_dir = out or (DEMO_OUT if demo else None)
+    out_dir = out or (DEMO_ROOT / strategy if demo else None)
     if out_dir is None:
         raise SeplError("--out is required with --pseudo-labels and --masks")
     if demo:
         from sepl_tree.demo import write_demo
 
-        root = out_dir / "demo-inputs"
+        root = DEMO_ROOT / "inputs"
         write_demo(root, num_classes=num_classes)
         err_console.print(f"[yellow]SYNTHETIC DEMO[/yellow]: generated scenes, pseudo-labels and SAM-like masks "
                           f"under {root} (not real data; numbers say nothing about real images)")
@@ -156,7 +157,7 @@ def run_command(
     strategy: Annotated[str, typer.Option("--strategy", "-s", metavar="NAME", help="Selection strategy (see `sepl-tree plugins`).")] = "threshold",
     pseudo_labels: Annotated[Path | None, typer.Option("--pseudo-labels", metavar="DIR", help="Folder of the baseline's pseudo-labels (or CAMs).", show_default=False)] = None,
     masks: Annotated[Path | None, typer.Option("--masks", metavar="DIR", help="Folder of SAM masks (amg.py layouts: <id>.json or <id>/).", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Output folder for enhanced labels. [default: ./sepl-demo-output for the demo]", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Output folder for enhanced labels. [default: ./sepl-demo-output/STRATEGY for the demo]", show_default=False)] = None,
     param: ParamOpt = None,
     config: ConfigOpt = None,
     reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Pseudo-label reader (see `sepl-tree plugins`).")] = "png",
@@ -168,22 +169,26 @@ def run_command(
     executor: ExecutorOpt = Executor.process,
     ray_address: RayAddressOpt = None,
     missing_masks: MissingMasksOpt = MissingMasks.error,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose output exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the outputs already in --out (even ones made with other settings).")] = False,
     plugin: PluginOpt = None,
 ) -> None:
     """Enhance pseudo-labels with SAM masks. With no inputs, runs on a synthetic demo."""
 
     def body() -> None:
         options = executor_options(executor.value, ray_address, workers)
-        folders = _folders(pseudo_labels, masks, out, gt, num_classes)
+        folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         tables = config_tables(ctx)
         given = {**tables.get("params", {}), **parse_params(param)}
         host = get_host(plugin)
         cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
                       missing_masks.value, overwrite, plugin)
         selector, inputs = RunJob(cfg).resolve(host)  # parameter errors before any work
+        check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
+                                          "--labels": labels})
         all_ids = _ids(inputs, ids)
-        inputs.check(all_ids)
+        inputs.check(all_ids)  # every mask and GT file there, before anything is written
+        settings = run_settings(cfg, selector, inputs)
+        claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
         _print_summary(cfg.strategy, counts, seconds, folders[4])
@@ -191,7 +196,7 @@ def run_command(
         extra["execution"] = execution_log(options)
         if confusion is not None:
             extra["eval"] = _print_eval(cfg, confusion, len(all_ids), tables.get("class_names"))
-        manifest = run_manifest(cfg, selector.params, inputs.reader_params, counts, started, seconds, extra)
+        manifest = run_manifest(settings, counts, started, seconds, extra)
         atomic_write_bytes(cfg.out_dir / "run.json", json.dumps(manifest, indent=2, default=str).encode())
         console.print(f"outputs in {folders[3]}/ (manifest: {folders[3] / 'run.json'})")
 

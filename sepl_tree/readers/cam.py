@@ -20,14 +20,21 @@ from __future__ import annotations
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from sepl_tree.errors import InputError
-from sepl_tree.registry import ReadContext
+from sepl_tree.registry import Range, ReadContext
+
+#: A reader's ``bg`` parameter: a constant background score (below 1) or an exponent (1 or more).
+Background = Annotated[float, Range(0.0)]
+#: A reader's ``bg_low`` parameter: IRN-style uncertain regions below it (-1: off).
+LowBackground = Annotated[float, Range(-1.0, 1.0)]
 
 __all__ = [
+    "Background",
+    "LowBackground",
     "background_first_keys",
     "allowed_classes",
     "background_scores",

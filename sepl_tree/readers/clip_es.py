@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
+from sepl_tree.readers.cam import Background, allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
 from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_clip_es"]
 
 
-def read_clip_es(folder: Path, image_id: str, ctx: ReadContext, bg: float = 2.0,
+def read_clip_es(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 2.0,
                  key: str = "attn_highres") -> np.ndarray:
     """CLIP-ES CAMs: dict with 0-based 'keys' and float16 'attn_highres' (classes, H, W); no background.
 

@@ -23,14 +23,22 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, require_keys, to_numpy
+from sepl_tree.readers.cam import (
+    Background,
+    LowBackground,
+    allowed_classes,
+    cam_to_label,
+    load_pickled,
+    require_keys,
+    to_numpy,
+)
 from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_irn"]
 
 
-def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.15, bg_low: float = -1.0) -> np.ndarray:
+def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.15, bg_low: LowBackground = -1.0) -> np.ndarray:
     """IRN/CLIMS CAMs: dict with 0-based 'keys' and 'high_res' (classes, H, W); no background.
 
     Parameters

@@ -22,7 +22,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
 from sepl_tree.files import read_png
-from sepl_tree.readers.cam import allowed_classes, cam_to_label
+from sepl_tree.readers.cam import Background, allowed_classes, cam_to_label
 from sepl_tree.readers.sniff import PER_CLASS_PNG, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
@@ -56,7 +56,7 @@ def read_per_class(folder: Path, image_id: str, ctx: ReadContext, reader: str) -
     return found[0][1], np.stack(maps), np.array([c for c, _ in found])
 
 
-def read_l2g(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.25) -> np.ndarray:
+def read_l2g(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.25) -> np.ndarray:
     """L2G per-class PNGs <id>_<class>.png (0-based class), value/255; constant background 0.25.
 
     Parameters
@@ -68,7 +68,7 @@ def read_l2g(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.25) ->
     return cam_to_label(path, maps / 255.0, classes, ctx.num_classes, bg=bg)
 
 
-def read_rca(folder: Path, image_id: str, ctx: ReadContext, bg: float = 4.0) -> np.ndarray:
+def read_rca(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 4.0) -> np.ndarray:
     """RCA per-class PNGs <id>_<class>.png (0-based class), min-max normalised; background (1 - max)^4.
 
     Parameters

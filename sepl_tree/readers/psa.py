@@ -30,7 +30,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
-from sepl_tree.readers.cam import allowed_classes, cam_to_label, load_pickled, to_numpy
+from sepl_tree.readers.cam import Background, allowed_classes, cam_to_label, load_pickled, to_numpy
 from sepl_tree.readers.sniff import looks_like_crf, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
@@ -59,7 +59,7 @@ def read_class_dict(folder: Path, image_id: str, ctx: ReadContext, reader: str, 
                         allowed=allowed_classes(ctx, image_id, path))
 
 
-def read_psa(folder: Path, image_id: str, ctx: ReadContext, bg: float = 16.0) -> np.ndarray:
+def read_psa(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 16.0) -> np.ndarray:
     """PSA/AffinityNet CAM dict {0-based class: CAM}; background (1 - max)^16 as in infer_aff.py.
 
     Parameters
@@ -70,7 +70,7 @@ def read_psa(folder: Path, image_id: str, ctx: ReadContext, bg: float = 16.0) ->
     return read_class_dict(folder, image_id, ctx, "psa", bg)
 
 
-def read_seam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.26) -> np.ndarray:
+def read_seam(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.26) -> np.ndarray:
     """SEAM CAM dict {0-based class: CAM}; constant background 0.26 as in infer_SEAM.py.
 
     Parameters
@@ -81,7 +81,7 @@ def read_seam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.26) -
     return read_class_dict(folder, image_id, ctx, "seam", bg)
 
 
-def read_eps(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.20) -> np.ndarray:
+def read_eps(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.20) -> np.ndarray:
     """EPS/PPC CAM dict {0-based class: CAM}; constant background 0.20 as in EPS's infer.py --thr.
 
     Parameters
@@ -92,7 +92,7 @@ def read_eps(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.20) ->
     return read_class_dict(folder, image_id, ctx, "eps", bg)
 
 
-def read_transcam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.42) -> np.ndarray:
+def read_transcam(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.42) -> np.ndarray:
     """TransCAM CAM dict {0-based class: CAM}; constant background 0.42 as in its infer_aff.py --bkg.
 
     Parameters

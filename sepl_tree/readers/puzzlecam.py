@@ -24,7 +24,7 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.errors import InputError
-from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled
+from sepl_tree.readers.cam import Background, LowBackground, allowed_classes, background_first_keys, cam_to_label, load_pickled
 from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
@@ -33,8 +33,8 @@ __all__ = ["read_puzzlecam"]
 _ARRAYS = ("hr_cam", "rw")
 
 
-def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: float = 0.25, key: str = "auto",
-                   bg_low: float = -1.0) -> np.ndarray:
+def read_puzzlecam(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.25, key: str = "auto",
+                   bg_low: LowBackground = -1.0) -> np.ndarray:
     """PuzzleCAM CAMs: dict with shifted 'keys' [0, c+1, ...] and 'hr_cam' or 'rw' (no background map).
 
     Parameters

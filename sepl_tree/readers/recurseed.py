@@ -19,14 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.readers.cam import allowed_classes, background_first_keys, cam_to_label, load_pickled, require_keys
+from sepl_tree.readers.cam import (
+    Background,
+    allowed_classes,
+    background_first_keys,
+    cam_to_label,
+    load_pickled,
+    require_keys,
+)
 from sepl_tree.readers.sniff import wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_recurseed"]
 
 
-def read_recurseed(folder: Path, image_id: str, ctx: ReadContext, bg: float = 2.0) -> np.ndarray:
+def read_recurseed(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 2.0) -> np.ndarray:
     """RecurSeed seeds: pickle dict with shifted 'keys' [0, c+1, ...] and 'seed' (no background map).
 
     Parameters

@@ -14,13 +14,13 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.masks import unflatten
 from sepl_tree.painting import paint
-from sepl_tree.registry import Strategy
+from sepl_tree.registry import Share, Strategy
 from sepl_tree.sample import Sample
 
 __all__ = ["official"]
 
 
-def official(sample: Sample, t2: float = 0.85) -> np.ndarray:
+def official(sample: Sample, t2: Share = 0.85) -> np.ndarray:
     """The released code's merge: greedy by class order, a mask serves one class only.
 
     Parameters

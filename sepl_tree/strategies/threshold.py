@@ -16,13 +16,13 @@ import numpy as np
 
 from sepl_tree import hookimpl
 from sepl_tree.painting import paint_kept
-from sepl_tree.registry import Strategy
+from sepl_tree.registry import Share, Strategy
 from sepl_tree.sample import Sample
 
 __all__ = ["threshold"]
 
 
-def threshold(sample: Sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
+def threshold(sample: Sample, t1: Share = 0.5, t2: Share = 0.85) -> np.ndarray:
     """The paper's rule (SEPL Algorithm 1): keep a mask if o_s > t1 or o_p > t2.
 
     Parameters

@@ -44,7 +44,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.masks import pack_rows
 from sepl_tree.painting import paint_kept
-from sepl_tree.registry import Strategy
+from sepl_tree.registry import Share, Strategy, Tau
 from sepl_tree.sample import DEFAULT_TAU, Sample
 from sepl_tree.tree import parent_array
 
@@ -101,8 +101,8 @@ def _count(words: np.ndarray) -> int:
     return int(np.bitwise_count(words).sum())
 
 
-def tree_residual(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: float = 0.9, cover: float = 0.5,
-                  explained: float = 0.9, support: float = 0.05) -> np.ndarray:
+def tree_residual(sample: Sample, t1: Share = 0.5, t2: Share = 0.85, tau: Tau = 0.9, cover: Share = 0.5,
+                  explained: Share = 0.9, support: Share = 0.05) -> np.ndarray:
     """threshold, minus kept masks whose pixels beyond their kept same-class sub-masks lack SAM parts or support.
 
     Parameters

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.registry import Strategy
+from sepl_tree.registry import Share, Strategy, Tau
 from sepl_tree.painting import paint_kept
 from sepl_tree.sample import Sample
 from sepl_tree.tree import any_descendant
@@ -19,7 +19,7 @@ from sepl_tree.tree import any_descendant
 __all__ = ["tree_smallest_cover"]
 
 
-def tree_smallest_cover(sample: Sample, t1: float = 0.5, t2: float = 0.85, tau: float = 0.9) -> np.ndarray:
+def tree_smallest_cover(sample: Sample, t1: Share = 0.5, t2: Share = 0.85, tau: Tau = 0.9) -> np.ndarray:
     """The threshold rule, but a mask kept only for o_p yields to a same-class descendant with o_p > t2.
 
     Parameters
