@@ -32,7 +32,7 @@ from sepl_tree.files import read_label_png, remove_stale_temporaries, write_labe
 from sepl_tree.images import read_image
 from sepl_tree.inputs import InputConfig, InputReader, check_same_size
 from sepl_tree.metrics import confusion_matrix, scores
-from sepl_tree.outputs import output_done
+from sepl_tree.outputs import claim_folder, output_done
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.sample import Sample
 from sepl_tree.selection import Selector, bind_strategy
@@ -46,6 +46,7 @@ __all__ = [
     "METRICS",
     "RESERVED_NAMES",
     "SUBSET_TAU",
+    "claim_strategy_folders",
     "compare_document",
     "disagreement",
     "run_compare",
@@ -253,6 +254,19 @@ def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None =
     return panels
 
 
+def claim_strategy_folders(config: CompareConfig, selectors: Mapping[str, Selector], inputs: InputReader) -> None:
+    """Make each ``OUT/<strategy>/`` the folder of that strategy's settings (its ``run.json``, as
+    ``run`` writes it), or refuse in one line (see :func:`sepl_tree.outputs.claim_folder`)."""
+    from sepl_tree.pipeline import run_settings
+
+    for name in config.strategies:
+        if name in RESERVED_NAMES:
+            raise SeplError(f"a strategy named {name!r} would clash with the report folder OUT/{name}/")
+    for name, selector in selectors.items():
+        claim_folder(config.out_dir / name, "run.json", run_settings(selector, inputs), config.overwrite,
+                     lambda d: d.glob("*.png"), option=f"--out (strategy {name})")
+
+
 def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
                 on_image: Callable[[ImageComparison], None] | None = None, executor: str = "process",
                 **executor_options: Any) -> CompareTotals:
@@ -260,9 +274,6 @@ def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
 
     ``executor`` is one of :data:`sepl_tree.executors.EXECUTORS` (``ray`` takes ``ray_address``).
     """
-    for name in config.strategies:
-        if name in RESERVED_NAMES:
-            raise SeplError(f"a strategy named {name!r} would clash with the report folder OUT/{name}/")
     totals = CompareTotals(config.strategies, config.subsets, config.inputs.num_classes)
     if not ids:
         raise SeplError("no images to compare")

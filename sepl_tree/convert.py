@@ -20,7 +20,7 @@ from sepl_tree.files import write_label_png
 from sepl_tree.label_maps import IGNORE, label_values
 from sepl_tree.inputs import InputConfig, InputReader
 
-__all__ = ["ConvertJob", "ConvertResult", "check_label"]
+__all__ = ["ConvertJob", "ConvertResult", "check_label", "convert_settings"]
 
 
 def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.ndarray:
@@ -68,3 +68,16 @@ class ConvertJob:
             return ConvertResult(image_id, np.bincount(label.reshape(-1), minlength=256))
 
         return convert
+
+
+def convert_settings(inputs: InputReader) -> dict[str, Any]:
+    """What decides ``convert``'s outputs, as ``OUT/convert.json`` records it: the reader and its
+    checked parameters, K, the input folder, ``--labels``, the plugins and the version."""
+    from sepl_tree import __version__
+    from sepl_tree.outputs import plugin_fingerprints
+
+    c = inputs.config
+    return {"sepl_tree": __version__, "reader": inputs.reader.name, "reader_params": dict(inputs.reader_params),
+            "num_classes": c.num_classes, "inputs": {"input": str(c.pseudo_dir),
+                                                      "labels": None if c.labels is None else str(c.labels)},
+            "plugins": plugin_fingerprints(c.plugins)}

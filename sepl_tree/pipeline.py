@@ -112,14 +112,16 @@ def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: st
     return execute(RunJob(config), ids, executor=executor, workers=workers, **executor_options)
 
 
-def run_settings(config: RunConfig, selector: Selector, inputs: InputReader) -> dict[str, Any]:
-    """What decides a run's outputs, as ``run.json`` records it and a resumed run must match:
+def run_settings(selector: Selector, inputs: InputReader) -> dict[str, Any]:
+    """What decides a strategy's outputs, as ``run.json`` records it and a resumed run must match:
     strategy and checked parameters, reader and checked parameters, K, what an id without masks
-    gets, the inputs and the plugins (a plugin file by its content too), and the version."""
-    c = config.inputs
+    gets, the inputs and the plugins (a plugin file by its content too), and the version.
+
+    ``compare`` records the same for each strategy's folder, so the two agree on what is done."""
+    c = inputs.config
     return {
         "sepl_tree": __version__,
-        "strategy": config.strategy,
+        "strategy": selector.strategy.name,
         "params": dict(selector.params),
         "reader": inputs.reader.name,
         "reader_params": dict(inputs.reader_params),

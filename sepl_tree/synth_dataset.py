@@ -15,14 +15,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import InputError
 from sepl_tree.files import atomic_write_bytes, read_png
 from sepl_tree.images import find_image, load_image
 from sepl_tree.masks import write_masks_rle
+from sepl_tree.outputs import claim_folder
 from sepl_tree.synth import KINDS, SynthConfig, SynthResult, synthesize_masks
 
 __all__ = ["MANIFEST", "NOTICE", "SynthJob", "image_rng", "start_manifest", "synth_image", "voc_ids"]
@@ -82,22 +82,16 @@ class SynthJob:
         return process
 
 
-def _manifest(dataset: Path, seed: int, config: SynthConfig) -> dict[str, Any]:
-    return {"synthetic": True, "notice": NOTICE, "generator": "sepl_tree.synth", "dataset": str(dataset),
-            "seed": seed, "config": asdict(config), "kinds": list(KINDS)}
-
-
 def start_manifest(out: Path, dataset: Path, seed: int, config: SynthConfig, overwrite: bool = False) -> Path:
-    """Write ``OUT/synth.json``; refuse (``SeplError``) a folder made with another seed or config."""
-    manifest = _manifest(dataset, seed, config)
+    """Claim ``OUT`` for these settings and write ``OUT/synth.json``, which says the masks are
+    synthetic and how they were made; a folder made with another seed, config, dataset or
+    version is refused in one line (see :func:`sepl_tree.outputs.claim_folder`)."""
+    from sepl_tree import __version__
+
+    settings = {"sepl_tree": __version__, "generator": "sepl_tree.synth", "dataset": str(Path(dataset).resolve()),
+                "seed": seed, "config": asdict(config)}
+    claim_folder(out, MANIFEST, settings, overwrite, lambda d: (p for p in d.glob("*.json") if p.name != MANIFEST))
+    doc = {"settings": settings, "synthetic": True, "notice": NOTICE, "kinds": list(KINDS)}
     path = out / MANIFEST
-    if path.is_file() and not overwrite:
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            old = {}
-        if (old.get("seed"), old.get("config")) != (seed, manifest["config"]):
-            raise SeplError(f"{out} holds synthetic masks made with other settings (seed {old.get('seed')}, "
-                            f"config {old.get('config')}); use another --out or --overwrite")
-    atomic_write_bytes(path, json.dumps(manifest, indent=2).encode())
+    atomic_write_bytes(path, json.dumps(doc, indent=2).encode())
     return path

@@ -55,9 +55,11 @@ def test_convert_irn_cams(tmp_path):
     assert Image.open(out / "2007_000032.png").mode == "P"
     assert "aeroplane" in result.output and "person" in result.output  # class names, not indices
 
-    # --param overrides the reader's default; existing outputs are kept unless --overwrite
+    # a rerun resumes; one with another --param is refused, naming the change, unless --overwrite
+    same = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out)])
+    assert same.exit_code == 0 and "0 written, 2 skipped" in same.output
     again = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out), "-p", "bg=0.95"])
-    assert again.exit_code == 0 and "0 written, 2 skipped" in again.output
+    assert again.exit_code == 1 and "made with other settings (reader_params.bg 0.15 -> 0.95)" in again.output
     assert png(out / "2007_000032.png").tolist() == first.tolist()
     redo = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out), "-p", "bg=0.95", "--overwrite"])
     assert redo.exit_code == 0, redo.output

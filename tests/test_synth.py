@@ -132,7 +132,7 @@ def test_synth_command_writes_tagged_rle_and_a_manifest(voc, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json", "synth.json"]  # c is not listed
     manifest = json.loads((out / "synth.json").read_text())
     assert manifest["synthetic"] is True and "SYNTHETIC" in manifest["notice"]
-    assert manifest["seed"] == 3 and manifest["config"]["envelope_rate"] == 1.0
+    assert manifest["settings"]["seed"] == 3 and manifest["settings"]["config"]["envelope_rate"] == 1.0
     masks = read_masks(out, "a", shape=(64, 96))
     kinds = {r["kind"] for r in masks.records}
     assert {"object", "envelope", "merge", "stuff"} <= kinds
@@ -160,7 +160,7 @@ def test_synth_command_refuses_to_mix_settings(voc, tmp_path):
     out = tmp_path / "masks"
     assert CliRunner().invoke(app, ["synth", "--dataset", str(voc), "--out", str(out)]).exit_code == 0
     result = CliRunner().invoke(app, ["synth", "--dataset", str(voc), "--out", str(out), "--seed", "9"])
-    assert result.exit_code == 1 and "other settings" in result.output
+    assert result.exit_code == 1 and "other settings (seed 0 -> 9)" in result.output and "--overwrite" in result.output
 
 
 def test_synth_command_uses_every_gt_file_without_lists(tmp_path, monkeypatch):

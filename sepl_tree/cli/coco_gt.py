@@ -12,7 +12,8 @@ import typer
 from sepl_tree.cli.common import IdsOpt, console, progress_bar, read_ids, run_guarded
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table
 from sepl_tree.files import write_label_png
-from sepl_tree.outputs import output_done, pending_ids
+from sepl_tree import __version__
+from sepl_tree.outputs import check_apart, claim_folder, output_done, pending_ids
 
 __all__ = ["NameBy", "coco_gt_command"]
 
@@ -44,6 +45,9 @@ def coco_gt_command(
 
         coco = CocoInstances.load(instances)
         wanted = read_ids(ids) or coco.ids()
+        check_apart(out, "--out", {"--instances": instances})
+        settings = {"sepl_tree": __version__, "instances": str(instances.resolve()), "name_by": name_by.value}
+        claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id and i in coco.images else i) for i in wanted}
         todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)

@@ -32,10 +32,18 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
 )
-from sepl_tree.compare import CompareConfig, CompareJob, compare_document, run_compare, strip_panels
+from sepl_tree.compare import (
+    CompareConfig,
+    CompareJob,
+    claim_strategy_folders,
+    compare_document,
+    run_compare,
+    strip_panels,
+)
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for
 from sepl_tree.inputs import InputConfig
+from sepl_tree.outputs import check_apart
 from sepl_tree.plugins import PluginHost, UnknownName
 from sepl_tree.selection import route_params
 from sepl_tree.subsets import SUBSETS, subset_names
@@ -154,7 +162,10 @@ def compare_command(
         id_list = read_ids(ids) or reader_in.ids()
         if not id_list:
             raise SeplError(f"{pseudo_labels}: no pseudo-labels found for reader {reader!r}")
-        reader_in.check(id_list)
+        check_apart(out, "--out", {"--pseudo-labels": pseudo_labels, "--masks": masks, "--gt": gt, "--images": images,
+                                   "--labels": labels})
+        reader_in.check(id_list)  # every mask and GT file there, before anything is written
+        claim_strategy_folders(config, selectors, reader_in)
         totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
         summary = totals.summary(class_names_for(num_classes))
         print_compare(summary, names)

@@ -25,12 +25,12 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
 )
-from sepl_tree.convert import ConvertJob
+from sepl_tree.convert import ConvertJob, convert_settings
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.label_maps import IGNORE
-from sepl_tree.outputs import output_done, pending_ids
+from sepl_tree.outputs import check_apart, claim_folder, output_done, pending_ids
 from sepl_tree.readers.sniff import FORMATS, suggest_reader
 
 __all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command"]
@@ -94,9 +94,10 @@ def convert_command(
         if not input_dir.is_dir():
             raise SeplError(f"{input_dir}: input folder not found")
         all_ids = _ids(inputs, ids)
+        check_apart(out, "--out", {"--input": input_dir, "--labels": labels})
+        claim_folder(out, "convert.json", convert_settings(inputs), overwrite, lambda d: d.glob("*.png"))
         todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
-        out.mkdir(parents=True, exist_ok=True)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         t0 = time.perf_counter()
         with progress_bar() as bar:

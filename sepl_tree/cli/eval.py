@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sepl_tree.cli.common import IdsOpt, NumClassesOpt, console, print_scores, progress_bar, read_ids, run_guarded
+from sepl_tree.cli.common import IdsOpt, NumClassesOpt, console, print_scores, progress_bar, read_ids, run_guarded, warn
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes
@@ -28,19 +28,36 @@ def _ids(pred: Path, ids_file: Path | None) -> list[str]:
     return ids
 
 
+def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[str]:
+    """The ids to score; a missing ground-truth file is an error, a missing prediction too unless
+    ``allow_missing`` (then the rest is scored and a warning says how many were left out)."""
+    no_gt = [i for i in ids if not (gt / f"{i}.png").is_file()]
+    if no_gt:
+        raise SeplError(f"{gt}: {len(no_gt)} of {len(ids)} ground-truth file(s) are missing, e.g. {no_gt[0]}.png")
+    no_pred = [i for i in ids if not (pred / f"{i}.png").is_file()]
+    if no_pred and not allow_missing:
+        raise SeplError(f"{pred}: {len(no_pred)} of {len(ids)} prediction file(s) are missing, e.g. {no_pred[0]}.png; "
+                        "scoring the rest would change the numbers (--allow-missing scores the rest)")
+    if no_pred:
+        warn(f"{len(no_pred)} of {len(ids)} prediction file(s) are missing (e.g. {no_pred[0]}.png); "
+             f"scoring the other {len(ids) - len(no_pred)}")
+    return [i for i in ids if i not in set(no_pred)]
+
+
 def eval_command(
     pred: Annotated[Path, typer.Option("--pred", metavar="DIR", help="Folder of predicted label PNGs (<id>.png).")],
     gt: Annotated[Path, typer.Option("--gt", metavar="DIR", help="Folder of ground-truth label PNGs (255 = ignore).")],
     num_classes: NumClassesOpt = 21,
     ids: IdsOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Also write the scores to this JSON file.", show_default=False)] = None,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Score the images that have a prediction when some have none (says how many).")] = False,
 ) -> None:
     """mIoU, precision and recall of label maps against ground truth (published conventions)."""
 
     def body() -> None:
         if not gt.is_dir():
             raise SeplError(f"{gt}: ground-truth folder not found")
-        id_list = _ids(pred, ids)
+        id_list = _missing(_ids(pred, ids), pred, gt, allow_missing)
         with progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(id_list), rate="")
             cm, count = evaluate_folders(pred, gt, id_list, num_classes, on_image=lambda _: bar.advance(task))
@@ -48,6 +65,8 @@ def eval_command(
         names = class_names_for(num_classes)
         print_scores(f"{pred} ({count} images)", names, {"": s})
         if json_out is not None:
+            if json_out.is_dir():
+                raise SeplError(f"--json {json_out}: is a folder; give a file name, e.g. {json_out / 'scores.json'}")
             atomic_write_bytes(json_out, json.dumps(scores_to_json(s, names, count), indent=2).encode())
             console.print(f"scores written to {json_out}")
 

@@ -187,7 +187,7 @@ def run_command(
                                           "--labels": labels})
         all_ids = _ids(inputs, ids)
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
-        settings = run_settings(cfg, selector, inputs)
+        settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from sepl_tree.cli.common import IdsOpt, WorkersOpt, console, err_console, progress_bar, read_ids, run_guarded
 from sepl_tree.executors import execute
-from sepl_tree.outputs import output_done, pending_ids
+from sepl_tree.outputs import check_apart, output_done, pending_ids
 from sepl_tree.synth import KINDS, SynthConfig
 from sepl_tree.synth_dataset import SynthJob, start_manifest, voc_ids
 
@@ -49,7 +49,7 @@ def synth_command(
         config = SynthConfig(envelope_rate=envelope_rate, merge_rate=merge_rate, miss_rate=miss_rate,
                              part_rate=part_rate, jitter=jitter)
         all_ids = read_ids(ids) or voc_ids(dataset)
-        out.mkdir(parents=True, exist_ok=True)
+        check_apart(out, "--out", {"--dataset": dataset})
         manifest = start_manifest(out, dataset, seed, config, overwrite)
         todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.json"), overwrite)
         err_console.print(f"[bold yellow]SYNTHETIC[/bold yellow] masks from ground truth (not SAM): "

@@ -11,6 +11,7 @@ from sepl_tree.cli.common import console, run_guarded
 from sepl_tree.cli.compare import ImagesOpt
 from sepl_tree.errors import SeplError
 from sepl_tree.files import atomic_write_bytes
+from sepl_tree.registry import Tau
 
 __all__ = ["tree_command"]
 
@@ -20,7 +21,7 @@ def tree_command(
     image_id: Annotated[str, typer.Option("--id", metavar="ID", help="The image id.")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="The PNG to write.")],
     images: ImagesOpt = None,
-    tau: Annotated[float, typer.Option("--tau", min=0.0, max=1.0, metavar="SHARE", help="A parent holds this share of its child.")] = 0.9,
+    tau: Annotated[float, typer.Option("--tau", metavar="SHARE", help="A parent holds this share of its child, in (0, 1].")] = 0.9,
 ) -> None:
     """Draw one image's containment tree: each mask as a thumbnail, parents above children."""
 
@@ -30,10 +31,14 @@ def tree_command(
         from sepl_tree.report import draw_tree
         from sepl_tree.tree import build_tree
 
+        if out.suffix.lower() != ".png" or out.is_dir():
+            raise SeplError(f"--out {out}: the tree is drawn as a PNG; give a file name ending in .png")
+        if tau not in Tau.__metadata__[0]:
+            raise SeplError(f"--tau must be in {Tau.__metadata__[0]}, got {tau!r}")
         if not masks.is_dir():
             raise SeplError(f"{masks}: mask folder not found")
-        maskset = read_masks(masks, image_id)
-        image = None if images is None else read_image(images, image_id, maskset.shape)
+        image = None if images is None else read_image(images, image_id)
+        maskset = read_masks(masks, image_id, None if image is None else image.shape[:2])
         tree = build_tree(maskset, tau=tau)
         depth = max((d for _, d in tree.nodes(data="depth")), default=0)
         roots = sum(1 for n in tree.nodes if tree.in_degree(n) == 0)
