@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from sepl_tree.cli.common import IdsOpt, NumClassesOpt, console, print_scores, progress_bar, read_ids, run_guarded, warn
-from sepl_tree.errors import SeplError
+from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes
 from sepl_tree.metrics import scores
@@ -33,11 +33,12 @@ def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[
     ``allow_missing`` (then the rest is scored and a warning says how many were left out)."""
     no_gt = [i for i in ids if not (gt / f"{i}.png").is_file()]
     if no_gt:
-        raise SeplError(f"{gt}: {len(no_gt)} of {len(ids)} ground-truth file(s) are missing, e.g. {no_gt[0]}.png")
+        raise InputError(gt / f"{no_gt[0]}.png", f"file not found ({len(no_gt)} of {len(ids)} ground-truth files "
+                                                 "are missing)")
     no_pred = [i for i in ids if not (pred / f"{i}.png").is_file()]
     if no_pred and not allow_missing:
-        raise SeplError(f"{pred}: {len(no_pred)} of {len(ids)} prediction file(s) are missing, e.g. {no_pred[0]}.png; "
-                        "scoring the rest would change the numbers (--allow-missing scores the rest)")
+        raise InputError(pred / f"{no_pred[0]}.png", f"file not found ({len(no_pred)} of {len(ids)} predictions are "
+                                                     "missing; --allow-missing scores the rest)")
     if no_pred:
         warn(f"{len(no_pred)} of {len(ids)} prediction file(s) are missing (e.g. {no_pred[0]}.png); "
              f"scoring the other {len(ids) - len(no_pred)}")
