@@ -44,5 +44,6 @@ def register_sam_models(register: Callable[[str, Callable[..., object]], None]) 
     """Register SAM model families: call ``register(model_type, build)`` once for each.
 
     ``build(checkpoint)`` takes a checkpoint path (or ``None`` for random weights) and returns
-    a segment-anything ``Sam`` module, as ``segment_anything.sam_model_registry`` entries do.
+    a segment-anything ``Sam`` module, as ``segment_anything.sam_model_registry`` entries do,
+    or a sam2 ``SAM2Base`` when ``build.family == "sam2"`` (see ``sepl_tree.sam.models.SamBuilder``).
     """

@@ -61,7 +61,7 @@ def load_image(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """
     try:
         with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"))
+            rgb = np.array(img.convert("RGB"))  # writable (torch warns about read-only arrays)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -37,7 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.strategies.threshold",
     "sepl_tree.strategies.official",
     "sepl_tree.readers.png",
-    "sepl_tree.sam_models",
+    "sepl_tree.sam.models",
     "sepl_tree.readers.irn",
     "sepl_tree.readers.sipe",
     "sepl_tree.readers.puzzlecam",

@@ -8,43 +8,35 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from sepl_tree import sam
-from sepl_tree.cli import app
-from sepl_tree.errors import SeplError
-from sepl_tree.executors import execute
-from sepl_tree.executors.record import ExecutionRecord
-from sepl_tree.files import write_label_png
-from sepl_tree.masks import AMG_CSV_HEADER, read_masks
-from sepl_tree.plugins import load_host
-from tests.helpers import needs_ray
+torch = pytest.importorskip("torch", reason="SAM needs the sam extra: pip install 'sepl-tree[sam]'")
+pytest.importorskip("segment_anything", reason="SAM needs the sam extra: pip install 'sepl-tree[sam]'")
 
-TINY = Path(__file__).with_name("tiny_sam.py")
-_spec = importlib.util.spec_from_file_location("tiny_sam_for_tests", TINY)
-tiny_sam = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny_sam)
+from sepl_tree import sam  # noqa: E402
+from sepl_tree.cli import app  # noqa: E402
+from sepl_tree.errors import SeplError  # noqa: E402
+from sepl_tree.executors import execute  # noqa: E402
+from sepl_tree.executors.record import ExecutionRecord  # noqa: E402
+from sepl_tree.files import write_label_png  # noqa: E402
+from sepl_tree.masks import AMG_CSV_HEADER, read_masks  # noqa: E402
+from sepl_tree.plugins import load_host  # noqa: E402
+from tests.helpers import needs_ray  # noqa: E402
+from tests.tiny_sam_helpers import (  # noqa: E402
+    KEEP_ALL,
+    KEEP_ALL_SETTINGS,
+    TINY,
+    H,
+    W,
+    blobs,
+    load_plugin,
+    masks_args,
+    write_images,
+)
 
-H, W = 40, 56
-#: Keep every mask the random model makes: 4x4 points x 3 outputs = 48 masks per image.
-KEEP_ALL = ["-p", "points_per_side=4", "-p", "pred_iou_thresh=0", "-p", "stability_score_thresh=0",
-            "-p", "box_nms_thresh=1"]
-KEEP_ALL_SETTINGS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
-                     "box_nms_thresh": 1.0}
+tiny_sam = load_plugin(TINY)
 runner = CliRunner()
-
-
-def blobs(seed: int, h: int = H, w: int = W) -> np.ndarray:
-    """A test image: noisy grey with three coloured discs."""
-    r = np.random.default_rng(seed)
-    img = (128 + r.integers(0, 20, (h, w, 3))).astype(np.uint8)
-    yy, xx = np.mgrid[:h, :w]
-    for _ in range(3):
-        cy, cx, rad = r.integers(0, h), r.integers(0, w), r.integers(5, 15)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = r.integers(0, 255, 3)
-    return img
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +46,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for n in range(3):
-        Image.fromarray(blobs(n)).save(folder / f"img{n}.png")
-    Image.fromarray(blobs(9, 32, 48)).save(folder / "img3.jpg", quality=95)
-    return folder
+    return write_images(tmp_path / "images")
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +62,7 @@ def _quiet_single_thread(monkeypatch: pytest.MonkeyPatch):
 
 
 def masks_cli(images: Path, checkpoint: Path, out: Path, *extra: str):
-    args = ["masks", "--images", str(images), "--checkpoint", str(checkpoint), "--model-type", "tiny",
-            "--plugin", str(TINY), "--out", str(out), *KEEP_ALL, *extra]
-    return runner.invoke(app, args)
+    return runner.invoke(app, masks_args(images, checkpoint, out, "tiny", TINY, *extra))
 
 
 def summary_rows(output: str) -> dict[str, str]:
@@ -299,9 +284,14 @@ def test_corrupt_image_is_logged_and_skipped(images: Path, checkpoint: Path, tmp
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["--model-type", "vit_q"], 2, "unknown SAM model type 'vit_q'; valid choices: tiny, vit_b, vit_h, vit_l"),
-    (["--format", "tiff"], 1, "--format must be one of rle, png"),
-    (["--preset", "fast"], 1, "unknown preset 'fast'"),
+    (["--model-type", "vit_q"], 2, "unknown SAM model type 'vit_q'; valid choices: sam2.1_hiera_b+, sam2.1_hiera_l, "
+                                   "sam2.1_hiera_s, sam2.1_hiera_t, sam2_hiera_b+, sam2_hiera_l, sam2_hiera_s, "
+                                   "sam2_hiera_t, tiny, vit_b, vit_h, vit_l"),
+    (["--engine", "turbo"], 2, "'turbo' is not one of 'fast', 'stock'"),
+    (["--precision", "int8"], 2, "'int8' is not one of 'fp32', 'bf16', 'fp16'"),
+    (["--precision", "bf16", "--engine", "stock"], 1, "--precision bf16 runs with --engine fast only"),
+    (["--format", "tiff"], 2, "'tiff' is not one of 'rle', 'png'"),
+    (["--preset", "fast"], 2, "'fast' is not one of 'paper', 'sam-default', 'heavy'"),
     (["-p", "pred_iou=1"], 1, "no parameter 'pred_iou'"),
     (["--executor", "dask"], 2, "'dask' is not one of 'process', 'serial', 'ray'"),
 ])
@@ -313,32 +303,75 @@ def test_user_mistakes_are_one_line(images: Path, checkpoint: Path, tmp_path: Pa
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_checkpoint_names_the_file(images: Path, tmp_path: Path) -> None:
+class _NotATensor:
+    """A pickled object that ``torch.load(weights_only=True)`` refuses."""
+
+
+def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.pth"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "corrupt":
+        path.write_bytes(b"PK\x03\x04 not a zip archive at all")
+    elif kind == "truncated":
+        torch.save({"x": torch.zeros(100)}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "objects":
+        torch.save({"x": _NotATensor()}, path)
+    elif kind == "wrong":
+        torch.save({"not": torch.zeros(1)}, path)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "problem"), [
+    ("folder", "it is a folder, not a checkpoint file"),
+    ("corrupt", "it is not a readable torch checkpoint (corrupt, truncated or another kind of file)"),
+    ("truncated", "it is not a readable torch checkpoint"),
+    ("objects", "it holds Python objects besides tensors, and only plain tensors are loaded"),
+    ("wrong", "its tensors do not fit this architecture (136 missing, 1 unexpected, 0 of another shape; e.g. "),
+])
+def test_bad_checkpoint_is_one_whole_line_naming_the_file(images: Path, tmp_path: Path, kind: str,
+                                                          problem: str) -> None:
+    path = _bad_checkpoint(tmp_path, kind)
+    result = masks_cli(images, path, tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.output
+    assert problem in lines[0]
+    assert "weights_only" not in lines[0] and not lines[0].rstrip(")'").endswith(("...", "…"))
+    if kind != "folder":
+        assert "cannot load as a 'tiny' SAM checkpoint: " in lines[0]
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_missing_checkpoint_names_the_file(images: Path, tmp_path: Path) -> None:
     missing = masks_cli(images, tmp_path / "nope.pth", tmp_path / "out")
     assert missing.exit_code == 1 and "nope.pth: checkpoint not found" in missing.output
-    wrong = tmp_path / "wrong.pth"
-    torch.save({"not": torch.zeros(1)}, wrong)
-    result = masks_cli(images, wrong, tmp_path / "out")
-    assert result.exit_code == 1 and "wrong.pth: cannot load as a 'tiny' SAM checkpoint" in result.output
-    assert not list((tmp_path / "out").glob("*.json"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "masks"
     ids = tmp_path / "ids.txt"
     ids.write_text("img0\n")
-    assert masks_cli(images, checkpoint, out, "--ids", str(ids)).exit_code == 0
+    assert masks_cli(images, checkpoint, out, "--ids", str(ids), "--threads", "2").exit_code == 0
     runs = [json.loads(line) for line in (out / "masks_run.jsonl").read_text().splitlines()]
     assert runs[0]["settings"]["points_per_side"] == 4 and runs[0]["model_type"] == "tiny"
-    assert runs[0]["torch_threads"] is None and runs[0]["checkpoint"] == str(checkpoint)
-    assert runs[1]["written"] == "1"
-    assert masks_cli(images, checkpoint, out, "--threads", "1", "--format", "png").exit_code == 0  # same settings
+    assert runs[0]["torch_threads"] == 2 and runs[0]["checkpoint"] == str(checkpoint)
+    assert (runs[0]["precision"], runs[0]["engine"], runs[0]["batch_images"]) == ("fp32", "fast", 1)
+    assert runs[1]["written"] == "1" and runs[1]["images_per_s"] > 0
+    assert {"read", "encoder", "decoder", "postprocess", "write"} <= set(runs[1]["stage_seconds"])
+    # Same settings: another format, engine, batch size and thread count may resume the folder.
+    assert masks_cli(images, checkpoint, out, "--threads", "1", "--format", "png", "--engine", "stock",
+                     "--batch-images", "3").exit_code == 0
     assert json.loads((out / "masks_run.jsonl").read_text().splitlines()[2])["torch_threads"] == 1
     result = masks_cli(images, checkpoint, out, "-p", "points_per_side=5")
     assert result.exit_code == 1
     assert "masks_run.jsonl: this folder's masks were made with other settings (points_per_side 4 -> 5)" in (
         " ".join(result.output.split()))
-    # nothing written by the refused run
+    result = masks_cli(images, checkpoint, out, "--precision", "bf16")  # precision changes the masks
+    assert result.exit_code == 1 and "(precision 'fp32' -> 'bf16')" in " ".join(result.output.split())
+    # nothing written by the refused runs
     assert sorted(p.name for p in out.glob("*.json")) == ["img0.json"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["img1", "img2", "img3"]
     assert len((out / "masks_run.jsonl").read_text().splitlines()) == 4
@@ -450,23 +483,7 @@ def test_ray_missing_is_one_line(monkeypatch: pytest.MonkeyPatch, images: Path, 
         list(execute(_Square(), ["1"], executor="ray"))
 
 
-# ------------------------------------------------------------------------------ benchmark
-
-
-def test_benchmark_script_smoke(checkpoint: Path, tmp_path: Path) -> None:
-    path = Path(__file__).parents[1] / "benchmarks" / "sam_gpu.py"
-    spec = importlib.util.spec_from_file_location("sam_gpu_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    out = tmp_path / "bench.json"
-    code = bench.main(["--checkpoint", str(checkpoint), "--model-type", "tiny", "--plugin", str(TINY),
-                       "--device", "cpu", "--images", "2", "--size", "48x64", "--presets", "paper,sam-default",
-                       "--points-per-batch", "16,64", "--param", "points_per_side=4", "--json", str(out)])
-    assert code == 0
-    rows = json.loads(out.read_text())["rows"]
-    assert [(r["preset"], r["points_per_batch"]) for r in rows] == [
-        ("paper", 16), ("paper", 64), ("sam-default", 16), ("sam-default", 64)]
-    assert all(r["images_per_s"] > 0 and r["images"] == 2 for r in rows)
+# --------------------------------------------------------------------------- kill and resume
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from sepl_tree import hookimpl
-from sepl_tree.sam_models import load_state_dict
+from sepl_tree.sam.models import load_state_dict
 
 __all__ = ["MODEL_TYPE", "build_tiny_sam", "register_sam_models", "save_tiny_checkpoint"]
 

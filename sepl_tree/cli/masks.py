@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,18 +27,50 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
 )
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
+from sepl_tree.outputs import check_apart
 
 __all__ = ["masks_command"]
 
+
+class Format(str, Enum):
+    """Output layout: one COCO-RLE ``<id>.json``, or amg.py's ``<id>/`` PNG folder."""
+
+    rle = "rle"
+    png = "png"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Preset(str, Enum):
+    """Generator settings (see docs/sam.md)."""
+
+    paper = "paper"
+    sam_default = "sam-default"
+    heavy = "heavy"
+
+
+class Engine(str, Enum):
+    fast = "fast"
+    stock = "stock"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("sepl-tree", "segment-anything", "torch"):
+    for name in ("sepl-tree", "segment-anything", "sam2", "torch"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -46,18 +78,31 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _print_summary(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
 def masks_command(
-    images: Annotated[Path, typer.Option("--images", help="Folder of images (.jpg, .png, ...); id = file name without suffix.", show_default=False)],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="SAM checkpoint (state dict) for --model-type.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: <id>.json (rle) or <id>/ (png) per image, and errors.log.", show_default=False)],
-    model_type: Annotated[str, typer.Option("--model-type", help="vit_h, vit_l, vit_b or a plugin's model type.")] = "vit_h",
-    fmt: Annotated[str, typer.Option("--format", help="rle (one COCO-RLE <id>.json) or png (amg.py's <id>/ folder + metadata.csv).")] = "rle",
-    device: Annotated[str, typer.Option("--device", help="auto (a GPU when there is one), cpu or cuda.")] = "auto",
+    images: Annotated[Path, typer.Option("--images", metavar="DIR", help="Folder of images (.jpg, .png, ...); id = file name without suffix.", show_default=False)],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", metavar="FILE", help="Checkpoint for --model-type (segment-anything's .pth state dict, sam2's .pt).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder: <id>.json (rle) or <id>/ (png) per image, and errors.log.", show_default=False)],
+    model_type: Annotated[str, typer.Option("--model-type", metavar="NAME", help="vit_h, vit_l, vit_b, sam2.1_hiera_l (_t, _s, _b+), sam2_hiera_l, ... or a plugin's model type.")] = "vit_h",
+    fmt: Annotated[Format, typer.Option("--format", help="rle (one COCO-RLE <id>.json) or png (amg.py's <id>/ folder + metadata.csv).")] = Format.rle,
+    device: Annotated[Device, typer.Option("--device", help="auto (a GPU when there is one), cpu or cuda.")] = Device.auto,
     ids: IdsOpt = None,
-    preset: Annotated[str, typer.Option("--preset", help="paper, sam-default or heavy (see docs/sam.md).")] = "paper",
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE for SamAutomaticMaskGenerator, over the preset (repeatable).", show_default=False)] = None,
+    preset: Annotated[Preset, typer.Option("--preset", help="Generator settings (see docs/sam.md).")] = Preset.paper,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="NAME=VALUE", help="An argument of the family's automatic mask generator, over the preset (repeatable).", show_default=False)] = None,
+    engine: Annotated[Engine, typer.Option("--engine", help="fast (batched, pipelined; the stock generator's masks) or stock (the library's generator).")] = Engine.fast,
+    precision: Annotated[Precision, typer.Option("--precision", help="Autocast of encoder and decoder (fast engine).")] = Precision.fp32,
+    batch_images: Annotated[int | None, typer.Option("--batch-images", min=1, metavar="N", help="Images (or crops) per image-encoder pass (fast engine). [default: 4 on a GPU, 1 on the CPU]", show_default=False)] = None,
+    point_batch: Annotated[int | None, typer.Option("--point-batch", min=1, metavar="N", help="Point prompts per decoder pass (fast engine). [default: points_per_batch on the CPU, sized to the free memory on a GPU]", show_default=False)] = None,
     workers: WorkersOpt = 1,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per worker. [default: the cores shared among --workers]", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, metavar="N", help="torch CPU threads per worker. [default: the cores shared among --workers]", show_default=False)] = None,
     executor: Annotated[Executor, typer.Option("--executor", help="process (local: one model per worker), serial, or ray (one model per GPU).")] = Executor.process,
     ray_address: RayAddressOpt = None,
     plugin: PluginOpt = None,
@@ -67,56 +112,28 @@ def masks_command(
 
     def body() -> None:
         host = get_host(plugin)
-        host.sam_model(model_type)  # unknown model type: error listing the valid ones
-        if fmt not in sam.FORMATS:
-            raise SeplError(f"--format must be one of {', '.join(sam.FORMATS)}, got {fmt!r}")
-        options = executor_options(executor.value, ray_address, workers)  # a bad executor or missing Ray: before anything is written
-        if not checkpoint.is_file():
-            raise InputError(checkpoint, "checkpoint not found")
-        settings = sam.generator_settings(preset, parse_params(param))
-        sam.check_settings(settings)
-        if executor is not Executor.ray:  # on a cluster the workers, not this machine, have the GPUs
-            sam.resolve_device(device)
-        found = sam.find_images(images, read_ids(ids))
-        sam.check_same_settings(out, model_type, settings)
-        out.mkdir(parents=True, exist_ok=True)
-        sam.remove_stale_temporaries(out)
-        todo = sam.pending_ids(out, found)
-        log = sam.start_error_log(out, todo)
-        torch_threads = threads or (sam.default_torch_threads(workers) if executor is not Executor.ray else None)
-        # Absolute paths: Ray workers on other nodes do not share this shell's directory.
-        job = sam.MaskJob({i: found[i].absolute() for i in todo}, out.absolute(), model_type, checkpoint.absolute(),
-                          settings, fmt, device, absolute_plugin_paths(plugin),
-                          torch_threads)
-        summary = sam.MaskRunSummary(total=len(found), skipped=len(found) - len(todo))
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        sam.append_run_log(out, {"started": started, "model_type": model_type, "checkpoint": str(checkpoint.absolute()),
-                                 "preset": preset, "settings": settings, "format": fmt, "device": device,
-                                 "executor": executor.value, "workers": workers, "torch_threads": torch_threads, "images": len(found),
-                                 "to_do": len(todo), "versions": _versions()})
+        options = executor_options(executor.value, ray_address, workers)  # missing Ray: before anything is written
+        check_apart(out, "--out", {"--images": images, "--checkpoint": checkpoint})
+        request = sam.MaskRequest(images, checkpoint, out, model_type, fmt.value, device.value, read_ids(ids),
+                                  preset.value, parse_params(param), engine.value, precision.value, batch_images,
+                                  point_batch, workers, threads, executor.value, absolute_plugin_paths(plugin))
+        run = sam.plan_masks_run(host, request, _versions())
         start = time.perf_counter()
         with progress_bar() as bar:
-            task = bar.add_task(f"masks {model_type}/{preset}", total=len(todo), rate="")
-            results = execute(job, todo, executor=executor.value, workers=workers, **options) if todo else ()
+            task = bar.add_task(f"masks {model_type}/{preset.value}", total=len(run.todo), rate="")
+            results = execute(run.job, run.todo, executor=executor.value, workers=workers, **options) if run.todo else ()
             for result in results:
-                summary.add(result)
+                run.add(result)
                 if result.error is not None:
-                    sam.append_error(log, result)
                     err_console.print(f"[yellow]skipped[/yellow] {result.image_id}: {result.error}",
                                       highlight=False, soft_wrap=True)
-                summary.seconds = time.perf_counter() - start
-                bar.update(task, advance=1, rate=f"{summary.images_per_second:.2f} img/s")
-        summary.seconds = time.perf_counter() - start
-        sam.append_run_log(out, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 **dict(summary.rows()), "execution": execution_log(options)})
-        table = Table(title=f"sepl-tree masks: {model_type}, preset {preset}, {fmt}")
-        table.add_column("")
-        table.add_column("", justify="right")
-        for name, value in summary.rows():
-            table.add_row(name, value)
-        console.print(table)
+                run.summary.seconds = time.perf_counter() - start
+                bar.update(task, advance=1, rate=f"{run.summary.images_per_second:.2f} img/s")
+        run.finish(time.perf_counter() - start, execution_log(options))
+        _print_summary(f"sepl-tree masks: {model_type}, preset {preset.value}, {fmt.value}", run.summary.rows())
         console.print(f"masks in {out}/")
-        if summary.failed:
-            raise SeplError(f"{summary.failed} image(s) failed and were skipped; see {log} (rerun to retry them)")
+        if run.summary.failed:
+            raise SeplError(f"{run.summary.failed} image(s) failed and were skipped; see {run.log} "
+                            "(rerun to retry them)")
 
     run_guarded(body)

@@ -2,6 +2,8 @@
 
 A job is described by a picklable *spec* with a ``setup()`` method that returns the per-image
 callable; ``setup`` runs once per worker (so a worker loads its plugins or its SAM model once).
+A callable with a ``map(ids)`` method is handed all of a worker's ids at once (serial) or a
+batch at a time (process pool), so that it can overlap reading and writing with its work.
 Results are yielded as they complete, in any order; callers must not depend on the order.
 """
 
@@ -13,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from sepl_tree.errors import SeplError
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["EXECUTORS", "JobSpec", "execute"]
+__all__ = ["EXECUTORS", "JobSpec", "execute", "map_ids"]
 
 R = TypeVar("R")
 
@@ -31,9 +33,13 @@ def _serial(spec: JobSpec[R], ids: list[str], workers: int, record: ExecutionRec
     if record is not None:
         record.begin(workers, local_cluster())
         record.running(1)
-    fn = spec.setup()
-    for image_id in ids:
-        yield fn(image_id)
+    yield from map_ids(spec.setup(), ids)
+
+
+def map_ids(fn: Callable[[str], R], ids: Iterable[str]) -> Iterator[R]:
+    """``fn.map(ids)`` when the per-image function has one, else ``fn`` on each id in turn."""
+    stream = getattr(fn, "map", None)
+    return stream(ids) if stream is not None else (fn(image_id) for image_id in ids)
 
 
 def _process(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from sepl_tree.executors import map_ids
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
 __all__ = ["BATCH_SECONDS", "MAX_BATCH", "QUEUED_PER_WORKER", "process_executor"]
@@ -44,8 +45,8 @@ def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exceptio
     start = time.perf_counter()
     results = []
     try:
-        for image_id in image_ids:
-            results.append(_worker_fn(image_id))
+        for result in map_ids(_worker_fn, image_ids):
+            results.append(result)
     except Exception as exc:
         return results, time.perf_counter() - start, exc
     return results, time.perf_counter() - start, None
@@ -70,9 +71,7 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
         record.begin(workers, local_cluster())
         record.running(1 if workers <= 1 or len(ids) <= 1 else min(workers, len(ids)))
     if workers <= 1 or len(ids) <= 1:
-        fn = spec.setup()
-        for image_id in ids:
-            yield fn(image_id)
+        yield from map_ids(spec.setup(), ids)
         return
     workers = min(workers, len(ids))
     ctx = mp.get_context("forkserver")

@@ -1,0 +1,257 @@
+"""A ``masks`` run over a folder: checks before anything is written, resume, logs and the summary.
+
+Output folders hold exactly what ``sepl-tree run --masks`` reads (``<id>.json`` or ``<id>/``),
+plus ``errors.log`` (``id<TAB>message``, one line per failed image) and ``masks_run.jsonl``
+(one JSON line when a run starts, one when it ends). A rerun skips finished images and is
+refused when the model type, the generator settings or the precision differ from the run that
+started the folder; the engine, ``batch_images``, the point batch, the device and the executor
+do not change the masks and may differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sepl_tree.errors import InputError, SeplError
+from sepl_tree.files import atomic_write_bytes, remove_stale_temporaries
+from sepl_tree import outputs
+from sepl_tree.masks import find_mask_source
+from sepl_tree.outputs import prepare_folder
+from sepl_tree.images import find_images
+from sepl_tree.sam.job import (
+    ENGINES,
+    PRECISIONS,
+    MaskJob,
+    available_cores,
+    check_checkpoint,
+    default_torch_threads,
+    resolve_device,
+)
+from sepl_tree.sam.models import family_of, require_family
+from sepl_tree.sam.presets import check_settings, generator_settings
+from sepl_tree.sam.workers import MaskResult
+from sepl_tree.sam.writing import FORMATS
+
+__all__ = [
+    "ERROR_LOG",
+    "RUN_LOG",
+    "MaskRequest",
+    "MaskRun",
+    "MaskRunSummary",
+    "append_error",
+    "append_run_log",
+    "check_same_settings",
+    "pending_ids",
+    "plan_masks_run",
+    "start_error_log",
+]
+
+#: The per-image error log inside the output folder.
+ERROR_LOG = "errors.log"
+#: One JSON line per run start and end (model, settings, counts) inside the output folder.
+RUN_LOG = "masks_run.jsonl"
+
+def _last_start(out: Path) -> dict[str, Any] | None:
+    path = out / RUN_LOG
+    if not path.is_file():
+        return None
+    previous = None
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed run
+        if isinstance(entry, dict) and "settings" in entry:
+            previous = entry
+    return previous
+
+
+def check_same_settings(out: Path, model_type: str, settings: Mapping[str, Any], precision: str = "fp32",
+                        checkpoint: Path | None = None) -> None:
+    """Refuse to resume into ``out`` with another model type, checkpoint, generator settings or precision.
+
+    A folder whose masks came from two settings would be a silent mix; the previous run's
+    choice is read from ``out/masks_run.jsonl`` (a log without ``precision`` was fp32). The
+    engine, ``batch_images`` and the point batch do not change the masks and may differ.
+    """
+    previous = _last_start(out)
+    if previous is None:
+        return
+    changed = {k: (previous["settings"].get(k), v) for k, v in settings.items() if previous["settings"].get(k) != v}
+    if previous.get("model_type") != model_type:
+        changed["model_type"] = (previous.get("model_type"), model_type)
+    if previous.get("precision", "fp32") != precision:
+        changed["precision"] = (previous.get("precision", "fp32"), precision)
+    if checkpoint is not None and previous.get("checkpoint") not in (None, str(checkpoint)):
+        changed["checkpoint"] = (previous.get("checkpoint"), str(checkpoint))
+    if changed:
+        diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+        raise InputError(out / RUN_LOG, f"this folder's masks were made with other settings ({diff}); "
+                                        "use another --out, or the same settings to resume")
+
+
+def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
+    """Append one JSON line to ``out/masks_run.jsonl``."""
+    with open(out / RUN_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(entry), default=str) + "\n")
+
+
+def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:
+    """The ids without finished output in ``out`` (either layout counts as finished)."""
+    return outputs.pending_ids(ids, lambda i: find_mask_source(out, i) is not None)
+
+
+def start_error_log(out: Path, retried: Iterable[str]) -> Path:
+    """Drop the lines of ids about to be retried from ``out/errors.log``; return its path.
+
+    The log then lists exactly the images whose latest attempt failed.
+    """
+    path = out / ERROR_LOG
+    if path.is_file():
+        retry = set(retried)
+        kept = [line for line in path.read_text().splitlines(keepends=True) if line.split("\t")[0] not in retry]
+        atomic_write_bytes(path, "".join(kept).encode())
+    return path
+
+
+def append_error(log: Path, result: MaskResult) -> None:
+    """Append ``id<TAB>message`` for a failed result (one line, flushed at once)."""
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"{result.image_id}\t{result.error}\n")
+
+
+@dataclass
+class MaskRunSummary:
+    """Counts and timings of one ``masks`` run."""
+
+    total: int = 0
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    masks: int = 0
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, result: MaskResult) -> None:
+        if result.error is None:
+            self.done += 1
+            self.masks += result.n_masks
+        else:
+            self.failed += 1
+        for name, seconds in result.stages.items():
+            self.stages[name] += seconds
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.done + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(name, value)`` rows for the summary table."""
+        per_image = self.masks / self.done if self.done else 0.0
+        return [
+            ("images", str(self.total)),
+            ("already done (skipped)", str(self.skipped)),
+            ("written", str(self.done)),
+            ("failed", str(self.failed)),
+            ("masks", f"{self.masks} ({per_image:.1f} per image)"),
+            ("time", f"{self.seconds:.1f} s"),
+            ("images/s", f"{self.images_per_second:.2f}"),
+        ]
+
+    def log_entry(self) -> dict[str, Any]:
+        """The numbers for the run log's closing line: counts, images/s and seconds per stage."""
+        return {**dict(self.rows()), "images_per_s": round(self.images_per_second, 4),
+                "seconds": round(self.seconds, 3),
+                "stage_seconds": {k: round(v, 3) for k, v in sorted(self.stages.items())}}
+
+
+@dataclass(frozen=True)
+class MaskRequest:
+    """What the user asked for (the ``masks`` command's options, parsed)."""
+
+    images: Path
+    checkpoint: Path
+    out: Path
+    model_type: str = "vit_h"
+    fmt: str = "rle"
+    device: str = "auto"
+    ids: list[str] | None = None
+    preset: str = "paper"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    engine: str = "fast"
+    precision: str = "fp32"
+    batch_images: int | None = None
+    point_batch: int | None = None
+    workers: int = 1
+    threads: int | None = None
+    executor: str = "process"
+    plugins: tuple[str, ...] = ()
+
+
+@dataclass
+class MaskRun:
+    """A planned run: the job, the ids still to do, the summary and the logs it appends to."""
+
+    job: MaskJob
+    todo: list[str]
+    summary: MaskRunSummary
+    log: Path
+
+    def add(self, result: MaskResult) -> None:
+        """Count a result; a failure also goes to ``errors.log``."""
+        self.summary.add(result)
+        if result.error is not None:
+            append_error(self.log, result)
+
+    def finish(self, seconds: float, execution: Mapping[str, Any] | None = None) -> None:
+        """Close the run log with the counts, images/s, seconds per stage and how it was executed
+        (:func:`sepl_tree.executors.record.ExecutionRecord.as_json`)."""
+        self.summary.seconds = seconds
+        append_run_log(self.job.out, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                      **self.summary.log_entry(), "execution": dict(execution or {})})
+
+
+def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] | None = None) -> MaskRun:
+    """Check everything that can be checked before writing, then open the folder and log the start.
+
+    Raises a one-line ``SeplError`` for an unknown model type, a missing extra, bad options,
+    settings, checkpoint or images, or a folder made with other settings.
+    """
+    r = request
+    family = family_of(host.sam_model(r.model_type))  # an unknown model type lists the valid ones
+    require_family(family, r.model_type)
+    for name, value, valid in (("--format", r.fmt, FORMATS), ("--engine", r.engine, ENGINES),
+                               ("--precision", r.precision, PRECISIONS)):
+        if value not in valid:
+            raise SeplError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
+    if r.engine == "stock" and r.precision != "fp32":
+        raise SeplError(f"--precision {r.precision} runs with --engine fast only (the stock generator is fp32)")
+    check_checkpoint(r.checkpoint)
+    settings = generator_settings(r.preset, r.params, family)
+    check_settings(settings, family)
+    on_cluster = r.executor == "ray"  # there the workers, not this machine, have the GPUs
+    device = r.device if on_cluster else resolve_device(r.device)
+    found = find_images(r.images, r.ids)
+    check_same_settings(r.out, r.model_type, settings, r.precision, r.checkpoint.absolute())
+    prepare_folder(r.out)
+    remove_stale_temporaries(r.out)
+    todo = pending_ids(r.out, found)
+    log = start_error_log(r.out, todo)
+    threads = r.threads or (None if on_cluster else default_torch_threads(r.workers))
+    batch = r.batch_images or (4 if device == "cuda" else 1)
+    # Absolute paths: Ray workers on other nodes do not share this shell's directory.
+    job = MaskJob({i: found[i].absolute() for i in todo}, r.out.absolute(), r.model_type, r.checkpoint.absolute(),
+                  settings, r.fmt, r.device, r.plugins, threads, r.engine, r.precision, batch, r.point_batch)
+    append_run_log(r.out, {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model_type": r.model_type,
+        "family": family, "checkpoint": str(job.checkpoint), "preset": r.preset, "settings": settings,
+        "precision": r.precision, "engine": r.engine, "batch_images": batch, "point_batch": r.point_batch,
+        "format": r.fmt, "device": r.device, "executor": r.executor, "workers": r.workers, "torch_threads": threads,
+        "cores": available_cores(), "images": len(found), "to_do": len(todo), "versions": dict(versions or {})})
+    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log)
