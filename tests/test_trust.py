@@ -1,0 +1,279 @@
+"""Every way a run could mislead or lose data, through the CLI, one row each.
+
+A row builds a small dataset (``D``: ``D/pseudo``, ``D/masks`` RLE, ``D/gt``, ``D/out`` already
+made by a threshold run), damages or misuses it in one way, runs one command and states the exit
+code and the one line the user must see. Every row also checks what must always hold: no
+traceback, a single error line, the inputs untouched (byte for byte) and nothing half-written
+(no ``.tmp`` file anywhere under ``D``). A new bad input is one more row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sepl_tree.cli import app
+from tests.helpers import write_dataset
+
+runner = CliRunner()
+SHAPE = (12, 16)
+
+
+def _items() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    items = {}
+    for n in range(3):
+        pseudo = np.zeros(SHAPE, np.uint8)
+        pseudo[3:8, 4 + n:10 + n] = 1
+        masks = np.zeros((3, *SHAPE), bool)
+        masks[0, 2:9, 3 + n:11 + n] = True
+        masks[1, 3:8, 4 + n:7 + n] = True
+        masks[2, 0:12, 0:16] = True
+        gt = np.zeros(SHAPE, np.uint8)
+        gt[2:9, 3 + n:11 + n] = 1
+        items[f"img{n}"] = (pseudo, masks, gt)
+    return items
+
+
+def _tree_of(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-1 of every file under ``folder``."""
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def d(tmp_path: Path) -> Path:
+    write_dataset(tmp_path, _items())
+    args = ["run", "--pseudo-labels", str(tmp_path / "pseudo"), "--masks", str(tmp_path / "masks"),
+            "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def _run(d: Path, *extra: str, out: str = "out") -> list[str]:
+    return ["run", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"), "--out", str(d / out), *extra]
+
+
+def _jpeg_named_png(path: Path) -> None:
+    Image.fromarray(np.zeros(SHAPE, np.uint8)).save(path, format="JPEG")
+
+
+def _png_claiming(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` (a decompression bomb's trick)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+                     + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+
+
+def _rle_size(size: object) -> Callable[[Path], None]:
+    def damage(d: Path) -> None:
+        records = json.loads((d / "masks" / "img1.json").read_text())
+        records[0]["segmentation"]["size"] = size
+        (d / "masks" / "img1.json").write_text(json.dumps(records))
+    return damage
+
+
+def _nested(d: Path) -> None:
+    (d / "masks" / "img1.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _both_layouts(d: Path) -> None:
+    folder = d / "masks" / "img1"
+    folder.mkdir()
+    Image.fromarray(np.zeros(SHAPE, np.uint8)).save(folder / "0.png")
+
+
+def _plugin(body: str) -> Callable[[Path], None]:
+    def write(d: Path) -> None:
+        (d / "bad.py").write_text(
+            "import numpy as np\nfrom sepl_tree import Strategy, hookimpl\n\n"
+            f"def bad(sample):\n    {body}\n\n"
+            "@hookimpl\ndef register_strategies(register):\n    register(Strategy('bad', bad))\n")
+    return write
+
+
+def _claims_huge(d: Path) -> None:
+    records = [{"segmentation": {"size": [60000, 60000], "counts": "0"}, "area": 0}]
+    (d / "masks" / "img1.json").write_text(json.dumps(records))
+
+
+def _chmod_out_read_only(d: Path) -> None:
+    (d / "ro").mkdir()
+    os.chmod(d / "ro", 0o555)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A misuse: what to do to the dataset, the command (``d`` -> argv), exit code and message."""
+
+    id: str
+    prepare: Callable[[Path], None] | None
+    argv: Callable[[Path], list[str]]
+    code: int
+    message: str
+    unchanged: tuple[str, ...] = ("pseudo", "masks", "gt", "out")
+
+
+CASES = [
+    # 1. stale outputs: a folder made with other settings is refused, naming what differs
+    Case("other strategy", None, lambda d: _run(d, "--strategy", "official"), 1,
+         "made with other settings (params.t1 0.5 -> (none), strategy 'threshold' -> 'official'); "
+         "use --overwrite to replace its outputs"),
+    Case("other parameter", None, lambda d: _run(d, "--param", "t2=0.9"), 1,
+         "made with other settings (params.t2 0.85 -> 0.9)"),
+    Case("other plugin", lambda d: _plugin("return sample.pseudo.copy()")(d),
+         lambda d: _run(d, "--plugin", str(d / "bad.py")), 1, "made with other settings (plugins"),
+    Case("outputs without a manifest", lambda d: (d / "out" / "run.json").unlink(), lambda d: _run(d), 1,
+         "holds 3 output(s) (e.g. img0.png) but no run.json saying how they were made",
+         ("pseudo", "masks", "gt")),
+    # 2. inputs are never outputs
+    Case("out is the pseudo-labels", None, lambda d: _run(d, "--overwrite", out="pseudo"), 1,
+         "is --pseudo-labels"),
+    Case("out inside the masks", None, lambda d: _run(d, out="masks/sub"), 1, "is inside --masks"),
+    Case("out holds the gt", None, lambda d: _run(d, "--gt", str(d / "gt"), out=""), 1, "holds --pseudo-labels"),
+    Case("convert into its input", None,
+         lambda d: ["convert", "-r", "png", "-i", str(d / "pseudo"), "-o", str(d / "pseudo")], 1, "is --input"),
+    Case("synth into its dataset", lambda d: (d / "SegmentationClass").mkdir() or (d / "SegmentationClass" / "a.png")
+         .write_bytes((d / "gt" / "img0.png").read_bytes()),
+         lambda d: ["synth", "--dataset", str(d), "--out", str(d / "syn")], 1, "is inside --dataset"),
+    # 3. silent score changes
+    Case("an id listed twice", lambda d: (d / "ids.txt").write_text("img0\nimg1\nimg0\n"),
+         lambda d: _run(d, "--ids", str(d / "ids.txt")), 1, "id 'img0' is listed twice"),
+    Case("eval with a prediction missing", lambda d: (d / "ids.txt").write_text("img0\nimg1\nimg9\n") and
+         (d / "gt" / "img9.png").write_bytes((d / "gt" / "img0.png").read_bytes()),
+         lambda d: ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt"), "--ids", str(d / "ids.txt")], 1,
+         "img9.png: file not found (1 of 3 predictions are missing; --allow-missing scores the rest)"),
+    Case("run --gt with a GT file missing", lambda d: (d / "gt" / "img2.png").unlink(),
+         lambda d: _run(d, "--gt", str(d / "gt"), out="fresh"), 1, "img2.png: no ground truth for image 'img2'",
+         ("pseudo", "masks", "gt", "out", "fresh")),
+    # 4. content over suffix
+    Case("a JPEG named .png as pseudo-label", lambda d: _jpeg_named_png(d / "pseudo" / "img1.png"),
+         lambda d: _run(d, out="fresh"), 1, "img1.png: not a PNG file (it holds JPEG data"),
+    Case("a JPEG named .png as mask", lambda d: (_both_layouts(d), (d / "masks" / "img1.json").unlink(),
+                                                 _jpeg_named_png(d / "masks" / "img1" / "0.png")),
+         lambda d: _run(d, out="fresh"), 1, "0.png: not a PNG file (it holds JPEG data"),
+    Case("tree --out x.jpg", None, lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img0",
+                                              "--out", str(d / "t.jpg")], 1, "give a file name ending in .png"),
+    Case("tree --out DIR", None, lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img0",
+                                            "--out", str(d / "out")], 1, "give a file name ending in .png"),
+    # 5. parameters out of range
+    Case("t1=5", None, lambda d: _run(d, "-p", "t1=5", out="fresh"), 1,
+         "strategy 'threshold': parameter 't1': must be in [0, 1], got 5.0"),
+    Case("t1=-1", None, lambda d: _run(d, "-p", "t1=-1", out="fresh"), 1, "parameter 't1': must be in [0, 1], got -1.0"),
+    Case("t1=nan", None, lambda d: _run(d, "-p", "t1=nan", out="fresh"), 1,
+         "parameter 't1': expected a finite number in [0, 1], got nan"),
+    Case("t2=inf", None, lambda d: _run(d, "-p", "t2=inf", out="fresh"), 1,
+         "parameter 't2': expected a finite number in [0, 1], got inf"),
+    Case("tau=0", None, lambda d: _run(d, "-s", "tree-residual", "-p", "tau=0", out="fresh"), 1,
+         "parameter 'tau': must be in (0, 1], got 0.0"),
+    Case("reader bg=-1", None, lambda d: ["convert", "-r", "irn", "-i", str(d / "pseudo"), "-o", str(d / "c"),
+                                          "-p", "bg=-1"], 1, "reader 'irn': parameter 'bg': must be in [0, inf)"),
+    # one line, never a traceback
+    Case("--out is a file", lambda d: (d / "afile").write_text("x"), lambda d: _run(d, out="afile"), 1,
+         "afile: is a file, not a folder"),
+    Case("--out under a file", lambda d: (d / "afile").write_text("x"), lambda d: _run(d, out="afile/o"), 1,
+         "afile/o: a parent of it is a file, not a folder"),
+    Case("RLE size 60x80", _rle_size("60x80"), lambda d: _run(d, out="fresh"), 1,
+         "img1.json: record 0 has RLE size '60x80'; expected [height, width] (two integers)"),
+    Case("RLE size [60]", _rle_size([60]), lambda d: _run(d, out="fresh"), 1, "record 0 has RLE size [60]"),
+    Case("RLE size null", _rle_size(None), lambda d: _run(d, out="fresh"), 1, "record 0 has RLE size None"),
+    Case("a PNG decompression bomb", lambda d: _png_claiming(d / "pseudo" / "img1.png", 20000, 20000),
+         lambda d: _run(d, out="fresh"), 1, "img1.png: is 20000x20000 = 400000000 pixels, more than the limit"),
+    Case("JSON nested 100,000 deep", _nested, lambda d: _run(d, out="fresh"), 1,
+         "img1.json: JSON nested too deeply to read"),
+    Case("eval --json DIR", None, lambda d: ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt"),
+                                             "--json", str(d / "out")], 1, "is a folder; give a file name"),
+    Case("a plugin strategy that raises", _plugin("raise KeyError('k')"),
+         lambda d: _run(d, "--plugin", str(d / "bad.py"), "-s", "bad", out="fresh"), 1,
+         "strategy 'bad' (file {d}/bad.py) on image 'img0' failed: KeyError: 'k'"),
+    Case("a strategy returning labels outside 0..K-1", _plugin("return sample.pseudo + 40"),
+         lambda d: _run(d, "--plugin", str(d / "bad.py"), "-s", "bad", out="fresh"), 1,
+         "strategy 'bad' (file {d}/bad.py) on image 'img0' returned label 40, outside 0..20 and 255"),
+    Case("a strategy returning the wrong shape", _plugin("return sample.pseudo[:2]"),
+         lambda d: _run(d, "--plugin", str(d / "bad.py"), "-s", "bad", out="fresh"), 1,
+         "returned (2, 16), expected an array of shape (12, 16)"),
+    Case("both <id>.json and <id>/", _both_layouts, lambda d: _run(d, out="fresh"), 1,
+         "img1.json: and {d}/masks/img1/ both hold masks for image 'img1'; keep one of them"),
+    # memory safety: a size claimed by a small file is checked before anything is allocated
+    Case("tree on a mask JSON claiming 60000x60000", _claims_huge,
+         lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img1", "--out", str(d / "t.png")], 1,
+         "img1.json: masks claim 60000x60000 = 3600000000 pixels, more than the limit"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_misuse_is_one_clear_line_and_harms_nothing(d: Path, case: Case) -> None:
+    if case.prepare is not None:
+        case.prepare(d)
+    before = {name: _tree_of(d / name) for name in case.unchanged if (d / name).exists()}
+    result = runner.invoke(app, case.argv(d))
+    output = result.output
+    assert result.exit_code == case.code, output
+    assert "Traceback" not in output and result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, output
+    assert case.message.format(d=d) in " ".join(output.split()), output
+    for name, files in before.items():
+        assert _tree_of(d / name) == files, f"{name} changed"
+    assert not [p for p in d.rglob("*") if p.name.endswith(".tmp")], "a half-written file was left"
+
+
+def test_overwrite_replaces_a_folder_made_with_other_settings(d: Path) -> None:
+    result = runner.invoke(app, [*_run(d, "--strategy", "official", "--overwrite")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((d / "out" / "run.json").read_text())
+    assert manifest["settings"]["strategy"] == "official" and manifest["counts"]["written"] == 3
+
+
+def test_compare_refuses_a_strategy_folder_made_with_other_parameters(d: Path) -> None:
+    args = ["compare", "-s", "threshold", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
+            "--gt", str(d / "gt"), "--out", str(d / "cmp")]
+    assert runner.invoke(app, args).exit_code == 0
+    before = _tree_of(d / "cmp" / "threshold")
+    result = runner.invoke(app, [*args, "--param", "t1=0.6"])
+    assert result.exit_code == 1 and "made with other settings (params.t1 0.5 -> 0.6)" in " ".join(result.output.split())
+    assert _tree_of(d / "cmp" / "threshold") == before
+    # ... while another strategy beside it is simply added
+    assert runner.invoke(app, [*args[:2], "threshold,official", *args[3:]]).exit_code == 0
+
+
+def test_an_empty_or_cut_output_is_not_done(d: Path) -> None:
+    (d / "out" / "img0.png").write_bytes(b"")
+    cut = (d / "out" / "img1.png").read_bytes()
+    (d / "out" / "img1.png").write_bytes(cut[: len(cut) // 2])
+    result = runner.invoke(app, _run(d))
+    assert result.exit_code == 0, result.output
+    counts = json.loads((d / "out" / "run.json").read_text())["counts"]
+    assert counts["written"] == 2 and counts["skipped_existing"] == 1
+    for image_id in ("img0", "img1"):
+        with Image.open(d / "out" / f"{image_id}.png") as img:
+            assert img.size == (SHAPE[1], SHAPE[0])
+
+
+def test_eval_allow_missing_scores_the_rest_and_says_so(d: Path) -> None:
+    (d / "ids.txt").write_text("img0\nimg1\nimg9\n")
+    (d / "gt" / "img9.png").write_bytes((d / "gt" / "img0.png").read_bytes())
+    result = runner.invoke(app, ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt"), "--ids", str(d / "ids.txt"),
+                                 "--allow-missing"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 3 prediction file(s) are missing (e.g. img9.png); scoring the other 2" in " ".join(result.output.split())
+    assert "(2 images)" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_out_is_one_line(d: Path) -> None:
+    _chmod_out_read_only(d)
+    result = runner.invoke(app, _run(d, out="ro"))
+    assert result.exit_code == 1 and "the folder is not writable" in result.output
