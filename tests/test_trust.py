@@ -213,7 +213,43 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def _images(d: Path) -> None:
+    (d / "img").mkdir()
+    Image.fromarray(np.full((*SHAPE, 3), 120, np.uint8)).save(d / "img" / "a.jpg")
+
+
+def _masks(d: Path, checkpoint: Path) -> list[str]:
+    tiny = Path(__file__).with_name("tiny_sam.py")
+    return ["masks", "--images", str(d / "img"), "--checkpoint", str(checkpoint), "--out", str(d / "sam"),
+            "--model-type", "tiny", "--plugin", str(tiny), "--device", "cpu"]
+
+
+def _corrupt_checkpoint(d: Path) -> None:
+    _images(d)
+    (d / "c.pth").write_bytes(b"PK\x03\x04 not a zip archive at all")
+
+
+def _checkpoint_folder(d: Path) -> None:
+    _images(d)
+    (d / "ckpt").mkdir()
+
+
+HAS_TORCH = __import__("importlib.util").util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="SAM needs the sam extra: pip install 'sepl-tree[sam]'")
+CASES += [
+    Case("a checkpoint that is a folder", _checkpoint_folder, lambda d: _masks(d, d / "ckpt"), 1,
+         "ckpt: cannot load a SAM checkpoint from it: it is a folder, not a checkpoint file"),
+    Case("a corrupt checkpoint", _corrupt_checkpoint, lambda d: _masks(d, d / "c.pth"), 1,
+         "c.pth: cannot load as a 'tiny' SAM checkpoint: it is not a readable torch checkpoint (corrupt, "
+         "truncated or another kind of file)"),
+    Case("masks into its image folder", _checkpoint_folder,
+         lambda d: [*_masks(d, d / "ckpt")[:5], "--out", str(d / "img"), *_masks(d, d / "ckpt")[7:]], 1, "is --images"),
+]
+PARAMS = [pytest.param(c, id=c.id, marks=[needs_torch] if "checkpoint" in c.id or "masks" in c.id else [])
+          for c in CASES]
+
+
+@pytest.mark.parametrize("case", PARAMS)
 def test_misuse_is_one_clear_line_and_harms_nothing(d: Path, case: Case) -> None:
     if case.prepare is not None:
         case.prepare(d)
