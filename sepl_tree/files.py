@@ -2,15 +2,19 @@
 
 Label maps (:mod:`sepl_tree.label_maps`) are written as mode ``'P'`` PNGs whose pixel values
 are the class indices, with the standard VOC palette. Every write goes through a temporary file
-and a rename, so an interrupted run never leaves half a file.
+and a rename, so an interrupted run never leaves half a file, and the file gets the mode a plain
+``open(path, "w")`` of a new file would give it, ``0o666 & ~umask`` (0644 under the usual umask
+022), so that others can read outputs on a shared file system as they can any other file.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,8 @@ from sepl_tree.label_maps import IGNORE, label_values, voc_palette
 __all__ = [
     "atomic_write_bytes",
     "encode_label_png",
+    "new_file_mode",
+    "process_umask",
     "read_label_png",
     "read_png",
     "remove_stale_temporaries",
@@ -31,15 +37,56 @@ __all__ = [
 _PALETTE = voc_palette().reshape(-1).tolist()
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask_from_proc() -> int | None:
+    """The umask as Linux reports it (``Umask:`` in ``/proc/self/status``, kernel 4.7+), or ``None``."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    """The umask read the only portable way: set it and put it back.
+
+    ``os.umask`` changes the whole process, so a file another thread creates in between would get
+    mode 0666; the lock only keeps two readers from undoing each other.
+    """
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+@functools.cache
+def process_umask() -> int:
+    """This process's umask, read once and remembered (thread-safe on Linux; see :func:`_umask_by_setting`)."""
+    mask = _umask_from_proc()
+    return _umask_by_setting() if mask is None else mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666 & ~umask``."""
+    return 0o666 & ~process_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    An interrupted write leaves either the old file or no file, never half of one.
+    An interrupted write leaves either the old file or no file, never half of one. The file gets
+    :func:`new_file_mode` (``mkstemp`` alone would leave it 0600, unreadable to anyone else).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), new_file_mode())
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
