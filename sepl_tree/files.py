@@ -24,9 +24,15 @@ from sepl_tree.errors import InputError
 from sepl_tree.label_maps import IGNORE, label_values, voc_palette
 
 __all__ = [
+    "PNG_GREY",
+    "PNG_GREY_ALPHA",
+    "PNG_PALETTE",
+    "PNG_RGB",
+    "PNG_RGBA",
     "atomic_write_bytes",
     "encode_label_png",
     "new_file_mode",
+    "png_colour_type",
     "process_umask",
     "read_label_png",
     "read_png",
@@ -107,6 +113,27 @@ def remove_stale_temporaries(folder: Path) -> int:
         else:
             path.unlink(missing_ok=True)
     return len(stale)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour types (the IHDR byte): greyscale, RGB, palette, greyscale + alpha, RGBA.
+PNG_GREY, PNG_RGB, PNG_PALETTE, PNG_GREY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
+
+
+def png_colour_type(path: Path) -> int | None:
+    """The colour type a PNG's header declares (``PNG_GREY``, ``PNG_PALETTE``, ...), or ``None``.
+
+    Reads the first 26 bytes only (signature and IHDR chunk), so it tells a palette label map
+    from a greyscale score map without decoding either. ``None``: no such file, or not a PNG.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return head[25]
 
 
 def read_png(path: Path) -> np.ndarray:
