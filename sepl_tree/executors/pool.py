@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["BATCH_SECONDS", "MAX_BATCH", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
+__all__ = ["BATCH_SECONDS", "MAX_BATCH", "POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
 
 R = TypeVar("R")
 
@@ -54,7 +54,10 @@ def _gone(pid: int) -> bool:
 
 def _watch(pid: int, pidfd: int | None) -> None:
     if pidfd is not None:
-        select.select([pidfd], [], [])  # a pidfd becomes readable when its process exits
+        waiter = select.poll()  # (not select.select: no limit on the descriptor's number)
+        waiter.register(pidfd, select.POLLIN)
+        while not waiter.poll():  # a pidfd becomes readable when its process exits
+            pass
     else:
         while not _gone(pid):
             time.sleep(POLL_SECONDS)
