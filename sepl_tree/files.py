@@ -2,16 +2,20 @@
 
 Label maps (:mod:`sepl_tree.label_maps`) are written as mode ``'P'`` PNGs whose pixel values
 are the class indices, with the standard VOC palette. Every write goes through a temporary file
-and a rename, so an interrupted run never leaves half a file.
+and a rename, so an interrupted run never leaves half a file, and the file gets the mode a plain
+``open(path, "w")`` of a new file would give it, ``0o666 & ~umask`` (0644 under the usual umask
+022), so that others can read outputs on a shared file system as they can any other file.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,16 @@ from sepl_tree.label_maps import IGNORE, label_values, voc_palette
 
 __all__ = [
     "MAX_PIXELS",
+    "PNG_GREY",
+    "PNG_GREY_ALPHA",
+    "PNG_PALETTE",
+    "PNG_RGB",
+    "PNG_RGBA",
     "atomic_write_bytes",
     "encode_label_png",
+    "new_file_mode",
+    "png_colour_type",
+    "process_umask",
     "read_label_png",
     "read_json",
     "read_png",
@@ -35,11 +47,51 @@ __all__ = [
 _PALETTE = voc_palette().reshape(-1).tolist()
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask_from_proc() -> int | None:
+    """The umask as Linux reports it (``Umask:`` in ``/proc/self/status``, kernel 4.7+), or ``None``."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    """The umask read the only portable way: set it and put it back.
+
+    ``os.umask`` changes the whole process, so a file another thread creates in between would get
+    mode 0666; the lock only keeps two readers from undoing each other.
+    """
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+@functools.cache
+def process_umask() -> int:
+    """This process's umask, read once and remembered (thread-safe on Linux; see :func:`_umask_by_setting`)."""
+    mask = _umask_from_proc()
+    return _umask_by_setting() if mask is None else mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666 & ~umask``."""
+    return 0o666 & ~process_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    An interrupted write leaves either the old file or no file, never half of one. A path that
-    is a folder, or whose parent cannot be a folder, is a :class:`SeplError` naming it.
+    An interrupted write leaves either the old file or no file, never half of one. The file gets
+    :func:`new_file_mode` (``mkstemp`` alone would leave it 0600, unreadable to anyone else). A
+    path that is a folder, or whose parent cannot be a folder, is a :class:`SeplError` naming it.
     """
     if path.is_dir():
         raise SeplError(f"{path}: is a folder, not a file")
@@ -52,6 +104,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), new_file_mode())
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -74,6 +127,27 @@ def remove_stale_temporaries(folder: Path) -> int:
     return len(stale)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour types (the IHDR byte): greyscale, RGB, palette, greyscale + alpha, RGBA.
+PNG_GREY, PNG_RGB, PNG_PALETTE, PNG_GREY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
+
+
+def png_colour_type(path: Path) -> int | None:
+    """The colour type a PNG's header declares (``PNG_GREY``, ``PNG_PALETTE``, ...), or ``None``.
+
+    Reads the first 26 bytes only (signature and IHDR chunk), so it tells a palette label map
+    from a greyscale score map without decoding either. ``None``: no such file, or not a PNG.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return head[25]
+
+
 #: The largest image read, in pixels (PIL's own decompression-bomb limit): a file claiming
 #: more is refused before anything is decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -94,7 +168,7 @@ def _png_size(path: Path) -> tuple[int, int]:
         raise InputError(path, "is a folder, not a PNG file") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
         raise InputError(path, f"not a PNG file (it holds {what} data; label maps and masks must be lossless PNGs)"
                          if what else "not a PNG file")

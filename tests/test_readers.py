@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 
 from sepl_tree.errors import InputError
+from sepl_tree.files import PNG_GREY, PNG_PALETTE, png_colour_type
+from sepl_tree.label_maps import voc_palette
 from sepl_tree.plugins import load_host
 from sepl_tree.readers.cam import cam_to_label
 from sepl_tree.readers.sniff import identify, suggest_reader
@@ -118,6 +120,19 @@ def write_per_class(folder: Path, image_id: str = "2007_000032") -> None:
     Image.fromarray(DOG_U8, mode="L").save(folder / f"{image_id}_11.png")
 
 
+def write_rca_final(folder: Path, label, image_id: str = "2007_000032") -> Path:
+    """RCA gen_labels.py: Image.fromarray(uint8, mode='P'), putpalette(the 21 VOC colours), <id>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(np.asarray(label, np.uint8), mode="P")
+    img.putpalette(voc_palette(21).reshape(-1).tolist())  # 63 values: only the 21 classes have a colour
+    img.save(folder / f"{image_id}.png")
+    return folder / f"{image_id}.png"
+
+
+# RCA's final label: classes 1 and 12, background, and 255 where two classes conflict.
+RCA_FINAL = [[1, 12, 0], [255, 0, 1]]
+
+
 # --- each reader on its own format ---------------------------------------------------------------
 
 def test_irn_torch_keys_and_default_threshold(host, tmp_path):
@@ -215,6 +230,73 @@ def test_rca_min_max_and_power_four(host, tmp_path):
     # aeroplane / 230 and dog / 204, background (1 - max)^4: (0,2) 0.873^4 = 0.58 and (1,1) 0.843^4 = 0.51
     # are background; (1,2) 0.665^4 = 0.196 < 77/230 = 0.335 is aeroplane.
     assert read(host, "rca", tmp_path).tolist() == LOW_BG
+
+
+def test_rca_final_labels_are_read_as_stored(host, tmp_path):
+    path = write_rca_final(tmp_path, RCA_FINAL)
+    assert png_colour_type(path) == PNG_PALETTE and len(Image.open(path).getpalette()) == 63
+    assert host.reader("rca").ids(tmp_path) == ["2007_000032"]
+    out = read(host, "rca", tmp_path)
+    assert out.tolist() == RCA_FINAL and out.dtype == np.uint8
+    # image-level labels and bg are for attention maps; a final label is what RCA decided
+    ctx = ReadContext(num_classes=21, image_labels={"2007_000032": frozenset({12})})
+    assert read(host, "rca", tmp_path, ctx=ctx, bg=0.9).tolist() == RCA_FINAL
+    # under 1% of the image labelled: gen_labels.py sets every pixel to 255
+    write_rca_final(tmp_path, np.full((2, 3), 255), image_id="2007_000033")
+    assert read(host, "rca", tmp_path, image_id="2007_000033").tolist() == [[255] * 3] * 2
+
+
+def test_rca_final_labels_and_attention_maps_in_one_folder(host, tmp_path):
+    write_rca_final(tmp_path, RCA_FINAL, image_id="2007_000032")
+    write_per_class(tmp_path, image_id="2007_000033")
+    assert host.reader("rca").ids(tmp_path) == ["2007_000032", "2007_000033"]
+    assert read(host, "rca", tmp_path, image_id="2007_000032").tolist() == RCA_FINAL
+    assert read(host, "rca", tmp_path, image_id="2007_000033").tolist() == LOW_BG
+
+
+def test_rca_image_with_both_kinds_is_one_error_naming_both_files(host, tmp_path):
+    final = write_rca_final(tmp_path, RCA_FINAL)
+    write_per_class(tmp_path)
+    assert host.reader("rca").ids(tmp_path) == ["2007_000032"]
+    with pytest.raises(InputError) as info:
+        read(host, "rca", tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{final}: ") and str(tmp_path / "2007_000032_0.png") in message
+    assert "both" in message and "\n" not in message
+
+
+def test_rca_kinds_are_told_apart_by_content_not_only_by_name(host, tmp_path):
+    # a palette x_3.png is the final label of image x_3; a greyscale y_3.png the class-3 map of image y
+    write_rca_final(tmp_path, RCA_FINAL, image_id="x_3")
+    write_rca_final(tmp_path, [[0, 1, 1], [0, 0, 1]], image_id="x")
+    Image.fromarray(AERO_U8, mode="L").save(tmp_path / "y_3.png")
+    assert png_colour_type(tmp_path / "y_3.png") == PNG_GREY
+    assert host.reader("rca").ids(tmp_path) == ["x", "x_3", "y"]
+    assert read(host, "rca", tmp_path, image_id="x_3").tolist() == RCA_FINAL
+    assert read(host, "rca", tmp_path, image_id="x").tolist() == [[0, 1, 1], [0, 0, 1]]  # x_3.png is no map of x
+    # y's only map is class 3 (0-based) = boat, 4: min-max 1.0 .. 0.0, background (1 - score)^4
+    assert read(host, "rca", tmp_path, image_id="y").tolist() == [[4, 0, 0], [4, 0, 4]]
+    assert identify(tmp_path / "x_3.png") == "png" and identify(tmp_path / "y_3.png") == "l2g"
+
+
+def test_rca_greyscale_plain_png_is_a_label_only_if_its_values_are(host, tmp_path):
+    Image.fromarray(np.array(RCA_FINAL, np.uint8), mode="L").save(tmp_path / "a.png")
+    assert read(host, "rca", tmp_path, image_id="a").tolist() == RCA_FINAL
+    Image.fromarray(AERO_U8, mode="L").save(tmp_path / "b.png")  # an attention map that lost its class
+    with pytest.raises(InputError, match=r"b.png: a greyscale PNG with values up to 230 is not a label map.*"
+                                         r"named <id>_<class>.png"):
+        read(host, "rca", tmp_path, image_id="b")
+
+
+def test_rca_bad_final_labels_are_named(host, tmp_path):
+    write_rca_final(tmp_path, [[1, 30, 0], [0, 0, 0]])
+    with pytest.raises(InputError, match=r"2007_000032.png: label value 30 is out of range 0..20 or 255"):
+        read(host, "rca", tmp_path)
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(InputError, match="rgb.png: a PNG of colour type 2: RCA's final labels are palette PNGs"):
+        read(host, "rca", tmp_path, image_id="rgb")
+    with pytest.raises(InputError, match=r"none.png: file not found, nor any attention map none_<class>.png"):
+        read(host, "rca", tmp_path, image_id="none")
 
 
 # --- wrong formats are named, not turned into garbage --------------------------------------------

@@ -163,3 +163,45 @@ def test_real_transcam_pngs(tmp_path):
     for image_id in ids:
         assert Image.open(out / f"{image_id}.png").mode == "P"
         assert np.array_equal(png(out / f"{image_id}.png"), png(pseudo / f"{image_id}.png"))
+
+
+def test_convert_rca_final_labels_and_attention_maps(tmp_path):
+    """RCA's two outputs, each written as its script writes it, in one folder and in two."""
+    cv2 = pytest.importorskip("cv2")
+    from sepl_tree.label_maps import voc_palette
+
+    orig, proxy = tmp_path / "orig", tmp_path / "proxy_label"
+    orig.mkdir()
+    proxy.mkdir()
+    # res.py: cv2.imwrite of the resized attention map as float32 (saved as 8-bit greyscale)
+    attention = np.zeros((6, 8), np.float32)
+    attention[:3, :3] = 200.0
+    attention[3:, 5:] = 20.0
+    cv2.imwrite(str(orig / "2007_000033_14.png"), attention)  # person, 0-based 14
+    # gen_labels.py: a palette PNG of class indices and 255, the 21 VOC colours as palette
+    final = np.zeros((6, 8), np.uint8)
+    final[2:5, 2:6] = 8
+    final[0, :] = 255
+    img = Image.fromarray(final, mode="P")
+    img.putpalette(voc_palette(21).reshape(-1).tolist())
+    img.save(proxy / "2007_000032.png")
+    # min-max: 1.0 on the block, 0.1 on the weak corner, (1 - 0.1)^4 = 0.66 > 0.1: background there
+    person = np.zeros((6, 8), np.uint8)
+    person[:3, :3] = 15
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for path in [*orig.iterdir(), *proxy.iterdir()]:
+        (mixed / path.name).write_bytes(path.read_bytes())
+    for folder, expected in ((orig, {"2007_000033": person}), (proxy, {"2007_000032": final}),
+                             (mixed, {"2007_000032": final, "2007_000033": person})):
+        out = tmp_path / f"out-{folder.name}"
+        result = runner.invoke(app, ["convert", "--reader", "rca", "--input", str(folder), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.stem for p in out.glob("*.png")) == sorted(expected)
+        for image_id, label in expected.items():
+            assert png(out / f"{image_id}.png").tolist() == label.tolist()
+    # the same image in both kinds: one line naming both files, exit code 1
+    (mixed / "2007_000032_14.png").write_bytes((orig / "2007_000033_14.png").read_bytes())
+    result = runner.invoke(app, ["convert", "-r", "rca", "-i", str(mixed), "-o", str(tmp_path / "out-both")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "2007_000032.png" in result.output and "2007_000032_14.png" in result.output

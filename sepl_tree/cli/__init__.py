@@ -1,26 +1,28 @@
 """The ``sepl-tree`` command line: one small module per command (parse, call the library, print).
 
-Importing it loads the command modules and what they import at the top (typer, rich, numpy and
-the library's light modules), never torch, networkx or matplotlib: commands import those where
+``main()`` imports only the module of the command it is asked to run (``sepl-tree run`` never
+loads what ``compare``, ``synth`` or ``masks`` import); ``--help`` and anything that is not a
+command name get every command. :data:`app`, the whole command line, is built on first use.
+No command module imports torch, networkx or matplotlib at the top: commands import those where
 they need them.
+
+Nothing in sepl-tree calls numpy's BLAS, yet numpy's OpenBLAS starts a thread per core when
+numpy is imported (about 50 ms of CPU on the development machine, in the command and in every
+pool worker). So ``main()`` asks OpenBLAS for one thread, unless the user chose a number
+(``OPENBLAS_NUM_THREADS``, ``GOTO_NUM_THREADS`` or ``OMP_NUM_THREADS`` set) or the command is
+``masks`` (torch).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from collections.abc import Iterable
 
 import typer
 
-__all__ = ["COMMANDS", "app", "main"]
-
-app = typer.Typer(
-    name="sepl-tree",
-    help="SAM-enhanced pseudo-labels (SEPL) for WSSS, with containment-tree strategies.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # click's plain help: no <bool>/<str> type placeholders
-)
+__all__ = ["BLAS_THREAD_VARIABLES", "COMMANDS", "app", "build_app", "main", "one_blas_thread"]
 
 #: Command name -> ``module:function``, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -35,11 +37,52 @@ COMMANDS: dict[str, str] = {
     "masks": "sepl_tree.cli.masks:masks_command",
 }
 
-for _name, _target in COMMANDS.items():
-    _module, _function = _target.split(":")
-    app.command(_name)(getattr(importlib.import_module(_module), _function))
+
+def _group() -> None:
+    # A callback makes typer keep ``sepl-tree COMMAND`` even when only one command is registered.
+    pass
+
+
+def build_app(names: Iterable[str] | None = None) -> typer.Typer:
+    """The command line with the commands ``names`` (default: all), each module imported here."""
+    cli = typer.Typer(
+        name="sepl-tree",
+        help="SAM-enhanced pseudo-labels (SEPL) for WSSS, with containment-tree strategies.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # click's plain help: no <bool>/<str> type placeholders
+    )
+    cli.callback()(_group)
+    for name in COMMANDS if names is None else names:
+        module, function = COMMANDS[name].split(":")
+        cli.command(name)(getattr(importlib.import_module(module), function))
+    return cli
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # built once, on first use (tests, typer.testing.CliRunner)
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Variables OpenBLAS reads for its thread count: if the user set one, it is left alone.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+#: Commands that may run BLAS-heavy code through a library of their own (SAM with torch).
+BLAS_COMMANDS = frozenset({"masks"})
+
+
+def one_blas_thread(command: str | None) -> bool:
+    """Ask numpy's OpenBLAS for one thread (before numpy is imported); return whether it was asked."""
+    if command in BLAS_COMMANDS or "numpy" in sys.modules or any(v in os.environ for v in BLAS_THREAD_VARIABLES):
+        return False
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    return True
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    one_blas_thread(command)
+    build_app([command] if command in COMMANDS else None)()

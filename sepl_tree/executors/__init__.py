@@ -43,6 +43,8 @@ def map_ids(fn: Callable[[str], R], ids: Iterable[str]) -> Iterator[R]:
 
 
 def _process(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:
+    if workers <= 1 or len(ids) <= 1:  # no pool to start: spare the import of multiprocessing
+        return _serial(spec, ids, workers, **options)
     from sepl_tree.executors.pool import process_executor
 
     return process_executor(spec, ids, workers, **options)

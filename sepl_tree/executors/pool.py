@@ -2,6 +2,13 @@
 
 Each worker runs the spec's ``setup()`` once (in its initializer) and then whole batches of ids;
 results come back in completion order. See :mod:`sepl_tree.executors` for the job protocol.
+
+Workers end with the process that made the pool, even when it is killed with no chance to shut
+the pool down (``kill -9``): each worker's initializer starts a daemon thread that waits for
+that process to exit and then ends the worker at once (:func:`os._exit`, mid-image if need be;
+half-written outputs are temporaries a rerun removes). The pool's fork server and
+multiprocessing's resource tracker need nothing more: each exits when the last process holding
+its pipe does, and every worker holds it.
 """
 
 from __future__ import annotations
@@ -9,6 +16,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import multiprocessing as mp
+import os
+import select
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -16,7 +26,7 @@ from typing import Any, TypeVar
 from sepl_tree.executors import map_ids
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["BATCH_SECONDS", "MAX_BATCH", "QUEUED_PER_WORKER", "process_executor"]
+__all__ = ["BATCH_SECONDS", "MAX_BATCH", "POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
 
 R = TypeVar("R")
 
@@ -24,8 +34,55 @@ _worker_fn: Callable[[str], Any] | None = None
 _setup_error: Exception | None = None
 
 
-def _init_worker(spec: Any) -> None:
+#: How often the watchdog looks for the pool's owner where it cannot wait on it (no pidfd).
+POLL_SECONDS = 0.2
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, under another user
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False  # no /proc: os.kill's answer is all there is
+
+
+def _watch(pid: int, pidfd: int | None) -> None:
+    if pidfd is not None:
+        waiter = select.poll()  # (not select.select: no limit on the descriptor's number)
+        waiter.register(pidfd, select.POLLIN)
+        while not waiter.poll():  # a pidfd becomes readable when its process exits
+            pass
+    else:
+        while not _gone(pid):
+            time.sleep(POLL_SECONDS)
+    os._exit(1)
+
+
+def exit_with_process(pid: int) -> None:
+    """End this process as soon as process ``pid`` exits (a daemon thread watches it).
+
+    On Linux the thread blocks on a pidfd (no polling, no CPU; immune to pid reuse); elsewhere it
+    polls every :data:`POLL_SECONDS`. If ``pid`` is already gone, this process ends now.
+    """
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux, or a kernel older than 5.3
+        pidfd = None
+    threading.Thread(target=_watch, args=(pid, pidfd), name=f"exit-with-{pid}", daemon=True).start()
+
+
+def _init_worker(spec: Any, owner_pid: int) -> None:
     global _worker_fn, _setup_error
+    exit_with_process(owner_pid)  # before setup(), which may take long (a SAM model)
     try:
         _worker_fn = spec.setup()
     except Exception as exc:  # an initializer that raises breaks the pool with no message:
@@ -85,7 +142,8 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
         return {pool.submit(_call_worker, chunk) for _ in range(tasks)
                 if (chunk := tuple(itertools.islice(todo, batch)))}
 
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(spec, os.getpid())) as pool:
         pending = submit(pool, workers * QUEUED_PER_WORKER)
         try:
             while pending:

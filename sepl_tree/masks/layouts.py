@@ -211,7 +211,8 @@ def write_masks_png_folder(folder: Path, maskset: MaskSet) -> None:
     """Write ``<n>.png`` files and ``metadata.csv`` into ``folder`` as amg.py does.
 
     The folder is filled under a temporary name and renamed into place, so a reader never sees
-    half of it.
+    half of it. Its files and the folder are created by plain writes, so they get the modes the
+    umask gives (as :func:`sepl_tree.files.atomic_write_bytes` files do).
     """
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():

@@ -4,7 +4,8 @@ Every built-in reader raises :func:`wrong_format` when a file is not in its form
 then reads
 ``<file>: this looks like a PuzzleCAM file; try --reader puzzlecam`` instead of a label map
 made of garbage. Recognition is by what the files hold (dictionary keys, key layout), and for
-PNGs by name (``<id>_<class>.png`` is a per-class map, anything else a label map).
+PNGs by header and name (a palette PNG is a label map, as is any name but ``<id>_<class>.png``,
+which otherwise is a per-class map).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import InputError
+from sepl_tree.files import PNG_PALETTE, png_colour_type
 
 __all__ = [
     "FORMATS",
@@ -43,7 +45,7 @@ FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "crf-dict": ("a CRF score dictionary with the background at key 0 (PSA/SEAM/EPS out_crf)", "psa-crf",
                  ("psa-crf", "seam-crf", "eps-crf", "ppc-crf")),
     "per-class-png": ("a per-class CAM PNG (L2G, RCA)", "l2g", ("l2g", "rca")),
-    "label-png": ("a label PNG", "png", ("png",)),
+    "label-png": ("a label PNG", "png", ("png", "rca")),
 }
 
 _MISSING = object()
@@ -83,7 +85,8 @@ def _format_of_object(obj: Any) -> str | None:
 def _format_of(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix == ".png":
-        return "per-class-png" if PER_CLASS_PNG.match(path.name) else "label-png"
+        per_class = PER_CLASS_PNG.match(path.name) and png_colour_type(path) != PNG_PALETTE
+        return "per-class-png" if per_class else "label-png"
     if suffix in (".npy", ".pkl"):
         from sepl_tree.readers.cam import load_pickled
 
