@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from sepl_tree.files import write_label_png
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.sample import Sample
 
-__all__ = ["HAS_RAY", "SAM2_DEV", "SHARED_DATA", "VOC_SAMPLE", "make_sample", "masks_from_strings", "needs_ray",
+__all__ = ["Double", "HAS_RAY", "SAM2_DEV", "SHARED_DATA", "VOC_SAMPLE", "make_sample", "masks_from_strings", "needs_ray",
            "needs_sam2_dev", "needs_voc_sample", "write_dataset"]
 
 #: Real data beside the repository (never part of it; tests that use it skip without it).
@@ -60,3 +61,26 @@ def needs_ray(test):
     """Mark a test slow (it starts Ray workers) and skip it where Ray is not installed."""
     skip = pytest.mark.skipif(not HAS_RAY, reason="ray not installed (pip install 'sepl-tree[ray]')")
     return pytest.mark.slow(skip(test))
+
+
+@dataclass(frozen=True)
+class Double:
+    """A job spec for executor tests: each id n gives ``(n, 2 n)``; it can fail in set-up or on one id."""
+
+    fail_setup: bool = False
+    fail_on: str = ""
+    uses_gpu: bool = False
+
+    def setup(self):
+        from sepl_tree.errors import InputError
+
+        if self.fail_setup:
+            raise InputError("model.pth", "checkpoint is corrupt")
+        return self.double
+
+    def double(self, image_id):
+        from sepl_tree.errors import InputError
+
+        if image_id == self.fail_on:
+            raise InputError(f"{image_id}.png", "corrupt PNG")
+        return image_id, 2 * int(image_id)

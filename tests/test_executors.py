@@ -1,28 +1,13 @@
 """The process-pool executor: every id once, and a worker's set-up error reaches the user."""
 
-from dataclasses import dataclass
-
 import pytest
 
 from sepl_tree.executors import pool
 from sepl_tree.errors import InputError
 from sepl_tree.executors import execute
+from tests.helpers import Double
 
 
-@dataclass(frozen=True)
-class Double:
-    fail_setup: bool = False
-    fail_on: str = ""
-
-    def setup(self):
-        if self.fail_setup:
-            raise InputError("model.pth", "checkpoint is corrupt")
-        return self.double
-
-    def double(self, image_id):
-        if image_id == self.fail_on:
-            raise InputError(f"{image_id}.png", "corrupt PNG")
-        return image_id, 2 * int(image_id)
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass
 
 import pytest
 
 from sepl_tree.executors import ray as executors_ray
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
+from tests.helpers import Double
 from sepl_tree.executors.record import ExecutionRecord
 
 
@@ -172,21 +172,6 @@ class FakeRay:
         return [actor for kind, actor, *arg in self.events if kind == "run" and arg == [image_id]]
 
 
-@dataclass(frozen=True)
-class Double:
-    fail_setup: bool = False
-    fail_on: str = ""
-    uses_gpu: bool = False
-
-    def setup(self):
-        if self.fail_setup:
-            raise InputError("model.pth", "checkpoint is corrupt")
-        return self.double
-
-    def double(self, image_id):
-        if image_id == self.fail_on:
-            raise InputError(f"{image_id}.png", "corrupt PNG")
-        return image_id, 2 * int(image_id)
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from tests.tiny_sam_helpers import (  # noqa: E402
     blobs,
     load_plugin,
     masks_args,
-    write_images,
 )
 
 tiny_sam = load_plugin(TINY)
@@ -44,21 +43,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_sam.save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    return write_images(tmp_path / "images")
-
-
 @pytest.fixture(autouse=True)
-def _quiet_single_thread(monkeypatch: pytest.MonkeyPatch):
-    # One torch thread: the tiny model gains nothing from more, and on a busy CI machine
-    # OpenMP threads waiting on each other make it an order of magnitude slower.
-    monkeypatch.setenv("SEPL_TREE_NO_PROGRESS", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _quiet(single_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def masks_cli(images: Path, checkpoint: Path, out: Path, *extra: str):

@@ -20,7 +20,7 @@ from sepl_tree.plugins import load_host  # noqa: E402
 from sepl_tree.sam.models import SAM2_CONFIGS, CheckpointError, build_sam2_family, family_of  # noqa: E402
 from sepl_tree.sam.presets import generator_params, generator_settings  # noqa: E402
 from tests.helpers import needs_ray  # noqa: E402
-from tests.tiny_sam_helpers import TINY_SAM2, H, W, blobs, load_plugin, masks_args, write_images  # noqa: E402
+from tests.tiny_sam_helpers import TINY_SAM2, H, W, blobs, load_plugin, masks_args  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 tiny_sam2 = load_plugin(TINY_SAM2)
@@ -32,18 +32,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_sam2.save_tiny_sam2_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_sam2.pt")
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    return write_images(tmp_path / "images")
-
-
 @pytest.fixture(autouse=True)
-def _quiet_single_thread(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("SEPL_TREE_NO_PROGRESS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _quiet(single_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def masks_cli(images: Path, checkpoint: Path, out: Path, *extra: str):

@@ -43,9 +43,14 @@ def fit_predictor(generator: Any, family: str) -> Any:
 def stock_generator(model: Any, settings: Mapping[str, Any], family: str = "sam",
                     output_mode: str = "binary_mask") -> Any:
     """The family's own automatic mask generator over ``model``, unchanged."""
+    return _make(generator_class(family), model, settings, family, output_mode)
+
+
+def _make(cls: type, model: Any, settings: Mapping[str, Any], family: str, output_mode: str) -> Any:
+    """``cls(model, ...)`` with ``settings`` checked first; a setting it rejects is one ``SeplError``."""
     check_settings(settings, family)
     try:
-        generator = generator_class(family)(model, output_mode=output_mode, **settings)
+        generator = cls(model, output_mode=output_mode, **settings)
     except (AssertionError, ValueError, TypeError) as exc:
         raise SeplError(f"invalid SAM mask generator settings {dict(settings)}: {exc}") from None
     return fit_predictor(generator, family)
@@ -118,12 +123,7 @@ def build_generator(model: Any, settings: Mapping[str, Any], family: str = "sam"
 
     Raises ``SeplError`` for settings the generator rejects or cannot honour here.
     """
-    check_settings(settings, family)
-    try:
-        generator = levelled_generator_class(family)(model, output_mode=output_mode, **settings)
-    except (AssertionError, ValueError, TypeError) as exc:
-        raise SeplError(f"invalid SAM mask generator settings {dict(settings)}: {exc}") from None
-    return fit_predictor(generator, family)
+    return _make(levelled_generator_class(family), model, settings, family, output_mode)
 
 
 def generate_maskset(generator: Any, image: np.ndarray) -> MaskSet:
