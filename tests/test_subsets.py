@@ -1,7 +1,6 @@
 """Failure subsets on hand-built label maps, masks and trees."""
 
 from collections import deque
-from pathlib import Path
 
 import networkx as nx
 import numpy as np

@@ -1,7 +1,6 @@
 """Checks on the real VOC 2012 sample with TransCAM pseudo-labels (skipped when it is absent)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,16 @@ from sepl_tree.cli.common import IdsOpt, WorkersOpt, console, err_console, progr
 from sepl_tree.executors import execute
 from sepl_tree.outputs import check_apart, output_done, pending_ids
 from sepl_tree.synth import KINDS, SynthConfig
-from sepl_tree.synth_dataset import SynthJob, start_manifest, voc_ids
+from sepl_tree.synth.dataset import SynthJob, start_manifest, voc_ids
 
-__all__ = ["synth_command"]
+__all__ = ["Generator", "synth_command"]
+
+
+class Generator(str, Enum):
+    """How the synthetic masks are made."""
+
+    prompts = "prompts"
+    legacy = "legacy"
 
 
 
@@ -39,6 +47,7 @@ def synth_command(
     miss_rate: Annotated[float, typer.Option("--miss-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of objects given no mask at all.")] = 0.05,
     part_rate: Annotated[float, typer.Option("--part-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of objects split into parts.")] = 0.7,
     jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=1.0, metavar="SHARE", help="Share of boundary pixels flipped in every mask.")] = 0.3,
+    generator: Annotated[Generator, typer.Option("--generator", help="prompts: three outputs per SAM-like prompt, with level and informative scores (as real SAM 2.1); legacy: independent masks, uninformative scores (the generator before 0.2).")] = Generator.prompts,
     ids: IdsOpt = None,
     workers: WorkersOpt = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite existing outputs (default: skip them).")] = False,
@@ -47,7 +56,7 @@ def synth_command(
 
     def body() -> None:
         config = SynthConfig(envelope_rate=envelope_rate, merge_rate=merge_rate, miss_rate=miss_rate,
-                             part_rate=part_rate, jitter=jitter)
+                             part_rate=part_rate, jitter=jitter, prompts=generator is Generator.prompts)
         all_ids = read_ids(ids) or voc_ids(dataset)
         check_apart(out, "--out", {"--dataset": dataset})
         manifest = start_manifest(out, dataset, seed, config, overwrite)
