@@ -47,6 +47,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.readers.clip_es",
     "sepl_tree.strategies.tree_smallest_cover",
     "sepl_tree.strategies.tree_residual",
+    "sepl_tree.strategies.tree_prompt",
 )
 
 #: Set this environment variable (to anything but "" or "0") to skip entry-point plugins.

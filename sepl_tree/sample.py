@@ -1,8 +1,9 @@
 """What a strategy receives for one image: the :class:`Sample`, the whole strategy API.
 
 Everything a selection rule needs is on the sample and computed once, on first use: the overlap
-counts, each mask's class, o_s and o_p against that class, the paper's keep rule and the
-containment tree for any ``tau``. A strategy is a pure function of its sample.
+counts, each mask's class, o_s and o_p against that class, the paper's keep rule, the
+containment tree for any ``tau``, and SAM's own structure where the mask files record it (which
+masks answer one prompt, and SAM's scores). A strategy is a pure function of its sample.
 
 Conventions: the pseudo-label is ``uint8 (H, W)`` (0 background, 1..K-1 classes, 255 ignore);
 masks are a :class:`~sepl_tree.masks.MaskSet`; per-mask arrays have length L, one entry per
@@ -19,6 +20,7 @@ import numpy as np
 
 from sepl_tree.masks import MaskSet
 from sepl_tree.overlap import Overlap, assign_masks, compute_overlap
+from sepl_tree.prompts import mask_scores, prompt_ids
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -92,6 +94,18 @@ class Sample:
     def o_p(self) -> np.ndarray:
         """``float64 (L,)``: ``|S ∩ P_k| / |P_k|`` for each mask S and its class k; 0 when unassigned."""
         return self._ratios[1]
+
+    @cached_property
+    def prompts(self) -> np.ndarray:
+        """``int64 (L,)``: masks answering one SAM prompt (shared ``point_coords`` and ``crop_box``)
+        share an id; -1 for a mask whose record has no point (:func:`sepl_tree.prompts.prompt_ids`)."""
+        return prompt_ids(self.masks.records)
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        """``float64 (L,)``: SAM's ``predicted_iou``, else ``stability_score``, else NaN
+        (:func:`sepl_tree.prompts.mask_scores`)."""
+        return mask_scores(self.masks.records)
 
     def sepl_keep(self, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
         """``bool (L,)``: the paper's keep rule, an assigned mask with ``o_s > t1`` or ``o_p > t2``."""

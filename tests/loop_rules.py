@@ -1,7 +1,8 @@
-"""The test oracle: plain per-mask-loop versions of the ``threshold`` and ``official`` rules.
+"""The test oracle: plain per-mask-loop versions of the ``threshold``, ``official`` and ``tree-prompt`` rules.
 
 They are written straight from the rules in the docstrings of
-:mod:`sepl_tree.strategies.threshold` and :mod:`sepl_tree.strategies.official`, one mask and one
+:mod:`sepl_tree.strategies.threshold`, :mod:`sepl_tree.strategies.official` and
+:mod:`sepl_tree.strategies.tree_prompt`, one mask and one
 class at a time, with no shared statistics: the yardstick for the vectorised strategies. They
 serve twice:
 
@@ -20,7 +21,7 @@ import numpy as np
 from sepl_tree import hookimpl
 from sepl_tree.registry import Strategy
 
-__all__ = ["loop_official", "loop_paint", "loop_ratios", "loop_threshold", "register_strategies"]
+__all__ = ["loop_official", "loop_paint", "loop_ratios", "loop_threshold", "loop_tree_prompt", "register_strategies"]
 
 IGNORE = 255
 
@@ -100,6 +101,50 @@ def loop_official(pseudo: np.ndarray, masks: np.ndarray, num_classes: int, t2: f
             taken[n] = True
         out[region] = k
     return out
+
+
+def _point_key(rec: dict) -> tuple | None:
+    """The prompt a record answers: its point and crop box, rounded to 3 decimals; None without a point."""
+    point = rec.get("point_coords")
+    if not point:
+        return None
+    crop = rec.get("crop_box")
+    return (tuple(round(float(v), 3) for pair in point for v in pair),
+            None if crop is None else tuple(round(float(v), 3) for v in crop))
+
+
+def _score(rec: dict) -> float:
+    for key in ("predicted_iou", "stability_score"):
+        if isinstance(rec.get(key), (int, float)):
+            return float(rec[key])
+    return float("-inf")
+
+
+def loop_tree_prompt(pseudo: np.ndarray, masks: np.ndarray, records: list[dict], num_classes: int,
+                     t1: float = 0.5, t2: float = 0.85) -> np.ndarray:
+    """``tree-prompt``, one prompt and one mask at a time: threshold, then one output per (prompt, class)."""
+    assigned, o_s, o_p = loop_ratios(pseudo, masks, num_classes)
+    keep = [a >= 0 and (s > t1 or p > t2) for a, s, p in zip(assigned, o_s, o_p)]
+    keys = [_point_key(rec) for rec in records]
+    groups: dict[tuple, list[int]] = {}
+    for n, key in enumerate(keys):
+        if keep[n] and key is not None and keys.count(key) <= 3:  # more than SAM's three outputs: no prompt
+            groups.setdefault((key, assigned[n]), []).append(n)
+    for (_, k), members in groups.items():
+        areas = {n: int(np.count_nonzero(masks[n])) for n in members}
+        chosen = members[0]
+        for n in members[1:]:  # best score, then the largest, then the first
+            if (_score(records[n]), areas[n]) > (_score(records[chosen]), areas[chosen]):
+                chosen = n
+        for n in sorted(members, key=lambda n: areas[n]):  # larger alternatives, smallest first
+            if areas[n] <= areas[chosen]:
+                continue
+            added = masks[n] & ~masks[chosen]
+            if added.any() and np.count_nonzero(added & (pseudo == k)) > t1 * np.count_nonzero(added):
+                chosen = n
+        for n in members:
+            keep[n] = n == chosen
+    return loop_paint(pseudo, masks, keep, assigned, num_classes)
 
 
 def _loop_threshold_strategy(sample, t1: float = 0.5, t2: float = 0.85) -> np.ndarray:

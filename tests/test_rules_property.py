@@ -1,4 +1,4 @@
-"""Property tests: the vectorised ``threshold`` and ``official`` against plain per-mask loops.
+"""Property tests: the vectorised ``threshold``, ``official`` and ``tree-prompt`` against plain per-mask loops.
 
 The loops live in ``tests/loop_rules.py`` (the benchmark times the same code). Inputs are
 small random label maps with classes 0..K-1 and 255, random masks (empty, full, copies of a
@@ -23,6 +23,7 @@ from sepl_tree.overlap import assign_masks, compute_overlap
 from sepl_tree.sample import Sample
 from sepl_tree.strategies.official import official
 from sepl_tree.strategies.threshold import threshold
+from sepl_tree.strategies.tree_prompt import tree_prompt
 from tests import loop_rules as loop
 
 
@@ -103,6 +104,38 @@ def test_official_matches_per_mask_loop(scene, layout, t2):
     pseudo, masks, k = scene
     expected = loop.loop_official(pseudo, masks, k, t2)
     got = official(Sample(pseudo, _maskset(masks, layout), k), t2=t2)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+@st.composite
+def prompt_records(draw, count: int):
+    """Records as SAM writes them, or not: a prompt (of three points; or none), a score (often tied; or none)."""
+    records = []
+    for _ in range(count):
+        rec: dict = {}
+        point = draw(st.sampled_from([None, 0, 1, 2]))
+        if point is not None:
+            rec["point_coords"] = [[point + 0.5, 2.0 + draw(st.sampled_from([0.0, 0.0001]))]]  # rounds to one prompt
+            rec["crop_box"] = [0, 0, 9, 9]
+        score = draw(st.sampled_from([None, "stability", 0.9, 0.9, 0.8, 0.95]) | st.floats(0.0, 1.0))
+        if score == "stability":
+            rec["stability_score"] = 0.85
+        elif score is not None:
+            rec["predicted_iou"] = score
+        records.append(rec)
+    return records
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenes(), LAYOUTS, RATIOS, RATIOS, st.data())
+def test_tree_prompt_matches_per_mask_loop(scene, layout, t1, t2, data):
+    pseudo, masks, k = scene
+    records = data.draw(prompt_records(len(masks)))
+    expected = loop.loop_tree_prompt(pseudo, masks, records, k, t1, t2)
+    maskset = _maskset(masks, layout)
+    maskset.records = records
+    got = tree_prompt(Sample(pseudo, maskset, k), t1=t1, t2=t2)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
 

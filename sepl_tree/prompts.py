@@ -1,0 +1,78 @@
+"""SAM's own structure, read from the mask records: which masks answer one prompt, and their scores.
+
+SAM answers each prompt (a point, or a box and its point) with up to three alternative masks of
+one thing (``multimask_output``): a part, the whole, the whole with its surroundings. They share
+``point_coords`` (and, in everything mode, the ``crop_box`` the point was placed in), and SAM
+rates each with ``predicted_iou`` (its own estimate of the mask's quality) and
+``stability_score``. Readers keep these fields as the mask files give them; masks without them
+(PNG folders without metadata, masks from other tools) are each their own prompt and unscored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_OUTPUTS", "SCORE_KEYS", "mask_scores", "prompt_ids"]
+
+#: The most masks SAM (1, 2 and 2.1) gives for one prompt: its three multimask outputs.
+MAX_OUTPUTS = 3
+#: The record fields read as a mask's score, in order of preference.
+SCORE_KEYS = ("predicted_iou", "stability_score")
+
+
+def _key(value: Any) -> tuple[float, ...] | None:
+    """Coordinates as a hashable key, rounded to 3 decimals (JSON round trips, float32 writers)."""
+    if value is None:
+        return None
+    try:
+        flat = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    if flat.size == 0 or not np.isfinite(flat).all():
+        return None
+    return tuple(round(float(v), 3) for v in flat)
+
+
+def prompt_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """``int64 (L,)``: masks that share ``point_coords`` and ``crop_box`` share an id; -1 without a point.
+
+    Ids count up from 0 in the order prompts first appear. More than :data:`MAX_OUTPUTS` masks
+    on one point are not the outputs of one SAM prompt (a writer's placeholder point, such as
+    ``[[0, 0]]`` for every mask): they get -1, as masks without a point do.
+
+    >>> prompt_ids([{"point_coords": [[1, 2]]}, {}, {"point_coords": [[1.0002, 2]]}, {"point_coords": [[3, 4]]}]).tolist()
+    [0, -1, 0, 1]
+    >>> prompt_ids([{"point_coords": [[0, 0]]}] * 4 + [{"point_coords": [[3, 4]]}]).tolist()
+    [-1, -1, -1, -1, 0]
+    """
+    keys = [(point, _key(rec.get("crop_box"))) if (point := _key(rec.get("point_coords"))) is not None else None
+            for rec in records]
+    counts: dict[tuple, int] = {}
+    for key in keys:
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    ids = np.full(len(records), -1, np.int64)
+    seen: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None and counts[key] <= MAX_OUTPUTS:
+            ids[i] = seen.setdefault(key, len(seen))
+    return ids
+
+
+def mask_scores(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """``float64 (L,)``: each mask's ``predicted_iou``, else its ``stability_score``, else NaN.
+
+    >>> mask_scores([{"predicted_iou": 0.9, "stability_score": 0.5}, {"stability_score": 0.7}, {}]).tolist()
+    [0.9, 0.7, nan]
+    """
+    out = np.full(len(records), np.nan)
+    for i, rec in enumerate(records):
+        for key in SCORE_KEYS:
+            value = rec.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+                out[i] = float(value)
+                break
+    return out
