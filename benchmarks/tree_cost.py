@@ -100,7 +100,7 @@ def dense_ratio(root: Path, n_images: int, n_masks: int, repeats: int, seed: int
     from sepl_tree.pipeline import RunConfig, RunJob
 
     ids = build_dataset(root, n_images, n_masks, seed)
-    strategies = ["threshold", "threshold+tree", "tree-smallest-cover", "tree-residual"]
+    strategies = ["threshold", "threshold+tree", "tree-smallest-cover", "tree-residual", "tree-prompt"]
     cells = [(layout, s) for layout in ("rle", "png") for s in strategies]
     best = {cell: float("inf") for cell in cells}
     with tempfile.TemporaryDirectory() as tmp:
