@@ -17,16 +17,19 @@ its numbers say nothing about real data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from sepl_tree import __version__
 from sepl_tree.files import atomic_write_bytes, encode_label_png
 from sepl_tree.label_maps import IGNORE, voc_palette
 from sepl_tree.masks import MaskSet, write_masks_png_folder, write_masks_rle
 from sepl_tree.morphology import dilate, erode
+from sepl_tree.provenance import SYNTH_MANIFEST
 from sepl_tree.synth import SynthConfig, synthesize_masks
 
 __all__ = ["DEMO_SYNTH", "DemoScene", "make_scene", "write_demo"]
@@ -105,8 +108,14 @@ def write_demo(root: Path, n_images: int = 16, seed: int = 0, num_classes: int =
     """Write a demo dataset under ``root``: ``images/``, ``gt/``, ``pseudo/`` and ``masks/``.
 
     Masks are in the RLE layout, except every fourth image in amg.py's PNG-folder layout, so
-    both readers are exercised. Returns the image ids.
+    both readers are exercised; ``masks/synth.json`` says how they were made (``run`` keys its
+    resume on it, so a demo made another way is not mistaken for this one). Returns the image ids.
     """
+    settings = {"sepl_tree": __version__, "generator": "sepl_tree.demo", "images": n_images, "seed": seed,
+                "num_classes": num_classes, "config": asdict(DEMO_SYNTH)}
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(root / "masks" / SYNTH_MANIFEST,
+                       json.dumps({"settings": settings, "synthetic": True}, indent=2).encode())
     rng = np.random.default_rng(seed)
     ids = []
     for n in range(n_images):

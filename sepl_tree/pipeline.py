@@ -25,6 +25,7 @@ from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.metrics import confusion_matrix
 from sepl_tree.outputs import output_done, plugin_fingerprints
 from sepl_tree.plugins import PluginHost, load_host
+from sepl_tree.provenance import masks_provenance
 from sepl_tree.selection import Selector, bind_strategy
 
 __all__ = ["ImageResult", "RunConfig", "RunJob", "run_images", "run_manifest", "run_settings"]
@@ -115,7 +116,8 @@ def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: st
 def run_settings(selector: Selector, inputs: InputReader) -> dict[str, Any]:
     """What decides a strategy's outputs, as ``run.json`` records it and a resumed run must match:
     strategy and checked parameters, reader and checked parameters, K, what an id without masks
-    gets, the inputs and the plugins (a plugin file by its content too), and the version.
+    gets, the inputs and the plugins (a plugin file by its content too), the version, and how the
+    masks were made where their folder records it (:func:`sepl_tree.provenance.masks_provenance`).
 
     ``compare`` records the same for each strategy's folder, so the two agree on what is done."""
     c = inputs.config
@@ -130,6 +132,7 @@ def run_settings(selector: Selector, inputs: InputReader) -> dict[str, Any]:
         "inputs": {"pseudo_labels": str(c.pseudo_dir), "masks": str(c.masks_dir),
                    "labels": None if c.labels is None else str(c.labels)},
         "plugins": plugin_fingerprints(c.plugins),
+        **({"masks_made_with": made} if (made := masks_provenance(c.masks_dir)) is not None else {}),
     }
 
 

@@ -24,16 +24,33 @@ SCORE_KEYS = ("predicted_iou", "stability_score")
 
 
 def _key(value: Any) -> tuple[float, ...] | None:
-    """Coordinates as a hashable key, rounded to 3 decimals (JSON round trips, float32 writers)."""
-    if value is None:
+    """Coordinates as a hashable key, rounded to 3 decimals (JSON round trips, float32 writers);
+    ``None`` for anything that is not a non-empty list of finite numbers (or of lists of them)."""
+    if not isinstance(value, (list, tuple)) or not value:
         return None
+    if len(value) == 1 and type(value[0]) is list and len(value[0]) == 2:  # amg.py's [[x, y]]: the hot path
+        x, y = value[0]
+        if type(x) is float and type(y) is float and x - x == 0 and y - y == 0:
+            return round(x, 3), round(y, 3)
+    out = []
     try:
-        flat = np.asarray(value, dtype=np.float64).ravel()
+        for item in value:
+            for v in item if isinstance(item, (list, tuple)) else (item,):
+                f = float(v)
+                if f - f != 0:  # nan or inf
+                    return None
+                out.append(round(f, 3))
     except (TypeError, ValueError):
         return None
-    if flat.size == 0 or not np.isfinite(flat).all():
-        return None
-    return tuple(round(float(v), 3) for v in flat)
+    return tuple(out) if out else None
+
+
+def _crop(value: Any) -> tuple | None:
+    """A crop box as a key: amg.py's boxes are whole pixels, so no rounding (a box of other values
+    is a key of its own)."""
+    if type(value) is list and all(type(v) is int or type(v) is float for v in value):
+        return tuple(value)
+    return _key(value)
 
 
 def prompt_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -48,7 +65,7 @@ def prompt_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     >>> prompt_ids([{"point_coords": [[0, 0]]}] * 4 + [{"point_coords": [[3, 4]]}]).tolist()
     [-1, -1, -1, -1, 0]
     """
-    keys = [(point, _key(rec.get("crop_box"))) if (point := _key(rec.get("point_coords"))) is not None else None
+    keys = [(point, _crop(rec.get("crop_box"))) if (point := _key(rec.get("point_coords"))) is not None else None
             for rec in records]
     counts: dict[tuple, int] = {}
     for key in keys:

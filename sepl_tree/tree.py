@@ -7,9 +7,9 @@ Conventions
 - The tree is an ``nx.DiGraph`` with edges parent -> child; node ids are the mask indices
   ``0..L-1`` (every mask is a node, roots included); node attributes are scalars or tuples:
   ``area`` (pixels), ``bbox`` (XYWH tuple of ints, tight), ``depth`` (0 for roots) and, where the
-  mask's record has them, ``predicted_iou``, ``stability_score``, ``level`` (SAM's multimask
-  output index) and ``prompt`` (masks answering one SAM prompt share it:
-  :func:`sepl_tree.prompts.prompt_ids`).
+  mask's record has them, ``predicted_iou``, ``stability_score`` and ``level`` (SAM's multimask
+  output index; which masks answer one prompt is ``Sample.prompts``, kept off the tree so that
+  building it stays cheap).
 
 The rule
 --------
@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sepl_tree.masks import MaskSet
-from sepl_tree.prompts import prompt_ids
 
 if TYPE_CHECKING:  # networkx is imported where a tree is made: a run that needs none skips its 0.1 s import
     import networkx as nx
@@ -156,7 +155,6 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     depth = depths(parents)
     records = masks.records
     keys = ("predicted_iou", "stability_score")
-    prompts = prompt_ids(records).tolist()
     nodes = []
     for i, (a, box, d) in enumerate(zip(area.tolist(), boxes.tolist(), depth.tolist())):
         attrs = {"area": a, "bbox": tuple(box), "depth": d}
@@ -169,8 +167,6 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
                     attrs[key] = v
         if type(rec.get("level")) is int:
             attrs["level"] = rec["level"]
-        if i < len(prompts) and prompts[i] >= 0:
-            attrs["prompt"] = prompts[i]
         nodes.append((i, attrs))
     import networkx as nx
 

@@ -100,14 +100,10 @@ def test_scores_become_node_attributes_where_known():
     assert "predicted_iou" not in tree.nodes[1] and "stability_score" not in tree.nodes[1]
 
 
-def test_prompt_and_level_become_node_attributes_where_known():
+def test_level_becomes_a_node_attribute_where_known():
     masks = masks_from_strings(["###"], ["#.."], ["##."])
-    records = [{"point_coords": [[1.5, 0.5]], "level": 1}, {"point_coords": [[0.5, 0.5]], "level": 0},
-               {"point_coords": [[1.5, 0.5]], "level": "2"}]
-    tree = build_tree(MaskSet(masks, records))
-    assert [tree.nodes[i].get("prompt") for i in range(3)] == [0, 1, 0]
+    tree = build_tree(MaskSet(masks, [{"level": 1}, {"level": 0}, {"level": "2"}]))
     assert [tree.nodes[i].get("level") for i in range(3)] == [1, 0, None]  # a level must be an int
-    assert "prompt" not in build_tree(MaskSet(masks)).nodes[0]
 
 
 def test_node_attributes_are_scalars_or_tuples():

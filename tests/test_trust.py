@@ -135,6 +135,13 @@ CASES = [
          "made with other settings (params.t2 0.85 -> 0.9)"),
     Case("other plugin", lambda d: _plugin("return sample.pseudo.copy()")(d),
          lambda d: _run(d, "--plugin", str(d / "bad.py")), 1, "made with other settings (plugins"),
+    Case("masks remade by sepl-tree masks", lambda d: (d / "masks" / "masks_run.jsonl").write_text(
+        json.dumps({"model_type": "vit_b", "preset": "paper", "settings": {"points_per_side": 32}}) + "\n"),
+         lambda d: _run(d), 1, "made with other settings (masks_made_with.masks.checkpoint (none) -> None, "
+         "masks_made_with.masks.family (none) -> None, masks_made_with.masks.model_type (none) -> 'vit_b'"),
+    Case("masks remade by sepl-tree synth", lambda d: (d / "masks" / "synth.json").write_text(
+        json.dumps({"settings": {"seed": 1}, "synthetic": True})),
+         lambda d: _run(d), 1, "made with other settings (masks_made_with.synth.seed (none) -> 1)"),
     Case("outputs without a manifest", lambda d: (d / "out" / "run.json").unlink(), lambda d: _run(d), 1,
          "holds 3 output(s) (e.g. img0.png) but no run.json saying how they were made",
          ("pseudo", "masks", "gt")),

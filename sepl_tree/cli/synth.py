@@ -47,7 +47,7 @@ def synth_command(
     miss_rate: Annotated[float, typer.Option("--miss-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of objects given no mask at all.")] = 0.05,
     part_rate: Annotated[float, typer.Option("--part-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of objects split into parts.")] = 0.7,
     jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=1.0, metavar="SHARE", help="Share of boundary pixels flipped in every mask.")] = 0.3,
-    generator: Annotated[Generator, typer.Option("--generator", help="prompts: three outputs per SAM-like prompt, with level and informative scores (as real SAM 2.1); legacy: independent masks, uninformative scores (the generator before 0.2).")] = Generator.prompts,
+    generator: Annotated[Generator, typer.Option("--generator", help="prompts: three outputs per SAM-like prompt, with level and informative scores (as real SAM 2.1); legacy: independent masks, uninformative scores (the original generator, bit for bit).")] = Generator.prompts,
     ids: IdsOpt = None,
     workers: WorkersOpt = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite existing outputs (default: skip them).")] = False,

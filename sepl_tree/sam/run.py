@@ -23,6 +23,7 @@ from sepl_tree.files import atomic_write_bytes, remove_stale_temporaries
 from sepl_tree import outputs
 from sepl_tree.masks import find_mask_source
 from sepl_tree.outputs import prepare_folder
+from sepl_tree.provenance import MASKS_RUN_LOG
 from sepl_tree.images import find_images
 from sepl_tree.sam.job import (
     ENGINES,
@@ -55,7 +56,7 @@ __all__ = [
 #: The per-image error log inside the output folder.
 ERROR_LOG = "errors.log"
 #: One JSON line per run start and end (model, settings, counts) inside the output folder.
-RUN_LOG = "masks_run.jsonl"
+RUN_LOG = MASKS_RUN_LOG
 
 def _last_start(out: Path) -> dict[str, Any] | None:
     path = out / RUN_LOG

@@ -23,12 +23,13 @@ from sepl_tree.files import atomic_write_bytes, read_png
 from sepl_tree.images import find_image, load_image
 from sepl_tree.masks import write_masks_rle
 from sepl_tree.outputs import claim_folder
+from sepl_tree.provenance import SYNTH_MANIFEST
 from sepl_tree.synth import KINDS, SynthConfig, SynthResult, synthesize_masks
 
 __all__ = ["MANIFEST", "NOTICE", "SynthJob", "image_rng", "start_manifest", "synth_image", "voc_ids"]
 
 #: The manifest inside the output folder.
-MANIFEST = "synth.json"
+MANIFEST = SYNTH_MANIFEST
 NOTICE = "SYNTHETIC masks derived from ground truth by sepl_tree.synth -- not SAM output"
 
 
