@@ -104,13 +104,14 @@ def loop_official(pseudo: np.ndarray, masks: np.ndarray, num_classes: int, t2: f
 
 
 def _point_key(rec: dict) -> tuple | None:
-    """The prompt a record answers: its point and crop box, rounded to 3 decimals; None without a point."""
+    """The prompt a record answers: its point rounded to 3 decimals and its crop box (whole pixels) as
+    it is; None without a point."""
     point = rec.get("point_coords")
     if not point:
         return None
     crop = rec.get("crop_box")
     return (tuple(round(float(v), 3) for pair in point for v in pair),
-            None if crop is None else tuple(round(float(v), 3) for v in crop))
+            None if crop is None else tuple(float(v) for v in crop))
 
 
 def _score(rec: dict) -> float:
