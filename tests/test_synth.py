@@ -267,6 +267,21 @@ def test_synth_command_refuses_to_mix_settings(voc, tmp_path):
     assert result.exit_code == 1 and "other settings (seed 0 -> 9)" in result.output and "--overwrite" in result.output
 
 
+def test_synth_command_generator_choice_is_recorded_and_not_mixed(voc, tmp_path):
+    out = tmp_path / "masks"
+    base = ["synth", "--dataset", str(voc), "--out", str(out)]
+    assert CliRunner().invoke(app, [*base, "--generator", "legacy"]).exit_code == 0
+    assert json.loads((out / "synth.json").read_text())["settings"]["config"]["prompts"] is False
+    legacy = read_masks(out, "a", shape=(64, 96)).records
+    assert all("prompt" not in r for r in legacy)  # one random point per mask, no prompt structure
+    assert len({tuple(r["point_coords"][0]) for r in legacy}) == len(legacy)
+    result = CliRunner().invoke(app, base)  # the default generator into the legacy folder
+    assert result.exit_code == 1 and "config.prompts False -> True" in " ".join(result.output.split())
+    assert CliRunner().invoke(app, [*base, "--overwrite"]).exit_code == 0
+    prompted = read_masks(out, "a", shape=(64, 96)).records
+    assert {r["level"] for r in prompted} == {0, 1, 2}
+
+
 def test_synth_command_uses_every_gt_file_without_lists(tmp_path, monkeypatch):
     monkeypatch.setenv("SEPL_TREE_NO_PROGRESS", "1")
     root = tmp_path / "voc"
