@@ -24,8 +24,14 @@ def test_killed_run_resumes_without_half_written_files(tmp_path, sig):
         items[f"im{i:03d}"] = (pseudo, rng.random((20, 60, 80)) < 0.2, None)
     p_dir, m_dir, _ = write_dataset(tmp_path, items)
     out = tmp_path / "out"
+    # 20 ms an image, so that the signal lands mid-run even when this process is slow to send it
+    # (on a loaded machine the plain rule finished all 150 images before it arrived).
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\nfrom sepl_tree import Strategy, hookimpl, paint_kept\n\n"
+                    "def slow(sample):\n    time.sleep(0.02)\n    return paint_kept(sample, sample.sepl_keep())\n\n"
+                    "@hookimpl\ndef register_strategies(register):\n    register(Strategy('slow', slow))\n")
     args = [sys.executable, "-m", "sepl_tree", "run", "--pseudo-labels", str(p_dir), "--masks", str(m_dir),
-            "--out", str(out)]
+            "--out", str(out), "--plugin", str(slow), "--strategy", "slow"]
     env = {**os.environ, "SEPL_TREE_NO_PROGRESS": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
