@@ -25,7 +25,6 @@ class Generator(str, Enum):
     legacy = "legacy"
 
 
-
 def _print_summary(todo: int, skipped: int, objects: int, missed: int, totals: dict[str, int]) -> None:
     table = Table(title="sepl-tree synth: SYNTHETIC masks (from ground truth, not SAM)")
     table.add_column("")

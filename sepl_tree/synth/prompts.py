@@ -78,96 +78,106 @@ def _predicted_iou(outputs: list[np.ndarray], levels: list[int], target: np.ndar
     return np.clip(np.array(out), 0.05, 0.995)
 
 
-def prompted_masks(gt: np.ndarray, image: np.ndarray | None, rng: np.random.Generator, cfg: SynthConfig,
-                   objects: list[tuple[int, np.ndarray]], occupied: np.ndarray, background: np.ndarray,
-                   stuff: list[np.ndarray]) -> SynthResult:
-    """The masks as SAM-like prompts: three outputs each (see the notes above ``_PIOU_BASE``)."""
-    h, w = gt.shape
-    light = cfg.jitter / 2  # the outputs of one prompt share most of their boundary
-    masks: list[np.ndarray] = []
-    records: list[dict[str, Any]] = []
-    points: set[tuple[float, float]] = set()
+class _Prompts:
+    """The masks and records made so far, and how one prompt's outputs are added."""
 
-    def point_of(region: np.ndarray, centre: bool) -> list[list[float]]:
+    def __init__(self, image: np.ndarray | None, rng: np.random.Generator, cfg: SynthConfig) -> None:
+        self.image, self.rng, self.cfg = image, rng, cfg
+        self.light = cfg.jitter / 2  # the outputs of one prompt share most of their boundary
+        self.masks: list[np.ndarray] = []
+        self.records: list[dict[str, Any]] = []
+        self.points: set[tuple[float, float]] = set()
+
+    def point_of(self, region: np.ndarray, centre: bool) -> list[list[float]]:
+        """The prompt's point: the centre of the region's box (as a box prompt's), or a pixel of it."""
         ys, xs = np.nonzero(region)
-        if centre:  # the centre of the region's box, as a box prompt's point
+        if centre:
             x, y = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
         else:
-            pick = int(rng.integers(len(ys)))
+            pick = int(self.rng.integers(len(ys)))
             x, y = xs[pick] + 0.5, ys[pick] + 0.5
-        while (x, y) in points:
+        while (x, y) in self.points:
             x += 0.25
-        points.add((x, y))
+        self.points.add((x, y))
         return [[float(x), float(y)]]
 
-    def prompt(outputs: list[tuple[np.ndarray, str]], target: np.ndarray, where: np.ndarray, centre: bool,
-               **info: Any) -> None:
-        """Add one prompt: outputs in level order 0, 1, 2 as ``(mask, kind)``."""
+    def add(self, outputs: list[tuple[np.ndarray, str]], target: np.ndarray, where: np.ndarray, centre: bool,
+            **info: Any) -> None:
+        """Add one prompt: outputs in level order 0, 1, 2 as ``(mask, kind)``; under 8 pixels is no output."""
         keep = [(lv, m, kind) for lv, (m, kind) in enumerate(outputs) if m.sum() >= 8]
         if not keep:
             return
-        scores = _predicted_iou([m for _, m, _ in keep], [lv for lv, _, _ in keep], target, rng, cfg)
-        pc = point_of(where, centre)
+        scores = _predicted_iou([m for _, m, _ in keep], [lv for lv, _, _ in keep], target, self.rng, self.cfg)
+        pc = self.point_of(where, centre)
         for (lv, m, kind), s in zip(keep, scores):
-            masks.append(m)
-            records.append({"kind": kind, "synthetic": True, "level": lv, "prompt": -1, "point_coords": pc,
-                            "predicted_iou": float(s), **info})
+            self.masks.append(m)
+            self.records.append({"kind": kind, "synthetic": True, "level": lv, "prompt": -1, "point_coords": pc,
+                                 "predicted_iou": float(s), **info})
 
-    def part_of(region: np.ndarray, base: np.ndarray) -> np.ndarray:
-        """Level 0 of an object prompt: one piece of two, or the object less one piece of three to five."""
+    def part_of(self, region: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """Level 0 of an object prompt: one piece of two, or the object less one piece of three to eight."""
+        rng = self.rng
         k = 2 if rng.random() < 0.1 else int(rng.integers(3, 9))
-        pieces = split(region, image, rng, k)
+        pieces = split(region, self.image, rng, k)
         if not pieces:
-            return jitter(base, rng, light, grow=-2)
+            return jitter(base, rng, self.light, grow=-2)
         cut = pieces[int(rng.integers(len(pieces)))]
-        return jitter(base & (cut if k == 2 else ~cut), rng, light)
+        return jitter(base & (cut if k == 2 else ~cut), rng, self.light)
 
-    # background segments: a piece, the segment with a band, the segment
+
+def _stuff_prompts(p: _Prompts, stuff: list[np.ndarray], background: np.ndarray) -> None:
+    """A prompt per background segment (at ``stuff_rate``): a piece, the segment with a band, the segment."""
+    rng, cfg = p.rng, p.cfg
     for seg in stuff:
         if rng.random() >= cfg.stuff_rate:
             continue
         base = jitter(seg, rng, cfg.jitter)
-        pieces = split(seg, image, rng, 2)
-        small = base & pieces[int(rng.integers(len(pieces)))] if pieces else jitter(base, rng, light, grow=-2)
-        prompt([(small, "stuff"), (base | band(base, background & ~base, rng), "stuff"), (base, "stuff")],
-               seg, seg, False, instance=-1, gt_class=0)
+        pieces = split(seg, p.image, rng, 2)
+        small = base & pieces[int(rng.integers(len(pieces)))] if pieces else jitter(base, rng, p.light, grow=-2)
+        p.add([(small, "stuff"), (base | band(base, background & ~base, rng), "stuff"), (base, "stuff")],
+              seg, seg, False, instance=-1, gt_class=0)
 
-    missed = rng.random(len(objects)) < cfg.miss_rate
-    for idx, (k, region) in enumerate(objects):
-        if missed[idx]:
-            continue
-        info = {"instance": idx, "gt_class": k}
-        base = jitter(region, rng, cfg.jitter)
-        if rng.random() < cfg.whole_rate:
-            whole = base.copy()
-            if rng.random() < 0.6:  # the whole output misses a piece of the object that the largest has
-                pieces = split(region, image, rng, int(rng.integers(4, 17)))
-                if pieces:
-                    whole &= ~pieces[int(rng.integers(len(pieces)))]
-            env = sized_envelope(region, stuff, background, rng) if rng.random() < cfg.envelope_rate else None
-            if env is not None:
-                largest, kind = base | jitter(env, rng, cfg.jitter), "envelope"
-            else:
-                largest, kind = base | band(base, background & ~base, rng), "object"
-            prompt([(part_of(region, base), "part"), (largest, kind), (whole, "object")], region, region, True, **info)
-        else:  # SAM gives pieces only
-            pieces = split(region, image, rng, 3)
-            if pieces:
-                order = rng.permutation(len(pieces))
-                one, two = base & pieces[order[0]], base & (pieces[order[0]] | pieces[order[1]])
-                prompt([(one, "part"), (two | band(two, background & ~two, rng), "part"), (two, "part")],
-                       region, two, True, **info)
-        if rng.random() < cfg.part_rate:  # a point on a part: sub-part, the whole again, the part
-            pieces = split(region, image, rng, int(rng.integers(2, 4)))
-            if pieces:
-                piece = pieces[int(rng.integers(len(pieces)))]
-                copy = jitter(region, rng, 2 * cfg.jitter, grow=int(rng.choice([-1, 0, 1, 2])))
-                sub = split(piece, image, rng, 2) if rng.random() < cfg.subpart_rate else []
-                p = jitter(piece, rng, cfg.jitter)
-                small = p & sub[int(rng.integers(len(sub)))] if sub else jitter(p, rng, light, grow=-2)
-                prompt([(small, "part"), (copy, "jitter"), (p, "part")], region, piece, False, **info)
 
-    # a point between two touching objects: one, both, the other
+def _object_prompts(p: _Prompts, idx: int, k: int, region: np.ndarray, stuff: list[np.ndarray],
+                    background: np.ndarray) -> None:
+    """One object's prompts: its own (part, largest or envelope, whole; or pieces only), then one on a part."""
+    rng, cfg = p.rng, p.cfg
+    info = {"instance": idx, "gt_class": k}
+    base = jitter(region, rng, cfg.jitter)
+    if rng.random() < cfg.whole_rate:
+        whole = base.copy()
+        if rng.random() < 0.6:  # the whole output misses a piece of the object that the largest has
+            pieces = split(region, p.image, rng, int(rng.integers(4, 17)))
+            if pieces:
+                whole &= ~pieces[int(rng.integers(len(pieces)))]
+        env = sized_envelope(region, stuff, background, rng) if rng.random() < cfg.envelope_rate else None
+        if env is not None:
+            largest, kind = base | jitter(env, rng, cfg.jitter), "envelope"
+        else:
+            largest, kind = base | band(base, background & ~base, rng), "object"
+        p.add([(p.part_of(region, base), "part"), (largest, kind), (whole, "object")], region, region, True, **info)
+    else:  # SAM gives pieces only
+        pieces = split(region, p.image, rng, 3)
+        if pieces:
+            order = rng.permutation(len(pieces))
+            one, two = base & pieces[order[0]], base & (pieces[order[0]] | pieces[order[1]])
+            p.add([(one, "part"), (two | band(two, background & ~two, rng), "part"), (two, "part")],
+                  region, two, True, **info)
+    if rng.random() < cfg.part_rate:  # a point on a part: sub-part, the whole again, the part
+        pieces = split(region, p.image, rng, int(rng.integers(2, 4)))
+        if pieces:
+            piece = pieces[int(rng.integers(len(pieces)))]
+            copy = jitter(region, rng, 2 * cfg.jitter, grow=int(rng.choice([-1, 0, 1, 2])))
+            sub = split(piece, p.image, rng, 2) if rng.random() < cfg.subpart_rate else []
+            part = jitter(piece, rng, cfg.jitter)
+            small = part & sub[int(rng.integers(len(sub)))] if sub else jitter(part, rng, p.light, grow=-2)
+            p.add([(small, "part"), (copy, "jitter"), (part, "part")], region, piece, False, **info)
+
+
+def _merge_prompts(p: _Prompts, objects: list[tuple[int, np.ndarray]], missed: np.ndarray,
+                   occupied: np.ndarray) -> None:
+    """A point between two touching objects (at ``merge_rate``): one, both, the other."""
+    rng, cfg = p.rng, p.cfg
     grown = [dilate(region, 4) for _, region in objects]
     for a in range(len(objects)):
         for b in range(a + 1, len(objects)):
@@ -175,33 +185,50 @@ def prompted_masks(gt: np.ndarray, image: np.ndarray | None, rng: np.random.Gene
                 continue
             if rng.random() < cfg.merge_rate:
                 gap = grown[a] & grown[b] & ~occupied
-                union = objects[a][1] | objects[b][1] | gap
                 ra, rb = objects[a][1], objects[b][1]
+                union = ra | rb | gap
                 big, small = (ra, rb) if ra.sum() >= rb.sum() else (rb, ra)
                 first = a if big is ra else b
-                prompt([(jitter(small, rng, cfg.jitter), "jitter"), (jitter(union, rng, cfg.jitter), "merge"),
-                        (jitter(big, rng, cfg.jitter), "jitter")], big, grown[a] & grown[b], False,
-                       instance=first, instances=[a, b], gt_class=objects[first][0],
-                       gt_classes=[objects[a][0], objects[b][0]])
+                p.add([(jitter(small, rng, cfg.jitter), "jitter"), (jitter(union, rng, cfg.jitter), "merge"),
+                       (jitter(big, rng, cfg.jitter), "jitter")], big, grown[a] & grown[b], False,
+                      instance=first, instances=[a, b], gt_class=objects[first][0],
+                      gt_classes=[objects[a][0], objects[b][0]])
 
-    # prompt ids in order of appearance, then shuffle the masks
+
+def _finish(p: _Prompts, shape: tuple[int, int], n_objects: int, missed: int) -> SynthResult:
+    """Prompt ids in order of appearance, the masks shuffled, records completed as amg.py writes them."""
+    h, w = shape
     ids: dict[tuple, int] = {}
-    for rec in records:
+    for rec in p.records:
         rec["prompt"] = ids.setdefault(tuple(rec["point_coords"][0]), len(ids))
-    order = rng.permutation(len(masks))
-    stack = np.stack([masks[i] for i in order]) if masks else np.zeros((0, h, w), bool)
+    order = p.rng.permutation(len(p.masks))
+    stack = np.stack([p.masks[i] for i in order]) if p.masks else np.zeros((0, h, w), bool)
     boxes = masks_to_bbox_xywh(stack)
-    out_records = []
+    records = []
     for n, i in enumerate(order):
-        rec = dict(records[i])
+        rec = dict(p.records[i])
         rec.update({
             "area": int(stack[n].sum()),
             "bbox": [float(v) for v in boxes[n]],
-            "stability_score": float(rng.uniform(0.92, 1.0)),
+            "stability_score": float(p.rng.uniform(0.92, 1.0)),
             "crop_box": [0.0, 0.0, float(w), float(h)],
         })
-        out_records.append(rec)
+        records.append(rec)
     counts: dict[str, int] = {}
-    for rec in out_records:
+    for rec in records:
         counts[rec["kind"]] = counts.get(rec["kind"], 0) + 1
-    return SynthResult(MaskSet(stack, out_records), objects=len(objects), missed=int(missed.sum()), counts=counts)
+    return SynthResult(MaskSet(stack, records), objects=n_objects, missed=missed, counts=counts)
+
+
+def prompted_masks(gt: np.ndarray, image: np.ndarray | None, rng: np.random.Generator, cfg: SynthConfig,
+                   objects: list[tuple[int, np.ndarray]], occupied: np.ndarray, background: np.ndarray,
+                   stuff: list[np.ndarray]) -> SynthResult:
+    """The masks as SAM-like prompts: three outputs each (see the notes above ``_PIOU_BASE``)."""
+    p = _Prompts(image, rng, cfg)
+    _stuff_prompts(p, stuff, background)
+    missed = rng.random(len(objects)) < cfg.miss_rate
+    for idx, (k, region) in enumerate(objects):
+        if not missed[idx]:
+            _object_prompts(p, idx, k, region, stuff, background)
+    _merge_prompts(p, objects, missed, occupied)
+    return _finish(p, gt.shape, len(objects), int(missed.sum()))
