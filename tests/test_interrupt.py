@@ -24,8 +24,8 @@ def test_killed_run_resumes_without_half_written_files(tmp_path, sig):
         items[f"im{i:03d}"] = (pseudo, rng.random((20, 60, 80)) < 0.2, None)
     p_dir, m_dir, _ = write_dataset(tmp_path, items)
     out = tmp_path / "out"
-    # 20 ms an image, so that the signal lands mid-run even when this process is slow to send it
-    # (on a loaded machine the plain rule finished all 150 images before it arrived).
+    # 20 ms an image (about 3 s in all), so that the signal lands mid-run however slowly this
+    # process gets to send it on a loaded machine.
     slow = tmp_path / "slow.py"
     slow.write_text("import time\nfrom sepl_tree import Strategy, hookimpl, paint_kept\n\n"
                     "def slow(sample):\n    time.sleep(0.02)\n    return paint_kept(sample, sample.sepl_keep())\n\n"
@@ -33,7 +33,10 @@ def test_killed_run_resumes_without_half_written_files(tmp_path, sig):
     args = [sys.executable, "-m", "sepl_tree", "run", "--pseudo-labels", str(p_dir), "--masks", str(m_dir),
             "--out", str(out), "--plugin", str(slow), "--strategy", "slow"]
     env = {**os.environ, "SEPL_TREE_NO_PROGRESS": "1"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # As from a shell: SIGINT at its default. A test process may have it ignored (something earlier in
+    # the same pytest worker did), and an ignored SIGINT is inherited through exec.
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 5:
         time.sleep(0.02)
