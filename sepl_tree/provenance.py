@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MASKS_RUN_LOG", "SYNTH_MANIFEST", "masks_provenance"]
+__all__ = ["MASKS_RUN_LOG", "SYNTH_MANIFEST", "last_masks_run", "masks_provenance"]
 
 #: Written by ``sepl-tree masks``: one JSON line per run start (model, settings, precision ...).
 MASKS_RUN_LOG = "masks_run.jsonl"
@@ -23,7 +23,11 @@ SYNTH_MANIFEST = "synth.json"
 _MASK_FIELDS = ("model_type", "family", "checkpoint", "preset", "settings", "precision")
 
 
-def _last_masks_start(path: Path) -> dict[str, Any] | None:
+def last_masks_run(masks_dir: Path) -> dict[str, Any] | None:
+    """The last run start that ``sepl-tree masks`` logged in ``masks_dir`` (its settings), or ``None``."""
+    path = Path(masks_dir) / MASKS_RUN_LOG
+    if not path.is_file():
+        return None
     last = None
     for line in path.read_text(errors="replace").splitlines():
         try:
@@ -32,7 +36,7 @@ def _last_masks_start(path: Path) -> dict[str, Any] | None:
             continue  # a line cut short by a killed run
         if isinstance(entry, dict) and "settings" in entry:
             last = entry
-    return None if last is None else {"masks": {k: last.get(k) for k in _MASK_FIELDS}}
+    return last
 
 
 def masks_provenance(masks_dir: Path) -> dict[str, Any] | None:
@@ -46,9 +50,9 @@ def masks_provenance(masks_dir: Path) -> dict[str, Any] | None:
             doc = json.loads(synth.read_text())
             if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
                 return {"synth": doc["settings"]}
-        log = Path(masks_dir) / MASKS_RUN_LOG
-        if log.is_file():
-            return _last_masks_start(log)
+        last = last_masks_run(masks_dir)
+        if last is not None:
+            return {"masks": {k: last.get(k) for k in _MASK_FIELDS}}
     except (OSError, ValueError):
         return None
     return None

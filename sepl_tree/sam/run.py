@@ -23,7 +23,7 @@ from sepl_tree.files import atomic_write_bytes, remove_stale_temporaries
 from sepl_tree import outputs
 from sepl_tree.masks import find_mask_source
 from sepl_tree.outputs import prepare_folder
-from sepl_tree.provenance import MASKS_RUN_LOG
+from sepl_tree.provenance import MASKS_RUN_LOG, last_masks_run
 from sepl_tree.images import find_images
 from sepl_tree.sam.job import (
     ENGINES,
@@ -58,21 +58,6 @@ ERROR_LOG = "errors.log"
 #: One JSON line per run start and end (model, settings, counts) inside the output folder.
 RUN_LOG = MASKS_RUN_LOG
 
-def _last_start(out: Path) -> dict[str, Any] | None:
-    path = out / RUN_LOG
-    if not path.is_file():
-        return None
-    previous = None
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed run
-        if isinstance(entry, dict) and "settings" in entry:
-            previous = entry
-    return previous
-
-
 def check_same_settings(out: Path, model_type: str, settings: Mapping[str, Any], precision: str = "fp32",
                         checkpoint: Path | None = None) -> None:
     """Refuse to resume into ``out`` with another model type, checkpoint, generator settings or precision.
@@ -81,7 +66,7 @@ def check_same_settings(out: Path, model_type: str, settings: Mapping[str, Any],
     choice is read from ``out/masks_run.jsonl`` (a log without ``precision`` was fp32). The
     engine, ``batch_images`` and the point batch do not change the masks and may differ.
     """
-    previous = _last_start(out)
+    previous = last_masks_run(out)
     if previous is None:
         return
     changed = {k: (previous["settings"].get(k), v) for k, v in settings.items() if previous["settings"].get(k) != v}
