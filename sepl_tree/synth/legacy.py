@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.masks import MaskSet, masks_to_bbox_xywh
-from sepl_tree.morphology import dilate
 from sepl_tree.synth.config import SynthConfig, SynthResult
-from sepl_tree.synth.shapes import envelope, jitter, split
+from sepl_tree.synth.shapes import envelope, jitter, merged_pairs, split
 
 __all__ = ["legacy_masks"]
 
@@ -76,16 +75,10 @@ def _object_masks(made: _Made, idx: int, k: int, region: np.ndarray, stuff: list
 def _merge_masks(made: _Made, objects: list[tuple[int, np.ndarray]], missed: np.ndarray, occupied: np.ndarray,
                  rng: np.random.Generator, cfg: SynthConfig) -> None:
     """Masks grouping pairs of kept objects that touch once grown by a few pixels."""
-    grown = [dilate(region, 4) for _, region in objects]
-    for a in range(len(objects)):
-        for b in range(a + 1, len(objects)):
-            if missed[a] or missed[b] or not (grown[a] & objects[b][1]).any():
-                continue
-            if rng.random() < cfg.merge_rate:
-                gap = grown[a] & grown[b] & ~occupied
-                union = objects[a][1] | objects[b][1] | gap
-                made.add(jitter(union, rng, cfg.jitter), "merge", 0, instance=a, instances=[a, b],
-                         gt_class=objects[a][0], gt_classes=[objects[a][0], objects[b][0]])
+    for a, b, near in merged_pairs(objects, missed, rng, cfg.merge_rate):
+        union = objects[a][1] | objects[b][1] | (near & ~occupied)
+        made.add(jitter(union, rng, cfg.jitter), "merge", 0, instance=a, instances=[a, b],
+                 gt_class=objects[a][0], gt_classes=[objects[a][0], objects[b][0]])
 
 
 def _shuffled(made: _Made, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.masks import MaskSet, masks_to_bbox_xywh
-from sepl_tree.morphology import dilate
 from sepl_tree.synth.config import SynthConfig, SynthResult
-from sepl_tree.synth.shapes import band, jitter, sized_envelope, split
+from sepl_tree.synth.shapes import band, jitter, merged_pairs, sized_envelope, split
 
 __all__ = ["prompted_masks"]
 
@@ -178,21 +177,14 @@ def _merge_prompts(p: _Prompts, objects: list[tuple[int, np.ndarray]], missed: n
                    occupied: np.ndarray) -> None:
     """A point between two touching objects (at ``merge_rate``): one, both, the other."""
     rng, cfg = p.rng, p.cfg
-    grown = [dilate(region, 4) for _, region in objects]
-    for a in range(len(objects)):
-        for b in range(a + 1, len(objects)):
-            if missed[a] or missed[b] or not (grown[a] & objects[b][1]).any():
-                continue
-            if rng.random() < cfg.merge_rate:
-                gap = grown[a] & grown[b] & ~occupied
-                ra, rb = objects[a][1], objects[b][1]
-                union = ra | rb | gap
-                big, small = (ra, rb) if ra.sum() >= rb.sum() else (rb, ra)
-                first = a if big is ra else b
-                p.add([(jitter(small, rng, cfg.jitter), "jitter"), (jitter(union, rng, cfg.jitter), "merge"),
-                       (jitter(big, rng, cfg.jitter), "jitter")], big, grown[a] & grown[b], False,
-                      instance=first, instances=[a, b], gt_class=objects[first][0],
-                      gt_classes=[objects[a][0], objects[b][0]])
+    for a, b, near in merged_pairs(objects, missed, rng, cfg.merge_rate):
+        ra, rb = objects[a][1], objects[b][1]
+        union = ra | rb | (near & ~occupied)
+        big, small = (ra, rb) if ra.sum() >= rb.sum() else (rb, ra)
+        first = a if big is ra else b
+        p.add([(jitter(small, rng, cfg.jitter), "jitter"), (jitter(union, rng, cfg.jitter), "merge"),
+               (jitter(big, rng, cfg.jitter), "jitter")], big, near, False,
+              instance=first, instances=[a, b], gt_class=objects[first][0], gt_classes=[objects[a][0], objects[b][0]])
 
 
 def _finish(p: _Prompts, shape: tuple[int, int], n_objects: int, missed: int) -> SynthResult:

@@ -7,13 +7,16 @@ Masks are ``bool (H, W)``; images ``uint8 (H, W, 3)`` (or ``None``); GT ``uint8 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from sepl_tree.label_maps import IGNORE
 from sepl_tree.morphology import connected_components, dilate, erode
 from sepl_tree.synth.config import SynthConfig
 
-__all__ = ["arc", "band", "envelope", "gt_objects", "jitter", "kmeans", "sized_envelope", "split", "stuff_segments"]
+__all__ = ["arc", "band", "envelope", "gt_objects", "jitter", "kmeans", "merged_pairs", "sized_envelope", "split",
+           "stuff_segments"]
 
 
 def kmeans(features: np.ndarray, k: int, rng: np.random.Generator, iters: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -179,3 +182,17 @@ def band(region: np.ndarray, allowed: np.ndarray, rng: np.random.Generator) -> n
     rim = int((dilate(region, 1) & ~region).sum())
     radius = int(np.clip(np.ceil(want / max(rim, 1)), 1, 25))
     return arc(dilate(region, radius) & ~region & allowed, region, want, rng)
+
+
+def merged_pairs(objects: list[tuple[int, np.ndarray]], missed: np.ndarray, rng: np.random.Generator,
+                 rate: float) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Pairs ``(a, b)`` of objects not missed that touch once grown by 4 pixels, each kept at ``rate``,
+    with the band where the two grown objects meet. Lazy: the caller's draws for one pair come
+    before the next pair is drawn."""
+    grown = [dilate(region, 4) for _, region in objects]
+    for a in range(len(objects)):
+        for b in range(a + 1, len(objects)):
+            if missed[a] or missed[b] or not (grown[a] & objects[b][1]).any():
+                continue
+            if rng.random() < rate:
+                yield a, b, grown[a] & grown[b]
