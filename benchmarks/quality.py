@@ -130,9 +130,12 @@ def score_image(image_id: str, pseudo: np.ndarray, gt: np.ndarray, masks) -> tup
     return subsets, {name: confusion_matrix(out, gt, NUM_CLASSES) for name, out in outputs.items()}
 
 
-def score_job(job: tuple[tuple, str]) -> tuple[list[str], dict[str, np.ndarray]]:
-    bed, image_id = job
-    return score_image(image_id, *load_item(bed, image_id))
+def score_job(job: tuple[tuple, str, bool]) -> tuple[list[str], dict[str, np.ndarray], dict[str, list[float]] | None]:
+    """One image of a bed: its subsets and confusion matrices, and (if asked) its mask-structure statistics."""
+    bed, image_id, with_structure = job
+    pseudo, gt, masks = load_item(bed, image_id)
+    subsets, cms = score_image(image_id, pseudo, gt, masks)
+    return subsets, cms, mask_structure(masks, gt) if with_structure else None
 
 
 # -------------------------------------------------------------------------------- one bed
@@ -144,10 +147,13 @@ class BedResult:
     images: int = 0
     cms: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # subset -> row -> confusion matrix
     counts: dict[str, int] = field(default_factory=dict)  # subset -> images
+    stats: dict[str, list[float]] = field(default_factory=dict)  # mask-structure statistics, when measured
     seconds: float = 0.0
 
-    def add(self, subsets: list[str], cms: dict[str, np.ndarray]) -> None:
+    def add(self, subsets: list[str], cms: dict[str, np.ndarray], stats: dict[str, list[float]] | None = None) -> None:
         self.images += 1
+        for key, values in (stats or {}).items():
+            self.stats.setdefault(key, []).extend(values)
         for subset in subsets:
             self.counts[subset] = self.counts.get(subset, 0) + 1
             into = self.cms.setdefault(subset, {})
@@ -161,11 +167,12 @@ def voc_sample_ids() -> list[str]:
     return [i for i in voc_ids(VOC) if (VOC / "pseudo_labels" / "transcam" / f"{i}.png").is_file()]
 
 
-def measure_bed(name: str, bed: tuple, ids: list[str], pool: ProcessPoolExecutor | None) -> BedResult:
+def measure_bed(name: str, bed: tuple, ids: list[str], pool: ProcessPoolExecutor | None,
+                structure: bool = False) -> BedResult:
     start, result = time.perf_counter(), BedResult(name)
-    jobs = [(bed, i) for i in ids]
-    for subsets, cms in (pool.map(score_job, jobs, chunksize=4) if pool else map(score_job, jobs)):
-        result.add(subsets, cms)
+    jobs = [(bed, i, structure) for i in ids]
+    for subsets, cms, stats in (pool.map(score_job, jobs, chunksize=4) if pool else map(score_job, jobs)):
+        result.add(subsets, cms, stats)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -272,25 +279,23 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def structure_job(job: tuple[tuple, str]) -> dict[str, list[float]]:
-    bed, image_id = job
-    pseudo, gt, masks = load_item(bed, image_id)
+def mask_structure(masks, gt: np.ndarray) -> dict[str, list[float]]:
+    """One image's contribution to the structure table."""
     stats = prompt_structure(masks)
     stats["masks"] = [float(len(masks))]
     stats["score"], stats["iou"] = score_quality(masks, gt)
     return stats
 
 
-def structure_row(name: str, bed: tuple, ids: list[str], pool, gain: float) -> dict:
-    merged: dict[str, list[float]] = {}
-    for stats in (pool.map(structure_job, [(bed, i) for i in ids], chunksize=4) if pool
-                  else map(structure_job, [(bed, i) for i in ids])):
-        for key, values in stats.items():
-            merged.setdefault(key, []).extend(values)
+def structure_row(bed: BedResult) -> dict:
+    """The structure table's row of a bed measured with ``structure=True``."""
+    merged = {key: list(values) for key, values in bed.stats.items()}
+    rows = {row["row"]: row["miou"] for row in bed_rows(bed)}
+    gain = rows["threshold"] - rows[INPUT]
     several = merged["largest_covered"]
     if len(several) < MIN_PROMPTS:  # a handful of masks that share a point by chance: no prompt statistics
         merged["containment"], several = [], []
-    return {"bed": name, "masks_per_image": float(np.mean(merged["masks"])), "several": len(merged["largest_covered"]),
+    return {"bed": bed.name, "masks_per_image": float(np.mean(merged["masks"])), "several": len(merged["largest_covered"]),
             "outputs_per_prompt": float(np.mean(merged["outputs"])) if merged["outputs"] else float("nan"),
             "containment_median": float(np.median(merged["containment"])) if merged["containment"] else float("nan"),
             "containment_mean": float(np.mean(merged["containment"])) if merged["containment"] else float("nan"),
@@ -400,30 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results: list[BedResult] = []
     structure: list[dict] = []
+    first_seed = int(args.seeds.split(",")[0])
     pool = ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(args.plugin,)) if args.workers > 1 else None
     try:
         for name, bed, ids in beds:
-            results.append(measure_bed(name, bed, ids, pool))
+            compared = not args.no_structure and (bed[0] == "real" or bed[1:3] == (first_seed, 0.3))
+            results.append(measure_bed(name, bed, ids, pool, structure=compared))
             done = results[-1]
             print(f"{name}: {done.images} images, {done.seconds:.0f} s", file=sys.stderr, flush=True)
+            if compared:
+                structure.append(structure_row(done))
+                if bed[0] == "synth":  # the same bed from the legacy generator, for the structure table only
+                    legacy = measure_bed(f"{name} (legacy generator)", (*bed[:3], False), ids, pool, structure=True)
+                    structure.append(structure_row(legacy))
         if "demo" in wanted:
             results.append(measure_demo())
-        if not args.no_structure:
-            gains = {r.name: bed_rows(r) for r in results}
-
-            def gain(bed_name: str) -> float:
-                rows = {row["row"]: row["miou"] for row in gains.get(bed_name, [])}
-                return rows["threshold"] - rows[INPUT] if rows else float("nan")
-
-            for name, bed, ids in beds:
-                if bed[0] == "real" or (bed[1:3] == (int(args.seeds.split(",")[0]), 0.3)):
-                    structure.append(structure_row(name, bed, ids, pool, gain(name)))
-                    if bed[0] == "synth":
-                        legacy = ("synth", bed[1], bed[2], False)
-                        legacy_gain = measure_bed("legacy", legacy, ids, pool)
-                        rows = {row["row"]: row["miou"] for row in bed_rows(legacy_gain)}
-                        structure.append(structure_row(f"{name} (legacy generator)", legacy, ids, pool,
-                                                       rows["threshold"] - rows[INPUT]))
     finally:
         if pool:
             pool.shutdown()
