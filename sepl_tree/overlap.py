@@ -6,7 +6,7 @@ Masks are a :class:`sepl_tree.masks.MaskSet` (or ``bool (L, H, W)``); the label 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,12 +36,17 @@ class Overlap:
         ``(K,)``: ``|P_k|`` for the present classes; 0 elsewhere (background is not counted).
     classes
         The classes k in 1..K-1 present in the label map, increasing.
+    class_bits
+        ``{k: P_k}`` for the present classes, as bits in the masks' pixel order (as
+        :attr:`sepl_tree.masks.MaskSet.packed`): what the counts were made from, for rules that
+        count further pixels of a class (AND with mask bits, then popcount).
     """
 
     inter: np.ndarray
     mask_area: np.ndarray
     class_area: np.ndarray
     classes: np.ndarray
+    class_bits: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def present_classes(label: np.ndarray, num_classes: int) -> np.ndarray:
@@ -70,15 +75,16 @@ def compute_overlap(masks: MaskSet | np.ndarray, label: np.ndarray, num_classes:
     inter = np.zeros((len(maskset), num_classes), np.int64)
     packed = maskset.packed
     first, last = maskset.spans
+    class_bits = {}
     for k in classes:
         is_k = lab == k
         class_area[k] = np.count_nonzero(is_k)
-        in_class = pack_rows(is_k[None])[0]
+        in_class = class_bits[int(k)] = pack_rows(is_k[None])[0]
         words = np.flatnonzero(in_class)  # class pixels lie in these words only (objects are compact)
         lo, hi = words[0], words[-1] + 1
         near = np.flatnonzero((first < hi) & (last > lo))  # the masks whose own words reach that span
         inter[near, k] = popcount_rows(packed[near, lo:hi] & in_class[lo:hi])
-    return Overlap(inter, maskset.areas, class_area, classes)
+    return Overlap(inter, maskset.areas, class_area, classes, class_bits)
 
 
 def assign_masks(ov: Overlap) -> np.ndarray:

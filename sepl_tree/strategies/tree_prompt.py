@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.masks.rle import pack_rows
 from sepl_tree.painting import paint_kept
 from sepl_tree.registry import Share, Strategy
 from sepl_tree.sample import Sample
@@ -45,14 +44,11 @@ def one_output_per_prompt(sample: Sample, keep: np.ndarray, t1: float = 0.5) -> 
         return keep
     score = np.nan_to_num(sample.scores, nan=-np.inf)
     area, bits = sample.masks.areas, sample.masks.packed
-    flat_pseudo = sample.masks.flat_label(sample.pseudo)
-    class_bits: dict[int, np.ndarray] = {}
+    class_bits = sample.overlap.class_bits
     out = keep.copy()
     for (_, k), members in groups.items():
         m = np.array(members)
         cur = int(m[np.lexsort((-m, area[m], score[m]))[-1]])  # best score, then largest, then first
-        if k not in class_bits:
-            class_bits[k] = pack_rows((flat_pseudo == k)[None])[0]
         for j in m[np.argsort(area[m], kind="stable")]:
             if area[j] <= area[cur]:
                 continue

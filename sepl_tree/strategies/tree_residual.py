@@ -42,7 +42,6 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.masks import pack_rows
 from sepl_tree.painting import paint_kept
 from sepl_tree.registry import Share, Strategy, Tau
 from sepl_tree.sample import DEFAULT_TAU, Sample
@@ -74,12 +73,9 @@ def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, tau: 
             p = parents[p]
     # All the tests below count pixels of E on the masks' bits (AND, then popcount).
     bits, area = sample.masks.packed, sample.masks.areas
-    lab = sample.masks.flat_label(sample.pseudo)
-    class_bits: dict[int, np.ndarray] = {}
+    class_bits = sample.overlap.class_bits
     for e, kept_below in below.items():
         k = int(assigned[e])
-        if k not in class_bits:
-            class_bits[k] = pack_rows((lab == k)[None])[0]
         mask = bits[e]
         in_class = mask & class_bits[k]
         under = np.bitwise_or.reduce(bits[kept_below], axis=0) & mask
