@@ -28,6 +28,7 @@ __all__ = [
     "flat_label",
     "mask_to_rle",
     "pack_rows",
+    "popcount",
     "popcount_rows",
     "rle_to_bits",
     "unflatten",
@@ -60,6 +61,15 @@ def pack_rows(flat: np.ndarray) -> np.ndarray:
     packed = np.zeros((n, -(-width // 64) * 8), np.uint8)
     packed[:, : -(-width // 8)] = np.packbits(flat, axis=1, bitorder="little")
     return packed.view(WORD)
+
+
+def popcount(words: np.ndarray) -> int:
+    """The number of set bits in ``words`` (any shape): the pixels of a packed mask or selection.
+
+    >>> popcount(pack_rows(np.array([[1, 0, 1]], bool))[0])
+    2
+    """
+    return int(np.bitwise_count(words).sum())
 
 
 def popcount_rows(words: np.ndarray) -> np.ndarray:

@@ -22,15 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
+from sepl_tree.masks import popcount
 from sepl_tree.painting import paint_kept
 from sepl_tree.registry import Share, Strategy
 from sepl_tree.sample import Sample
 
 __all__ = ["one_output_per_prompt", "tree_prompt"]
-
-
-def _count(words: np.ndarray) -> int:
-    return int(np.bitwise_count(words).sum())
 
 
 def one_output_per_prompt(sample: Sample, keep: np.ndarray, t1: float = 0.5) -> np.ndarray:
@@ -53,8 +50,8 @@ def one_output_per_prompt(sample: Sample, keep: np.ndarray, t1: float = 0.5) -> 
             if area[j] <= area[cur]:
                 continue
             added = bits[j] & ~bits[cur]
-            n = _count(added)
-            if n and _count(added & class_bits[k]) > t1 * n:
+            n = popcount(added)
+            if n and popcount(added & class_bits[k]) > t1 * n:
                 cur = int(j)
         out[m] = False
         out[cur] = True

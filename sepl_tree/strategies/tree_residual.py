@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from sepl_tree import hookimpl
+from sepl_tree.masks import popcount
 from sepl_tree.painting import paint_kept
 from sepl_tree.registry import Share, Strategy, Tau
 from sepl_tree.sample import DEFAULT_TAU, Sample
@@ -79,22 +80,18 @@ def residual_drops(sample: Sample, kept: np.ndarray, by_share: np.ndarray, tau: 
         mask = bits[e]
         in_class = mask & class_bits[k]
         under = np.bitwise_or.reduce(bits[kept_below], axis=0) & mask
-        if _count(in_class & under) < cover * _count(in_class):
+        if popcount(in_class & under) < cover * popcount(in_class):
             continue  # 1. the kept descendants do not explain E's support
         inside = np.bitwise_or.reduce(bits[list(tree.successors(e))], axis=0) & mask
-        if _count(inside) < explained * area[e]:
+        if popcount(inside) < explained * area[e]:
             drop[e] = True  # 2a. E adds pixels no smaller mask accounts for
             continue
         if by_share[e]:
             residual = mask & ~under
-            n_residual = _count(residual)
-            if n_residual and _count(residual & in_class) < support * n_residual:
+            n_residual = popcount(residual)
+            if n_residual and popcount(residual & in_class) < support * n_residual:
                 drop[e] = True  # 2b. admitted through o_s, but its residual is unsupported
     return drop
-
-
-def _count(words: np.ndarray) -> int:
-    return int(np.bitwise_count(words).sum())
 
 
 def tree_residual(sample: Sample, t1: Share = 0.5, t2: Share = 0.85, tau: Tau = 0.9, cover: Share = 0.5,
