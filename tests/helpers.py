@@ -70,6 +70,7 @@ class Double:
     fail_setup: bool = False
     fail_on: str = ""
     uses_gpu: bool = False
+    ids_per_task: int = 1
 
     def setup(self):
         from sepl_tree.errors import InputError
@@ -84,3 +85,22 @@ class Double:
         if image_id == self.fail_on:
             raise InputError(f"{image_id}.png", "corrupt PNG")
         return image_id, 2 * int(image_id)
+
+
+@dataclass(frozen=True)
+class TaskSizes:
+    """A job spec whose per-image function has a ``map``: each id comes back as ``(id, ids in its call)``."""
+
+    ids_per_task: int = 1
+
+    def setup(self):
+        return _TaskSizesFn()
+
+
+class _TaskSizesFn:
+    def __call__(self, image_id):
+        return image_id, 1
+
+    def map(self, ids):
+        ids = list(ids)
+        return [(image_id, len(ids)) for image_id in ids]

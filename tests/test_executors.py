@@ -5,9 +5,7 @@ import pytest
 from sepl_tree.executors import pool
 from sepl_tree.errors import InputError
 from sepl_tree.executors import execute
-from tests.helpers import Double
-
-
+from tests.helpers import Double, TaskSizes
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
@@ -61,3 +59,11 @@ def test_an_error_inside_a_batch_still_reports_the_ids_before_it(monkeypatch):
     assert first < 250 - 1  # that batch has ids before 250
     assert {str(i) for i in range(first, 250)} <= reported  # ... and it reported what it did before 250
     assert len(got) == len(reported) and "250" not in reported
+
+
+@pytest.mark.slow  # a process pool
+def test_a_spec_that_asks_for_several_ids_per_task_gets_at_least_that_many():
+    """(The SAM fast engine batches across the images of one ``map`` call.) Slow jobs would get one id."""
+    results = list(execute(TaskSizes(ids_per_task=4), [str(i) for i in range(10)], executor="process", workers=2))
+    assert sorted(image_id for image_id, _ in results) == sorted(str(i) for i in range(10))
+    assert sorted(size for _, size in results) == [2, 2] + [4] * 8  # tasks of 4, 4 and the last 2

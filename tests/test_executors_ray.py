@@ -1,190 +1,24 @@
-"""The Ray executor's pull loop on a fake Ray: lost workers, a cluster too small, a job's own error.
-
-The fake runs actors one call at a time in the driver, in the order Ray would (each actor runs
-its calls in submission order); ``capacity`` is how many live actors the fake cluster can
-place. No Ray is needed; the real cluster is exercised in ``test_ray_cluster.py``.
+"""The Ray executor's pull loop on a fake Ray (``tests/fake_ray.py``): lost workers, a cluster too
+small, a job's own error, tasks of several ids. No Ray is needed; the real cluster is exercised
+in ``test_ray_cluster.py``.
 """
 
 from __future__ import annotations
-
-import itertools
-from collections import deque
 
 import pytest
 
 from sepl_tree.executors import ray as executors_ray
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
-from tests.helpers import Double
+from tests.fake_ray import FakeActor, FakeErrors, FakeRay, install
+from tests.helpers import Double, TaskSizes
 from sepl_tree.executors.record import ExecutionRecord
-
-
-class FakeErrors:
-    class RayError(Exception):
-        pass
-
-    class RayTaskError(RayError):
-        def __init__(self, cause):
-            super().__init__(str(cause))
-            self.cause = cause
-
-    class RayActorError(RayError):
-        pass
-
-    class ActorDiedError(RayActorError):
-        pass
-
-    class ActorUnavailableError(RayActorError):
-        pass
-
-    class NodeDiedError(RayError):
-        pass
-
-    class ObjectLostError(RayError):
-        pass
-
-    class AuthenticationError(RayError):
-        pass
-
-
-class FakeRef:
-    _seq = itertools.count()
-
-    def __init__(self, actor, method, arg):
-        self.actor, self.method, self.arg, self.seq = actor, method, arg, next(self._seq)
-        self.value = self.error = None
-
-
-class _Method:
-    def __init__(self, actor, name):
-        self.actor, self.name = actor, name
-
-    def remote(self, *args):
-        ref = FakeRef(self.actor, self.name, args[0] if args else None)
-        self.actor.calls.append(ref)
-        return ref
-
-
-class FakeActor:
-    def __init__(self, ray, spec, index):
-        self.ray, self.index = ray, index
-        self.body = executors_ray._Worker(spec)
-        self.calls: deque[FakeRef] = deque()
-        self.placed_now = self.dead = False
-        self.runs = 0
-        for name in ("placed", "setup", "run"):
-            setattr(self, name, _Method(self, name))
-
-    def can_run(self, ref):
-        if self.dead:
-            return bool(self.calls) and self.calls[0] is ref
-        if not self.placed_now and self.ray.placed_alive() < self.ray.capacity:
-            self.placed_now = True
-        return self.placed_now and bool(self.calls) and self.calls[0] is ref
-
-    def resolve(self, ref):
-        self.calls.popleft()
-        if self.dead:
-            ref.error = FakeErrors.ActorDiedError(f"actor {self.index} is dead")
-            return
-        if ref.method in ("setup", "run"):
-            if ref.method == "run":
-                self.ray.events.append(("run", self.index, ref.arg))
-            if self.ray.loses(self, ref.arg):
-                self.dead = True
-                ref.error = FakeErrors.ActorUnavailableError(f"actor {self.index} is unavailable")
-                return
-            self.runs += ref.method == "run"
-        try:
-            ref.value = getattr(self.body, ref.method)(*([] if ref.arg is None else [ref.arg]))
-        except Exception as exc:  # the job's own error comes back wrapped, as from Ray
-            ref.error = FakeErrors.RayTaskError(exc)
-
-
-class FakeRay:
-    """``capacity`` live actors can be placed; ``lose(actor, image_id)`` says when one is lost.
-
-    ``lose`` is asked before each ``run`` (with its id) and ``setup`` (with ``None``); a lost
-    node (``node_lost``) takes its room with it.
-    """
-
-    exceptions = FakeErrors
-
-    def __init__(self, capacity=2, lose=None, node_lost=True, gpus=0):
-        self.capacity, self.lose_rule, self.node_lost, self.gpus = capacity, lose, node_lost, gpus
-        self.actors: list[FakeActor] = []
-        self.events: list[tuple] = []
-        self.time = 0.0
-
-    # the few functions of ray the executor calls
-    def is_initialized(self):
-        return True
-
-    def remote(self, **_):
-        return lambda cls: type("ActorClass", (), {"remote": lambda _self, spec: self._new_actor(spec)})()
-
-    def wait(self, refs, num_returns=1, timeout=None):
-        assert self.time < 10_000, "the run hangs"
-        self.time += 0.1
-        for ref in sorted(refs, key=lambda r: r.seq):
-            if ref.actor.can_run(ref):
-                ref.actor.resolve(ref)
-                return [ref], [r for r in refs if r is not ref]
-        self.time += timeout or 0
-        return [], list(refs)
-
-    def get(self, ref):
-        if ref.error is not None:
-            raise ref.error
-        return ref.value
-
-    def kill(self, actor, no_restart=True):
-        actor.dead = True
-        self.events.append(("kill", actor.index))
-
-    def cluster_resources(self):
-        return {"CPU": float(self.capacity), **({"GPU": float(self.gpus)} if self.gpus else {})}
-
-    def available_resources(self):
-        free = float(self.capacity - self.placed_alive())
-        return {"CPU": free, **({"GPU": free} if self.gpus else {})}
-
-    def nodes(self):
-        return [{"Alive": True}]
-
-    # bookkeeping
-    def _new_actor(self, spec):
-        actor = FakeActor(self, spec, len(self.actors))
-        self.actors.append(actor)
-        return actor
-
-    def placed_alive(self):
-        return sum(a.placed_now and not a.dead for a in self.actors)
-
-    def loses(self, actor, image_id):
-        if self.lose_rule is None or not self.lose_rule(actor, image_id):
-            return False
-        if self.node_lost:
-            self.capacity -= 1
-        return True
-
-    def ran(self, image_id):
-        return [actor for kind, actor, *arg in self.events if kind == "run" and arg == [image_id]]
-
-
 
 
 @pytest.fixture
 def fake(monkeypatch):
     """Install a fake Ray (its own clock, so waits cost nothing) for ``execute(..., executor="ray")``."""
-
-    def install(ray):
-        monkeypatch.setattr(executors_ray, "import_ray", lambda: ray)
-        monkeypatch.setattr(executors_ray, "_now", lambda: ray.time)
-        monkeypatch.setattr(executors_ray, "_sleep", lambda seconds: setattr(ray, "time", ray.time + seconds))
-        return ray
-
-    return install
+    return lambda ray: install(monkeypatch, ray)
 
 
 def run(ray, spec=Double(), n=20, workers=2):
@@ -350,3 +184,35 @@ def test_a_cluster_that_wants_a_token_says_how_to_give_it(monkeypatch, mode, say
     with pytest.raises(SeplError) as info:
         executors_ray._start(Refusing(), "10.0.0.1:6379")
     assert str(info.value).startswith(f"cannot join the Ray cluster at 10.0.0.1:6379: {says}")
+
+
+# ------------------------------------------------------------------------------ tasks of several ids
+
+
+def test_a_spec_that_asks_for_several_ids_per_task_gets_them(fake):
+    ray = fake(FakeRay(capacity=2))
+    results, _, _ = run(ray, TaskSizes(ids_per_task=3), n=10)
+    assert sorted(image_id for image_id, _ in results) == sorted(str(i) for i in range(10))
+    tasks = [event[2] for event in ray.events if event[0] == "task"]
+    assert sorted(len(task) for task in tasks) == [1, 3, 3, 3]  # 10 ids: three full tasks and the rest
+    assert all(size == len(task) for task in tasks for image_id, size in results if image_id in task)
+
+
+def test_a_lost_workers_running_task_goes_out_again_one_id_per_task(fake):
+    # Actor 1 is lost in its first task, ("6", "7", "8"), at "7"; its waiting task ("9", "10", "11") stays whole.
+    ray = fake(FakeRay(capacity=2, node_lost=False, lose=lambda actor, image_id: actor.index == 1 and image_id == "7"))
+    results, record, lines = run(ray, Double(ids_per_task=3), n=18)
+    assert sorted(results, key=lambda r: int(r[0])) == expected(18)
+    assert lines == ["lost a Ray worker (ActorUnavailableError); 6 image(s) it held go back to the queue; "
+                     "1 worker(s) left"]
+    assert record.retried == 6
+    assert [event[2] for event in ray.events if event[:2] == ("task", 1)] == [("6", "7", "8")]
+    after = ray.events[ray.events.index(("kill", 1)):]
+    assert {("6",), ("7",), ("8",), ("9", "10", "11")} <= {event[2] for event in after if event[0] == "task"}
+
+
+def test_an_image_that_kills_its_workers_is_found_in_a_task_of_several(fake):
+    ray = fake(FakeRay(capacity=2, node_lost=False, lose=lambda actor, image_id: image_id == "7"))
+    with pytest.raises(SeplError, match=r"^7: 3 Ray workers were lost while working on this image"):
+        run(ray, Double(ids_per_task=4))
+    assert len(ray.ran("7")) == executors_ray.MAX_ATTEMPTS

@@ -22,6 +22,7 @@ from sepl_tree.executors.record import ExecutionRecord  # noqa: E402
 from sepl_tree.files import write_label_png  # noqa: E402
 from sepl_tree.masks import AMG_CSV_HEADER, read_masks  # noqa: E402
 from sepl_tree.plugins import load_host  # noqa: E402
+from tests.fake_ray import FakeRay, install  # noqa: E402
 from tests.helpers import needs_ray  # noqa: E402
 from tests.tiny_sam_helpers import (  # noqa: E402
     KEEP_ALL,
@@ -430,6 +431,29 @@ def test_ray_gives_the_same_files_as_serial(local_ray, images: Path, checkpoint:
     assert execution["executor"] == "ray" and execution["cluster"] == {"nodes": 1, "cpus": 2, "gpus": 0}
     workers = execution["workers"]  # a worker still loading its model when the other has done every image is not used
     assert workers["asked"] == 2 and workers["lost"] == 0 and workers["used"] in (1, 2)
+
+
+def test_on_ray_the_fast_engine_batches_across_images(images: Path, checkpoint: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray worker is handed tasks of several ids (``MaskJob.ids_per_task``), so it fills its
+    encoder batches as with one process, and writes the same files (Ray faked in this process)."""
+    from sepl_tree.sam.fast import FastMaskGenerator
+
+    batches: list[int] = []
+    generate = FastMaskGenerator.generate
+    monkeypatch.setattr(FastMaskGenerator, "generate", lambda self, inputs: batches.append(len(inputs))
+                        or generate(self, inputs))
+    serial = masks_cli(images, checkpoint, tmp_path / "serial", "--executor", "serial", "--batch-images", "2")
+    assert serial.exit_code == 0, serial.output
+    assert batches == [2, 2]
+    batches.clear()
+    ray = install(monkeypatch, FakeRay(capacity=2))
+    result = masks_cli(images, checkpoint, tmp_path / "ray", "--executor", "ray", "--batch-images", "2")
+    assert result.exit_code == 0, result.output
+    assert batches == [2, 2]  # one task of all four images (one id per task would give [1, 1, 1, 1])
+    assert [len(event[2]) for event in ray.events if event[0] == "task"] == [4]
+    for path in sorted((tmp_path / "serial").glob("img*.json")):
+        assert path.read_bytes() == (tmp_path / "ray" / path.name).read_bytes(), path.name
 
 
 @needs_ray

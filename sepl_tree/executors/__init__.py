@@ -3,8 +3,10 @@
 A job is described by a picklable *spec* with a ``setup()`` method that returns the per-image
 callable; ``setup`` runs once per worker (so a worker loads its plugins or its SAM model once).
 A callable with a ``map(ids)`` method is handed all of a worker's ids at once (serial) or a
-batch at a time (process pool), so that it can overlap reading and writing with its work.
-Results are yielded as they complete, in any order; callers must not depend on the order.
+batch at a time (process pool, Ray), so that it can overlap reading and writing with its work.
+A spec may say how many ids a batch should hold at least (``ids_per_task``, default 1; see
+:func:`ids_per_task`). Results are yielded as they complete, in any order; callers must not
+depend on the order.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from typing import Any, Protocol, TypeVar
 from sepl_tree.errors import SeplError
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["EXECUTORS", "JobSpec", "execute", "map_ids"]
+__all__ = ["EXECUTORS", "JobSpec", "execute", "ids_per_task", "map_ids"]
 
 R = TypeVar("R")
 
 
 class JobSpec(Protocol[R]):
-    """A picklable description of per-image work."""
+    """A picklable description of per-image work.
+
+    Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU) and
+    ``ids_per_task`` (see :func:`ids_per_task`).
+    """
 
     def setup(self) -> Callable[[str], R]:
         """Build the per-image function (load plugins, models...) once in a worker."""
@@ -34,6 +40,16 @@ def _serial(spec: JobSpec[R], ids: list[str], workers: int, record: ExecutionRec
         record.begin(workers, local_cluster())
         record.running(1)
     yield from map_ids(spec.setup(), ids)
+
+
+def ids_per_task(spec: Any) -> int:
+    """The fewest ids an executor that hands out tasks (process pool, Ray) puts in one task.
+
+    A job that batches across images (the SAM fast engine: ``batch_images`` per encoder pass,
+    images read ahead and written behind) needs several ids per call of its ``map`` to fill its
+    pipeline; a job that does not says nothing, and gets 1.
+    """
+    return max(1, int(getattr(spec, "ids_per_task", 1)))
 
 
 def map_ids(fn: Callable[[str], R], ids: Iterable[str]) -> Iterator[R]:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sepl_tree.executors import map_ids
+from sepl_tree.executors import ids_per_task, map_ids
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
 __all__ = ["BATCH_SECONDS", "MAX_BATCH", "POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
@@ -116,7 +116,8 @@ QUEUED_PER_WORKER = 4
 #: Ids are sent to the workers in batches that take about this long (judged from the batches
 #: done so far; the first batches hold one id), so that handing out ids and collecting results
 #: costs the parent little next to the work when images take milliseconds, while slow jobs
-#: (SAM, seconds per image) still go one id at a time.
+#: (SAM, seconds per image) go one id at a time, or the spec's ``ids_per_task`` (the SAM fast
+#: engine's batches) when it asks for more.
 BATCH_SECONDS = 0.05
 MAX_BATCH = 64
 
@@ -136,7 +137,8 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
     # (no effect if this process's fork server is already running).
     ctx.set_forkserver_preload(["__main__", type(spec).__module__])
     todo = iter(ids)
-    batch, done_images, done_seconds = 1, 0, 0.0
+    fewest = ids_per_task(spec)
+    batch, done_images, done_seconds = fewest, 0, 0.0
 
     def submit(pool: cf.ProcessPoolExecutor, tasks: int) -> set[cf.Future]:
         return {pool.submit(_call_worker, chunk) for _ in range(tasks)
@@ -155,6 +157,7 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
                 if done_images:
                     per_image = done_seconds / done_images
                     batch = int(min(MAX_BATCH, max(1, BATCH_SECONDS // per_image if per_image else MAX_BATCH)))
+                    batch = max(batch, fewest)
                 if not errors:  # refill before handing results out, so the workers stay busy meanwhile
                     pending |= submit(pool, len(done))
                 for results, _, _ in finished:

@@ -1,8 +1,11 @@
 """The ``ray`` executor: long-lived actors pulling image ids, on a cluster that may lose nodes.
 
 Each actor builds the per-image function once with ``spec.setup()`` (so a SAM model is loaded
-once per GPU) and is fed ids one or two at a time as it finishes them, so fast and slow workers
-share the dataset without a static split. Results stream back to the caller as they complete.
+once per GPU) and is fed tasks as it finishes them, so fast and slow workers share the dataset
+without a static split. A task holds one id, or the spec's ``ids_per_task`` (the SAM fast
+engine asks for a few encoder batches, which its ``map`` reads ahead, batches and writes
+behind); each actor holds two tasks, one running and one waiting. Results come back to the
+caller a task at a time, as tasks complete.
 
 A spec that sets ``uses_gpu = True`` gets one GPU per actor when the cluster has GPUs (one
 actor per GPU); any other spec, or a cluster without GPUs, gets ``workers`` one-CPU actors.
@@ -12,8 +15,9 @@ system every node sees (NFS, Lustre, a mounted bucket).
 What happens when the cluster changes under a run:
 
 - **A worker is lost** (its node died, its process crashed or was killed: an actor error, a
-  lost node or a lost result): the ids it held go back to the front of the queue, the actor is
-  killed and dropped, the run goes on with the others and one line says so. A replacement
+  lost node or a lost result): the ids it held go back to the front of the queue (those of the
+  task it was running go out again one per task, so that an image that kills its workers is
+  found), the actor is killed and dropped, the run goes on with the others and one line says so. A replacement
   actor is asked for; Ray places it when the cluster has room (a node rejoins or is added).
   A retried id may be written twice, never at the same time by two live workers on a healthy
   cluster (the lost actor is killed first), and every write is an atomic rename of the same
@@ -44,6 +48,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sepl_tree.errors import SeplError
+from sepl_tree.executors import ids_per_task, map_ids
 from sepl_tree.executors.record import ExecutionRecord
 
 __all__ = [
@@ -55,7 +60,7 @@ __all__ = [
     "ray_executor",
 ]
 
-#: Ids queued on each actor: one running, one waiting, so an actor never idles between ids.
+#: Tasks queued on each actor: one running, one waiting, so an actor never idles between tasks.
 IN_FLIGHT_PER_ACTOR = 2
 #: How long a run with no worker left waits for the cluster to place one before it fails.
 WAIT_FOR_WORKER_SECONDS = 600.0
@@ -102,9 +107,9 @@ class _Worker:
         self.fn = self.spec.setup()
         return True
 
-    def run(self, image_id: str) -> Any:
+    def run(self, image_ids: tuple[str, ...]) -> list[Any]:
         assert self.fn is not None, "setup() must run first"
-        return self.fn(image_id)
+        return list(map_ids(self.fn, image_ids))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -199,7 +204,10 @@ class _Slot:
     def __init__(self, actor: Any) -> None:
         self.actor = actor
         self.state = "pending"
-        self.in_flight: deque[tuple[Any, str]] = deque()  # (ref, id) in the order the actor runs them
+        self.in_flight: deque[tuple[Any, tuple[str, ...]]] = deque()  # (ref, ids) in the order the actor runs them
+
+    def held(self) -> int:
+        return sum(len(ids) for _, ids in self.in_flight)
 
 
 class _PullLoop:
@@ -211,15 +219,17 @@ class _PullLoop:
 
     def __init__(self, ray: Any, new_actor: Callable[[], Any], ids: list[str], target: int,
                  need: dict[str, float], record: ExecutionRecord, notify: Callable[[str], None],
-                 grow: Callable[[], int] | None = None, wait_seconds: float | None = None) -> None:
+                 grow: Callable[[], int] | None = None, wait_seconds: float | None = None,
+                 per_task: int = 1) -> None:
         self.ray, self.new_actor, self.need, self.record, self.notify = ray, new_actor, need, record, notify
+        self.per_task = max(1, per_task)
         self.target, self.grow = target, grow
         self.wait_seconds = WAIT_FOR_WORKER_SECONDS if wait_seconds is None else wait_seconds
         self.lost_errors = tuple(getattr(ray.exceptions, name) for name in LOST_WORKER_ERRORS
                                  if hasattr(ray.exceptions, name))
         self.queue: deque[str] = deque(ids)
         self.slots: list[_Slot] = []
-        self.refs: dict[Any, tuple[_Slot, str, str | None]] = {}  # ref -> (slot, "placed"|"setup"|"run", id)
+        self.refs: dict[Any, tuple[_Slot, str, tuple[str, ...]]] = {}  # ref -> (slot, "placed"|"setup"|"run", ids)
         self.attempts: Counter[str] = Counter()
         self.lost_in_a_row = 0
         self.unplaced_since: float | None = None
@@ -253,7 +263,7 @@ class _PullLoop:
     # -- steps
 
     def _collect(self, ref: Any) -> Iterator[Any]:
-        slot, kind, image_id = self.refs.pop(ref)
+        slot, kind, image_ids = self.refs.pop(ref)
         errors = self.ray.exceptions
         try:
             value = self.ray.get(ref)
@@ -275,33 +285,41 @@ class _PullLoop:
             self.record.running(sum(s.state == "ready" for s in self.slots))
             self._feed(slot)
         else:
-            slot.in_flight.remove((ref, image_id))
+            slot.in_flight.remove((ref, image_ids))
             self.lost_in_a_row = 0
             self._feed(slot)
-            yield value
+            yield from value
 
     def _feed(self, slot: _Slot) -> None:
         while slot.state == "ready" and len(slot.in_flight) < IN_FLIGHT_PER_ACTOR and self.queue:
-            image_id = self.queue.popleft()
-            ref = slot.actor.run.remote(image_id)
-            slot.in_flight.append((ref, image_id))
-            self.refs[ref] = (slot, "run", image_id)
+            image_ids = self._next_task()
+            ref = slot.actor.run.remote(image_ids)
+            slot.in_flight.append((ref, image_ids))
+            self.refs[ref] = (slot, "run", image_ids)
+
+    def _next_task(self) -> tuple[str, ...]:
+        """Up to ``per_task`` ids from the queue; an id whose worker was lost goes alone."""
+        image_ids = [self.queue.popleft()]
+        if not self.attempts[image_ids[0]]:
+            while self.queue and len(image_ids) < self.per_task and not self.attempts[self.queue[0]]:
+                image_ids.append(self.queue.popleft())
+        return tuple(image_ids)
 
     def _top_up(self) -> None:
         """Ask for actors up to the target, but not more than there are ids left to hand out."""
-        work = len(self.queue) + sum(len(slot.in_flight) for slot in self.slots)
+        work = len(self.queue) + sum(slot.held() for slot in self.slots)
         while len(self.slots) < min(self.target, work):
             slot = _Slot(self.new_actor())
             self.slots.append(slot)
-            self.refs[slot.actor.placed.remote()] = (slot, "placed", None)
-            self.refs[slot.actor.setup.remote()] = (slot, "setup", None)
+            self.refs[slot.actor.placed.remote()] = (slot, "placed", ())
+            self.refs[slot.actor.setup.remote()] = (slot, "setup", ())
 
     def _lose(self, slot: _Slot, exc: BaseException) -> None:
         self.slots.remove(slot)
         for ref in [r for r, (s, _, _) in self.refs.items() if s is slot]:
             del self.refs[ref]
         self._kill(slot.actor)  # before its ids go to another actor: never two live writers of one id
-        ids = [image_id for _, image_id in slot.in_flight]
+        ids = [image_id for _, task in slot.in_flight for image_id in task]
         reason = type(exc).__name__
         self.lost_in_a_row += 1
         if self.lost_in_a_row > LOSSES_PER_WORKER * self.target:
@@ -311,12 +329,13 @@ class _PullLoop:
             self._top_up()
             return
         if ids:
-            running = ids[0]  # an actor runs its ids in order: the first was running, the rest waiting
-            self.attempts[running] += 1
-            if self.attempts[running] >= MAX_ATTEMPTS:
-                raise SeplError(f"{running}: {MAX_ATTEMPTS} Ray workers were lost while working on this image "
-                                f"(last: {reason}); it may be what kills them (a crash, or memory); "
-                                "the finished images are kept")
+            running = slot.in_flight[0][1]  # an actor runs its tasks in order: the first was running
+            self.attempts.update(running)
+            for image_id in running:
+                if self.attempts[image_id] >= MAX_ATTEMPTS:
+                    raise SeplError(f"{image_id}: {MAX_ATTEMPTS} Ray workers were lost while working on this "
+                                    f"image (last: {reason}); it may be what kills them (a crash, or memory); "
+                                    "the finished images are kept")
             self.queue.extendleft(reversed(ids))
             for other in self.slots:  # a worker that ran out of ids takes them now
                 self._feed(other)
@@ -422,7 +441,7 @@ def ray_executor(spec: Any, ids: list[str], workers: int, ray_address: str | Non
             return int(ray.cluster_resources().get("GPU", 0))
 
         loop = _PullLoop(ray, lambda: remote.remote(spec), ids, target, need, record, notify,
-                         grow=grow if gpus else None)
+                         grow=grow if gpus else None, per_task=ids_per_task(spec))
         yield from loop.results()
     finally:
         if loop is not None:

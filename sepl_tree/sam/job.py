@@ -12,6 +12,7 @@ from sepl_tree.errors import InputError, SeplError
 from sepl_tree.sam.workers import FastWorker, MaskResult, StockWorker, failing_worker, one_line
 
 __all__ = [
+    "BATCHES_PER_TASK",
     "DEVICES",
     "ENGINES",
     "PRECISIONS",
@@ -28,6 +29,11 @@ ENGINES = ("fast", "stock")
 #: Autocast precision of the encoder and decoder (``fp32``: none). It changes the masks, so a
 #: folder is resumed only with the precision that started it.
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: Encoder batches per task when an executor hands a fast-engine worker its ids in tasks
+#: (process pool, Ray): enough that the loaders read ahead of the device within a task (each
+#: task starts and ends with its pipeline empty), few enough that a lost Ray worker's tasks
+#: (two held at a time) are quickly done again.
+BATCHES_PER_TASK = 4
 
 
 def resolve_device(device: str) -> str:
@@ -104,6 +110,11 @@ class MaskJob:
     precision: str = "fp32"
     batch_images: int = 1
     point_batch: int | None = None
+
+    @property
+    def ids_per_task(self) -> int:
+        """Ids per task for executors that hand out tasks (see :func:`sepl_tree.executors.ids_per_task`)."""
+        return self.batch_images * BATCHES_PER_TASK if self.engine == "fast" else 1
 
     @property
     def uses_gpu(self) -> bool:
