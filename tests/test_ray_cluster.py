@@ -12,6 +12,7 @@ start before they finish one); the serial reference runs here, at full speed.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -142,6 +143,7 @@ def test_a_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster,
     err = (tmp_path / "stderr").read_text()
     assert rc == 0, err + (tmp_path / "stdout").read_text()
     assert "Traceback" not in err
+    assert not [line for line in err.splitlines() if " INFO " in line], err  # Ray's "Connecting to ..." notices
     lost = [line for line in err.splitlines() if "lost a Ray worker" in line]
     assert len(lost) == 1 and "image(s) it held go back to the queue; 1 worker(s) left" in lost[0], err
     assert_same_outputs(out, serial)
@@ -163,3 +165,17 @@ def test_a_driver_without_the_token_is_told_how_to_join(head, dataset, tmp_path)
                       "set RAY_AUTH_MODE=token and give this machine the cluster's token in ~/.ray/auth_token "
                       "(copied from the head node), RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"], result.stderr
     assert "Traceback" not in result.stderr
+
+
+@needs_ray
+def test_a_local_ray_starts_without_rays_notices(tmp_path):
+    """"Started a local Ray instance." and the token notice of a local start are not printed."""
+    code = ("from sepl_tree.executors import execute; from tests.helpers import Double; "
+            "print(sorted(execute(Double(), ['1', '2'], executor='ray', workers=1)))")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[('1', 2), ('2', 4)]"
+    assert "Started a local Ray instance" not in result.stderr and "Token authentication" not in result.stderr, \
+        result.stderr

@@ -40,6 +40,7 @@ after which the pool hands the next value to the dead actor); and it keeps one t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -78,6 +79,10 @@ LOST_WORKER_ERRORS = ("RayActorError", "NodeDiedError", "WorkerCrashedError", "O
                       "OutOfMemoryError", "ActorUnschedulableError")
 #: After connecting, how long free resources may take to show the actors of a run just ended.
 SETTLE_SECONDS = 3.0
+#: Where Ray 2.60 says, on every local ``ray.init()``, that the instance it starts uses token
+#: authentication (and how to opt out): a notice for cluster operators, not for a run that
+#: starts its own instance on this machine and stops it at the end.
+RAY_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 _log = logging.getLogger(__name__)
 _now = time.monotonic
@@ -164,15 +169,33 @@ def _join_error(ray: Any, address: str | None, exc: BaseException) -> SeplError:
     return SeplError(f"cannot start or join {where}: {_one_line(exc)}{hint}")
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only errors from the logger ``name`` while the block runs."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _start(ray: Any, address: str | None) -> bool:
-    """Connect to ``address`` or start a local Ray; ``True`` if this call started it."""
+    """Connect to ``address`` or start a local Ray; ``True`` if this call started it.
+
+    Ray's own notices ("Connecting to existing Ray cluster at ...", "Started a local Ray
+    instance.", the token notice of a local start) are not printed: the run log records the
+    cluster, and what goes wrong still comes as Ray's warnings and errors, or as ours.
+    """
     if ray.is_initialized():
         return False
     try:
         if address:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         else:
-            ray.init(include_dashboard=False)
+            with _quiet(RAY_TOKEN_NOTICE_LOGGER):
+                ray.init(include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise _join_error(ray, address, exc) from None
     return True
