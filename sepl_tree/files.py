@@ -9,6 +9,7 @@ and a rename, so an interrupted run never leaves half a file, and the file gets 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -16,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ __all__ = [
     "PNG_PALETTE",
     "PNG_RGB",
     "PNG_RGBA",
+    "atomic_folder",
     "atomic_write_bytes",
     "encode_label_png",
     "new_file_mode",
@@ -110,6 +113,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Fill a folder that appears at ``folder`` whole, or not at all.
+
+    The block fills a new hidden staging folder (``.<name>.<random>.tmp`` beside ``folder``,
+    made for this call only, so two writers of the same folder never share one), which then
+    replaces ``folder``: an existing ``folder`` is first renamed aside and removed after. If the
+    block raises, the staging folder is removed; if the process dies, a rerun's
+    :func:`remove_stale_temporaries` removes it. The folder gets the mode ``mkdir`` gives under
+    the umask (``0o777 & ~umask``), not ``mkdtemp``'s 0700.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        os.chmod(staging, 0o777 & ~process_umask())
+        yield staging
+        _replace_folder(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Rename ``staging`` to ``folder``, moving an existing ``folder`` aside (and then away) first."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", suffix=".tmp", dir=folder.parent))
+        with contextlib.suppress(FileNotFoundError):  # another writer of it moved it aside first
+            os.replace(folder, old / folder.name)
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        if not folder.is_dir():
+            raise
+        # Another writer of the same folder (a retried image on a cluster: the same files) put
+        # its own in place between the two renames: that one stays.
+        shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_stale_temporaries(folder: Path) -> int:

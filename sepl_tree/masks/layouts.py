@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from sepl_tree.errors import InputError
-from sepl_tree.files import atomic_write_bytes, read_json, read_png
+from sepl_tree.files import atomic_folder, atomic_write_bytes, read_json, read_png
 from sepl_tree.masks.maskset import MaskSet, masks_to_bbox_xywh, rle_to_maskset
 from sepl_tree.masks.rle import mask_to_rle
 
@@ -207,29 +208,25 @@ def write_masks_rle(path: Path, maskset: MaskSet) -> None:
     atomic_write_bytes(path, json.dumps(records).encode())
 
 
-def write_masks_png_folder(folder: Path, maskset: MaskSet) -> None:
+def write_masks_png_folder(folder: Path, maskset: MaskSet,
+                           columns: Mapping[str, Sequence[Any]] | None = None) -> None:
     """Write ``<n>.png`` files and ``metadata.csv`` into ``folder`` as amg.py does.
 
-    The folder is filled under a temporary name and renamed into place, so a reader never sees
-    half of it. Its files and the folder are created by plain writes, so they get the modes the
-    umask gives (as :func:`sepl_tree.files.atomic_write_bytes` files do).
+    ``columns`` (name -> one value per mask) are appended to ``metadata.csv`` after amg.py's
+    (the SAM writers add ``level``). The folder is filled under a temporary name and renamed
+    into place (:func:`sepl_tree.files.atomic_folder`), so a reader never sees half of it. Its
+    files and the folder get the modes the umask gives (as
+    :func:`sepl_tree.files.atomic_write_bytes` files do).
     """
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        for p in tmp.iterdir():
-            p.unlink()
-    tmp.mkdir(parents=True, exist_ok=True)
+    columns = dict(columns or {})
     boxes = masks_to_bbox_xywh(maskset.masks)
-    lines = [AMG_CSV_HEADER]
-    for n, (mask, rec, box) in enumerate(zip(maskset.masks, maskset.records, boxes)):
-        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / f"{n}.png")
-        r = _complete_record(mask, rec, box)
-        (px, py), = r["point_coords"][:1] or [[0.0, 0.0]]
-        row = [n, r["area"], *r["bbox"], px, py, r["predicted_iou"], r["stability_score"], *r["crop_box"]]
-        lines.append(",".join(str(v) for v in row))
-    (tmp / "metadata.csv").write_text("\n".join(lines) + "\n")
-    if folder.exists():
-        for p in folder.iterdir():
-            p.unlink()
-        folder.rmdir()
-    tmp.rename(folder)
+    lines = [",".join([AMG_CSV_HEADER, *columns])]
+    with atomic_folder(folder) as tmp:
+        for n, (mask, rec, box) in enumerate(zip(maskset.masks, maskset.records, boxes)):
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / f"{n}.png")
+            r = _complete_record(mask, rec, box)
+            (px, py), = r["point_coords"][:1] or [[0.0, 0.0]]
+            row = [n, r["area"], *r["bbox"], px, py, r["predicted_iou"], r["stability_score"], *r["crop_box"],
+                   *(values[n] for values in columns.values())]
+            lines.append(",".join(str(v) for v in row))
+        (tmp / "metadata.csv").write_text("\n".join(lines) + "\n")

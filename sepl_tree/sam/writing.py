@@ -8,7 +8,6 @@ Both writes are atomic: a reader never sees half of an image's output.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,22 +44,10 @@ def records_to_maskset(records: Sequence[dict[str, Any]], height: int, width: in
 
 
 def write_png_folder_with_levels(folder: Path, maskset: MaskSet) -> None:
-    """amg.py's PNG folder, with a ``level`` column appended to ``metadata.csv``; atomic.
-
-    The folder is written under a hidden ``.tmp`` name (which a rerun clears if the process
-    dies), the column is added there, and the folder is then renamed into place.
-    """
-    staging = folder.with_name(f".{folder.name}.levels.tmp")
-    write_masks_png_folder(staging, maskset)
+    """amg.py's PNG folder, with a ``level`` column appended to ``metadata.csv`` when every
+    record has one; atomic (:func:`sepl_tree.files.atomic_folder`)."""
     levels = [r.get("level") for r in maskset.records]
-    csv_path = staging / "metadata.csv"
-    lines = csv_path.read_text().splitlines()
-    if levels and None not in levels and "level" not in lines[0].split(","):
-        rows = [f"{row},{level}" for row, level in zip(lines[1:], levels, strict=True)]
-        csv_path.write_text("\n".join([lines[0] + ",level", *rows]) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    staging.rename(folder)
+    write_masks_png_folder(folder, maskset, {"level": levels} if levels and None not in levels else None)
 
 
 def write_records(out: Path, image_id: str, records: Sequence[dict[str, Any]], size: tuple[int, int],
