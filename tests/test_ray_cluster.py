@@ -1,12 +1,13 @@
-"""``sepl-tree run --executor ray`` on a two-node Ray cluster started with ``ray start`` on this
-machine (token authentication on, as Ray sets it up by default): one node is killed mid-run and
-the run finishes with the other, its outputs identical to a serial run; a driver without the
-token is told, in one line, how to join.
+"""``sepl-tree run`` and ``sepl-tree masks`` with ``--executor ray`` on a two-node Ray cluster
+started with ``ray start`` on this machine (token authentication on, as Ray sets it up by
+default): one node is killed mid-run and the run finishes with the other, its outputs identical
+to a serial run; a driver without the token is told, in one line, how to join.
 
 The CLI runs in a subprocess, as a user would run it (and because a process that has imported
-Ray keeps the authentication mode it started with). Its strategy is ``threshold`` made slow by
-a plugin (0.25 s per image on the cluster's workers, which wait until the test has seen both
-start before they finish one); the serial reference runs here, at full speed.
+Ray keeps the authentication mode it started with). Its strategy is ``threshold`` (for
+``masks``: the tiny SAM) made slow by a plugin (0.25 s per image on the cluster's workers,
+which wait until the test has seen both start before they finish one); the serial reference
+runs here, at full speed.
 """
 
 from __future__ import annotations
@@ -150,6 +151,105 @@ def test_a_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster,
     execution = json.loads((out / "run.json").read_text())["execution"]
     assert execution["executor"] == "ray" and execution["cluster"] == {"nodes": 2, "cpus": 2, "gpus": 0}
     assert execution["workers"] == {"asked": 2, "used": 2, "lost": 1} and execution["retried_images"] >= 1
+
+
+SLOW_SAM_PLUGIN = textwrap.dedent(
+    '''
+    import os
+    import sys
+    import time
+
+    sys.path.insert(0, {repo!r})
+    from sepl_tree import hookimpl
+    from tests.tiny_sam import build_tiny_sam
+
+
+    def build_slow_tiny_sam(checkpoint):
+        """The tiny SAM taking SEPL_TEST_SECONDS per image (in ``preprocess``, which both engines call
+        once per image), and waiting as slow_threshold does."""
+        model = build_tiny_sam(checkpoint)
+        preprocess = model.preprocess
+
+        def slow(x):
+            marks = os.environ.get("SEPL_TEST_MARKS")
+            if marks and not os.path.exists(os.path.join(marks, str(os.getpid()))):
+                open(os.path.join(marks, str(os.getpid())), "a").close()
+                deadline = time.monotonic() + 60
+                while not os.path.exists(os.path.join(marks, "go")) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            time.sleep(float(os.environ.get("SEPL_TEST_SECONDS", "0")))
+            return preprocess(x)
+
+        model.preprocess = slow
+        return model
+
+
+    @hookimpl
+    def register_sam_models(register):
+        register("slow-tiny", build_slow_tiny_sam)
+    '''
+)
+MASK_IMAGES = 16
+
+
+@pytest.fixture(scope="module")
+def sam_dataset(tmp_path_factory):
+    pytest.importorskip("segment_anything", reason="SAM needs the sam extra: pip install 'sepl-tree[sam]'")
+    from PIL import Image
+
+    from tests import tiny_sam
+    from tests.tiny_sam_helpers import blobs
+
+    root = tmp_path_factory.mktemp("sam")
+    (root / "images").mkdir()
+    for n in range(MASK_IMAGES):
+        Image.fromarray(blobs(n)).save(root / "images" / f"im{n:02d}.png")
+    tiny_sam.save_tiny_checkpoint(root / "tiny.pth")
+    (root / "slow_tiny_sam.py").write_text(SLOW_SAM_PLUGIN.format(repo=str(Path(__file__).parents[1])))
+    result = CliRunner().invoke(app, sam_args(root, root / "serial", "--executor", "serial"))
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def sam_args(root: Path, out: Path, *extra: str) -> list[str]:
+    from tests.tiny_sam_helpers import masks_args
+
+    return masks_args(root / "images", root / "tiny.pth", out, "slow-tiny", root / "slow_tiny_sam.py", *extra)
+
+
+@needs_ray
+def test_a_masks_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster, sam_dataset, tmp_path):
+    """The SAM job on Ray: tasks of 4 ids (``--batch-images 1``), one worker per node; node2 is
+    killed once a few masks are written, holding two tasks that go back to the queue."""
+    root = sam_dataset
+    out, marks = tmp_path / "ray", cluster.root / "marks"
+    with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
+        cli = subprocess.Popen([*CLI, *sam_args(root, out, "--executor", "ray", "--ray-address", cluster.address,
+                                                "--workers", "2")],
+                               env=cluster.env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: len(list(marks.iterdir())) >= 2, cli, tmp_path)
+            (marks / "go").touch()
+            wait_until(lambda: len(list(out.glob("*.json"))) >= 2, cli, tmp_path)
+            assert len(list(out.glob("*.json"))) < MASK_IMAGES // 2
+            cluster.kill_node("node2")
+            rc = cli.wait(timeout=180)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+    err = (tmp_path / "stderr").read_text()
+    assert rc == 0, err + (tmp_path / "stdout").read_text()
+    assert "Traceback" not in err
+    lost = [line for line in err.splitlines() if "lost a Ray worker" in line]
+    assert len(lost) == 1 and "image(s) it held go back to the queue; 1 worker(s) left" in lost[0], err
+    names = sorted(p.name for p in (root / "serial").glob("*.json"))
+    assert len(names) == MASK_IMAGES and names == sorted(p.name for p in out.glob("*.json"))
+    for name in names:
+        assert (out / name).read_bytes() == (root / "serial" / name).read_bytes(), name
+    assert not list(out.glob(".*.tmp"))
+    execution = json.loads((out / "masks_run.jsonl").read_text().splitlines()[-1])["execution"]
+    assert execution["cluster"] == {"nodes": 2, "cpus": 2, "gpus": 0}
+    assert execution["workers"] == {"asked": 2, "used": 2, "lost": 1} and execution["retried_images"] >= 4
 
 
 @needs_ray
