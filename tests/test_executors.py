@@ -2,6 +2,7 @@
 
 import pytest
 
+from sepl_tree import executors
 from sepl_tree.executors import pool
 from sepl_tree.errors import InputError
 from sepl_tree.executors import execute
@@ -41,21 +42,21 @@ def test_fast_jobs_go_in_batches_and_every_id_comes_back_once(monkeypatch):
     results = sorted(real(Double(), ids, workers=2), key=lambda r: int(r[0]))
     assert results == [(str(i), 2 * i) for i in range(400)]
     assert seen[0] == 1 and max(seen) > 1  # the first tasks hold one id, later ones many
-    assert max(seen) <= pool.MAX_BATCH and sum(seen) == len(ids)
+    assert max(seen) <= executors.MAX_BATCH and sum(seen) == len(ids)
 
 
 @pytest.mark.slow  # a process pool
 def test_an_error_inside_a_batch_still_reports_the_ids_before_it(monkeypatch):
     # With batches of a long time, every task after the first eight (one id each) is as large as
     # the executor allows, so the id that fails sits inside a batch of many.
-    monkeypatch.setattr(pool, "BATCH_SECONDS", 10.0)
+    monkeypatch.setattr(executors, "BATCH_SECONDS", 10.0)
     ids = [str(i) for i in range(300)]
     got = []
     with pytest.raises(InputError, match="250.png: corrupt PNG"):
         for result in execute(Double(fail_on="250"), ids, executor="process", workers=2):
             got.append(result)
     reported = {image_id for image_id, _ in got}
-    first = 8 + (250 - 8) // pool.MAX_BATCH * pool.MAX_BATCH  # the first id of the batch holding 250
+    first = 8 + (250 - 8) // executors.MAX_BATCH * executors.MAX_BATCH  # the first id of the batch holding 250
     assert first < 250 - 1  # that batch has ids before 250
     assert {str(i) for i in range(first, 250)} <= reported  # ... and it reported what it did before 250
     assert len(got) == len(reported) and "250" not in reported

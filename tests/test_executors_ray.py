@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from sepl_tree import executors
 from sepl_tree.executors import ray as executors_ray
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
@@ -17,7 +18,12 @@ from sepl_tree.executors.record import ExecutionRecord
 
 @pytest.fixture
 def fake(monkeypatch):
-    """Install a fake Ray (its own clock, so waits cost nothing) for ``execute(..., executor="ray")``."""
+    """Install a fake Ray (its own clock, so waits cost nothing) for ``execute(..., executor="ray")``.
+
+    Tasks hold one id (or the spec's ``ids_per_task``) whatever the ids take, unless a test sets
+    ``BATCH_SECONDS`` again.
+    """
+    monkeypatch.setattr(executors, "BATCH_SECONDS", 0.0)
     return lambda ray: install(monkeypatch, ray)
 
 
@@ -216,3 +222,14 @@ def test_an_image_that_kills_its_workers_is_found_in_a_task_of_several(fake):
     with pytest.raises(SeplError, match=r"^7: 3 Ray workers were lost while working on this image"):
         run(ray, Double(ids_per_task=4))
     assert len(ray.ran("7")) == executors_ray.MAX_ATTEMPTS
+
+
+def test_tasks_grow_to_about_batch_seconds_of_work_as_in_the_process_pool(fake, monkeypatch):
+    """(Millisecond jobs, such as ``run``, would otherwise pay Ray's cost per call on every id.)"""
+    ray = fake(FakeRay(capacity=2))
+    monkeypatch.setattr(executors, "BATCH_SECONDS", 10.0)
+    results, _, _ = run(ray, n=300)
+    assert sorted(results, key=lambda r: int(r[0])) == expected(300)
+    sizes = [len(event[2]) for event in ray.events if event[0] == "task"]
+    assert sizes[:4] == [1, 1, 1, 1]  # nothing measured yet: one id each (two actors, two tasks each)
+    assert max(sizes) == executors.MAX_BATCH and sum(sizes) == 300

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sepl_tree.errors import SeplError
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["EXECUTORS", "JobSpec", "execute", "ids_per_task", "map_ids"]
+__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "execute", "ids_per_task", "map_ids", "task_size"]
 
 R = TypeVar("R")
 
@@ -50,6 +50,24 @@ def ids_per_task(spec: Any) -> int:
     pipeline; a job that does not says nothing, and gets 1.
     """
     return max(1, int(getattr(spec, "ids_per_task", 1)))
+
+
+#: Executors that hand out tasks (process pool, Ray) size them to take about this long, judged
+#: from the tasks done so far (the first tasks hold ``ids_per_task`` ids), so that handing out
+#: ids and collecting results costs the parent little next to the work when images take
+#: milliseconds, while slow jobs (SAM, seconds per image) go one id, or ``ids_per_task``, at a time.
+BATCH_SECONDS = 0.05
+MAX_BATCH = 64
+
+
+def task_size(fewest: int, images: int, seconds: float) -> int:
+    """Ids for the next task after ``images`` took ``seconds`` of work: about :data:`BATCH_SECONDS`
+    of it, at most :data:`MAX_BATCH`, and never fewer than ``fewest`` (see :func:`ids_per_task`)."""
+    if not images:
+        return fewest
+    per_image = seconds / images
+    size = int(min(MAX_BATCH, max(1, BATCH_SECONDS // per_image))) if per_image > 0 else MAX_BATCH
+    return max(size, fewest)
 
 
 def map_ids(fn: Callable[[str], R], ids: Iterable[str]) -> Iterator[R]:

@@ -1,7 +1,7 @@
 """The ``process`` executor: a local process pool fed ids in adaptive batches.
 
-Each worker runs the spec's ``setup()`` once (in its initializer) and then whole batches of ids;
-results come back in completion order. See :mod:`sepl_tree.executors` for the job protocol.
+Each worker runs the spec's ``setup()`` once (in its initializer) and then whole batches of ids,
+sized by :func:`sepl_tree.executors.task_size`; results come back in completion order. See :mod:`sepl_tree.executors` for the job protocol.
 
 Workers end with the process that made the pool, even when it is killed with no chance to shut
 the pool down (``kill -9``): each worker's initializer starts a daemon thread that waits for
@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sepl_tree.executors import ids_per_task, map_ids
+from sepl_tree.executors import ids_per_task, map_ids, task_size
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["BATCH_SECONDS", "MAX_BATCH", "POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
+__all__ = ["POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
 
 R = TypeVar("R")
 
@@ -113,13 +113,6 @@ def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exceptio
 #: task, few enough that a run over 100k ids does not create 100k futures (and pickled
 #: arguments) up front.
 QUEUED_PER_WORKER = 4
-#: Ids are sent to the workers in batches that take about this long (judged from the batches
-#: done so far; the first batches hold one id), so that handing out ids and collecting results
-#: costs the parent little next to the work when images take milliseconds, while slow jobs
-#: (SAM, seconds per image) go one id at a time, or the spec's ``ids_per_task`` (the SAM fast
-#: engine's batches) when it asks for more.
-BATCH_SECONDS = 0.05
-MAX_BATCH = 64
 
 
 def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionRecord | None = None,
@@ -154,10 +147,7 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
                 errors = [error for _, _, error in finished if error is not None]
                 for results, seconds, _ in finished:
                     done_images, done_seconds = done_images + len(results), done_seconds + seconds
-                if done_images:
-                    per_image = done_seconds / done_images
-                    batch = int(min(MAX_BATCH, max(1, BATCH_SECONDS // per_image if per_image else MAX_BATCH)))
-                    batch = max(batch, fewest)
+                batch = task_size(fewest, done_images, done_seconds)
                 if not errors:  # refill before handing results out, so the workers stay busy meanwhile
                     pending |= submit(pool, len(done))
                 for results, _, _ in finished:

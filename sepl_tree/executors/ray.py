@@ -2,8 +2,10 @@
 
 Each actor builds the per-image function once with ``spec.setup()`` (so a SAM model is loaded
 once per GPU) and is fed tasks as it finishes them, so fast and slow workers share the dataset
-without a static split. A task holds one id, or the spec's ``ids_per_task`` (the SAM fast
-engine asks for a few encoder batches, which its ``map`` reads ahead, batches and writes
+without a static split. Tasks are sized as the process pool sizes them
+(:func:`sepl_tree.executors.task_size`: about 50 ms of work, so that millisecond jobs do not
+pay Ray's cost per call on every id, and never fewer than the spec's ``ids_per_task``: the SAM
+fast engine asks for a few encoder batches, which its ``map`` reads ahead, batches and writes
 behind); each actor holds two tasks, one running and one waiting. Results come back to the
 caller a task at a time, as tasks complete.
 
@@ -49,7 +51,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sepl_tree.errors import SeplError
-from sepl_tree.executors import ids_per_task, map_ids
+from sepl_tree.executors import ids_per_task, map_ids, task_size
 from sepl_tree.executors.record import ExecutionRecord
 
 __all__ = [
@@ -112,9 +114,12 @@ class _Worker:
         self.fn = self.spec.setup()
         return True
 
-    def run(self, image_ids: tuple[str, ...]) -> list[Any]:
+    def run(self, image_ids: tuple[str, ...]) -> tuple[list[Any], float]:
+        """The results of ``image_ids``, and the seconds they took (which size later tasks)."""
         assert self.fn is not None, "setup() must run first"
-        return list(map_ids(self.fn, image_ids))
+        start = time.perf_counter()
+        results = list(map_ids(self.fn, image_ids))
+        return results, time.perf_counter() - start
 
 
 def _one_line(exc: BaseException) -> str:
@@ -254,6 +259,7 @@ class _PullLoop:
         self.slots: list[_Slot] = []
         self.refs: dict[Any, tuple[_Slot, str, tuple[str, ...]]] = {}  # ref -> (slot, "placed"|"setup"|"run", ids)
         self.attempts: Counter[str] = Counter()
+        self.done_images, self.done_seconds = 0, 0.0
         self.lost_in_a_row = 0
         self.unplaced_since: float | None = None
         self.grown_at = _now()
@@ -308,10 +314,12 @@ class _PullLoop:
             self.record.running(sum(s.state == "ready" for s in self.slots))
             self._feed(slot)
         else:
+            results, seconds = value
             slot.in_flight.remove((ref, image_ids))
             self.lost_in_a_row = 0
+            self.done_images, self.done_seconds = self.done_images + len(results), self.done_seconds + seconds
             self._feed(slot)
-            yield from value
+            yield from results
 
     def _feed(self, slot: _Slot) -> None:
         while slot.state == "ready" and len(slot.in_flight) < IN_FLIGHT_PER_ACTOR and self.queue:
@@ -321,10 +329,11 @@ class _PullLoop:
             self.refs[ref] = (slot, "run", image_ids)
 
     def _next_task(self) -> tuple[str, ...]:
-        """Up to ``per_task`` ids from the queue; an id whose worker was lost goes alone."""
+        """The next task's ids from the queue (:func:`task_size`); an id whose worker was lost goes alone."""
+        size = task_size(self.per_task, self.done_images, self.done_seconds)
         image_ids = [self.queue.popleft()]
         if not self.attempts[image_ids[0]]:
-            while self.queue and len(image_ids) < self.per_task and not self.attempts[self.queue[0]]:
+            while self.queue and len(image_ids) < size and not self.attempts[self.queue[0]]:
                 image_ids.append(self.queue.popleft())
         return tuple(image_ids)
 
