@@ -139,23 +139,29 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
 
 
 def _replace_folder(staging: Path, folder: Path) -> None:
-    """Rename ``staging`` to ``folder``, moving an existing ``folder`` aside (and then away) first."""
-    old = None
+    """Rename ``staging`` to ``folder``, moving an existing ``folder`` aside (and then away) first.
+
+    If the rename fails, the old ``folder`` is put back and the error raised; unless another
+    writer of the same folder (a retried image on a cluster, writing the same files) put its own
+    in place between the two renames: then that one stays.
+    """
+    aside = moved = None
     if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", suffix=".tmp", dir=folder.parent))
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", suffix=".tmp", dir=folder.parent))
         with contextlib.suppress(FileNotFoundError):  # another writer of it moved it aside first
-            os.replace(folder, old / folder.name)
+            os.replace(folder, aside / folder.name)
+            moved = aside / folder.name
     try:
         os.rename(staging, folder)
     except OSError:
         if not folder.is_dir():
+            if moved is not None:
+                os.replace(moved, folder)
             raise
-        # Another writer of the same folder (a retried image on a cluster: the same files) put
-        # its own in place between the two renames: that one stays.
         shutil.rmtree(staging, ignore_errors=True)
     finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def remove_stale_temporaries(folder: Path) -> int:

@@ -70,3 +70,18 @@ def test_a_killed_writers_staging_folder_is_what_a_rerun_removes(tmp_path):
     staging = context.__enter__()  # a process killed here never leaves the block
     (staging / "0.png").write_text("half")
     assert remove_stale_temporaries(tmp_path) == 1 and not list(tmp_path.iterdir())
+
+
+def test_a_rename_that_fails_puts_the_old_folder_back(tmp_path, monkeypatch):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "0.png").write_text("old")
+
+    def refused(src, dst):
+        raise PermissionError(13, "Permission denied", dst)
+
+    monkeypatch.setattr(files.os, "rename", refused)
+    with pytest.raises(PermissionError):
+        with atomic_folder(tmp_path / "img") as staging:
+            (staging / "0.png").write_text("new")
+    assert contents(tmp_path / "img") == {"0.png": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img"]

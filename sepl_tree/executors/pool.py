@@ -1,7 +1,8 @@
 """The ``process`` executor: a local process pool fed ids in adaptive batches.
 
 Each worker runs the spec's ``setup()`` once (in its initializer) and then whole batches of ids,
-sized by :func:`sepl_tree.executors.task_size`; results come back in completion order. See :mod:`sepl_tree.executors` for the job protocol.
+sized by :func:`sepl_tree.executors.task_size`; results come back in completion order. See
+:mod:`sepl_tree.executors` for the job protocol.
 
 Workers end with the process that made the pool, even when it is killed with no chance to shut
 the pool down (``kill -9``): each worker's initializer starts a daemon thread that waits for

@@ -19,8 +19,9 @@ What happens when the cluster changes under a run:
 - **A worker is lost** (its node died, its process crashed or was killed: an actor error, a
   lost node or a lost result): the ids it held go back to the front of the queue (those of the
   task it was running go out again one per task, so that an image that kills its workers is
-  found), the actor is killed and dropped, the run goes on with the others and one line says so. A replacement
-  actor is asked for; Ray places it when the cluster has room (a node rejoins or is added).
+  found), the actor is killed and dropped, the run goes on with the others and one line says
+  so. A replacement actor is asked for; Ray places it when the cluster has room (a node
+  rejoins or is added).
   A retried id may be written twice, never at the same time by two live workers on a healthy
   cluster (the lost actor is killed first), and every write is an atomic rename of the same
   bytes.
