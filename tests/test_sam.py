@@ -433,6 +433,17 @@ def test_ray_gives_the_same_files_as_serial(local_ray, images: Path, checkpoint:
     assert workers["asked"] == 2 and workers["lost"] == 0 and workers["used"] in (1, 2)
 
 
+def test_tasks_hold_a_few_encoder_batches_where_there_is_something_to_batch(tmp_path: Path) -> None:
+    def job(**options):
+        return sam.MaskJob({}, tmp_path, "tiny", tmp_path / "tiny.pth", **options)
+
+    assert job(device="cpu").ids_per_task == 1  # one image at a time on the CPU: tasks of one keep workers even
+    assert job(device="cpu", batch_images=2).ids_per_task == 8
+    assert job(device="cuda").ids_per_task == 4  # a GPU waits for nothing: images read and prepared ahead
+    assert job(device="auto", batch_images=4).ids_per_task == 16  # (Ray: the workers' devices are not known)
+    assert job(device="cuda", engine="stock", batch_images=4).ids_per_task == 1
+
+
 def test_on_ray_the_fast_engine_batches_across_images(images: Path, checkpoint: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ray worker is handed tasks of several ids (``MaskJob.ids_per_task``), so it fills its

@@ -30,9 +30,10 @@ ENGINES = ("fast", "stock")
 #: folder is resumed only with the precision that started it.
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Encoder batches per task when an executor hands a fast-engine worker its ids in tasks
-#: (process pool, Ray): enough that the loaders read ahead of the device within a task (each
-#: task starts and ends with its pipeline empty), few enough that a lost Ray worker's tasks
-#: (two held at a time) are quickly done again.
+#: (process pool, Ray): enough that the loaders read and prepare ahead of the device within a
+#: task (each task starts and ends with its pipeline empty), few enough that a lost Ray
+#: worker's tasks (two held at a time) are quickly done again and that the workers finish
+#: together.
 BATCHES_PER_TASK = 4
 
 
@@ -82,7 +83,8 @@ class MaskJob:
     fmt
         ``"rle"`` or ``"png"``.
     device
-        ``auto``, ``cpu`` or ``cuda``; resolved in the worker.
+        ``auto``, ``cpu`` or ``cuda``; resolved in the worker (``masks`` resolves it first,
+        except for Ray, whose workers may have GPUs that this machine has not).
     plugins
         ``--plugin`` files and modules, loaded again in each worker to find ``model_type``.
     torch_threads
@@ -113,8 +115,15 @@ class MaskJob:
 
     @property
     def ids_per_task(self) -> int:
-        """Ids per task for executors that hand out tasks (see :func:`sepl_tree.executors.ids_per_task`)."""
-        return self.batch_images * BATCHES_PER_TASK if self.engine == "fast" else 1
+        """Ids per task for executors that hand out tasks (see :func:`sepl_tree.executors.ids_per_task`).
+
+        One for the stock engine, and for the fast engine on the CPU one image at a time (there
+        is nothing to batch, and reading ahead saves milliseconds of minutes); otherwise
+        :data:`BATCHES_PER_TASK` encoder batches.
+        """
+        if self.engine != "fast" or (self.device == "cpu" and self.batch_images == 1):
+            return 1
+        return self.batch_images * BATCHES_PER_TASK
 
     @property
     def uses_gpu(self) -> bool:

@@ -233,7 +233,7 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     batch = r.batch_images or (4 if device == "cuda" else 1)
     # Absolute paths: Ray workers on other nodes do not share this shell's directory.
     job = MaskJob({i: found[i].absolute() for i in todo}, r.out.absolute(), r.model_type, r.checkpoint.absolute(),
-                  settings, r.fmt, r.device, r.plugins, threads, r.engine, r.precision, batch, r.point_batch)
+                  settings, r.fmt, device, r.plugins, threads, r.engine, r.precision, batch, r.point_batch)
     append_run_log(r.out, {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model_type": r.model_type,
         "family": family, "checkpoint": str(job.checkpoint), "preset": r.preset, "settings": settings,
