@@ -5,6 +5,9 @@
 #   bash benchmarks/gpu_kit.sh prepare   # here: wheels and 20 VOC images into .gpu-kit/ (ignored)
 #   bash benchmarks/gpu_kit.sh run       # on the GPU machine, from the repository root
 #
+# Options after `run` go to sam_gpu.py after the kit's own (--image-dir, --images 20, --json,
+# --markdown), e.g. `run --budget 15`.
+#
 # With the `device` tool: run(command="bash benchmarks/gpu_kit.sh run", carry=[".gpu-kit"],
 # timeout_s=540); the table comes back in $OUT (sam_gpu.md, sam_gpu.json, sam_gpu.log).
 #
@@ -54,11 +57,11 @@ run() {
   [ -n "$(ls "$KIT/images" 2>/dev/null)" ] && images=(--image-dir "$KIT/images")
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt" || true
   timeout "${SAM_GPU_SECONDS:-480}" python3 benchmarks/sam_gpu.py "${images[@]}" --images "$IMAGES" \
-    --json "$out/sam_gpu.json" --markdown "$out/sam_gpu.md" 2>&1 | tee "$out/sam_gpu.log"
+    --json "$out/sam_gpu.json" --markdown "$out/sam_gpu.md" "$@" 2>&1 | tee "$out/sam_gpu.log"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
-  run) run ;;
+  run) shift; run "$@" ;;
   *) echo "usage: bash benchmarks/gpu_kit.sh prepare|run" >&2; exit 2 ;;
 esac

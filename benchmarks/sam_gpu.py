@@ -301,15 +301,20 @@ def _cells(r: dict) -> list[str]:
     ms = [f"{1000 * s.get(k, 0.0) / n:.0f} ms" for k in ("encoder", "decoder", "postprocess", "read", "write")]
     if a is None:
         same = ""
+    elif not a["masks"] and not a["reference_masks"]:
+        same = "no masks to compare"  # (random weights at the paper preset keep none)
     elif r["precision"] == "fp32":
         same = f"{a['exact_records']}/{a['reference_masks']} records exact"
+        if a["masks"] != a["reference_masks"]:
+            same += f", {a['masks']} written"
     else:
-        same = f"{100 * (a['match_share'] or 0):.1f}% at IoU >= 0.98"
+        same = f"{100 * (a['match_share'] or 0):.1f}% at IoU >= 0.98 ({a['matched_at_0.98']}/{a['masks']})"
     hours = [f"{count / r['images_per_s'] / 3600:.1f}" if r["images_per_s"] else "" for count in DATASETS.values()]
     idle = "" if r["gpu_idle_share"] is None else f"{100 * r['gpu_idle_share']:.0f}%"
     engine = r["engine"] if r["engine"] == "stock" else f"fast, {r['batch_images']} img x {r['point_batch']} pts"
+    peak = "" if r["peak_gpu_gib"] != r["peak_gpu_gib"] else f"{r['peak_gpu_gib']}"  # NaN: not on a GPU
     return [r["model"], r["preset"], engine, r["precision"], f"{r['images_per_s']:.2f}",
-            f"{r.get('speedup_vs_stock') or 0:.2f}x", f"{r['masks_per_image']:.0f}", f"{r['peak_gpu_gib']}", *ms, idle,
+            f"{r.get('speedup_vs_stock') or 0:.2f}x", f"{r['masks_per_image']:.0f}", peak, *ms, idle,
             same, *hours]
 
 
