@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,26 +35,17 @@ SECONDS_PER_IMAGE = 0.25
 
 SLOW_PLUGIN = textwrap.dedent(
     '''
-    import os
-    import time
+    import sys
 
+    sys.path.insert(0, {repo!r})
     from sepl_tree import Strategy, hookimpl
     from sepl_tree.strategies.threshold import threshold
+    from tests.cluster_marks import hold_then_sleep
 
 
     def slow_threshold(sample):
-        """threshold, taking SEPL_TEST_SECONDS per image.
-
-        With SEPL_TEST_MARKS, a worker notes its pid there and waits for the file "go" in it
-        before its first image, so the test can start every worker before any finishes.
-        """
-        marks = os.environ.get("SEPL_TEST_MARKS")
-        if marks:
-            open(os.path.join(marks, str(os.getpid())), "a").close()
-            deadline = time.monotonic() + 60
-            while not os.path.exists(os.path.join(marks, "go")) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        time.sleep(float(os.environ.get("SEPL_TEST_SECONDS", "0")))
+        """threshold, after ``hold_then_sleep`` (SEPL_TEST_SECONDS per image)."""
+        hold_then_sleep()
         return threshold(sample)
 
 
@@ -62,6 +54,7 @@ SLOW_PLUGIN = textwrap.dedent(
         register(Strategy("slow-threshold", slow_threshold))
     '''
 )
+REPO = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +62,7 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_demo(root, n_images=IMAGES, seed=5)
     plugin = root / "slow_threshold.py"
-    plugin.write_text(SLOW_PLUGIN)
+    plugin.write_text(SLOW_PLUGIN.format(repo=str(REPO)))
     serial = root / "serial"
     result = CliRunner().invoke(app, run_args(root, serial, "--executor", "serial"))
     assert result.exit_code == 0, result.output
@@ -122,20 +115,20 @@ def wait_until(condition, cli: subprocess.Popen, tmp_path: Path, seconds: float 
         time.sleep(0.05)
 
 
-@needs_ray
-def test_a_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster, dataset, tmp_path):
-    root, serial = dataset
-    out, marks = tmp_path / "ray", cluster.root / "marks"
+def run_losing_node2(cluster, args: list[str], written: Callable[[], int], at: int, before: int,
+                     tmp_path: Path) -> None:
+    """Run the CLI with ``args`` on ``cluster`` and kill node2 once ``written()`` is ``at`` (and
+    still under ``before``); the run must finish, saying once that it lost a worker."""
+    marks = cluster.root / "marks"
     with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
-        cli = subprocess.Popen([*CLI, *run_args(root, out, "--executor", "ray", "--ray-address", cluster.address,
-                                                "--workers", "2")],
+        cli = subprocess.Popen([*CLI, *args, "--executor", "ray", "--ray-address", cluster.address, "--workers", "2"],
                                env=cluster.env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
         try:
             # Both workers hold images before any finishes; node2 is killed once a few are written.
             wait_until(lambda: len(list(marks.iterdir())) >= 2, cli, tmp_path)
             (marks / "go").touch()
-            wait_until(lambda: len(list(out.glob("*.png"))) >= 4, cli, tmp_path)
-            assert len(list(out.glob("*.png"))) < IMAGES // 2
+            wait_until(lambda: written() >= at, cli, tmp_path)
+            assert written() < before
             cluster.kill_node("node2")
             rc = cli.wait(timeout=180)
         finally:
@@ -147,6 +140,13 @@ def test_a_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster,
     assert not [line for line in err.splitlines() if " INFO " in line], err  # Ray's "Connecting to ..." notices
     lost = [line for line in err.splitlines() if "lost a Ray worker" in line]
     assert len(lost) == 1 and "image(s) it held go back to the queue; 1 worker(s) left" in lost[0], err
+
+
+@needs_ray
+def test_a_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster, dataset, tmp_path):
+    root, serial = dataset
+    out = tmp_path / "ray"
+    run_losing_node2(cluster, run_args(root, out), lambda: len(list(out.glob("*.png"))), 4, IMAGES // 2, tmp_path)
     assert_same_outputs(out, serial)
     execution = json.loads((out / "run.json").read_text())["execution"]
     assert execution["executor"] == "ray" and execution["cluster"] == {"nodes": 2, "cpus": 2, "gpus": 0}
@@ -155,29 +155,21 @@ def test_a_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster,
 
 SLOW_SAM_PLUGIN = textwrap.dedent(
     '''
-    import os
     import sys
-    import time
 
     sys.path.insert(0, {repo!r})
     from sepl_tree import hookimpl
+    from tests.cluster_marks import hold_then_sleep
     from tests.tiny_sam import build_tiny_sam
 
 
     def build_slow_tiny_sam(checkpoint):
-        """The tiny SAM taking SEPL_TEST_SECONDS per image (in ``preprocess``, which both engines call
-        once per image), and waiting as slow_threshold does."""
+        """The tiny SAM, ``hold_then_sleep`` first in ``preprocess`` (which both engines call once per image)."""
         model = build_tiny_sam(checkpoint)
         preprocess = model.preprocess
 
         def slow(x):
-            marks = os.environ.get("SEPL_TEST_MARKS")
-            if marks and not os.path.exists(os.path.join(marks, str(os.getpid()))):
-                open(os.path.join(marks, str(os.getpid())), "a").close()
-                deadline = time.monotonic() + 60
-                while not os.path.exists(os.path.join(marks, "go")) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            time.sleep(float(os.environ.get("SEPL_TEST_SECONDS", "0")))
+            hold_then_sleep()
             return preprocess(x)
 
         model.preprocess = slow
@@ -205,7 +197,7 @@ def sam_dataset(tmp_path_factory):
     for n in range(MASK_IMAGES):
         Image.fromarray(blobs(n)).save(root / "images" / f"im{n:02d}.png")
     tiny_sam.save_tiny_checkpoint(root / "tiny.pth")
-    (root / "slow_tiny_sam.py").write_text(SLOW_SAM_PLUGIN.format(repo=str(Path(__file__).parents[1])))
+    (root / "slow_tiny_sam.py").write_text(SLOW_SAM_PLUGIN.format(repo=str(REPO)))
     result = CliRunner().invoke(app, sam_args(root, root / "serial", "--executor", "serial"))
     assert result.exit_code == 0, result.output
     return root
@@ -222,26 +214,9 @@ def test_a_masks_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cl
     """The SAM job on Ray: tasks of 4 ids (``--batch-images 1``), one worker per node; node2 is
     killed once a few masks are written, holding two tasks that go back to the queue."""
     root = sam_dataset
-    out, marks = tmp_path / "ray", cluster.root / "marks"
-    with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
-        cli = subprocess.Popen([*CLI, *sam_args(root, out, "--executor", "ray", "--ray-address", cluster.address,
-                                                "--workers", "2")],
-                               env=cluster.env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
-        try:
-            wait_until(lambda: len(list(marks.iterdir())) >= 2, cli, tmp_path)
-            (marks / "go").touch()
-            wait_until(lambda: len(list(out.glob("*.json"))) >= 2, cli, tmp_path)
-            assert len(list(out.glob("*.json"))) < MASK_IMAGES // 2
-            cluster.kill_node("node2")
-            rc = cli.wait(timeout=180)
-        finally:
-            if cli.poll() is None:
-                cli.kill()
-    err = (tmp_path / "stderr").read_text()
-    assert rc == 0, err + (tmp_path / "stdout").read_text()
-    assert "Traceback" not in err
-    lost = [line for line in err.splitlines() if "lost a Ray worker" in line]
-    assert len(lost) == 1 and "image(s) it held go back to the queue; 1 worker(s) left" in lost[0], err
+    out = tmp_path / "ray"
+    run_losing_node2(cluster, sam_args(root, out), lambda: len(list(out.glob("*.json"))), 2, MASK_IMAGES // 2,
+                     tmp_path)
     names = sorted(p.name for p in (root / "serial").glob("*.json"))
     assert len(names) == MASK_IMAGES and names == sorted(p.name for p in out.glob("*.json"))
     for name in names:
