@@ -125,6 +125,18 @@ def test_the_jobs_own_error_stops_the_run_and_is_not_retried(fake):
     assert len(ray.ran("5")) == 1 and all(actor.dead for actor in ray.actors)
 
 
+def test_a_jobs_error_inside_a_task_of_many_still_hands_out_the_ids_before_it(fake):
+    """(As in the process pool: they are written, so the run must count them.)"""
+    ray = fake(FakeRay(capacity=2))
+    got = []
+    with pytest.raises(InputError, match=r"^5.png: corrupt PNG$"):
+        for result in execute(Double(fail_on="5", ids_per_task=4), [str(i) for i in range(12)], executor="ray",
+                              workers=2, record=ExecutionRecord("ray")):
+            got.append(result)
+    assert ("4", "5", "6", "7") in [event[2] for event in ray.events if event[0] == "task"]
+    assert ("4", 8) in got and not any(image_id in ("5", "6", "7") for image_id, _ in got)
+
+
 def test_a_setup_error_is_the_error_the_user_sees(fake):
     ray = fake(FakeRay(capacity=2))
     with pytest.raises(InputError, match=r"^model.pth: checkpoint is corrupt$"):

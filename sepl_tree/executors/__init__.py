@@ -11,13 +11,15 @@ depend on the order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from sepl_tree.errors import SeplError
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "execute", "ids_per_task", "map_ids", "task_size"]
+__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "execute", "ids_per_task", "map_ids", "run_task",
+           "task_size"]
 
 R = TypeVar("R")
 
@@ -74,6 +76,23 @@ def map_ids(fn: Callable[[str], R], ids: Iterable[str]) -> Iterator[R]:
     """``fn.map(ids)`` when the per-image function has one, else ``fn`` on each id in turn."""
     stream = getattr(fn, "map", None)
     return stream(ids) if stream is not None else (fn(image_id) for image_id in ids)
+
+
+def run_task(fn: Callable[[str], R], image_ids: Iterable[str]) -> tuple[list[R], float, Exception | None]:
+    """One task of a worker (process pool, Ray): ``(results, seconds, error)``.
+
+    The task stops at the first id that raises; the results of the ids before it still come
+    back (their outputs are written, and the run counts them), with the error, which the
+    executor raises once it has handed those results out. ``seconds`` sizes later tasks.
+    """
+    start = time.perf_counter()
+    results: list[R] = []
+    try:
+        for result in map_ids(fn, image_ids):
+            results.append(result)
+    except Exception as exc:
+        return results, time.perf_counter() - start, exc
+    return results, time.perf_counter() - start, None
 
 
 def _process(spec: JobSpec[R], ids: list[str], workers: int, **options: Any) -> Iterator[R]:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sepl_tree.executors import ids_per_task, map_ids, task_size
+from sepl_tree.executors import ids_per_task, map_ids, run_task, task_size
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
 __all__ = ["POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
@@ -91,23 +91,12 @@ def _init_worker(spec: Any, owner_pid: int) -> None:
 
 
 def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exception | None]:
-    """Run a batch of ids: ``(results, seconds, error)``.
-
-    The batch stops at the first id that raises; the results of the ids before it still come
-    back (their outputs are written), with the error. ``seconds`` sizes later batches.
-    """
+    """Run a task of ids in this worker (see :func:`sepl_tree.executors.run_task`)."""
     if _setup_error is not None:
         raise _setup_error
     if _worker_fn is None:
         raise RuntimeError("process-pool worker used before its set-up ran")
-    start = time.perf_counter()
-    results = []
-    try:
-        for result in map_ids(_worker_fn, image_ids):
-            results.append(result)
-    except Exception as exc:
-        return results, time.perf_counter() - start, exc
-    return results, time.perf_counter() - start, None
+    return run_task(_worker_fn, image_ids)
 
 
 #: Tasks queued per worker in the process pool: enough that a worker never waits for the next

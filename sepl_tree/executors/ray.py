@@ -32,7 +32,8 @@ What happens when the cluster changes under a run:
   fails with one line; the finished images are kept, and rerunning the command goes on.
 - **The job itself fails** (its own error, raised by ``setup`` or for one image, such as a
   :class:`~sepl_tree.errors.SeplError` for a corrupt file): the run stops with that error, as
-  with the other executors; it is not retried.
+  with the other executors, once the ids its task finished before it are handed out (they are
+  written and counted); it is not retried.
 
 Why not ``ray.util.ActorPool`` (Ray 2.60), which has the same pull loop: when an actor dies,
 ``get_next_unordered`` raises without saying which value was lost, so its id cannot be put
@@ -52,7 +53,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sepl_tree.errors import SeplError
-from sepl_tree.executors import ids_per_task, map_ids, task_size
+from sepl_tree.executors import ids_per_task, run_task, task_size
 from sepl_tree.executors.record import ExecutionRecord
 
 __all__ = [
@@ -115,12 +116,10 @@ class _Worker:
         self.fn = self.spec.setup()
         return True
 
-    def run(self, image_ids: tuple[str, ...]) -> tuple[list[Any], float]:
-        """The results of ``image_ids``, and the seconds they took (which size later tasks)."""
+    def run(self, image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exception | None]:
+        """``(results, seconds, error)`` of a task (see :func:`sepl_tree.executors.run_task`)."""
         assert self.fn is not None, "setup() must run first"
-        start = time.perf_counter()
-        results = list(map_ids(self.fn, image_ids))
-        return results, time.perf_counter() - start
+        return run_task(self.fn, image_ids)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -315,12 +314,15 @@ class _PullLoop:
             self.record.running(sum(s.state == "ready" for s in self.slots))
             self._feed(slot)
         else:
-            results, seconds = value
+            results, seconds, error = value
             slot.in_flight.remove((ref, image_ids))
             self.lost_in_a_row = 0
             self.done_images, self.done_seconds = self.done_images + len(results), self.done_seconds + seconds
-            self._feed(slot)
-            yield from results
+            if error is None:
+                self._feed(slot)
+            yield from results  # (an error stops the run, but the ids done before it still count)
+            if error is not None:
+                raise error
 
     def _feed(self, slot: _Slot) -> None:
         while slot.state == "ready" and len(slot.in_flight) < IN_FLIGHT_PER_ACTOR and self.queue:
