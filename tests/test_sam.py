@@ -346,6 +346,7 @@ def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, t
     runs = [json.loads(line) for line in (out / "masks_run.jsonl").read_text().splitlines()]
     assert runs[0]["settings"]["points_per_side"] == 4 and runs[0]["model_type"] == "tiny"
     assert runs[0]["torch_threads"] == 2 and runs[0]["checkpoint"] == str(checkpoint)
+    assert (runs[0]["device"], runs[0]["device_used"]) == ("auto", "cuda" if torch.cuda.is_available() else "cpu")
     assert (runs[0]["precision"], runs[0]["engine"], runs[0]["batch_images"]) == ("fp32", "fast", 1)
     assert runs[1]["written"] == "1" and runs[1]["images_per_s"] > 0
     assert {"read", "encoder", "decoder", "postprocess", "write"} <= set(runs[1]["stage_seconds"])

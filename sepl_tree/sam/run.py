@@ -238,6 +238,6 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model_type": r.model_type,
         "family": family, "checkpoint": str(job.checkpoint), "preset": r.preset, "settings": settings,
         "precision": r.precision, "engine": r.engine, "batch_images": batch, "point_batch": r.point_batch,
-        "format": r.fmt, "device": r.device, "executor": r.executor, "workers": r.workers, "torch_threads": threads,
+        "format": r.fmt, "device": r.device, **({} if on_cluster else {"device_used": device}), "executor": r.executor, "workers": r.workers, "torch_threads": threads,
         "cores": available_cores(), "images": len(found), "to_do": len(todo), "versions": dict(versions or {})})
     return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log)
