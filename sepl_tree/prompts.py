@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_OUTPUTS", "SCORE_KEYS", "mask_scores", "prompt_ids"]
+__all__ = ["MAX_OUTPUTS", "SCORE_KEYS", "mask_scores", "prompt_ids", "score_value"]
 
 #: The most masks SAM (1, 2 and 2.1) gives for one prompt: its three multimask outputs.
 MAX_OUTPUTS = 3
@@ -79,8 +79,25 @@ def prompt_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     return ids
 
 
+def score_value(value: Any) -> float | None:
+    """A record's score field as a float: a finite number (numpy's included); ``None`` for
+    anything else (a missing field, NaN, infinity, a bool, a string). The one rule for
+    :func:`mask_scores` and the tree's node attributes (:func:`sepl_tree.tree.build_tree`).
+
+    >>> [score_value(v) for v in (0.9, 1, np.float32(0.5), float("nan"), True, "0.9", None)]
+    [0.9, 1.0, 0.5, None, None, None, None]
+    """
+    if type(value) is float:  # the common case, fast
+        return value if value - value == 0 else None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    v = float(value)
+    return v if np.isfinite(v) else None
+
+
 def mask_scores(records: Sequence[dict[str, Any]]) -> np.ndarray:
-    """``float64 (L,)``: each mask's ``predicted_iou``, else its ``stability_score``, else NaN.
+    """``float64 (L,)``: each mask's ``predicted_iou``, else its ``stability_score``, else NaN
+    (fields read by :func:`score_value`).
 
     >>> mask_scores([{"predicted_iou": 0.9, "stability_score": 0.5}, {"stability_score": 0.7}, {}]).tolist()
     [0.9, 0.7, nan]
@@ -88,8 +105,8 @@ def mask_scores(records: Sequence[dict[str, Any]]) -> np.ndarray:
     out = np.full(len(records), np.nan)
     for i, rec in enumerate(records):
         for key in SCORE_KEYS:
-            value = rec.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-                out[i] = float(value)
+            value = score_value(rec.get(key))
+            if value is not None:
+                out[i] = value
                 break
     return out

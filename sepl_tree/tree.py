@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sepl_tree.masks import MaskSet
+from sepl_tree.prompts import SCORE_KEYS, score_value
 
 if TYPE_CHECKING:  # networkx is imported where a tree is made: a run that needs none skips its 0.1 s import
     import networkx as nx
@@ -125,14 +126,6 @@ def _tree_arrays(masks: MaskSet, tau: float) -> tuple[np.ndarray, np.ndarray, np
     return parents, area, boxes
 
 
-def _finite(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
-
-
 def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     """The containment forest of ``masks``: edges parent -> child, nodes = mask indices.
 
@@ -154,17 +147,14 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     parents, area, boxes = _tree_arrays(masks, tau)
     depth = depths(parents)
     records = masks.records
-    keys = ("predicted_iou", "stability_score")
     nodes = []
     for i, (a, box, d) in enumerate(zip(area.tolist(), boxes.tolist(), depth.tolist())):
         attrs = {"area": a, "bbox": tuple(box), "depth": d}
         rec = records[i] if i < len(records) else {}
-        for key in keys:
-            if key in rec:
-                v = rec[key]
-                v = v if type(v) is float and v - v == 0 else _finite(v)  # fast path: a finite float
-                if v is not None:
-                    attrs[key] = v
+        for key in SCORE_KEYS:
+            v = score_value(rec.get(key))
+            if v is not None:
+                attrs[key] = v
         if type(rec.get("level")) is int:
             attrs["level"] = rec["level"]
         nodes.append((i, attrs))

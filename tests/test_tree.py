@@ -100,6 +100,16 @@ def test_scores_become_node_attributes_where_known():
     assert "predicted_iou" not in tree.nodes[1] and "stability_score" not in tree.nodes[1]
 
 
+@pytest.mark.parametrize("value", [0.9, 1, np.float32(0.5), float("inf"), True, "0.9", None, [0.9]])
+def test_the_tree_and_the_strategies_scores_read_a_field_alike(value):
+    """A tree strategy and a flat one must not see two scores for one mask."""
+    from sepl_tree.prompts import mask_scores
+
+    records = [{"predicted_iou": value, "stability_score": 0.25}]
+    node = build_tree(MaskSet(masks_from_strings(["#."]), records)).nodes[0]
+    assert node.get("predicted_iou", node["stability_score"]) == mask_scores(records)[0]
+
+
 def test_level_becomes_a_node_attribute_where_known():
     masks = masks_from_strings(["###"], ["#.."], ["##."])
     tree = build_tree(MaskSet(masks, [{"level": 1}, {"level": 0}, {"level": "2"}]))
