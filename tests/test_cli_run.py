@@ -1,6 +1,7 @@
 """`sepl-tree run` end to end: outputs, manifest, resume, workers, parameters, bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +117,27 @@ def test_params_config_ids_and_gt(dataset, tmp_path):
     assert manifest["eval"]["input"]["images"] == 2
     before, after = manifest["eval"]["input"]["miou"], manifest["eval"]["output"]["miou"]
     assert f"mIoU {before:.2f} -> {after:.2f}" in result.output
+
+
+@pytest.mark.parametrize("name, k", [("voc", 21), ("coco", 81)])
+def test_the_dataset_presets_are_configs_of_run(dataset, tmp_path, name, k):
+    preset = Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml"
+    out = tmp_path / "out"
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out, "--gt", dataset["gt"],
+                  "--config", preset, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["settings"]["num_classes"] == k
+    assert ("aeroplane" if name == "voc" else "person") in result.output  # its class names label the scores
+
+
+def test_a_config_with_another_palette_is_refused(dataset, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("palette = [[0, 0, 0], [255, 0, 0]]\n")
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o",
+                  "--config", config, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: palette: outputs are written with the VOC colour map" in result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_param_is_one_clear_line(dataset, tmp_path):

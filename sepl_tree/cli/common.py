@@ -92,6 +92,23 @@ MissingMasksOpt = Annotated[MissingMasks, typer.Option(
 #: Tables a ``--config`` file may hold besides option values: merged with the command line's
 #: ``--param`` (the command line wins name by name) or read by the command.
 CONFIG_TABLES = ("params", "reader_params", "class_names", "name")
+#: Keys of the dataset presets (``configs/voc.toml``, ``configs/coco.toml``) that describe the
+#: dataset for whoever reads the file: ``palette`` must be the colour map the outputs are written
+#: with (the VOC one, :func:`sepl_tree.label_maps.voc_palette`); ``category_ids`` (COCO's id of
+#: each class) is for ``coco-gt``'s users and changes nothing in a run.
+DATASET_KEYS = ("palette", "category_ids")
+
+
+def _check_palette(path: Path, palette: Any) -> None:
+    from sepl_tree.label_maps import voc_palette
+
+    try:
+        same = len(palette) <= 256 and voc_palette(len(palette)).tolist() == palette
+    except TypeError:
+        same = False
+    if not same:
+        raise typer.BadParameter(f"{path}: palette: outputs are written with the VOC colour map "
+                                 "(configs/voc.toml lists it); another palette is not supported")
 
 
 def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | None:
@@ -112,10 +129,12 @@ def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | N
         raise typer.BadParameter(f"{path}: invalid TOML ({exc})") from None
     options = {p.name for p in ctx.command.params
                if getattr(p, "param_type_name", "") == "option" and p.name not in ("config", "help")}
-    valid = sorted(options - {"param", "plugin"}) + list(CONFIG_TABLES)
+    valid = sorted(options - {"param", "plugin"}) + list(CONFIG_TABLES) + list(DATASET_KEYS)
     unknown = [key for key in data if key not in valid]
     if unknown:
         raise typer.BadParameter(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+    if "palette" in data:
+        _check_palette(path, data["palette"])
     ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in data.items() if k in options}}
     ctx.meta["config_tables"] = {k: v for k, v in data.items() if k in CONFIG_TABLES}
     return path
