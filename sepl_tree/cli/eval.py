@@ -45,6 +45,19 @@ def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[
     return [i for i in ids if i not in set(no_pred)]
 
 
+def _say_unscored(gt: Path, scored: list[str]) -> None:
+    """Without ``--ids`` the predictions say what is scored: say so when the ground truth has more.
+
+    (A VOC ``SegmentationClass`` folder holds train and val: more than a prediction folder of one
+    split, so this is a note, not an error; ``--ids`` makes every listed image required.)
+    """
+    others = sum(1 for p in gt.glob("*.png") if p.stem not in set(scored))
+    if others:
+        console.print(f"note: scoring the {len(scored)} image(s) with a prediction; {others} ground-truth file(s) "
+                      f"in {gt} have none (--ids FILE requires a prediction for every listed image)",
+                      highlight=False, soft_wrap=True)
+
+
 def eval_command(
     pred: Annotated[Path, typer.Option("--pred", metavar="DIR", help="Folder of predicted label PNGs (<id>.png).")],
     gt: Annotated[Path, typer.Option("--gt", metavar="DIR", help="Folder of ground-truth label PNGs (255 = ignore).")],
@@ -59,6 +72,8 @@ def eval_command(
         if not gt.is_dir():
             raise SeplError(f"{gt}: ground-truth folder not found")
         id_list = _missing(_ids(pred, ids), pred, gt, allow_missing)
+        if ids is None:
+            _say_unscored(gt, id_list)
         with progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(id_list), rate="")
             cm, count = evaluate_folders(pred, gt, id_list, num_classes, on_image=lambda _: bar.advance(task))
