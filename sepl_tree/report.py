@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 
-from sepl_tree.files import atomic_write_bytes
+from sepl_tree.files import atomic_folder, atomic_write_bytes
 from sepl_tree.label_maps import IGNORE, voc_palette
 
 __all__ = [
@@ -257,21 +257,23 @@ def report_markdown(summary: Mapping[str, Any], strategies: Sequence[str], chart
 def write_report(out_dir: Path, doc: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                  strategies: Sequence[str], strips: Mapping[str, bytes], meta: Mapping[str, Any]) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.csv``, ``figures/<metric>.png``, the strips
-    (``figures/strip_<id>.png``) and ``report.md`` under ``out_dir``; returns the paths by role."""
+    (``figures/strip_<id>.png``) and ``report.md`` under ``out_dir``; returns the paths by role.
+
+    ``figures/`` is this report's alone: it is replaced whole (a file put there by hand is lost)."""
     summary = doc["results"]
     written: dict[str, Path] = {}
     charts: dict[str, str] = {}
-    for metric in ("miou", "precision", "recall"):
-        rel = f"figures/{metric}.png"
-        atomic_write_bytes(out_dir / rel, bar_chart(summary, metric, strategies))
-        charts[metric] = rel
-        written[f"chart_{metric}"] = out_dir / rel
     strip_paths: dict[str, str] = {}
-    for image_id, data in strips.items():
-        rel = f"figures/strip_{image_id}.png"
-        atomic_write_bytes(out_dir / rel, data)
-        strip_paths[image_id] = rel
-        written[f"strip_{image_id}"] = out_dir / rel
+    # The folder is replaced whole: a rerun with fewer strips leaves none of the old ones behind.
+    with atomic_folder(out_dir / "figures") as staging:
+        for metric in ("miou", "precision", "recall"):
+            atomic_write_bytes(staging / f"{metric}.png", bar_chart(summary, metric, strategies))
+            charts[metric] = f"figures/{metric}.png"
+            written[f"chart_{metric}"] = out_dir / charts[metric]
+        for image_id, data in strips.items():
+            atomic_write_bytes(staging / f"strip_{image_id}.png", data)
+            strip_paths[image_id] = f"figures/strip_{image_id}.png"
+            written[f"strip_{image_id}"] = out_dir / strip_paths[image_id]
     for name, data in (("compare.json", json.dumps(doc, indent=2, default=str).encode()),
                        ("compare.csv", csv_bytes(rows)),
                        ("report.md", report_markdown(summary, strategies, charts, strip_paths, meta).encode())):

@@ -115,6 +115,18 @@ def test_compare_pictures_and_report(compared):
     assert "threshold" in output and "official" in output  # the terminal table
 
 
+def test_a_rerun_with_fewer_strips_leaves_no_old_strip_behind(demo, compared, tmp_path):
+    out = tmp_path / "again"
+    assert _compare(demo, out).exit_code == 0
+    assert len(list((out / "figures").glob("strip_*.png"))) > 1
+    result = _compare(demo, out, "--strips", "1")
+    assert result.exit_code == 0, result.output
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert sorted(f"figures/{p.name}" for p in (out / "figures").iterdir()) == sorted(linked)
+    assert len([rel for rel in linked if "strip_" in rel]) == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 @pytest.mark.slow  # a process pool
 def test_compare_same_results_with_workers_and_on_resume(demo, compared, tmp_path):
     out, _ = compared
