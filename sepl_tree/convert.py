@@ -80,4 +80,4 @@ def convert_settings(inputs: InputReader) -> dict[str, Any]:
     return {"sepl_tree": __version__, "reader": inputs.reader.name, "reader_params": dict(inputs.reader_params),
             "num_classes": c.num_classes, "inputs": {"input": str(c.pseudo_dir),
                                                       "labels": None if c.labels is None else str(c.labels)},
-            "plugins": plugin_fingerprints(c.plugins)}
+            "plugins": plugin_fingerprints(c.plugins, {f"reader {inputs.reader.name}": inputs.source})}

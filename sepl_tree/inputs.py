@@ -89,12 +89,16 @@ class InputReader:
         The resolved reader plugin (``host.reader(config.reader)``).
     image_labels
         ``--labels`` already loaded (``None``: load them from ``config.labels`` if given).
+    source
+        Where the reader comes from, as the plugin host says (``built-in``, ``file ...``,
+        ``entry point NAME (DIST VERSION)``): the run's settings record an entry point's.
     """
 
     def __init__(self, config: InputConfig, reader: Reader,
-                 image_labels: Mapping[str, frozenset[int]] | None = None) -> None:
+                 image_labels: Mapping[str, frozenset[int]] | None = None, source: str = "built-in") -> None:
         self.config = config
         self.reader = reader
+        self.source = source
         self.reader_params = coerce_params(f"reader {reader.name!r}", reader.params, config.reader_params)
         if image_labels is None and config.labels is not None:
             from sepl_tree.image_labels import load_image_labels
@@ -105,7 +109,7 @@ class InputReader:
     @classmethod
     def from_host(cls, config: InputConfig, host: Any) -> InputReader:
         """The reader of ``config`` looked up among the loaded plugins (``host``)."""
-        return cls(config, host.reader(config.reader))
+        return cls(config, host.reader(config.reader), source=host.readers[config.reader].source)
 
     def ids(self) -> list[str]:
         """Every image id the reader finds in the pseudo-label folder, sorted."""

@@ -98,15 +98,36 @@ def prepare_folder(folder: Path, option: str = "--out") -> None:
         raise SeplError(f"{option} {folder}: the folder is not writable")
 
 
-def plugin_fingerprints(plugins: Iterable[str]) -> list[dict[str, str | None]]:
-    """Each ``--plugin``: its path or module name and, for a file, the SHA-1 of its content (a
-    changed plugin file is another setting)."""
-    out = []
+def plugin_fingerprints(plugins: Iterable[str], sources: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """What the plugins that can change the outputs are, so that a changed plugin is another setting.
+
+    Each ``--plugin``: its path or module name and the SHA-1 of its file (a module's is the file
+    it is imported from, when it has one). ``sources`` (e.g. ``{"strategy biggest-only": "entry
+    point biggest_only (biggest-only 0.3.1)"}``): the installed plugins (entry points) that
+    provide what the run uses, with their distribution and version.
+    """
+    out: list[dict[str, Any]] = []
     for spec in plugins:
         path = Path(spec)
+        if not path.is_file():
+            path = Path(_module_file(spec) or spec)
         digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
         out.append({"plugin": spec, "sha1": digest})
+    for provides, source in (sources or {}).items():
+        if source.startswith("entry point "):
+            out.append({"plugin": source, "provides": provides})
     return out
+
+
+def _module_file(name: str) -> str | None:
+    """The file module ``name`` is imported from (``None`` for a built-in or namespace module)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
 
 
 def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:

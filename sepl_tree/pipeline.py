@@ -131,7 +131,8 @@ def run_settings(selector: Selector, inputs: InputReader) -> dict[str, Any]:
         "missing_masks": c.missing_masks,
         "inputs": {"pseudo_labels": str(c.pseudo_dir), "masks": str(c.masks_dir),
                    "labels": None if c.labels is None else str(c.labels)},
-        "plugins": plugin_fingerprints(c.plugins),
+        "plugins": plugin_fingerprints(c.plugins, {f"strategy {selector.strategy.name}": selector.source,
+                                                   f"reader {inputs.reader.name}": inputs.source}),
         **({"masks_made_with": made} if (made := masks_provenance(c.masks_dir)) is not None else {}),
     }
 

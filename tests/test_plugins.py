@@ -1,5 +1,6 @@
 """Plugin loading: files, modules, entry points, duplicates, unknown names, the plugins command."""
 
+import hashlib
 import importlib.metadata
 import sys
 import textwrap
@@ -95,6 +96,49 @@ def test_entry_point_plugin_is_loaded_unless_disabled(tmp_path, monkeypatch):
     monkeypatch.setenv(AUTOLOAD_ENV, "1")
     assert "from-entry-point" not in load_host().strategies
     sys.modules.pop("ep_plugin", None)
+
+
+def test_run_json_records_the_entry_point_and_module_plugins_it_used(tmp_path, monkeypatch):
+    """(A plugin that changes version, or a module whose file changes, is another setting.)"""
+    import json
+
+    from tests.helpers import write_dataset
+
+    _write_plugin(tmp_path / "ep_plugin.py", "from-entry-point")
+    module = _write_plugin(tmp_path / "my_mod_plugin.py", "from-module")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    version = {"now": "1.2.3"}
+
+    class FakeDist:
+        metadata = {"name": "sepl-ep-demo"}
+        entry_points = [importlib.metadata.EntryPoint("ep", "ep_plugin", "sepl_tree")]
+        name = "sepl-ep-demo"
+
+        @property
+        def version(self):
+            return version["now"]
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    pseudo_dir, masks_dir, _ = write_dataset(tmp_path / "d", {"a": (np.ones((4, 4), np.uint8), np.ones((1, 4, 4), bool),
+                                                                    None)})
+
+    def run(strategy, out, *extra):
+        return runner.invoke(app, ["run", "--strategy", strategy, "--pseudo-labels", str(pseudo_dir), "--masks",
+                                   str(masks_dir), "--out", str(tmp_path / out), *extra], env={"COLUMNS": "300"})
+
+    assert run("from-entry-point", "ep").exit_code == 0
+    plugins = json.loads((tmp_path / "ep" / "run.json").read_text())["settings"]["plugins"]
+    assert plugins == [{"plugin": "entry point ep (sepl-ep-demo 1.2.3)", "provides": "strategy from-entry-point"}]
+    version["now"] = "1.3.0"
+    result = run("from-entry-point", "ep")
+    assert result.exit_code == 1 and "made with other settings" in result.output and "1.3.0" in result.output
+    assert run("from-module", "mod", "--plugin", "my_mod_plugin").exit_code == 0
+    plugins = json.loads((tmp_path / "mod" / "run.json").read_text())["settings"]["plugins"]
+    assert plugins == [{"plugin": "my_mod_plugin", "sha1": hashlib.sha1(module.read_bytes()).hexdigest()}]
+    assert run("threshold", "builtin").exit_code == 0  # a built-in needs no record
+    assert json.loads((tmp_path / "builtin" / "run.json").read_text())["settings"]["plugins"] == []
+    for name in ("ep_plugin", "my_mod_plugin"):
+        sys.modules.pop(name, None)
 
 
 def test_duplicate_name_names_both_plugins(tmp_path):
