@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.errors import SeplError
+from sepl_tree.errors import InputError, SeplError
 
 __all__ = ["Param", "Range", "ReadContext", "Reader", "Share", "Strategy", "Tau", "coerce_params",
            "params_from_signature"]
@@ -224,10 +224,20 @@ class Reader:
         return (self.name, *self.aliases)
 
     def ids(self, folder: Path) -> list[str]:
-        """The image ids found in ``folder``, sorted."""
+        """The image ids found in ``folder``, sorted.
+
+        Something named ``<id><suffix>`` that is not a file (a folder, a broken link) is an
+        ``InputError`` naming it, not an id silently left out.
+        """
         if self.list_ids is not None:
             return sorted(self.list_ids(folder))
-        return sorted(p.name[: -len(self.suffix)] for p in folder.glob(f"*{self.suffix}") if p.is_file())
+        ids = []
+        for path in folder.glob(f"*{self.suffix}"):
+            if not path.is_file():
+                raise InputError(path, f"is a folder, not a {self.suffix} file" if path.is_dir()
+                                 else f"is not a readable {self.suffix} file (a broken link?)")
+            ids.append(path.name[: -len(self.suffix)])
+        return sorted(ids)
 
 
 @dataclass(frozen=True)

@@ -250,3 +250,40 @@ def test_gt_of_the_wrong_size_is_one_line_naming_the_file(dataset, tmp_path):
                   "--gt", dataset["gt"], "--workers", "2")
     assert result.exit_code == 1
     assert f"{dataset['gt'] / 'img1.png'}: is 5x5 but the pseudo-label is 12x16" in result.output
+
+
+@pytest.mark.parametrize("problem", ["pseudo_folder", "json_folder", "csv_header", "csv_rows", "png_gone", "mode_1"])
+def test_bad_mask_folders_and_folders_named_like_files_are_one_line(dataset, tmp_path, problem):
+    pseudo, masks = dataset["pseudo"], dataset["masks_png"]
+    if problem == "pseudo_folder":  # was skipped: an id silently left out of the run
+        (pseudo / "img1.png").unlink()
+        (pseudo / "img1.png").mkdir()
+        expected = "img1.png: is a folder, not a .png file"
+    elif problem == "json_folder":
+        masks = dataset["masks"]
+        (masks / "img2.json").unlink()
+        (masks / "img2.json").mkdir()
+        expected = "img2.json: is a folder, not a file"
+    elif problem == "csv_header":
+        (masks / "img0" / "metadata.csv").write_text("garbage,,,\n")
+        expected = "img0/metadata.csv: header 'garbage,,,' has none of amg.py's columns"
+    elif problem == "csv_rows":
+        csv = masks / "img0" / "metadata.csv"
+        csv.write_text("\n".join(csv.read_text().splitlines()[:3]))
+        expected = "img0/metadata.csv: no row for 2.png, 3.png"
+    elif problem == "png_gone":
+        (masks / "img3" / "1.png").unlink()
+        expected = "img3/metadata.csv: line 3 (id 1) names 1.png, which is not in the folder"
+    else:  # 1-bit PNGs read as their bits: the same output as amg.py's 0/255
+        for path in (masks / "img0").glob("*.png"):
+            with Image.open(path) as img:
+                img.convert("1").save(path)
+        result = _run("--pseudo-labels", pseudo, "--masks", masks, "--out", tmp_path / "out")
+        assert result.exit_code == 0, result.output
+        _, item_masks, _ = dataset["items"]["img0"]
+        assert np.array_equal(read_png(tmp_path / "out" / "img0.png"),
+                              threshold(make_sample(dataset["items"]["img0"][0], item_masks)))
+        return
+    result = _run("--pseudo-labels", pseudo, "--masks", masks, "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert expected in result.output and "Traceback" not in result.output

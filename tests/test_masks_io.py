@@ -104,3 +104,109 @@ def test_corrupt_png_mask_names_the_file(tmp_path):
     (folder / "0.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="0.png: not a PNG file$"):
         read_masks(tmp_path, "img")
+
+
+_MASK = np.array([[0, 1, 1], [0, 0, 1]], bool)
+
+
+@pytest.mark.parametrize(
+    ("mode", "values"),
+    [
+        ("1", _MASK),  # a 1-bit PNG reads as True/False: its bits, not "> 127"
+        ("L", _MASK.astype(np.uint8)),  # 0/1 greyscale: 1 = mask
+        ("P", _MASK.astype(np.uint8)),  # 0/1 palette indices
+        ("L", _MASK.astype(np.uint8) * 255),  # amg.py's 0/255
+        ("L", np.where(_MASK, 200, 100).astype(np.uint8)),  # soft: > 127 is in the mask
+        ("I;16", _MASK.astype(np.uint16)),
+        ("I;16", _MASK.astype(np.uint16) * 65535),
+    ],
+)
+def test_png_mask_encodings_read_as_their_mask(tmp_path, mode, values):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    img = Image.fromarray(values)
+    img = img.convert("1") if mode == "1" else img.convert("P") if mode == "P" else img
+    img.save(folder / "0.png")
+    with Image.open(folder / "0.png") as back:
+        assert back.mode == mode
+    assert read_masks(tmp_path, "img").masks[0].tolist() == _MASK.tolist()
+
+
+@pytest.mark.parametrize("values", [_MASK.astype(np.uint8) * 100, _MASK.astype(np.uint16) * 255])
+def test_png_mask_set_but_below_half_is_an_error_not_an_empty_mask(tmp_path, values):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    Image.fromarray(values).save(folder / "0.png")
+    with pytest.raises(InputError, match=r"0.png: mask values are 0\.\.(100|255): none is above (127|32767), so the "
+                                         r"mask would read as empty"):
+        read_masks(tmp_path, "img")
+
+
+def test_all_zero_png_mask_is_an_empty_mask(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(folder / "0.png")
+    assert not read_masks(tmp_path, "img").masks.any()
+
+
+def _png_folder(tmp_path, n=4):
+    masks = _random_masks(np.random.default_rng(2), n=n, shape=(5, 6))
+    write_masks_png_folder(tmp_path / "img", MaskSet(masks, [{"predicted_iou": i / 10} for i in range(n)]),
+                           {"level": [i % 3 for i in range(n)]})
+    return tmp_path / "img"
+
+
+def test_metadata_csv_with_extra_columns_is_read(tmp_path):
+    folder = _png_folder(tmp_path)
+    back = read_masks(tmp_path, "img")
+    assert [r["level"] for r in back.records] == ["0", "1", "2", "0"]
+    assert back.score("predicted_iou").tolist() == pytest.approx([0, 0.1, 0.2, 0.3])
+    assert (folder / "metadata.csv").read_text().splitlines()[0] == AMG_CSV_HEADER + ",level"
+
+
+def _edit_lines(path, edit):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(edit(lines)))  # amg.py ends the file without a newline
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: (f / "metadata.csv").write_text("garbage,,,\n"), "header 'garbage,,,' has none of amg.py's columns"),
+        (lambda f: (f / "metadata.csv").write_text(""), "metadata.csv: is empty"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: [ls[0].replace("predicted_iou", "iou"), *ls[1:]]),
+         "header lacks predicted_iou"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: ls[:1]), r"no row for 0.png, 1.png, 2.png \(and 1 more\)"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: ls[:4] + ls[5:]), "no row for 3.png"),
+        (lambda f: (f / "2.png").unlink(), r"line 4 \(id 2\) names 2.png, which is not in the folder"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: [*ls, ls[2]]), r"line 6 repeats id 1 \(line 3 has it"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: [*ls[:2], ls[2].rsplit(",", 2)[0], *ls[3:]]),
+         "line 3 has 13 fields but the header has 15"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: [*ls[:2], ls[2] + ",9", *ls[3:]]),
+         "line 3 has 16 fields but the header has 15"),
+        (lambda f: _edit_lines(f / "metadata.csv", lambda ls: [*ls[:2], "x" + ls[2], *ls[3:]]),
+         "line 3 has a value that is not a number"),
+    ],
+)
+def test_bad_metadata_csv_names_the_csv_and_the_problem(tmp_path, change, message):
+    folder = _png_folder(tmp_path)
+    change(folder)
+    with pytest.raises(InputError, match=message) as info:
+        read_masks(tmp_path, "img")
+    assert str(info.value).startswith(str(folder / "metadata.csv") + ": ")
+
+
+def test_two_names_for_one_mask_number_is_an_error(tmp_path):
+    folder = _png_folder(tmp_path)
+    (folder / "01.png").write_bytes((folder / "1.png").read_bytes())
+    with pytest.raises(InputError, match=r"and 01.png both are mask 1"):
+        read_masks(tmp_path, "img")
+
+
+def test_a_folder_named_like_a_mask_file_says_what_it_is(tmp_path):
+    (tmp_path / "a.json").mkdir()
+    with pytest.raises(InputError, match=r"a.json: is a folder, not a file \(masks are a.json"):
+        read_masks(tmp_path, "a")
+    (tmp_path / "b").write_text("[]")
+    with pytest.raises(InputError, match=r"/b: is not a folder \(masks are b.json"):
+        read_masks(tmp_path, "b")

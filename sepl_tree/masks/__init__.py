@@ -8,6 +8,7 @@ Everything is re-exported here: ``from sepl_tree.masks import MaskSet, read_mask
 from sepl_tree.masks.layouts import (
     AMG_CSV_HEADER,
     find_mask_source,
+    png_mask_bits,
     read_masks,
     write_masks_png_folder,
     write_masks_rle,
@@ -35,6 +36,7 @@ __all__ = [
     "mask_to_rle",
     "masks_to_bbox_xywh",
     "pack_rows",
+    "png_mask_bits",
     "popcount",
     "popcount_rows",
     "read_masks",

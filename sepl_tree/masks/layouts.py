@@ -3,12 +3,22 @@
 
 - folder: ``MASKS/<id>/<n>.png`` (255 = mask) and an optional ``metadata.csv`` with header
   ``id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,
-  stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h``;
+  stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h`` (more columns may follow,
+  such as our ``level``) and one row per ``<n>.png``, ``id`` = n: a header without these
+  columns, a PNG without a row, or a row (or a repeated id) without its PNG is an ``InputError``;
 - RLE: ``MASKS/<id>.json``, a list of records ``{segmentation, area, bbox, predicted_iou,
   point_coords, stability_score, crop_box}`` (extra keys, such as ``level`` or ``kind``, are kept).
 
 Masks are read into a :class:`~sepl_tree.masks.maskset.MaskSet` (RLE straight into bits);
 boxes are XYWH. Every write is atomic.
+
+A mask PNG is one channel; which pixels are in the mask (:func:`png_mask_bits`):
+
+- 1-bit (mode ``"1"``): the set bits;
+- values only 0 and 1 (8- or 16-bit greyscale, or palette indices): 1;
+- otherwise more than half the depth's range: > 127 for 8-bit (amg.py's 0/255; a soft mask
+  cut at one half), > 32767 for 16-bit. Values none of which pass (0..100, say) would read
+  as an empty mask: that is an ``InputError``, never an empty mask.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +43,7 @@ from sepl_tree.masks.rle import mask_to_rle
 __all__ = [
     "AMG_CSV_HEADER",
     "find_mask_source",
+    "png_mask_bits",
     "read_masks",
     "write_masks_png_folder",
     "write_masks_rle",
@@ -41,6 +53,7 @@ AMG_CSV_HEADER = (
     "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
     "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
 )
+_AMG_COLUMNS = tuple(AMG_CSV_HEADER.split(","))
 
 # ---------------------------------------------------------------------------------------- read
 
@@ -54,11 +67,19 @@ def find_mask_source(masks_dir: Path, image_id: str) -> Path | None:
     """``<id>.json`` or the ``<id>/`` folder, whichever exists, else ``None``.
 
     Both at once is an ``InputError`` naming both: which one holds the masks would be a guess.
+    So is, when neither is there, a folder named ``<id>.json`` or a file named ``<id>``.
     """
     rle, folder = masks_dir / f"{image_id}.json", masks_dir / image_id
     has_rle, has_folder = rle.is_file(), folder.is_dir()
     if has_rle and has_folder:
         raise InputError(rle, f"and {folder}/ both hold masks for image {image_id!r}; keep one of them")
+    if not (has_rle or has_folder):  # something there under either name is not what it should be
+        if rle.is_dir():
+            raise InputError(rle, f"is a folder, not a file (masks are {image_id}.json, a file of RLE "
+                                  f"records, or {image_id}/, a folder of <n>.png)")
+        if os.path.lexists(folder):
+            raise InputError(folder, f"is not a folder (masks are {image_id}.json, a file of RLE records, "
+                                     f"or {image_id}/, a folder of <n>.png)")
     return rle if has_rle else folder if has_folder else None
 
 
@@ -113,39 +134,99 @@ def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
         raise InputError(path, f"corrupt RLE: {exc}") from None
 
 
-def _read_csv(path: Path) -> dict[int, dict[str, Any]]:
+def _read_csv(path: Path, pngs: Mapping[int, Path]) -> dict[int, dict[str, Any]]:
+    """The records of ``metadata.csv``, id -> record, checked one for one against ``pngs``
+    (n -> ``<n>.png``): amg.py's columns in the header (more may follow), one row per PNG."""
     try:
-        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        reader = csv.DictReader(io.StringIO(path.read_text()))
+        header = reader.fieldnames or []
+        if not header:
+            raise InputError(path, f"is empty; amg.py writes the header {AMG_CSV_HEADER}")
+        lacks = [c for c in _AMG_COLUMNS if c not in header]
+        if len(lacks) == len(_AMG_COLUMNS):
+            raise InputError(path, f"header {','.join(header)!r} has none of amg.py's columns {AMG_CSV_HEADER}")
+        if lacks:
+            raise InputError(path, f"header lacks {', '.join(lacks)} (amg.py writes {AMG_CSV_HEADER})")
+        out: dict[int, dict[str, Any]] = {}
+        lines: dict[int, int] = {}
+        for row in reader:
+            line = reader.line_num
+            extra, short = row.get(None, ()), sum(v is None for v in row.values())  # DictReader's fill-ins
+            if extra or short:
+                raise InputError(path, f"line {line} has {len(header) + len(extra) - short} fields but the header "
+                                        f"has {len(header)}")
+            try:
+                n = int(row["id"])
+                rec: dict[str, Any] = {
+                    "area": int(float(row["area"])),
+                    "bbox": [float(row[f"bbox_{k}"]) for k in ("x0", "y0", "w", "h")],
+                    "point_coords": [[float(row["point_input_x"]), float(row["point_input_y"])]],
+                    "predicted_iou": float(row["predicted_iou"]),
+                    "stability_score": float(row["stability_score"]),
+                    "crop_box": [float(row[f"crop_box_{k}"]) for k in ("x0", "y0", "w", "h")],
+                }
+            except ValueError as exc:
+                raise InputError(path, f"line {line} has a value that is not a number ({exc})") from None
+            if n in lines:
+                raise InputError(path, f"line {line} repeats id {n} (line {lines[n]} has it too)")
+            if n not in pngs:
+                raise InputError(path, f"line {line} (id {n}) names {n}.png, which is not in the folder")
+            lines[n] = line
+            rec.update({k: v for k, v in row.items() if k not in _AMG_COLUMNS and k})
+            out[n] = rec
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read metadata.csv: {exc}") from None
-    out: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        try:
-            n = int(row["id"])
-            rec: dict[str, Any] = {
-                "area": int(float(row["area"])),
-                "bbox": [float(row[f"bbox_{k}"]) for k in ("x0", "y0", "w", "h")],
-                "point_coords": [[float(row["point_input_x"]), float(row["point_input_y"])]],
-                "predicted_iou": float(row["predicted_iou"]),
-                "stability_score": float(row["stability_score"]),
-                "crop_box": [float(row[f"crop_box_{k}"]) for k in ("x0", "y0", "w", "h")],
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(path, f"bad row {row!r}: expected columns {AMG_CSV_HEADER}") from exc
-        rec.update({k: v for k, v in row.items() if k not in AMG_CSV_HEADER.split(",") and k})
-        out[n] = rec
+    if len(out) != len(pngs):
+        missing = [pngs[n].name for n in pngs if n not in out]
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise InputError(path, f"no row for {', '.join(missing[:3])}{more} (one row per <n>.png, id = n)")
     return out
 
 
 _PNG_NAME = re.compile(r"^(\d+)\.png$")
 
 
+def png_mask_bits(path: Path, values: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out`` (bool, of ``values``' shape) with the mask a PNG's pixel ``values`` hold.
+
+    ``values`` as :func:`sepl_tree.files.read_png` gives them: ``bool`` from a 1-bit PNG (the
+    bits), else integers: 0/1 gives 1 = mask; anything else more than half the depth's range
+    (> 127 for 8-bit). Values that are set but none of which pass are an ``InputError``.
+
+    >>> out = np.empty((1, 3), bool)
+    >>> png_mask_bits(Path("0.png"), np.array([[0, 1, 1]], np.uint8), out); out.tolist()
+    [[False, True, True]]
+    >>> png_mask_bits(Path("0.png"), np.array([[0, 200, 255]], np.uint8), out); out.tolist()
+    [[False, True, True]]
+    """
+    if values.dtype == bool:
+        np.copyto(out, values)
+        return
+    top = int(values.max()) if values.size else 0
+    half = 127 if values.dtype == np.uint8 else 32767  # PNGs are 8- or 16-bit
+    if 1 < top <= half:
+        raise InputError(path, f"mask values are 0..{top}: none is above {half}, so the mask would read as "
+                               f"empty (a mask PNG is 0/255 as amg.py writes, 0/1, or 1-bit)")
+    np.greater(values, 0 if top <= 1 else half, out=out)
+
+
+def _list_pngs(folder: Path) -> dict[int, Path]:
+    """``<n>.png`` in ``folder`` by n, sorted; two names for one n (``1.png``, ``01.png``) are an error."""
+    pngs: dict[int, Path] = {}
+    for n, path in sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _PNG_NAME.match(p.name))):
+        if n in pngs:
+            raise InputError(path, f"and {pngs[n].name} both are mask {n}; keep one of them")
+        pngs[n] = path
+    return pngs
+
+
 def _read_png_folder(folder: Path, shape: tuple[int, int] | None) -> MaskSet:
-    files = sorted(((int(m.group(1)), p) for p in folder.iterdir() if (m := _PNG_NAME.match(p.name))))
-    meta = _read_csv(folder / "metadata.csv") if (folder / "metadata.csv").is_file() else {}
+    pngs = _list_pngs(folder)
+    csv_path = folder / "metadata.csv"
+    meta = _read_csv(csv_path, pngs) if os.path.lexists(csv_path) else {}
     masks: np.ndarray | None = None  # filled in place: no per-mask temporaries, no stacking copy
     records = []
-    for index, (n, path) in enumerate(files):
+    for index, (n, path) in enumerate(pngs.items()):
         m = read_png(path)
         if m.ndim != 2:
             raise InputError(path, f"a mask PNG must have one channel, got shape {m.shape}")
@@ -154,9 +235,9 @@ def _read_png_folder(folder: Path, shape: tuple[int, int] | None) -> MaskSet:
         if m.shape != tuple(shape):
             raise InputError(path, f"mask is {m.shape[0]}x{m.shape[1]} (HxW) but expected {shape[0]}x{shape[1]}")
         if masks is None:
-            _check_claimed_size(folder, len(files), *m.shape)
-            masks = np.empty((len(files), *m.shape), bool)
-        np.greater(m, 127, out=masks[index])
+            _check_claimed_size(folder, len(pngs), *m.shape)
+            masks = np.empty((len(pngs), *m.shape), bool)
+        png_mask_bits(path, m, masks[index])
         records.append(meta.get(n, {}))
     if masks is None:
         if shape is None:
