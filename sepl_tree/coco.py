@@ -13,6 +13,10 @@ Convention (the usual one for COCO semantic segmentation in WSSS, written down h
   ``height`` x ``width``, written as ``<file_name stem>.png``.
 
 Segmentations may be polygons, uncompressed RLE (``counts`` a list) or compressed RLE.
+
+:meth:`CocoInstances.load` checks every image, category and annotation before any label map is
+made (sizes, ids, references, segmentation structure; see ``docs/readers.md``), so a bad file
+is refused in one line naming it and the entry before anything is written.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sepl_tree.errors import InputError
+from sepl_tree.files import MAX_PIXELS
 from sepl_tree.label_maps import IGNORE
 from sepl_tree.image_labels import coco_category_map, load_coco_json
 
@@ -74,6 +79,133 @@ def semantic_label(instances: list[tuple[int, int, bool, np.ndarray]], height: i
     return label
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _image_name(img: Any, n: int) -> str:
+    """How messages name entry ``n`` of ``images``: its id and file name where it has them."""
+    if not isinstance(img, dict):
+        return f"images[{n}]"
+    name = f"image {img['id']}" if _is_int(img.get("id")) else f"images[{n}]"
+    return f"{name} ({img['file_name']})" if isinstance(img.get("file_name"), str) else name
+
+
+def _check_image(path: Path, n: int, img: Any) -> None:
+    """Refuse an ``images`` entry without an integer id, a file name, or a sane positive size."""
+    name = _image_name(img, n)
+    if not isinstance(img, dict):
+        raise InputError(path, f"{name} is not an object")
+    if not _is_int(img.get("id")):
+        raise InputError(path, f"{name}: id {img.get('id')!r} is not an integer")
+    file_name = img.get("file_name")
+    if not isinstance(file_name, str) or Path(file_name).stem in ("", ".", ".."):
+        raise InputError(path, f"{name}: file_name {file_name!r} is not a file name")
+    for key in ("height", "width"):
+        if not _is_int(img.get(key)) or img[key] <= 0:
+            raise InputError(path, f"{name}: {key} {img.get(key)!r} is not a positive integer")
+    if img["height"] * img["width"] > MAX_PIXELS:
+        raise InputError(path, f"{name}: height {img['height']} x width {img['width']} = "
+                               f"{img['height'] * img['width']} pixels, more than the limit of {MAX_PIXELS}")
+
+
+def _index_images(path: Path, images: list[Any]) -> dict[str, dict[str, Any]]:
+    """``images`` by ``file_name`` stem, each checked; two images with one stem or one id are refused
+    (their label maps would be written to one file, by either ``--name-by``)."""
+    by_stem: dict[str, dict[str, Any]] = {}
+    by_id: dict[int, dict[str, Any]] = {}
+    for n, img in enumerate(images):
+        _check_image(path, n, img)
+        stem = Path(img["file_name"]).stem
+        if stem in by_stem:
+            first = by_stem[stem]
+            raise InputError(path, f"images {first['id']} and {img['id']} have the same file_name stem {stem!r} "
+                                   f"({first['file_name']}, {img['file_name']}): both label maps would be {stem}.png")
+        if img["id"] in by_id:
+            first = by_id[img["id"]]
+            raise InputError(path, f"images {first['file_name']} and {img['file_name']} have the same id {img['id']}")
+        by_stem[stem], by_id[img["id"]] = img, img
+    return by_stem
+
+
+def _category_map(path: Path, categories: list[Any]) -> dict[int, int]:
+    """:func:`coco_category_map` of ``categories``, each with an integer id, no id twice."""
+    seen: set[int] = set()
+    for n, cat in enumerate(categories):
+        cat_id = cat.get("id") if isinstance(cat, dict) else None
+        if not _is_int(cat_id):
+            raise InputError(path, f"categories[{n}]: id {cat_id!r} is not an integer")
+        if cat_id in seen:
+            raise InputError(path, f"category id {cat_id} is listed twice")
+        seen.add(cat_id)
+    if len(seen) > 254:
+        raise InputError(path, f"{len(seen)} categories do not fit a uint8 label map")
+    return coco_category_map(categories)
+
+
+def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """What is wrong with a ``segmentation`` in an image of ``height`` x ``width``, or ``None``.
+
+    Checked so that pycocotools never sees what it would crash on or fill with uninitialised
+    memory: polygons of finite coordinates within the image widened by its size on every side,
+    RLE of the image's size whose uncompressed counts cover it exactly.
+    """
+    if isinstance(segmentation, list):
+        for k, polygon in enumerate(segmentation, start=1):
+            if not isinstance(polygon, list) or not set(map(type, polygon)) <= {int, float}:
+                return f"polygon {k} is not a list of numbers"
+            # NaN fails every comparison, so this also refuses NaN and infinity
+            if not (all(-width <= x <= 2 * width for x in polygon[0::2])
+                    and all(-height <= y <= 2 * height for y in polygon[1::2])):
+                return (f"polygon {k} has a coordinate that is NaN, infinite or outside x in [{-width}, {2 * width}], "
+                        f"y in [{-height}, {2 * height}] (the image widened by its size on every side)")
+        return None
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        return f"segmentation of type {type(segmentation).__name__} is neither polygons nor RLE"
+    size = segmentation.get("size")
+    if not isinstance(size, list) or not all(_is_int(v) for v in size) or size != [height, width]:
+        return f"RLE size {size!r} is not the image's [height, width] [{height}, {width}]"
+    counts = segmentation["counts"]
+    if isinstance(counts, list):
+        if not all(_is_int(c) and c >= 0 for c in counts):
+            return "RLE counts are not non-negative integers"
+        if sum(counts) != height * width:
+            return f"RLE counts add up to {sum(counts)} pixels, not the image's {height * width}"
+    elif not isinstance(counts, str):
+        return f"RLE counts of type {type(counts).__name__} are neither a list nor a string"
+    return None
+
+
+def _index_annotations(path: Path, annotations: list[Any], images: dict[str, dict[str, Any]],
+                       catmap: dict[int, int]) -> dict[int, list[dict[str, Any]]]:
+    """``annotations`` by image id, each checked against its image and the categories."""
+    stems = {img["id"]: stem for stem, img in images.items()}
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for n, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            raise InputError(path, f"annotations[{n}] is not an object")
+        if "id" in ann and not _is_int(ann["id"]):
+            raise InputError(path, f"annotations[{n}]: id {ann['id']!r} is not an integer")
+        name = f"annotation {ann['id']}" if "id" in ann else f"annotations[{n}] (no id)"
+        image_id = ann.get("image_id")
+        if not _is_int(image_id) or image_id not in stems:
+            raise InputError(path, f"{name}: image_id {image_id!r} is not among the file's images")
+        name = f"{name} of image {stems[image_id]!r}"
+        if not _is_int(ann.get("category_id")) or ann["category_id"] not in catmap:
+            raise InputError(path, f"{name}: category_id {ann.get('category_id')!r} is not among the file's categories")
+        crowd = ann.get("iscrowd", 0)
+        if not isinstance(crowd, int) or crowd not in (0, 1):  # True and False are accepted
+            raise InputError(path, f"{name}: iscrowd {crowd!r} is not 0 or 1")
+        if "segmentation" not in ann:
+            raise InputError(path, f"{name}: has no segmentation")
+        img = images[stems[image_id]]
+        problem = _segmentation_problem(ann["segmentation"], img["height"], img["width"])
+        if problem:
+            raise InputError(path, f"{name}: {problem}")
+        by_image[image_id].append(ann)
+    return dict(by_image)
+
+
 @dataclass
 class CocoInstances:
     """An instances JSON indexed for building one semantic label map per image."""
@@ -85,19 +217,16 @@ class CocoInstances:
 
     @classmethod
     def load(cls, path: Path) -> CocoInstances:
-        """Read and index ``path``; :class:`InputError` naming it if it is not a COCO instances file."""
-        data = load_coco_json(Path(path))
-        try:
-            catmap = coco_category_map(data["categories"])
-            images = {Path(img["file_name"]).stem: img for img in data["images"]}
-            by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for ann in data["annotations"]:
-                by_image[int(ann["image_id"])].append(ann)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(path, f"malformed COCO instances ({type(exc).__name__}: {exc})") from None
-        if len(catmap) > 254:
-            raise InputError(path, f"{len(catmap)} categories do not fit a uint8 label map")
-        return cls(Path(path), catmap, images, dict(by_image))
+        """Read, check and index ``path``: every image and annotation is checked here, before any
+        label map is made, and the first problem is an :class:`InputError` naming the file."""
+        path = Path(path)
+        data = load_coco_json(path)
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(data[key], list):
+                raise InputError(path, f"{key!r} is not a list")
+        catmap = _category_map(path, data["categories"])
+        images = _index_images(path, data["images"])
+        return cls(path, catmap, images, _index_annotations(path, data["annotations"], images, catmap))
 
     @property
     def num_classes(self) -> int:
@@ -113,14 +242,12 @@ class CocoInstances:
         if image_id not in self.images:
             raise InputError(self.path, f"no image {image_id!r} in this instances file")
         img = self.images[image_id]
-        height, width = int(img["height"]), int(img["width"])
+        height, width = img["height"], img["width"]  # all checked by load
         instances = []
-        for ann in self.annotations.get(int(img["id"]), []):
+        for ann in self.annotations.get(img["id"], []):
             try:
-                cls = self.catmap[int(ann["category_id"])]
                 mask = annotation_mask(ann["segmentation"], height, width)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(self.path, f"annotation {ann.get('id')} of image {image_id!r}: "
-                                            f"{type(exc).__name__}: {exc}") from None
-            instances.append((int(ann.get("id", 0)), cls, bool(ann.get("iscrowd", 0)), mask))
+            except ValueError as exc:  # what only decoding finds: a corrupt compressed RLE string
+                raise InputError(self.path, f"annotation {ann.get('id')} of image {image_id!r}: {exc}") from None
+            instances.append((ann.get("id", 0), self.catmap[ann["category_id"]], bool(ann.get("iscrowd", 0)), mask))
         return semantic_label(instances, height, width)

@@ -17,6 +17,7 @@ from sepl_tree.label_maps import voc_palette
 from sepl_tree.cli import app
 from sepl_tree.coco import CocoInstances, semantic_label
 from sepl_tree.errors import InputError
+from sepl_tree.files import MAX_PIXELS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -146,3 +147,102 @@ def test_coco_preset_category_ids():
     assert tuple(data["category_ids"]) == COCO_CATEGORY_IDS
     assert len(COCO_CATEGORY_IDS) == 80 and COCO_CATEGORY_IDS[-1] == 90 and 12 not in COCO_CATEGORY_IDS
     assert COCO_CLASSES[COCO_CATEGORY_IDS.index(18) + 1] == "dog"
+
+
+def tiny_instances(path: Path, edit=None) -> Path:
+    """Two 60 x 80 images, one triangle annotation on the first; ``edit(data)`` spoils it."""
+    data = {"images": [{"id": k, "file_name": f"im{k}.jpg", "height": 60, "width": 80} for k in (1, 2)],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 1,
+                             "bbox": [10, 10, 30, 30], "segmentation": [[10, 10, 40, 10, 40, 40]]}],
+            "categories": [{"id": 1, "name": "a"}]}
+    if edit:
+        edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def image(k: int, **fields):
+    return lambda data: data["images"][k - 1].update(fields)
+
+
+def annotation(**fields):
+    return lambda data: data["annotations"][0].update(fields)
+
+
+def without_segmentation(data):
+    del data["annotations"][0]["segmentation"]
+
+
+def twice_category(data):
+    data["categories"].append({"id": 1, "name": "b"})
+
+
+BAD_INSTANCES = {
+    "negative height": (image(2, height=-5), "image 2 (im2.jpg): height -5 is not a positive integer"),
+    "zero width": (image(2, width=0), "image 2 (im2.jpg): width 0 is not a positive integer"),
+    "fractional height": (image(2, height=6.5), "image 2 (im2.jpg): height 6.5 is not a positive integer"),
+    "string id": (image(2, id="2"), "images[1] (im2.jpg): id '2' is not an integer"),
+    "too many pixels": (image(2, height=10000, width=10000),
+                        f"image 2 (im2.jpg): height 10000 x width 10000 = 100000000 pixels, more than the limit "
+                        f"of {MAX_PIXELS}"),
+    "same file_name": (image(2, file_name="im1.jpg"),
+                       "images 1 and 2 have the same file_name stem 'im1' (im1.jpg, im1.jpg): both label maps "
+                       "would be im1.png"),
+    "same stem": (image(2, file_name="other/im1.png"), "images 1 and 2 have the same file_name stem 'im1'"),
+    "same id": (image(2, id=1), "images im1.jpg and im2.jpg have the same id 1"),
+    "unknown image": (annotation(image_id=7), "annotation 1: image_id 7 is not among the file's images"),
+    "unknown category": (annotation(category_id=999),
+                         "annotation 1 of image 'im1': category_id 999 is not among the file's categories"),
+    "no segmentation": (without_segmentation, "annotation 1 of image 'im1': has no segmentation"),
+    "category twice": (twice_category, "category id 1 is listed twice"),
+    "iscrowd 2": (annotation(iscrowd=2), "annotation 1 of image 'im1': iscrowd 2 is not 0 or 1"),
+    "flat polygon": (annotation(segmentation=[10, 10, 40, 10, 40, 40]),
+                     "annotation 1 of image 'im1': polygon 1 is not a list of numbers"),
+    # NaN or far-away points make pycocotools allocate without bound (the process is killed)
+    "NaN in polygon": (annotation(segmentation=[[10, 10, float("nan"), 10, 40, 40]]),
+                       "annotation 1 of image 'im1': polygon 1 has a coordinate that is NaN, infinite or outside "
+                       "x in [-80, 160], y in [-60, 120]"),
+    "far polygon": (annotation(segmentation=[[10, 10, 1e9, 10, 40, 40]]),
+                    "annotation 1 of image 'im1': polygon 1 has a coordinate that is NaN"),
+    # pycocotools leaves the pixels uncompressed counts do not reach uninitialised (random classes)
+    "short RLE": (annotation(segmentation={"size": [60, 80], "counts": [0, 100]}),
+                  "annotation 1 of image 'im1': RLE counts add up to 100 pixels, not the image's 4800"),
+    "RLE size": (annotation(segmentation={"size": [80, 60], "counts": [4800]}),
+                 "annotation 1 of image 'im1': RLE size [80, 60] is not the image's [height, width] [60, 80]"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INSTANCES)
+def test_coco_gt_refuses_bad_instances_before_writing(tmp_path, case):
+    edit, message = BAD_INSTANCES[case]
+    path = tiny_instances(tmp_path / "inst.json", edit)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {path}: {message}" in result.output
+    assert not out.exists()  # the whole file is checked before the folder is made
+
+
+def test_coco_gt_bad_instances_keep_earlier_outputs(tmp_path):
+    out = tmp_path / "out"
+    runner = CliRunner()
+    path = tiny_instances(tmp_path / "inst.json")
+    good = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
+    assert good.exit_code == 0, good.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["coco-gt.json", "im1.png", "im2.png"]
+    tiny_instances(path, annotation(category_id=999))
+    bad = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out), "--overwrite"])
+    assert bad.exit_code == 1 and "category_id 999 is not among the file's categories" in bad.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_coco_gt_refuses_ids_not_in_the_file(tmp_path):
+    path = tiny_instances(tmp_path / "inst.json")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("im1\nim9\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out), "--ids", str(ids)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {ids}: 1 id(s) are not images of {path} (ids are file_name stems), e.g. 'im9'" in result.output
+    assert not out.exists()

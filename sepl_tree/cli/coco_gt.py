@@ -13,6 +13,7 @@ from sepl_tree.cli.common import IdsOpt, console, progress_bar, read_ids, run_gu
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table
 from sepl_tree.files import write_label_png
 from sepl_tree import __version__
+from sepl_tree.errors import SeplError
 from sepl_tree.outputs import check_apart, claim_folder, output_done, pending_ids
 
 __all__ = ["NameBy", "coco_gt_command"]
@@ -43,12 +44,16 @@ def coco_gt_command(
     def body() -> None:
         from sepl_tree.coco import CocoInstances
 
-        coco = CocoInstances.load(instances)
+        coco = CocoInstances.load(instances)  # the whole file is checked here, before anything is written
         wanted = read_ids(ids) or coco.ids()
+        unknown = [i for i in wanted if i not in coco.images]
+        if unknown:
+            raise SeplError(f"{ids}: {len(unknown)} id(s) are not images of {instances} (ids are file_name "
+                            f"stems), e.g. {unknown[0]!r}")
         check_apart(out, "--out", {"--instances": instances})
         settings = {"sepl_tree": __version__, "instances": str(instances.resolve()), "name_by": name_by.value}
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
-        names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id and i in coco.images else i) for i in wanted}
+        names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with progress_bar() as bar:
