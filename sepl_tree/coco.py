@@ -32,13 +32,18 @@ from pycocotools import mask as mask_utils
 from sepl_tree.errors import InputError
 from sepl_tree.files import MAX_PIXELS
 from sepl_tree.label_maps import IGNORE
+from sepl_tree.masks import rle_to_bits, rle_to_masks
 from sepl_tree.image_labels import coco_category_map, load_coco_json
 
 __all__ = ["CocoInstances", "annotation_mask", "semantic_label"]
 
 
 def annotation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """The ``bool (H, W)`` mask of one COCO ``segmentation`` (polygons or RLE)."""
+    """The ``bool (H, W)`` mask of one COCO ``segmentation`` (polygons or RLE).
+
+    ``ValueError`` if it is not of size ``height`` x ``width``, or its RLE counts do not cover
+    exactly its pixels.
+    """
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if len(p) >= 6]
         if not polygons:
@@ -47,15 +52,11 @@ def annotation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
         rle = mask_utils.frPyObjects(segmentation, height, width)
     elif isinstance(segmentation, dict) and "counts" in segmentation:
-        rle = dict(segmentation)
-        if isinstance(rle["counts"], str):
-            rle["counts"] = rle["counts"].encode("ascii")
+        rle = segmentation  # compressed: the codec reads str and bytes counts
     else:
         raise ValueError(f"unknown segmentation of type {type(segmentation).__name__}")
-    decoded = mask_utils.decode(rle)
-    if decoded.shape != (height, width):
-        raise ValueError(f"segmentation of size {decoded.shape} in an image of size {(height, width)}")
-    return np.ascontiguousarray(decoded, dtype=bool)
+    # Strict, unlike pycocotools' decode, which leaves the pixels counts do not reach uninitialised
+    return np.ascontiguousarray(rle_to_masks([rle], height, width)[0])
 
 
 def semantic_label(instances: list[tuple[int, int, bool, np.ndarray]], height: int, width: int) -> np.ndarray:
@@ -148,7 +149,7 @@ def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | N
 
     Checked so that pycocotools never sees what it would crash on or fill with uninitialised
     memory: polygons of finite coordinates within the image widened by its size on every side,
-    RLE of the image's size whose uncompressed counts cover it exactly.
+    RLE of the image's size whose counts cover it exactly.
     """
     if isinstance(segmentation, list):
         for k, polygon in enumerate(segmentation, start=1):
@@ -173,6 +174,13 @@ def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | N
             return f"RLE counts add up to {sum(counts)} pixels, not the image's {height * width}"
     elif not isinstance(counts, str):
         return f"RLE counts of type {type(counts).__name__} are neither a list nor a string"
+    elif not counts.isascii():
+        return "compressed RLE counts are not ASCII"
+    else:  # decoded here (COCO has them only for crowds) so that a bad one is refused before any work
+        try:
+            rle_to_bits([segmentation], height, width)
+        except ValueError as exc:
+            return f"compressed RLE: {exc}"
     return None
 
 
@@ -247,7 +255,7 @@ class CocoInstances:
         for ann in self.annotations.get(img["id"], []):
             try:
                 mask = annotation_mask(ann["segmentation"], height, width)
-            except ValueError as exc:  # what only decoding finds: a corrupt compressed RLE string
+            except ValueError as exc:  # load checked the file; this keeps one line for what slips past
                 raise InputError(self.path, f"annotation {ann.get('id')} of image {image_id!r}: {exc}") from None
             instances.append((ann.get("id", 0), self.catmap[ann["category_id"]], bool(ann.get("iscrowd", 0)), mask))
         return semantic_label(instances, height, width)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from sepl_tree.classes import COCO_CATEGORY_IDS, COCO_CLASSES, VOC_CLASSES
 from sepl_tree.label_maps import voc_palette
 from sepl_tree.cli import app
-from sepl_tree.coco import CocoInstances, semantic_label
+from sepl_tree.coco import CocoInstances, annotation_mask, semantic_label
 from sepl_tree.errors import InputError
 from sepl_tree.files import MAX_PIXELS
 
@@ -109,6 +109,17 @@ def test_malformed_instances_name_the_file(tmp_path):
                                 "categories": [{"id": 1, "name": "person"}]}))
     with pytest.raises(InputError, match=r"instances.json: annotation 7 of image 'a'"):
         CocoInstances.load(path).label("a")
+
+
+def test_decoding_is_strict(tmp_path):
+    """pycocotools leaves the pixels RLE counts do not reach uninitialised; the decoder refuses them."""
+    with pytest.raises(ValueError, match="do not add up to 60x80 pixels"):
+        annotation_mask({"size": [60, 80], "counts": "09"}, 60, 80)
+    # an entry load would have refused is still one line naming the file, the annotation and the image
+    coco = CocoInstances.load(tiny_instances(tmp_path / "inst.json"))
+    coco.annotations[1][0]["segmentation"] = {"size": [60, 80], "counts": [0, 9]}
+    with pytest.raises(InputError, match=r"inst.json: annotation 1 of image 'im1': RLE counts do not add up"):
+        coco.label("im1")
 
 
 def test_coco_gt_command(tmp_path):
@@ -207,6 +218,8 @@ BAD_INSTANCES = {
     # pycocotools leaves the pixels uncompressed counts do not reach uninitialised (random classes)
     "short RLE": (annotation(segmentation={"size": [60, 80], "counts": [0, 100]}),
                   "annotation 1 of image 'im1': RLE counts add up to 100 pixels, not the image's 4800"),
+    "short compressed RLE": (annotation(segmentation={"size": [60, 80], "counts": "09"}),
+                             "annotation 1 of image 'im1': compressed RLE: RLE counts do not add up to 60x80 pixels"),
     "RLE size": (annotation(segmentation={"size": [80, 60], "counts": [4800]}),
                  "annotation 1 of image 'im1': RLE size [80, 60] is not the image's [height, width] [60, 80]"),
 }
