@@ -104,14 +104,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise SeplError(f"{path}: a parent of it is a file, not a folder") from None
     except OSError as exc:
         raise SeplError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # (an unwritable folder, a full disk)
+        raise SeplError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), new_file_mode())
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise SeplError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
         raise
 
 
@@ -127,8 +132,11 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
     the umask (``0o777 & ~umask``), not ``mkdtemp``'s 0700.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError as exc:
+        raise SeplError(f"{folder}: cannot write the folder ({exc.strerror or exc})") from None
     try:
         os.chmod(staging, 0o777 & ~process_umask())
         yield staging

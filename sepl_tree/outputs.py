@@ -12,10 +12,11 @@ empty or cut file (a full disk, a copy cut short) is not done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ __all__ = [
     "check_apart",
     "claim_folder",
     "describe_changes",
+    "noting_a_stop",
     "output_done",
     "pending_ids",
     "plugin_fingerprints",
     "prepare_folder",
+    "write_status",
 ]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -192,4 +195,25 @@ def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overw
     elif previous is not None and previous != settings:
         raise SeplError(f"{folder}: made with other settings ({describe_changes(previous, settings)}); "
                         f"use --overwrite to replace its outputs, or another {option}")
-    atomic_write_bytes(path, json.dumps({"settings": settings, "status": "running"}, indent=2).encode())
+    write_status(folder, manifest, settings, "running")
+
+
+def write_status(folder: Path, manifest: str, settings: Mapping[str, Any], status: str, **extra: Any) -> None:
+    """Write ``folder/manifest`` as ``{"settings", "status", **extra}`` (``running``, ``finished``, ``stopped``)."""
+    doc = {"settings": _normal(settings), "status": status, **extra}
+    atomic_write_bytes(folder / manifest, json.dumps(doc, indent=2, default=str).encode())
+
+
+@contextlib.contextmanager
+def noting_a_stop(folder: Path, manifest: str, settings: Mapping[str, Any]) -> Iterator[None]:
+    """If the block raises (an error, Ctrl-C), the manifest says ``stopped`` and why, not ``running``.
+
+    The outputs written before the stop are whole, and a rerun with the same settings resumes them.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else " ".join(str(exc).split()) or type(exc).__name__
+        with contextlib.suppress(Exception):  # the error the user sees is the one that stopped the run
+            write_status(folder, manifest, settings, "stopped", error=why)
+        raise

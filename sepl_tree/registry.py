@@ -51,6 +51,8 @@ class Range:
         return f"{left}{low}, {high}{right}"
 
     def __contains__(self, value: float) -> bool:
+        if value != value:  # NaN is in no range (every comparison with it is False)
+            return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))

@@ -213,6 +213,31 @@ CASES = [
          "returned (2, 16), expected an array of shape (12, 16)"),
     Case("both <id>.json and <id>/", _both_layouts, lambda d: _run(d, out="fresh"), 1,
          "img1.json: and {d}/masks/img1/ both hold masks for image 'img1'; keep one of them"),
+    # 8. lists, configs and options that are not what they claim to be
+    Case("an id list that is not UTF-8", lambda d: (d / "ids.txt").write_bytes(b"img0\nim\xffg1\n"),
+         lambda d: _run(d, "--ids", str(d / "ids.txt"), out="fresh"), 1, "ids.txt: the id list is not UTF-8 text"),
+    Case("an id that leaves the folders", lambda d: (d / "ids.txt").write_text("img0\n../esc\n"),
+         lambda d: _run(d, "--ids", str(d / "ids.txt"), out="fresh"), 1,
+         "ids.txt: id '../esc' would name a file outside the folders"),
+    Case("a config that is not UTF-8", lambda d: (d / "c.toml").write_bytes(b"strategy = '\xff'\n"),
+         lambda d: _run(d, "--config", str(d / "c.toml"), out="fresh"), 2, "c.toml: invalid TOML (not UTF-8 text"),
+    Case("a config whose params is a number", lambda d: (d / "c.toml").write_text("params = 3\n"),
+         lambda d: _run(d, "--config", str(d / "c.toml"), out="fresh"), 2,
+         "c.toml: params must be a table ([params] NAME = VALUE), got 3"),
+    Case("synth --seed -1", None, lambda d: ["synth", "--dataset", str(d), "--out", str(d / "sy"), "--seed", "-1"], 2,
+         "Invalid value for '--seed'"),
+    Case("tree --tau nan", None, lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img0", "--out",
+                                            str(d / "t.png"), "--tau", "nan"], 1, "--tau must be in (0, 1], got nan"),
+    Case("tree --out inside the masks", None, lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img0",
+                                                         "--out", str(d / "masks" / "img0.png")], 1,
+         "is inside --masks {d}/masks: the drawing could replace an input"),
+    Case("eval --json onto a ground-truth PNG", None,
+         lambda d: ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt"), "--json", str(d / "gt" / "img0.png")], 1,
+         "would replace a label map of --gt"),
+    Case("compare --images that is not there", None,
+         lambda d: ["compare", "-s", "threshold", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
+                    "--gt", str(d / "gt"), "--out", str(d / "cmp"), "--images", str(d / "nope")], 1,
+         "nope: image folder not found (--images)"),
     # memory safety: a size claimed by a small file is checked before anything is allocated
     Case("tree on a mask JSON claiming 60000x60000", _claims_huge,
          lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img1", "--out", str(d / "t.png")], 1,
@@ -290,6 +315,43 @@ def test_compare_refuses_a_strategy_folder_made_with_other_parameters(d: Path) -
     assert _tree_of(d / "cmp" / "threshold") == before
     # ... while another strategy beside it is simply added
     assert runner.invoke(app, [*args[:2], "threshold,official", *args[3:]]).exit_code == 0
+
+
+def test_a_stopped_run_says_so_in_its_manifest_and_resumes(d: Path) -> None:
+    (d / "pseudo" / "img1.png").write_bytes(b"")
+    result = runner.invoke(app, _run(d, out="fresh"))
+    assert result.exit_code == 1
+    manifest = json.loads((d / "fresh" / "run.json").read_text())
+    assert manifest["status"] == "stopped" and "img1.png" in manifest["error"] and manifest["settings"]["strategy"]
+    write_dataset(d, {"img1": _items()["img1"]})
+    assert runner.invoke(app, _run(d, out="fresh")).exit_code == 0
+    assert json.loads((d / "fresh" / "run.json").read_text())["status"] == "finished"
+
+
+def test_convert_says_it_finished(d: Path) -> None:
+    result = runner.invoke(app, ["convert", "-r", "png", "-i", str(d / "pseudo"), "-o", str(d / "c")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((d / "c" / "convert.json").read_text())
+    assert manifest["status"] == "finished" and manifest["counts"]["written"] == 3
+
+
+def test_a_folder_the_file_system_refuses_is_one_line(d: Path) -> None:
+    """(Even root cannot create files in /sys; the checks before it see a folder that exists.)"""
+    target = Path("/sys/kernel")
+    if not target.is_dir() or os.access(target, os.W_OK) and _can_create_in(target):
+        pytest.skip("needs a folder nobody can write into")
+    result = runner.invoke(app, _run(d, out=str(target)))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "/sys/kernel/run.json: cannot write the file" in " ".join(result.output.split())
+
+
+def _can_create_in(folder: Path) -> bool:
+    try:
+        (folder / ".sepl-probe").touch()
+    except OSError:
+        return False
+    (folder / ".sepl-probe").unlink()
+    return True
 
 
 def test_an_empty_or_cut_output_is_not_done(d: Path) -> None:

@@ -14,7 +14,7 @@ from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table
 from sepl_tree.files import write_label_png
 from sepl_tree import __version__
 from sepl_tree.errors import SeplError
-from sepl_tree.outputs import check_apart, claim_folder, output_done, pending_ids
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
 
 __all__ = ["NameBy", "coco_gt_command"]
 
@@ -56,7 +56,7 @@ def coco_gt_command(
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
-        with progress_bar() as bar:
+        with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:
             task = bar.add_task("coco-gt", total=len(todo), rate="")
             for image_id in todo:
                 label = coco.label(image_id)
@@ -65,6 +65,8 @@ def coco_gt_command(
                 counts += found
                 images += found > 0
                 bar.update(task, advance=1)
+        write_status(out, "coco-gt.json", settings, "finished",
+                     counts={"images": len(wanted), "written": len(todo), "skipped_existing": len(wanted) - len(todo)})
         console.print(f"{len(todo)} written, {len(wanted) - len(todo)} skipped (existing; --overwrite to redo) "
                       f"in {out}/")
         if todo:

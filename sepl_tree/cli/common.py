@@ -127,12 +127,20 @@ def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | N
         raise typer.BadParameter(f"{path}: cannot read config ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise typer.BadParameter(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise typer.BadParameter(f"{path}: invalid TOML (not UTF-8 text, byte {exc.start})") from None
     options = {p.name for p in ctx.command.params
                if getattr(p, "param_type_name", "") == "option" and p.name not in ("config", "help")}
     valid = sorted(options - {"param", "plugin"}) + list(CONFIG_TABLES) + list(DATASET_KEYS)
     unknown = [key for key in data if key not in valid]
     if unknown:
         raise typer.BadParameter(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+    for key, kind in (("params", dict), ("reader_params", dict), ("class_names", list), ("name", str)):
+        if key in data and not isinstance(data[key], kind):
+            shape = {dict: "a table ([params] NAME = VALUE)", list: "a list of names", str: "a string"}[kind]
+            raise typer.BadParameter(f"{path}: {key} must be {shape}, got {data[key]!r}")
+    if "class_names" in data and not all(isinstance(name, str) for name in data["class_names"]):
+        raise typer.BadParameter(f"{path}: class_names must be a list of names (strings)")
     if "palette" in data:
         _check_palette(path, data["palette"])
     ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in data.items() if k in options}}
@@ -164,6 +172,11 @@ def run_guarded(func: Callable[[], T]) -> T:
         # The message is plain text (paths may hold brackets): escape it from rich's markup.
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, UnknownName) else 1) from None
+    except OSError as exc:  # what the file system refuses where no check of ours named it (a full disk)
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[red]error:[/red] {escape(where + (exc.strerror or str(exc)))}", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def executor_options(executor: str, ray_address: str | None, workers: int = 1) -> dict[str, Any]:
@@ -219,15 +232,20 @@ def read_ids(path: Path | None) -> list[str] | None:
     if path is None:
         return None
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise SeplError(f"{path}: cannot read the id list ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SeplError(f"{path}: the id list is not UTF-8 text (byte {exc.start})") from None
     ids = [line.split("#")[0].strip() for line in lines]
     ids = [i for i in ids if i]
     if not ids:
         raise SeplError(f"{path}: the id list is empty")
     seen: set[str] = set()
     for image_id in ids:
+        if image_id.startswith("/") or ".." in image_id.split("/") or image_id == "." or "\0" in image_id:
+            raise SeplError(f"{path}: id {image_id!r} would name a file outside the folders (an id is a file "
+                            "name there, without its suffix)")
         if image_id in seen:
             raise SeplError(f"{path}: id {image_id!r} is listed twice (it would be processed and scored twice)")
         seen.add(image_id)

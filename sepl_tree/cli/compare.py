@@ -165,6 +165,8 @@ def compare_command(
         check_apart(out, "--out", {"--pseudo-labels": pseudo_labels, "--masks": masks, "--gt": gt, "--images": images,
                                    "--labels": labels})
         reader_in.check(id_list)  # every mask and GT file there, before anything is written
+        if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
+            raise SeplError(f"{images}: image folder not found (--images)")
         claim_strategy_folders(config, selectors, reader_in)
         totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
         summary = totals.summary(class_names_for(num_classes))

@@ -30,7 +30,7 @@ from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.label_maps import IGNORE
-from sepl_tree.outputs import check_apart, claim_folder, output_done, pending_ids
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
 from sepl_tree.readers.sniff import FORMATS, suggest_reader
 
 __all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command"]
@@ -95,17 +95,20 @@ def convert_command(
             raise SeplError(f"{input_dir}: input folder not found")
         all_ids = _ids(inputs, ids)
         check_apart(out, "--out", {"--input": input_dir, "--labels": labels})
-        claim_folder(out, "convert.json", convert_settings(inputs), overwrite, lambda d: d.glob("*.png"))
+        settings = convert_settings(inputs)
+        claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))
         todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         t0 = time.perf_counter()
-        with progress_bar() as bar:
+        with noting_a_stop(out, "convert.json", settings), progress_bar() as bar:
             task = bar.add_task(f"convert ({inputs.reader.name})", total=len(todo), rate="")
             for done, result in enumerate(execute(job, todo, workers=workers), start=1):
                 counts += result.counts
                 images += result.counts > 0
                 bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+        write_status(out, "convert.json", settings, "finished",
+                     counts={"images": len(all_ids), "written": len(todo), "skipped_existing": len(all_ids) - len(todo)})
         console.print(f"{len(todo)} written, {len(all_ids) - len(todo)} skipped (existing; --overwrite to redo) "
                       f"in {out}/")
         if todo:

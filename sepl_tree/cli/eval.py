@@ -45,6 +45,16 @@ def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[
     return [i for i in ids if i not in set(no_pred)]
 
 
+def _check_json_out(json_out: Path | None, pred: Path, gt: Path) -> None:
+    """Refuse a ``--json`` file that would replace a label map ``eval`` reads (a ``.png`` in either folder)."""
+    if json_out is None or json_out.suffix.lower() != ".png":
+        return
+    for option, folder in (("--pred", pred), ("--gt", gt)):
+        if json_out.resolve().parent == folder.resolve():
+            raise SeplError(f"--json {json_out}: would replace a label map of {option} {folder}; "
+                            "give a .json file name")
+
+
 def _say_unscored(gt: Path, scored: list[str]) -> None:
     """Without ``--ids`` the predictions say what is scored: say so when the ground truth has more.
 
@@ -71,6 +81,7 @@ def eval_command(
     def body() -> None:
         if not gt.is_dir():
             raise SeplError(f"{gt}: ground-truth folder not found")
+        _check_json_out(json_out, pred, gt)
         id_list = _missing(_ids(pred, ids), pred, gt, allow_missing)
         if ids is None:
             _say_unscored(gt, id_list)

@@ -43,7 +43,7 @@ from sepl_tree.evaluate import class_names_for, scores_to_json
 from sepl_tree.files import atomic_write_bytes
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.metrics import scores
-from sepl_tree.outputs import check_apart, claim_folder, pending_ids
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, pending_ids
 from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest, run_settings
 from sepl_tree.plugins import PluginHost
 from sepl_tree.selection import route_params
@@ -190,7 +190,8 @@ def run_command(
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
+        with noting_a_stop(cfg.out_dir, "run.json", settings):
+            counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
         _print_summary(cfg.strategy, counts, seconds, folders[4])
         extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}
         extra["execution"] = execution_log(options)

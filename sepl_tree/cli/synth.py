@@ -40,7 +40,7 @@ def _print_summary(todo: int, skipped: int, objects: int, missed: int, totals: d
 def synth_command(
     dataset: Annotated[Path, typer.Option("--dataset", metavar="DIR", help="VOC-layout root: JPEGImages/, SegmentationClass/, ImageSets/Segmentation/.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder: <id>.json (RLE, amg.py layout) and synth.json.", show_default=False)],
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed (each image's generator depends on it and the id only).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, metavar="N", help="Random seed (each image's generator depends on it and the id only).")] = 0,
     envelope_rate: Annotated[float, typer.Option("--envelope-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of objects given a mask enveloping them with neighbouring background.")] = 0.3,
     merge_rate: Annotated[float, typer.Option("--merge-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of neighbouring object pairs grouped into one mask.")] = 0.2,
     miss_rate: Annotated[float, typer.Option("--miss-rate", min=0.0, max=1.0, metavar="SHARE", help="Share of objects given no mask at all.")] = 0.05,

@@ -37,6 +37,12 @@ def tree_command(
             raise SeplError(f"--tau must be in {Tau.__metadata__[0]}, got {tau!r}")
         if not masks.is_dir():
             raise SeplError(f"{masks}: mask folder not found")
+        # Any PNG under --masks is read as a mask; under --images only an existing file is an input.
+        inside = [("--masks", masks)] + ([("--images", images)] if images is not None and out.exists() else [])
+        for option, folder in inside:
+            if out.resolve().is_relative_to(folder.resolve()):
+                raise SeplError(f"--out {out} is inside {option} {folder}: the drawing could replace an input; "
+                                "choose another --out")
         image = None if images is None else read_image(images, image_id)
         maskset = read_masks(masks, image_id, None if image is None else image.shape[:2])
         tree = build_tree(maskset, tau=tau)
