@@ -351,9 +351,13 @@ def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, t
     assert runs[1]["written"] == "1" and runs[1]["images_per_s"] > 0
     assert {"read", "encoder", "decoder", "postprocess", "write"} <= set(runs[1]["stage_seconds"])
     # Same settings: another format, engine, batch size and thread count may resume the folder.
-    assert masks_cli(images, checkpoint, out, "--threads", "1", "--format", "png", "--engine", "stock",
-                     "--batch-images", "3").exit_code == 0
+    resumed = masks_cli(images, checkpoint, out, "--threads", "1", "--format", "png", "--engine", "stock",
+                        "--batch-images", "3")
+    assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "masks_run.jsonl").read_text().splitlines()[2])["torch_threads"] == 1
+    # ... which keeps the masks it finds in the other layout, and says so
+    assert "1 image(s) in " in " ".join(resumed.output.split()) and "already have their masks as RLE" in (
+        " ".join(resumed.output.split()))
     result = masks_cli(images, checkpoint, out, "-p", "points_per_side=5")
     assert result.exit_code == 1
     assert "masks_run.jsonl: this folder's masks were made with other settings (points_per_side 4 -> 5)" in (

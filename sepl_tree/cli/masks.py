@@ -26,6 +26,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    warn,
 )
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
@@ -118,6 +119,8 @@ def masks_command(
                                   preset.value, parse_params(param), engine.value, precision.value, batch_images,
                                   point_batch, workers, threads, executor.value, absolute_plugin_paths(plugin))
         run = sam.plan_masks_run(host, request, _versions())
+        for note in run.notes:
+            warn(note)
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"masks {model_type}/{preset.value}", total=len(run.todo), rate="")

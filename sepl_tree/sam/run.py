@@ -93,6 +93,12 @@ def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:
     return outputs.pending_ids(ids, lambda i: find_mask_source(out, i) is not None)
 
 
+def other_layout(out: Path, done: Iterable[str], fmt: str) -> list[str]:
+    """The finished ids of ``done`` whose masks in ``out`` are in the other layout than ``fmt``
+    (``<id>.json`` for ``png``, ``<id>/`` for ``rle``): a resumed run keeps them as they are."""
+    return [i for i in done if (source := find_mask_source(out, i)) is not None and (source.suffix == ".json") != (fmt == "rle")]
+
+
 def start_error_log(out: Path, retried: Iterable[str]) -> Path:
     """Drop the lines of ids about to be retried from ``out/errors.log``; return its path.
 
@@ -188,6 +194,7 @@ class MaskRun:
     todo: list[str]
     summary: MaskRunSummary
     log: Path
+    notes: list[str] = field(default_factory=list)
 
     def add(self, result: MaskResult) -> None:
         """Count a result; a failure also goes to ``errors.log``."""
@@ -240,4 +247,9 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
         "precision": r.precision, "engine": r.engine, "batch_images": batch, "point_batch": r.point_batch,
         "format": r.fmt, "device": r.device, **({} if on_cluster else {"device_used": device}), "executor": r.executor, "workers": r.workers, "torch_threads": threads,
         "cores": available_cores(), "images": len(found), "to_do": len(todo), "versions": dict(versions or {})})
-    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log)
+    notes = []
+    if kept := other_layout(r.out, (i for i in found if i not in set(todo)), r.fmt):
+        layout = "RLE (<id>.json)" if r.fmt == "png" else "PNG folders (<id>/)"
+        notes.append(f"{len(kept)} image(s) in {r.out} already have their masks as {layout}, e.g. {kept[0]}: kept as "
+                     f"they are (the same masks); --format {r.fmt} writes only the images without masks")
+    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes)
