@@ -35,7 +35,7 @@ from sepl_tree.label_maps import IGNORE
 from sepl_tree.masks import rle_to_bits, rle_to_masks
 from sepl_tree.image_labels import coco_category_map, load_coco_json
 
-__all__ = ["CocoInstances", "annotation_mask", "semantic_label"]
+__all__ = ["CocoInstances", "annotation_mask", "check_categories", "index_images", "semantic_label"]
 
 
 def annotation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -110,7 +110,7 @@ def _check_image(path: Path, n: int, img: Any) -> None:
                                f"{img['height'] * img['width']} pixels, more than the limit of {MAX_PIXELS}")
 
 
-def _index_images(path: Path, images: list[Any]) -> dict[str, dict[str, Any]]:
+def index_images(path: Path, images: list[Any]) -> dict[str, dict[str, Any]]:
     """``images`` by ``file_name`` stem, each checked; two images with one stem or one id are refused
     (their label maps would be written to one file, by either ``--name-by``)."""
     by_stem: dict[str, dict[str, Any]] = {}
@@ -129,7 +129,7 @@ def _index_images(path: Path, images: list[Any]) -> dict[str, dict[str, Any]]:
     return by_stem
 
 
-def _category_map(path: Path, categories: list[Any]) -> dict[int, int]:
+def check_categories(path: Path, categories: list[Any]) -> dict[int, int]:
     """:func:`coco_category_map` of ``categories``, each with an integer id, no id twice."""
     seen: set[int] = set()
     for n, cat in enumerate(categories):
@@ -232,8 +232,8 @@ class CocoInstances:
         for key in ("images", "annotations", "categories"):
             if not isinstance(data[key], list):
                 raise InputError(path, f"{key!r} is not a list")
-        catmap = _category_map(path, data["categories"])
-        images = _index_images(path, data["images"])
+        catmap = check_categories(path, data["categories"])
+        images = index_images(path, data["images"])
         return cls(path, catmap, images, _index_annotations(path, data["annotations"], images, catmap))
 
     @property

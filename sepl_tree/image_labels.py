@@ -106,12 +106,15 @@ def load_coco_json(path: Path) -> dict[str, Any]:
 
 
 def _from_coco_json(path: Path, num_classes: int) -> dict[str, frozenset[int]]:
+    from sepl_tree.coco import check_categories, index_images  # (coco imports this module)
+
     data = load_coco_json(path)
-    catmap = coco_category_map(data["categories"])
+    catmap = check_categories(path, data["categories"])
     if len(catmap) != num_classes - 1:
         raise InputError(path, f"{len(catmap)} categories, but K = {num_classes} needs {num_classes - 1} "
                                "(set --num-classes)")
-    stems = {int(img["id"]): Path(img["file_name"]).stem for img in data["images"]}
+    # ids, file names and sizes checked, no two images with one file name stem (their labels would merge)
+    stems = {img["id"]: stem for stem, img in index_images(path, data["images"]).items()}
     present: dict[str, set[int]] = {stem: set() for stem in stems.values()}
     for ann in data["annotations"]:
         image, cat = int(ann["image_id"]), int(ann["category_id"])

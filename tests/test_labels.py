@@ -120,3 +120,17 @@ def test_real_cls_labels_match_ground_truth_classes():
     for image_id in ids[:40]:
         gt = np.array(Image.open(DATA / "SegmentationClass" / f"{image_id}.png"))
         assert labels[image_id] == frozenset(set(np.unique(gt).tolist()) - {0, 255}), image_id
+
+
+def test_coco_json_labels_refuse_two_images_with_one_file_name(tmp_path):
+    """(Their image-level labels would merge into one id without a word.)"""
+    path = _coco_json(tmp_path / "instances.json")
+    data = json.loads(path.read_text())
+    data["images"][1]["file_name"] = data["images"][0]["file_name"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="instances.json: images 9 and 25 have the same file_name stem"):
+        load_image_labels(path, 81)
+    data["images"][1]["file_name"], data["images"][1]["id"] = "b.jpg", "25"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"instances.json: images\[1\] \(b.jpg\): id '25' is not an integer"):
+        load_image_labels(path, 81)
