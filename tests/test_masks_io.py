@@ -210,3 +210,12 @@ def test_a_folder_named_like_a_mask_file_says_what_it_is(tmp_path):
     (tmp_path / "b").write_text("[]")
     with pytest.raises(InputError, match=r"/b: is not a folder \(masks are b.json"):
         read_masks(tmp_path, "b")
+
+
+@pytest.mark.parametrize("name", ["mask_0.png", "0.PNG"])
+def test_a_png_not_named_n_png_is_an_error_not_a_mask_left_out(tmp_path, name):
+    folder = _png_folder(tmp_path)
+    (folder / name).write_bytes((folder / "1.png").read_bytes())
+    with pytest.raises(InputError, match=r"is not named <n>.png") as info:
+        read_masks(tmp_path, "img")
+    assert str(info.value).startswith(str(folder / name))

@@ -213,7 +213,13 @@ def png_mask_bits(path: Path, values: np.ndarray, out: np.ndarray) -> None:
 def _list_pngs(folder: Path) -> dict[int, Path]:
     """``<n>.png`` in ``folder`` by n, sorted; two names for one n (``1.png``, ``01.png``) are an error."""
     pngs: dict[int, Path] = {}
-    for n, path in sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _PNG_NAME.match(p.name))):
+    found = []
+    for p in folder.iterdir():
+        if m := _PNG_NAME.match(p.name):
+            found.append((int(m.group(1)), p))
+        elif p.name.lower().endswith(".png"):  # a mask it would leave out without a word
+            raise InputError(p, "is not named <n>.png as the masks of amg.py's folder layout are (0.png, 1.png, ...)")
+    for n, path in sorted(found):
         if n in pngs:
             raise InputError(path, f"and {pngs[n].name} both are mask {n}; keep one of them")
         pngs[n] = path
