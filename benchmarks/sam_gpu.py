@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -142,7 +143,8 @@ def _stock_row(model: Any, family: str, settings: dict, files: dict[str, Path], 
 
     # Warm-up, untimed: the same model calls, but every mask filtered out at once (the stock
     # generator's post-processing of a keep-all image can take seconds).
-    warm = stock_generator(model, {**settings, "pred_iou_thresh": 10.0}, family, output_mode="binary_mask")
+    warm = stock_generator(model, settings, family, output_mode="binary_mask")
+    warm.pred_iou_thresh = math.inf  # beyond what settings may say (SAM's IoU head can pass 1)
     generate_maskset(warm, load_image(next(iter(files.values()))))
     generator = stock_generator(model, settings, family, output_mode="binary_mask")
     timer, predictor = StageTimer(device), generator.predictor

@@ -291,6 +291,24 @@ def test_user_mistakes_are_one_line(images: Path, checkpoint: Path, tmp_path: Pa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("param", "message"), [
+    ("points_per_side=0", "parameter 'points_per_side': must be in [1, inf), got 0"),
+    ("points_per_side=-3", "parameter 'points_per_side': must be in [1, inf), got -3"),
+    ("pred_iou_thresh=2", "parameter 'pred_iou_thresh': must be in [0, 1], got 2.0"),
+    ("box_nms_thresh=-1", "parameter 'box_nms_thresh': must be in [0, 1], got -1.0"),
+    ("stability_score_thresh=nan", "parameter 'stability_score_thresh': expected a finite number in [0, 1], got nan"),
+    ("crop_n_layers=3", "parameter 'points_per_side': 4 leaves no point in crop layer 3"),
+])
+def test_out_of_range_param_is_one_line_before_anything_is_written(images: Path, checkpoint: Path, tmp_path: Path,
+                                                                   param: str, message: str) -> None:
+    extra = ["-p", param] + (["-p", "crop_n_points_downscale_factor=2"] if param.startswith("crop_n_layers") else [])
+    result = masks_cli(images, checkpoint, tmp_path / "out", *extra)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: SAM mask generator: {message}"), result.output
+    assert not (tmp_path / "out").exists()
+
+
 class _NotATensor:
     """A pickled object that ``torch.load(weights_only=True)`` refuses."""
 

@@ -146,6 +146,19 @@ def test_sam2_small_region_removal_without_its_extension_is_explained(images: Pa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("param", "message"), [
+    ("mask_threshold=nan", "parameter 'mask_threshold': expected a finite number, got nan"),
+    ("use_m2m=2", "parameter 'use_m2m': expected true or false, got '2'"),
+    ("crop_overlap_ratio=1", "parameter 'crop_overlap_ratio': must be in [0, 1), got 1.0"),
+])
+def test_sam2_out_of_range_param_is_one_line(images: Path, checkpoint: Path, tmp_path: Path, param: str,
+                                             message: str) -> None:
+    result = masks_cli(images, checkpoint, tmp_path / "out", "-p", param)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"error: SAM 2 mask generator: {message}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_m2m_with_the_fast_engine_is_one_line(images: Path, checkpoint: Path, tmp_path: Path) -> None:
     result = masks_cli(images, checkpoint, tmp_path / "out", "-p", "use_m2m=true")
     assert result.exit_code == 1 and "use_m2m (SAM 2's mask-to-mask refinement) runs with --engine stock only" in (

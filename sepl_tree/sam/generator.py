@@ -48,7 +48,7 @@ def stock_generator(model: Any, settings: Mapping[str, Any], family: str = "sam"
 
 def _make(cls: type, model: Any, settings: Mapping[str, Any], family: str, output_mode: str) -> Any:
     """``cls(model, ...)`` with ``settings`` checked first; a setting it rejects is one ``SeplError``."""
-    check_settings(settings, family)
+    check_settings({**settings, "output_mode": output_mode}, family)
     try:
         generator = cls(model, output_mode=output_mode, **settings)
     except (AssertionError, ValueError, TypeError) as exc:
