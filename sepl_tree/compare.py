@@ -88,6 +88,9 @@ class CompareConfig:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subsets: tuple[str, ...] = SUBSETS
     overwrite: bool = False
+    #: Ids whose outputs are made again although they are there: older than their inputs
+    #: (:meth:`sepl_tree.inputs.InputReader.newer_than`).
+    redo: frozenset[str] = frozenset()
 
     def output_path(self, strategy: str, image_id: str) -> Path:
         return self.out_dir / strategy / f"{image_id}.png"
@@ -150,7 +153,7 @@ class CompareJob:
             outputs, computed = {}, []
             for name, selector in selectors.items():
                 path = c.output_path(name, image_id)
-                if not c.overwrite and output_done(path):
+                if not c.overwrite and image_id not in c.redo and output_done(path):
                     out = read_label_png(path, k)
                     check_same_size(path, out, pseudo.shape, "pseudo-label")
                 else:

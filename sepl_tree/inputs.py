@@ -8,7 +8,7 @@ decoded). Every problem is an :class:`~sepl_tree.errors.InputError` naming the f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,13 @@ def check_same_size(path: Path | str, label: np.ndarray, shape: tuple[int, ...],
     """An ``InputError`` naming ``path`` when ``label`` is not of ``shape`` (``what``'s size)."""
     if label.shape != tuple(shape):
         raise InputError(path, f"is {label.shape[0]}x{label.shape[1]} but the {what} is {shape[0]}x{shape[1]}")
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 class InputReader:
@@ -148,6 +155,33 @@ class InputReader:
         masks, no_masks = (None, False) if self.config.masks_dir is None else self.masks(image_id, pseudo.shape)
         gt = None if self.config.gt_dir is None else self.gt(image_id, pseudo.shape)
         return ImageInputs(image_id, pseudo, masks, gt, no_masks)
+
+    def input_files(self, image_id: str) -> list[Path]:
+        """The files an output of ``image_id`` is made from, where they can be named: its
+        pseudo-label file (for a reader that lists ``<id><suffix>`` files) and its masks (the
+        ``<id>.json`` file or the ``<id>/`` folder, whose time changes when a mask file is added,
+        removed or replaced by a rename, as writers such as ours and amg.py's do)."""
+        c, files = self.config, []
+        if self.reader.list_ids is None:
+            files.append(c.pseudo_dir / f"{image_id}{self.reader.suffix}")
+        if c.masks_dir is not None and (source := find_mask_source(c.masks_dir, image_id)) is not None:
+            files.append(source)
+        return files
+
+    def newer_than(self, ids: Iterable[str], outputs: Callable[[str], Iterable[Path]]) -> list[str]:
+        """The ids of which an existing output is older than one of its :meth:`input_files`: the
+        inputs changed after it was made (regenerated pseudo-labels or masks), so it is made again.
+
+        The rule ``make`` uses; it sees what rewrites a file or adds one (a copy that keeps the
+        old times, ``cp -p``, is not seen). One ``stat`` per file.
+        """
+        stale = []
+        for image_id in ids:
+            made = [_mtime(path) for path in outputs(image_id)]
+            made = [t for t in made if t is not None]
+            if made and any((t := _mtime(path)) is not None and t > min(made) for path in self.input_files(image_id)):
+                stale.append(image_id)
+        return stale
 
     def check(self, ids: Iterable[str]) -> None:
         """Before any work: every id has masks (unless ``missing_masks="keep"``) and a GT file.

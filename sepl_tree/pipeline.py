@@ -40,13 +40,16 @@ class RunConfig:
     strategy: str = "threshold"
     params: Mapping[str, Any] = field(default_factory=dict)
     overwrite: bool = False
+    #: Ids whose output is made again although it is there: older than its inputs
+    #: (:meth:`sepl_tree.inputs.InputReader.newer_than`).
+    redo: frozenset[str] = frozenset()
 
     def output_path(self, image_id: str) -> Path:
         return self.out_dir / f"{image_id}.png"
 
     def done(self, image_id: str) -> bool:
         """Whether the image's output is finished (and so is reused unless ``overwrite``)."""
-        return not self.overwrite and output_done(self.output_path(image_id))
+        return not self.overwrite and image_id not in self.redo and output_done(self.output_path(image_id))
 
 
 @dataclass(frozen=True)

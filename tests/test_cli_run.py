@@ -94,7 +94,8 @@ def test_resume_skips_existing_outputs_unless_overwrite(dataset, tmp_path):
     (out / "img1.png").unlink()  # as if the earlier run was killed before this one
     assert _run(*args).exit_code == 0
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["counts"] == {"images": 4, "written": 1, "skipped_existing": 3, "kept_without_masks": 0}
+    assert manifest["counts"] == {"images": 4, "written": 1, "skipped_existing": 3, "kept_without_masks": 0,
+                                  "made_again_older_than_inputs": 0}
     assert np.array_equal(read_png(out / "img0.png"), marker)
     assert (out / "img1.png").exists()
     assert _run(*args, "--overwrite").exit_code == 0

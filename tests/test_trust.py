@@ -328,6 +328,43 @@ def test_a_stopped_run_says_so_in_its_manifest_and_resumes(d: Path) -> None:
     assert json.loads((d / "fresh" / "run.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.parametrize("changed", ["pseudo", "masks"])
+def test_an_output_older_than_its_inputs_is_made_again(d: Path, changed: str) -> None:
+    """(Pseudo-labels or masks regenerated into the same folders: reusing the old outputs would
+    score the new inputs with labels made from the old ones.)"""
+    old = (d / "out" / "img1.png").read_bytes()
+    items = _items()
+    pseudo, masks, gt = items["img1"]
+    if changed == "pseudo":
+        pseudo = np.zeros_like(pseudo)  # no class left: the output is the empty map
+    else:
+        masks = masks[1:2]  # only the small mask inside the pseudo-label: no envelope
+    earlier = (d / "out" / "img1.png").stat().st_mtime - 5  # (file times may be coarser than this test is fast)
+    os.utime(d / "out" / "img1.png", (earlier, earlier))
+    write_dataset(d, {"img1": (pseudo, masks, gt)})
+    result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) in " in result.output and "older than their inputs (e.g. img1.png" in result.output
+    counts = json.loads((d / "out" / "run.json").read_text())["counts"]
+    assert counts["made_again_older_than_inputs"] == 1 and counts["skipped_existing"] == 2 and counts["written"] == 1
+    assert (d / "out" / "img1.png").read_bytes() != old
+    again = runner.invoke(app, _run(d))  # and then it is up to date
+    assert again.exit_code == 0 and "older than their inputs" not in again.output
+
+
+def test_compare_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
+    args = ["compare", "-s", "threshold,official", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
+            "--gt", str(d / "gt"), "--out", str(d / "cmp")]
+    assert runner.invoke(app, args).exit_code == 0
+    earlier = (d / "cmp" / "official" / "img0.png").stat().st_mtime - 5
+    os.utime(d / "cmp" / "official" / "img0.png", (earlier, earlier))
+    os.utime(d / "pseudo" / "img0.png")  # (touched: now)
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) have outputs in " in result.output and "(e.g. img0:" in result.output
+    assert json.loads((d / "cmp" / "compare.json").read_text())["counts"]["outputs_reused"] == 4
+
+
 def test_convert_says_it_finished(d: Path) -> None:
     result = runner.invoke(app, ["convert", "-r", "png", "-i", str(d / "pseudo"), "-o", str(d / "c")])
     assert result.exit_code == 0, result.output

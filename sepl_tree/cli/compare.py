@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    warn,
 )
 from sepl_tree.compare import (
     CompareConfig,
@@ -168,6 +170,10 @@ def compare_command(
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
         claim_strategy_folders(config, selectors, reader_in)
+        if not overwrite and (stale := reader_in.newer_than(id_list, lambda i: [config.output_path(n, i) for n in names])):
+            warn(f"{len(stale)} image(s) have outputs in {out} older than their inputs (e.g. {stale[0]}: its "
+                 "pseudo-label or masks changed after they were made): they are made again")
+            config = dataclasses.replace(config, redo=frozenset(stale))
         totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
         summary = totals.summary(class_names_for(num_classes))
         print_compare(summary, names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import datetime, timezone
@@ -37,6 +38,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    warn,
 )
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, scores_to_json
@@ -189,9 +191,14 @@ def run_command(
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
+        if not overwrite and (stale := inputs.newer_than(all_ids, lambda i: [cfg.output_path(i)])):
+            warn(f"{len(stale)} output(s) in {folders[3]} are older than their inputs (e.g. {stale[0]}.png: its "
+                 "pseudo-label or masks changed after it was made): they are made again")
+            cfg = dataclasses.replace(cfg, redo=frozenset(stale))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with noting_a_stop(cfg.out_dir, "run.json", settings):
             counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
+        counts["made_again_older_than_inputs"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, seconds, folders[4])
         extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}
         extra["execution"] = execution_log(options)
