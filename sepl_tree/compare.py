@@ -139,6 +139,11 @@ class CompareJob:
                      for name in c.strategies}
         return selectors, InputReader.from_host(c.inputs, host)
 
+    @property
+    def output_folders(self) -> tuple[Path, ...]:
+        """Where its workers write (see :class:`sepl_tree.executors.JobSpec`)."""
+        return tuple(self.config.out_dir / name for name in self.config.strategies)
+
     def setup(self) -> Callable[[str], ImageComparison]:
         c = self.config
         k = c.inputs.num_classes

@@ -56,6 +56,11 @@ class ConvertJob:
     out_dir: Path
     image_labels: Mapping[str, frozenset[int]] | None = None
 
+    @property
+    def output_folders(self) -> tuple[Path, ...]:
+        """Where its workers write (see :class:`sepl_tree.executors.JobSpec`)."""
+        return (self.out_dir,)
+
     def setup(self) -> Callable[[str], ConvertResult]:
         from sepl_tree.plugins import load_host
 

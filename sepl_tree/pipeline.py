@@ -79,6 +79,11 @@ class RunJob:
         c = self.config
         return bind_strategy(host, c.strategy, c.params, c.inputs.num_classes), InputReader.from_host(c.inputs, host)
 
+    @property
+    def output_folders(self) -> tuple[Path, ...]:
+        """Where its workers write (see :class:`sepl_tree.executors.JobSpec`)."""
+        return (self.config.out_dir,)
+
     def setup(self) -> Callable[[str], ImageResult]:
         c = self.config
         selector, inputs = self.resolve(load_host(c.inputs.plugins))

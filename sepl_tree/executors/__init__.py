@@ -27,8 +27,10 @@ R = TypeVar("R")
 class JobSpec(Protocol[R]):
     """A picklable description of per-image work.
 
-    Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU) and
-    ``ids_per_task`` (see :func:`ids_per_task`).
+    Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU),
+    ``ids_per_task`` (see :func:`ids_per_task`) and ``output_folders``, the folders its workers
+    write to (the process pool removes the temporaries of the workers it kills on Ctrl-C there;
+    see :mod:`sepl_tree.executors.pool`).
     """
 
     def setup(self) -> Callable[[str], R]:

@@ -10,6 +10,33 @@ that process to exit and then ends the worker at once (:func:`os._exit`, mid-ima
 half-written outputs are temporaries a rerun removes). The pool's fork server and
 multiprocessing's resource tracker need nothing more: each exits when the last process holding
 its pipe does, and every worker holds it.
+
+Ctrl-C (SIGINT) is the main process's alone, and it ends the run within a fraction of a second:
+
+* Workers ignore SIGINT, from their first instruction: the fork server is started with SIGINT
+  blocked (a signal mask is inherited through fork and exec, so the fork server, busy importing
+  the preloaded modules, and every worker forked from it never see it), and each worker's
+  initializer ignores it and unblocks it. A terminal's Ctrl-C, sent to the whole process group,
+  so reaches no worker half-way through its set-up or its image; the resource tracker ignores it
+  of its own accord.
+* In the main process a SIGINT that arrives while this module is inside the pool's machinery
+  (creating the pool, submitting, waiting, shutting down) is held back and raised as
+  :class:`KeyboardInterrupt` once it is out (the wait polls every :data:`INTERRUPT_POLL_SECONDS`);
+  while a result is being handed to the caller it is raised at once, as usual. A
+  ``KeyboardInterrupt`` raised inside ``concurrent.futures`` used to leave it half-way: a pool
+  shutdown cut short (a second SIGINT), or futures cancelled under the pool's manager thread,
+  which then died of ``InvalidStateError: CANCELLED`` when a worker ended, so that some worker
+  never got the message to stop, and multiprocessing's exit handler waited for that worker
+  forever while it waited for work (and its watchdog for the main process).
+* On an interrupt, or when the caller stops reading results (an error, a Ctrl-C in its own code),
+  the main process kills its workers (SIGKILL: at once, whatever they are doing; nothing the
+  worker might do could delay it), waits until they are gone, and then removes the temporaries
+  they may have left half-written in the spec's ``output_folders``
+  (:func:`sepl_tree.files.remove_stale_temporaries`, as a rerun would: only one run writes to a
+  folder). Every output is written to a temporary and renamed, so what remains is complete, and a
+  rerun resumes. A spec without ``output_folders`` may leave temporaries, as ``kill -9`` does.
+* An error raised by a job still lets the tasks under way finish (their outputs are written)
+  before it is raised; a Ctrl-C meanwhile kills them as above.
 """
 
 from __future__ import annotations
@@ -19,15 +46,21 @@ import itertools
 import multiprocessing as mp
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing import forkserver, resource_tracker
+from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 from sepl_tree.executors import ids_per_task, map_ids, run_task, task_size
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
+from sepl_tree.files import remove_stale_temporaries
 
-__all__ = ["POLL_SECONDS", "QUEUED_PER_WORKER", "exit_with_process", "process_executor"]
+__all__ = ["INTERRUPT_POLL_SECONDS", "POLL_SECONDS", "QUEUED_PER_WORKER", "STOP_SECONDS", "exit_with_process",
+           "process_executor"]
 
 R = TypeVar("R")
 
@@ -37,6 +70,10 @@ _setup_error: Exception | None = None
 
 #: How often the watchdog looks for the pool's owner where it cannot wait on it (no pidfd).
 POLL_SECONDS = 0.2
+#: How often the main process, waiting for results, looks for a Ctrl-C it held back.
+INTERRUPT_POLL_SECONDS = 0.1
+#: How long the main process waits for a killed worker to be gone before it gives up on it.
+STOP_SECONDS = 10.0
 
 
 def _gone(pid: int) -> bool:
@@ -83,6 +120,9 @@ def exit_with_process(pid: int) -> None:
 
 def _init_worker(spec: Any, owner_pid: int) -> None:
     global _worker_fn, _setup_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's (see the module's doc)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # (a SIGINT pending was dropped)
     exit_with_process(owner_pid)  # before setup(), which may take long (a SAM model)
     try:
         _worker_fn = spec.setup()
@@ -99,6 +139,82 @@ def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exceptio
     return run_task(_worker_fn, image_ids)
 
 
+def _start_fork_server(preload: list[str]) -> None:
+    """Start this process's fork server (if it is not running) with SIGINT blocked, for it and its workers."""
+    forkserver.set_forkserver_preload(preload)
+    resource_tracker.ensure_running()  # first: starting it unblocks SIGINT in this thread
+    if not hasattr(signal, "pthread_sigmask"):
+        forkserver.ensure_running()
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+class _HeldInterrupts:
+    """While :attr:`held`, a SIGINT is noted instead of raised; :meth:`check` raises it.
+
+    Only where SIGINT raises :class:`KeyboardInterrupt` (Python's default handler) and in the
+    main thread: elsewhere SIGINT is left as it is (ignored, or someone else's handler).
+    """
+
+    def __init__(self) -> None:
+        self.held = True
+        self.pending = False
+        self._installed = False
+
+    def __enter__(self) -> _HeldInterrupts:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._installed:
+            try:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            except ValueError:  # the generator was closed in another thread: nothing to restore there
+                pass
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.held:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        """Raise the interrupt held back, if any."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+def _stop(pool: cf.ProcessPoolExecutor, workers: list[Any], interrupts: _HeldInterrupts, kill: bool,
+          folders: tuple[Path, ...]) -> None:
+    """Shut ``pool`` down: its queued tasks cancelled, its workers let finish their tasks or ``kill``-ed.
+
+    Killed workers are waited for and their half-written temporaries in ``folders`` removed. The
+    futures are cancelled by the pool's own thread (``cancel_futures``), never here: a future
+    cancelled under it makes it fail when a worker dies (CPython 3.11).
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    while not kill and (alive := [p for p in workers if p.is_alive()]):  # the tasks under way finish
+        alive[0].join(INTERRUPT_POLL_SECONDS)
+        kill = interrupts.pending
+    if not kill:
+        return
+    for p in workers:
+        p.kill()
+    deadline = time.monotonic() + STOP_SECONDS
+    for p in workers:
+        p.join(max(0.0, deadline - time.monotonic()))
+    if not any(p.is_alive() for p in workers):  # else a worker still writing: leave its temporaries be
+        for folder in folders:
+            remove_stale_temporaries(Path(folder))
+
+
 #: Tasks queued per worker in the process pool: enough that a worker never waits for the next
 #: task, few enough that a run over 100k ids does not create 100k futures (and pickled
 #: arguments) up front.
@@ -107,7 +223,10 @@ QUEUED_PER_WORKER = 4
 
 def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionRecord | None = None,
                      **_: Any) -> Iterator[Any]:
-    """Run ``spec`` on ``ids`` in ``workers`` processes (serially for one worker or one id)."""
+    """Run ``spec`` on ``ids`` in ``workers`` processes (serially for one worker or one id).
+
+    Ctrl-C ends it at once, its workers killed (see the module's doc for how, and what it leaves).
+    """
     if record is not None:
         record.begin(workers, local_cluster())
         record.running(1 if workers <= 1 or len(ids) <= 1 else min(workers, len(ids)))
@@ -115,10 +234,6 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
         yield from map_ids(spec.setup(), ids)
         return
     workers = min(workers, len(ids))
-    ctx = mp.get_context("forkserver")
-    # Import the spec's module in the fork server once, so each worker starts with it loaded
-    # (no effect if this process's fork server is already running).
-    ctx.set_forkserver_preload(["__main__", type(spec).__module__])
     todo = iter(ids)
     fewest = ids_per_task(spec)
     batch, done_images, done_seconds = fewest, 0, 0.0
@@ -127,12 +242,19 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
         return {pool.submit(_call_worker, chunk) for _ in range(tasks)
                 if (chunk := tuple(itertools.islice(todo, batch)))}
 
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(spec, os.getpid())) as pool:
-        pending = submit(pool, workers * QUEUED_PER_WORKER)
+    with _HeldInterrupts() as interrupts:
+        # Import the spec's module in the fork server once, so each worker starts with it loaded
+        # (no effect if this process's fork server is already running).
+        _start_fork_server(["__main__", type(spec).__module__])
+        others = set(mp.active_children())  # this process's children that are not the pool's
+        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"),
+                                      initializer=_init_worker, initargs=(spec, os.getpid()))
+        kill = True
         try:
+            pending = submit(pool, workers * QUEUED_PER_WORKER)
             while pending:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                interrupts.check()
+                done, pending = cf.wait(pending, INTERRUPT_POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
                 finished = [future.result() for future in done]
                 errors = [error for _, _, error in finished if error is not None]
                 for results, seconds, _ in finished:
@@ -141,12 +263,16 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
                 if not errors:  # refill before handing results out, so the workers stay busy meanwhile
                     pending |= submit(pool, len(done))
                 for results, _, _ in finished:
+                    interrupts.held = False  # the caller's code runs: Ctrl-C as usual
                     yield from results
+                    interrupts.held = True
                 if errors:
+                    kill = False  # the tasks under way finish (see the module's doc)
                     raise errors[0]
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-
-
+            interrupts.check()
+            kill = False
+        finally:
+            interrupts.held = True
+            _stop(pool, [p for p in mp.active_children() if p not in others], interrupts, kill,
+                  tuple(getattr(spec, "output_folders", ())))
+        interrupts.check()

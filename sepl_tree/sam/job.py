@@ -169,6 +169,11 @@ class MaskJob:
                                       self.point_batch)
         return FastWorker(generator, self.images, self.out, self.fmt, self.batch_images)
 
+    @property
+    def output_folders(self) -> tuple[Path, ...]:
+        """Where its workers write (see :class:`sepl_tree.executors.JobSpec`)."""
+        return (self.out,)
+
     def setup(self) -> Callable[[str], MaskResult]:
         """Load the model once; a model that cannot load fails the first image with its error.
 

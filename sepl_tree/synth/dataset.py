@@ -74,6 +74,11 @@ class SynthJob:
     seed: int
     config: SynthConfig
 
+    @property
+    def output_folders(self) -> tuple[Path, ...]:
+        """Where its workers write (see :class:`sepl_tree.executors.JobSpec`)."""
+        return (self.out,)
+
     def setup(self) -> Callable[[str], tuple[str, dict[str, int], int, int]]:
         def process(image_id: str) -> tuple[str, dict[str, int], int, int]:
             result = synth_image(self.root, image_id, self.seed, self.config)
