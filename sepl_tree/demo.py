@@ -113,13 +113,14 @@ def write_demo(root: Path, n_images: int = 16, seed: int = 0, num_classes: int =
     """
     settings = {"sepl_tree": __version__, "generator": "sepl_tree.demo", "images": n_images, "seed": seed,
                 "num_classes": num_classes, "config": asdict(DEMO_SYNTH)}
+    ids = [f"demo_{n:03d}" for n in range(n_images)]
+    if _already_there(root, settings, ids):  # rewritten, the inputs would be newer than the outputs made from them
+        return ids
     (root / "masks").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(root / "masks" / SYNTH_MANIFEST,
                        json.dumps({"settings": settings, "synthetic": True}, indent=2).encode())
     rng = np.random.default_rng(seed)
-    ids = []
-    for n in range(n_images):
-        image_id = f"demo_{n:03d}"
+    for n, image_id in enumerate(ids):
         scene = make_scene(rng, num_classes=num_classes)
         (root / "images").mkdir(parents=True, exist_ok=True)
         Image.fromarray(scene.image).save(root / "images" / f"{image_id}.jpg", quality=95)
@@ -130,5 +131,18 @@ def write_demo(root: Path, n_images: int = 16, seed: int = 0, num_classes: int =
             write_masks_png_folder(root / "masks" / image_id, scene.masks)
         else:
             write_masks_rle(root / "masks" / f"{image_id}.json", scene.masks)
-        ids.append(image_id)
     return ids
+
+
+def _already_there(root: Path, settings: dict, ids: list[str]) -> bool:
+    """Whether ``root`` holds this very demo, every file of it (the demo is the same for the same settings)."""
+    try:
+        made = json.loads((root / "masks" / SYNTH_MANIFEST).read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if made != json.loads(json.dumps(settings)):
+        return False
+    return all((root / "images" / f"{i}.jpg").is_file() and (root / "gt" / f"{i}.png").is_file()
+               and (root / "pseudo" / f"{i}.png").is_file()
+               and ((root / "masks" / i).is_dir() if n % 4 == 3 else (root / "masks" / f"{i}.json").is_file())
+               for n, i in enumerate(ids))

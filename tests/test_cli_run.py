@@ -225,6 +225,10 @@ def test_demo_runs_without_inputs_and_says_it_is_synthetic(tmp_path, monkeypatch
     assert _run("--strategy", "official").exit_code == 0
     assert json.loads((out.parent / "official" / "run.json").read_text())["settings"]["strategy"] == "official"
     assert json.loads((out / "run.json").read_text())["settings"]["strategy"] == "threshold"
+    # The demo's inputs are written once: a rerun reuses its outputs (they are not older than the inputs).
+    again = _run("--strategy", "threshold", env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "older than their inputs" not in again.output
+    assert json.loads((out / "run.json").read_text())["counts"]["skipped_existing"] == 16
 
 
 @pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
