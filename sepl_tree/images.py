@@ -6,6 +6,7 @@ suffixes are matched case-insensitively from :data:`IMAGE_SUFFIXES`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError
+from sepl_tree.files import MAX_PIXELS
 
 __all__ = ["IMAGE_SUFFIXES", "find_image", "find_images", "load_image", "read_image"]
 
@@ -39,8 +41,11 @@ def find_images(images_dir: Path, ids: Sequence[str] | None = None) -> dict[str,
         raise InputError(images_dir, "image folder not found")
     found: dict[str, Path] = {}
     for path in sorted(images_dir.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file() or path.name.startswith("."):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
             continue
+        if not path.is_file():  # an image it would leave out without a word
+            raise InputError(path, "is a folder, not an image file" if path.is_dir()
+                             else "is not a readable image file (a broken link?)")
         if path.stem in found:
             raise InputError(path, f"two images have the id {path.stem!r} (also {found[path.stem].name})")
         found[path.stem] = path
@@ -54,16 +59,38 @@ def find_images(images_dir: Path, ids: Sequence[str] | None = None) -> dict[str,
     return {i: found[i] for i in dict.fromkeys(ids)}
 
 
+def _rgb(path: Path, img: Image.Image) -> np.ndarray:
+    """``uint8 (H, W, 3)`` of an open image; 16- and 32-bit greyscale scaled to 8 bits (PIL's
+    ``convert("RGB")`` clips them at 255: a 16-bit PNG would read as a white picture)."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(img, dtype=np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise InputError(path, f"a {img.mode} image with values beyond 0..65535 (give 8- or 16-bit images)")
+        grey = np.round(values / 257.0).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        raise InputError(path, "a floating-point image (give 8- or 16-bit images)")
+    return np.array(img.convert("RGB"))  # writable (torch warns about read-only arrays)
+
+
 def load_image(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """An image file as ``uint8 (H, W, 3)`` RGB, or ``InputError`` naming the file.
 
     With ``shape`` (``(H, W)``, e.g. the labels'), an image of another size is an error too.
     """
     try:
-        with Image.open(path) as img:
-            rgb = np.array(img.convert("RGB"))  # writable (torch warns about read-only arrays)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, in one line
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise InputError(path, f"image claims {height}x{width} = {width * height} pixels, more than "
+                                           f"the limit of {MAX_PIXELS} (a decompression bomb?)")
+                rgb = _rgb(path, img)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except Image.DecompressionBombError as exc:  # (opened before the size could be read)
+        raise InputError(path, f"not read: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"not a readable image ({exc})") from None
     if shape is not None and rgb.shape[:2] != tuple(shape):

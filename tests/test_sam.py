@@ -562,3 +562,13 @@ def test_killed_masks_run_resumes_without_half_written_output(tmp_path: Path, ch
     assert rerun.returncode == 0, rerun.stderr
     assert len(list(out.glob("im*"))) == 40 and not list(out.glob(".*"))
     assert summary_rows(rerun.stdout)["already done (skipped)"] == str(len(done))
+
+
+def test_an_image_named_like_the_folders_log_is_refused_in_the_png_layout(images: Path, checkpoint: Path,
+                                                                           tmp_path: Path) -> None:
+    first = sorted(images.iterdir())[0]
+    first.rename(images / f"errors.log{first.suffix}")
+    result = masks_cli(images, checkpoint, tmp_path / "out", "--format", "png")
+    assert result.exit_code == 1 and "which is this folder's errors.log" in " ".join(result.output.split())
+    assert not (tmp_path / "out" / "errors.log").is_dir()
+    assert masks_cli(images, checkpoint, tmp_path / "rle").exit_code == 0  # errors.log.json: no clash

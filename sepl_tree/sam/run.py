@@ -231,6 +231,10 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     on_cluster = r.executor == "ray"  # there the workers, not this machine, have the GPUs
     device = r.device if on_cluster else resolve_device(r.device)
     found = find_images(r.images, r.ids)
+    for name in (ERROR_LOG, RUN_LOG):  # an image named so would put its masks where the folder's logs go
+        if r.fmt == "png" and name in found:
+            raise InputError(found[name], f"its masks would be {r.out / name}/, which is this folder's {name}; "
+                                          "rename the image or use --format rle")
     check_same_settings(r.out, r.model_type, settings, r.precision, r.checkpoint.absolute())
     prepare_folder(r.out)
     remove_stale_temporaries(r.out)
