@@ -164,8 +164,8 @@ class InputReader:
         c, files = self.config, []
         if self.reader.list_ids is None:
             files.append(c.pseudo_dir / f"{image_id}{self.reader.suffix}")
-        if c.masks_dir is not None and (source := find_mask_source(c.masks_dir, image_id)) is not None:
-            files.append(source)
+        if c.masks_dir is not None:  # both named: the one that is not there has no time (both there is refused)
+            files += [c.masks_dir / f"{image_id}.json", c.masks_dir / image_id]
         return files
 
     def newer_than(self, ids: Iterable[str], outputs: Callable[[str], Iterable[Path]]) -> list[str]:
