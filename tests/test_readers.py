@@ -200,12 +200,33 @@ def test_clip_es_float16_power_two(host, tmp_path):
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("psa", POWER16), ("affinitynet", POWER16), ("seam", LOW_BG), ("eps", LOW_BG), ("ppc", LOW_BG),
+    ("psa", LOW_BG), ("affinitynet", LOW_BG), ("seam", LOW_BG), ("eps", LOW_BG), ("ppc", LOW_BG),
     ("transcam", HIGH_BG),
 ])
 def test_class_dict_readers_use_their_method_default(host, tmp_path, name, expected):
     write_class_dict(tmp_path)
     assert read(host, name, tmp_path).tolist() == expected
+
+
+def test_psa_default_is_its_cam_label_rule_and_bg_16_its_random_walk_background(host, tmp_path):
+    """PSA's infer_cls.py --out_cam_pred labels CAMs over a constant 0.2; (1 - max)^16 is infer_aff.py's."""
+    write_class_dict(tmp_path)
+    assert host.reader("psa").params["bg"].default == 0.2
+    assert read(host, "psa", tmp_path, bg=16).tolist() == POWER16
+
+
+def test_clip_es_float16_maps_break_ties_as_clip_es_does(host, tmp_path):
+    """CLIP-ES keeps attn_highres in float16 and builds its background there (eval_cam.py): every
+    float16 value in [0, 1] as a pixel, our labels are its labels, ties included."""
+    values = np.arange(0, 0x3C01, dtype=np.uint16).view(np.float16)  # 0 .. 1.0, every float16 between
+    cams = values.reshape(1, 1, -1)
+    save_npy(tmp_path / "x.npy", {"keys": np.array([11]), "attn_highres": cams})
+    for bg in (2, 1, 0.15, 0.3, 0.35):
+        background = (np.power(1 - cams.max(axis=0, keepdims=True), bg) if bg >= 1
+                      else np.full((1, *cams.shape[1:]), bg, np.float16))
+        theirs = np.array([0, 12])[np.argmax(np.concatenate([background, cams]), axis=0)]
+        assert background.dtype == np.float16
+        assert np.array_equal(read(host, "clip-es", tmp_path, "x", bg=bg), theirs), bg
 
 
 def test_crf_dict_argmax(host, tmp_path):

@@ -103,11 +103,11 @@ def background_scores(scores: np.ndarray, bg: float) -> np.ndarray:
     >>> background_scores(np.array([[[0.5, 1.0]]]), 2).tolist()
     [[[0.25, 0.0]]]
     """
-    shape = (1, *scores.shape[1:])
+    shape, dtype = (1, *scores.shape[1:]), scores.dtype if np.issubdtype(scores.dtype, np.floating) else np.float32
     if bg < 1:
-        return np.full(shape, bg, dtype=np.float32)
-    top = scores.max(axis=0, keepdims=True) if scores.shape[0] else np.zeros(shape, np.float32)
-    return np.power(np.clip(1.0 - top, 0.0, None), bg).astype(np.float32)
+        return np.full(shape, bg, dtype=dtype)
+    top = scores.max(axis=0, keepdims=True) if scores.shape[0] else np.zeros(shape, dtype)
+    return np.power(np.clip(1.0 - top, 0.0, None), bg).astype(dtype)
 
 
 def cam_to_label(
@@ -171,7 +171,10 @@ def cam_to_label(
                                f"(a dataset with other classes? set --num-classes)")
     if not np.issubdtype(scores.dtype, np.number) or scores.dtype == np.bool_:
         raise InputError(path, f"score maps must be numbers, got dtype {scores.dtype}")
-    scores = scores.astype(np.float32, copy=False)
+    # In the file's own precision, as the baselines compute (CLIP-ES keeps float16: a background
+    # made in float32 would break its ties differently); integers as float32.
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float32)
     if not np.isfinite(scores).all():
         raise InputError(path, "score maps contain NaN or infinity")
     if allowed is not None:

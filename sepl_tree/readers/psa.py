@@ -59,13 +59,18 @@ def read_class_dict(folder: Path, image_id: str, ctx: ReadContext, reader: str, 
                         allowed=allowed_classes(ctx, image_id, path))
 
 
-def read_psa(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 16.0) -> np.ndarray:
-    """PSA/AffinityNet CAM dict {0-based class: CAM}; background (1 - max)^16 as in infer_aff.py.
+def read_psa(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.2) -> np.ndarray:
+    """PSA/AffinityNet CAM dict {0-based class: CAM}; constant background 0.2, PSA's own CAM labels
+    (``infer_cls.py --out_cam_pred``, the CAMs its paper scores).
+
+    (``infer_aff.py``'s (1 - max)^16, ``bg=16``, is the background it hands the random walk, not a
+    rule for labels made from the CAMs alone.)
 
     Parameters
     ----------
     bg
-        Background power p of (1 - max CAM)^p if 1 or more (PSA's alpha, 16), else a constant score.
+        Background score if below 1 (0.2, ``--out_cam_pred``), else the power p of (1 - max)^p
+        (``infer_aff.py --alpha``, 16).
     """
     return read_class_dict(folder, image_id, ctx, "psa", bg)
 
