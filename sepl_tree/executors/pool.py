@@ -199,20 +199,25 @@ def _stop(pool: cf.ProcessPoolExecutor, workers: list[Any], interrupts: _HeldInt
     futures are cancelled by the pool's own thread (``cancel_futures``), never here: a future
     cancelled under it makes it fail when a worker dies (CPython 3.11).
     """
+    # The pool's manager thread (CPython's attribute, gone after shutdown) is joined before this
+    # returns: left running, it may close its wake-up pipe while the interpreter's exit handler
+    # (concurrent.futures' _python_exit) writes to it, which prints a traceback after a Ctrl-C.
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     while not kill and (alive := [p for p in workers if p.is_alive()]):  # the tasks under way finish
         alive[0].join(INTERRUPT_POLL_SECONDS)
         kill = interrupts.pending
-    if not kill:
-        return
-    for p in workers:
-        p.kill()
     deadline = time.monotonic() + STOP_SECONDS
-    for p in workers:
-        p.join(max(0.0, deadline - time.monotonic()))
-    if not any(p.is_alive() for p in workers):  # else a worker still writing: leave its temporaries be
-        for folder in folders:
-            remove_stale_temporaries(Path(folder))
+    if kill:
+        for p in workers:
+            p.kill()
+        for p in workers:
+            p.join(max(0.0, deadline - time.monotonic()))
+        if not any(p.is_alive() for p in workers):  # else a worker still writing: leave its temporaries be
+            for folder in folders:
+                remove_stale_temporaries(Path(folder))
+    if manager is not None:
+        manager.join(max(0.0, deadline - time.monotonic()))
 
 
 #: Tasks queued per worker in the process pool: enough that a worker never waits for the next
