@@ -177,9 +177,11 @@ class InputReader:
         """
         stale = []
         for image_id in ids:
-            made = [_mtime(path) for path in outputs(image_id)]
-            made = [t for t in made if t is not None]
-            if made and any((t := _mtime(path)) is not None and t > min(made) for path in self.input_files(image_id)):
+            made = [t for path in outputs(image_id) if (t := _mtime(path)) is not None]
+            if not made:
+                continue
+            oldest = min(made)
+            if any((t := _mtime(path)) is not None and t > oldest for path in self.input_files(image_id)):
                 stale.append(image_id)
         return stale
 

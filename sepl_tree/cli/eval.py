@@ -42,7 +42,8 @@ def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[
     if no_pred:
         warn(f"{len(no_pred)} of {len(ids)} prediction file(s) are missing (e.g. {no_pred[0]}.png); "
              f"scoring the other {len(ids) - len(no_pred)}")
-    return [i for i in ids if i not in set(no_pred)]
+    left_out = set(no_pred)
+    return [i for i in ids if i not in left_out]
 
 
 def _check_json_out(json_out: Path | None, pred: Path, gt: Path) -> None:
@@ -61,7 +62,8 @@ def _say_unscored(gt: Path, scored: list[str]) -> None:
     (A VOC ``SegmentationClass`` folder holds train and val: more than a prediction folder of one
     split, so this is a note, not an error; ``--ids`` makes every listed image required.)
     """
-    others = sum(1 for p in gt.glob("*.png") if p.stem not in set(scored))
+    scored_ids = set(scored)
+    others = sum(1 for p in gt.glob("*.png") if p.stem not in scored_ids)
     if others:
         console.print(f"note: scoring the {len(scored)} image(s) with a prediction; {others} ground-truth file(s) "
                       f"in {gt} have none (--ids FILE requires a prediction for every listed image)",
