@@ -10,11 +10,11 @@ import numpy as np
 import typer
 
 from sepl_tree.cli.common import IdsOpt, console, progress_bar, read_ids, run_guarded
-from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table
+from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import write_label_png
 from sepl_tree import __version__
 from sepl_tree.errors import SeplError
-from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
 
 __all__ = ["NameBy", "coco_gt_command"]
 
@@ -65,10 +65,7 @@ def coco_gt_command(
                 counts += found
                 images += found > 0
                 bar.update(task, advance=1)
-        write_status(out, "coco-gt.json", settings, "finished",
-                     counts={"images": len(wanted), "written": len(todo), "skipped_existing": len(wanted) - len(todo)})
-        console.print(f"{len(todo)} written, {len(wanted) - len(todo)} skipped (existing; --overwrite to redo) "
-                      f"in {out}/")
+        finish_folder(out, "coco-gt.json", settings, len(wanted), len(todo))
         if todo:
             console.print(class_table("COCO ground truth", counts, images, coco.num_classes))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -33,7 +33,7 @@ from sepl_tree.label_maps import IGNORE
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
 from sepl_tree.readers.sniff import FORMATS, suggest_reader
 
-__all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command"]
+__all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command", "finish_folder"]
 
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder of label PNGs.", show_default=False)]
@@ -44,6 +44,13 @@ def _describe(reader_name: str) -> str:
         if suggestion == reader_name:
             return what
     return f"{reader_name} files"
+
+
+def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int) -> None:
+    """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``)."""
+    write_status(out, manifest, settings, "finished",
+                 counts={"images": images, "written": written, "skipped_existing": images - written})
+    console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
 
 
 def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes: int) -> Table:
@@ -107,10 +114,7 @@ def convert_command(
                 counts += result.counts
                 images += result.counts > 0
                 bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
-        write_status(out, "convert.json", settings, "finished",
-                     counts={"images": len(all_ids), "written": len(todo), "skipped_existing": len(all_ids) - len(todo)})
-        console.print(f"{len(todo)} written, {len(all_ids) - len(todo)} skipped (existing; --overwrite to redo) "
-                      f"in {out}/")
+        finish_folder(out, "convert.json", settings, len(all_ids), len(todo))
         if todo:
             console.print(class_table(f"convert: {inputs.reader.name} -> label PNGs", counts, images, num_classes))
 
