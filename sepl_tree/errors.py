@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from os import PathLike
 
-__all__ = ["InputError", "PluginError", "SeplError", "StrategyError"]
+__all__ = ["InputError", "PluginError", "SeplError", "StrategyError", "not_a_file"]
 
 
 class SeplError(Exception):
@@ -33,3 +34,15 @@ class PluginError(SeplError):
 
 class StrategyError(SeplError):
     """A strategy that failed on an image, or returned something that is not a label map."""
+
+
+def not_a_file(path: str | PathLike[str], noun: str, article: str = "a") -> InputError:
+    """The error for something named like an input file that is not one: a folder, or a broken
+    link (an input left out without a word would be worse).
+
+    >>> str(not_a_file("/nonexistent/x.png", ".png file"))
+    '/nonexistent/x.png: is not a readable .png file (a broken link?)'
+    """
+    if os.path.isdir(path):
+        return InputError(path, f"is a folder, not {article} {noun}")
+    return InputError(path, f"is not a readable {noun} (a broken link?)")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sepl_tree.errors import InputError
+from sepl_tree.errors import InputError, not_a_file
 from sepl_tree.files import MAX_PIXELS
 
 __all__ = ["IMAGE_SUFFIXES", "find_image", "find_images", "load_image", "read_image"]
@@ -44,8 +44,7 @@ def find_images(images_dir: Path, ids: Sequence[str] | None = None) -> dict[str,
         if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
             continue
         if not path.is_file():  # an image it would leave out without a word
-            raise InputError(path, "is a folder, not an image file" if path.is_dir()
-                             else "is not a readable image file (a broken link?)")
+            raise not_a_file(path, "image file", "an")
         if path.stem in found:
             raise InputError(path, f"two images have the id {path.stem!r} (also {found[path.stem].name})")
         found[path.stem] = path

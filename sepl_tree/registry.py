@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import SeplError, not_a_file
 
 __all__ = ["Param", "Range", "ReadContext", "Reader", "Share", "Strategy", "Tau", "coerce_params",
            "params_from_signature"]
@@ -236,8 +236,7 @@ class Reader:
         ids = []
         for path in folder.glob(f"*{self.suffix}"):
             if not path.is_file():
-                raise InputError(path, f"is a folder, not a {self.suffix} file" if path.is_dir()
-                                 else f"is not a readable {self.suffix} file (a broken link?)")
+                raise not_a_file(path, f"{self.suffix} file")
             ids.append(path.name[: -len(self.suffix)])
         return sorted(ids)
 
