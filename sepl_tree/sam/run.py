@@ -20,7 +20,6 @@ from typing import Any
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import atomic_write_bytes, remove_stale_temporaries
-from sepl_tree import outputs
 from sepl_tree.masks import find_mask_source
 from sepl_tree.outputs import prepare_folder
 from sepl_tree.provenance import MASKS_RUN_LOG, last_masks_run
@@ -88,15 +87,14 @@ def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
         f.write(json.dumps(dict(entry), default=str) + "\n")
 
 
+def mask_sources(out: Path, ids: Iterable[str]) -> dict[str, Path | None]:
+    """Each id's finished output in ``out``: ``<id>.json``, ``<id>/`` or ``None`` (one look per id)."""
+    return {i: find_mask_source(out, i) for i in ids}
+
+
 def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:
     """The ids without finished output in ``out`` (either layout counts as finished)."""
-    return outputs.pending_ids(ids, lambda i: find_mask_source(out, i) is not None)
-
-
-def other_layout(out: Path, done: Iterable[str], fmt: str) -> list[str]:
-    """The finished ids of ``done`` whose masks in ``out`` are in the other layout than ``fmt``
-    (``<id>.json`` for ``png``, ``<id>/`` for ``rle``): a resumed run keeps them as they are."""
-    return [i for i in done if (source := find_mask_source(out, i)) is not None and (source.suffix == ".json") != (fmt == "rle")]
+    return [i for i, source in mask_sources(out, ids).items() if source is None]
 
 
 def start_error_log(out: Path, retried: Iterable[str]) -> Path:
@@ -238,7 +236,10 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     check_same_settings(r.out, r.model_type, settings, r.precision, r.checkpoint.absolute())
     prepare_folder(r.out)
     remove_stale_temporaries(r.out)
-    todo = pending_ids(r.out, found)
+    sources = mask_sources(r.out, found)
+    todo = [i for i, source in sources.items() if source is None]
+    # finished in the other layout than --format (a resumed run keeps them as they are)
+    kept = [i for i, source in sources.items() if source is not None and (source.suffix == ".json") != (r.fmt == "rle")]
     log = start_error_log(r.out, todo)
     threads = r.threads or (None if on_cluster else default_torch_threads(r.workers))
     batch = r.batch_images or (4 if device == "cuda" else 1)
@@ -252,7 +253,7 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
         "format": r.fmt, "device": r.device, **({} if on_cluster else {"device_used": device}), "executor": r.executor, "workers": r.workers, "torch_threads": threads,
         "cores": available_cores(), "images": len(found), "to_do": len(todo), "versions": dict(versions or {})})
     notes = []
-    if kept := other_layout(r.out, (i for i in found if i not in set(todo)), r.fmt):
+    if kept:
         layout = "RLE (<id>.json)" if r.fmt == "png" else "PNG folders (<id>/)"
         notes.append(f"{len(kept)} image(s) in {r.out} already have their masks as {layout}, e.g. {kept[0]}: kept as "
                      f"they are (the same masks); --format {r.fmt} writes only the images without masks")
