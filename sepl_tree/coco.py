@@ -30,7 +30,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sepl_tree.errors import InputError
-from sepl_tree.files import MAX_PIXELS
+from sepl_tree.files import check_pixels
 from sepl_tree.label_maps import IGNORE
 from sepl_tree.masks import rle_to_bits, rle_to_masks
 from sepl_tree.image_labels import coco_category_map, load_coco_json
@@ -105,9 +105,7 @@ def _check_image(path: Path, n: int, img: Any) -> None:
     for key in ("height", "width"):
         if not _is_int(img.get(key)) or img[key] <= 0:
             raise InputError(path, f"{name}: {key} {img.get(key)!r} is not a positive integer")
-    if img["height"] * img["width"] > MAX_PIXELS:
-        raise InputError(path, f"{name}: height {img['height']} x width {img['width']} = "
-                               f"{img['height'] * img['width']} pixels, more than the limit of {MAX_PIXELS}")
+    check_pixels(path, img["height"], img["width"], f"{name}: is")
 
 
 def index_images(path: Path, images: list[Any]) -> dict[str, dict[str, Any]]:

@@ -36,6 +36,7 @@ __all__ = [
     "PNG_RGBA",
     "atomic_folder",
     "atomic_write_bytes",
+    "check_pixels",
     "encode_label_png",
     "new_file_mode",
     "png_colour_type",
@@ -212,6 +213,15 @@ def png_colour_type(path: Path) -> int | None:
 #: more is refused before anything is decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
+
+def check_pixels(path: Path, height: int, width: int, claim: str = "is") -> None:
+    """``InputError`` when a file's ``height x width`` is more than :data:`MAX_PIXELS`, worded
+    ``<path>: <claim> HxW (HxW) = N pixels, more than the limit ...`` (``claim`` e.g.
+    ``"masks claim"``), so that every reader refuses a decompression bomb in the same words."""
+    if height * width > MAX_PIXELS:
+        raise InputError(path, f"{claim} {height}x{width} (HxW) = {height * width} pixels, more than the limit "
+                               f"of {MAX_PIXELS} (a decompression bomb?)")
+
 #: Leading bytes of the formats a file named ``.png`` may hold instead of PNG.
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
           (b"MM\x00*", "TIFF"), (b"RIFF", "RIFF (WebP?)"))
@@ -241,9 +251,7 @@ def read_png(path: Path) -> np.ndarray:
     The file must be a PNG whatever its name, of at most :data:`MAX_PIXELS` pixels.
     """
     width, height = _png_size(path)
-    if width * height > MAX_PIXELS:
-        raise InputError(path, f"is {width}x{height} = {width * height} pixels, more than the limit of "
-                               f"{MAX_PIXELS} (a decompression bomb?)")
+    check_pixels(path, height, width)
     try:
         with Image.open(path) as img:
             if img.mode not in ("P", "L", "1", "RGB", "RGBA", "I", "I;16", "LA", "PA"):

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError, not_a_file
-from sepl_tree.files import MAX_PIXELS
+from sepl_tree.files import check_pixels
 
 __all__ = ["IMAGE_SUFFIXES", "find_image", "find_images", "load_image", "read_image"]
 
@@ -82,9 +82,7 @@ def load_image(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, in one line
             with Image.open(path) as img:
                 width, height = img.size
-                if width * height > MAX_PIXELS:
-                    raise InputError(path, f"image claims {height}x{width} = {width * height} pixels, more than "
-                                           f"the limit of {MAX_PIXELS} (a decompression bomb?)")
+                check_pixels(path, height, width, "image claims")
                 rgb = _rgb(path, img)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None

@@ -194,8 +194,8 @@ BAD_INSTANCES = {
     "fractional height": (image(2, height=6.5), "image 2 (im2.jpg): height 6.5 is not a positive integer"),
     "string id": (image(2, id="2"), "images[1] (im2.jpg): id '2' is not an integer"),
     "too many pixels": (image(2, height=10000, width=10000),
-                        f"image 2 (im2.jpg): height 10000 x width 10000 = 100000000 pixels, more than the limit "
-                        f"of {MAX_PIXELS}"),
+                        f"image 2 (im2.jpg): is 10000x10000 (HxW) = 100000000 pixels, more than the limit "
+                        f"of {MAX_PIXELS} (a decompression bomb?)"),
     "same file_name": (image(2, file_name="im1.jpg"),
                        "images 1 and 2 have the same file_name stem 'im1' (im1.jpg, im1.jpg): both label maps "
                        "would be im1.png"),

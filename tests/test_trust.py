@@ -197,7 +197,7 @@ CASES = [
     Case("RLE size [60]", _rle_size([60]), lambda d: _run(d, out="fresh"), 1, "record 0 has RLE size [60]"),
     Case("RLE size null", _rle_size(None), lambda d: _run(d, out="fresh"), 1, "record 0 has RLE size None"),
     Case("a PNG decompression bomb", lambda d: _png_claiming(d / "pseudo" / "img1.png", 20000, 20000),
-         lambda d: _run(d, out="fresh"), 1, "img1.png: is 20000x20000 = 400000000 pixels, more than the limit"),
+         lambda d: _run(d, out="fresh"), 1, "img1.png: is 20000x20000 (HxW) = 400000000 pixels, more than the limit"),
     Case("JSON nested 100,000 deep", _nested, lambda d: _run(d, out="fresh"), 1,
          "img1.json: JSON nested too deeply to read"),
     Case("eval --json DIR", None, lambda d: ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt"),
@@ -241,7 +241,7 @@ CASES = [
     # memory safety: a size claimed by a small file is checked before anything is allocated
     Case("tree on a mask JSON claiming 60000x60000", _claims_huge,
          lambda d: ["tree", "--masks", str(d / "masks"), "--id", "img1", "--out", str(d / "t.png")], 1,
-         "img1.json: masks claim 60000x60000 = 3600000000 pixels, more than the limit"),
+         "img1.json: masks claim 60000x60000 (HxW) = 3600000000 pixels, more than the limit"),
 ]
 
 

@@ -94,11 +94,9 @@ def _rle_size(path: Path, n: int, seg: dict[str, Any]) -> tuple[int, int]:
 def _check_claimed_size(path: Path, masks: int, height: int, width: int) -> None:
     """Refuse what a file claims before allocating it: at most ``MAX_PIXELS`` pixels an image
     and ``MAX_MASK_BYTES`` of bits."""
-    from sepl_tree.files import MAX_PIXELS
+    from sepl_tree.files import check_pixels
 
-    if height * width > MAX_PIXELS:
-        raise InputError(path, f"masks claim {height}x{width} = {height * width} pixels, more than the limit "
-                               f"of {MAX_PIXELS}")
+    check_pixels(path, height, width, "masks claim")
     need = masks * -(-height * width // 64) * 8
     if need > MAX_MASK_BYTES:
         raise InputError(path, f"{masks} masks of {height}x{width} would take {need / 2**30:.1f} GiB, more than "
