@@ -104,6 +104,39 @@ def test_fast_writes_the_stock_generators_records(models, family: str, name: str
                                           r["level"]) for r in theirs)
 
 
+def _tied_scores_model(family: str):
+    """A fresh tiny model whose predicted IoUs are rounded to tenths: many masks tie on their score."""
+    torch.manual_seed(0)
+    model = load_plugin(TINY).build_tiny_sam() if family == "sam" else load_plugin(TINY_SAM2).build_tiny_sam2()
+    decoder = model.mask_decoder if family == "sam" else model.sam_mask_decoder
+    forward = decoder.forward
+
+    def rounded(*args, **kwargs):
+        masks, iou, *rest = forward(*args, **kwargs)
+        return (masks, torch.round(iou * 10) / 10, *rest)
+
+    decoder.forward = rounded
+    return model
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["keep-all", "crops"])
+def test_tied_scores_keep_the_stock_order(family: str, name: str) -> None:
+    # NMS sorts by score and breaks ties by position: the stock engine (the levelled generator)
+    # and the fast engine must hand it the stock generator's masks in the stock order, point by
+    # point, or tied masks come out in another order (or another tied duplicate survives).
+    model, settings = _tied_scores_model(family), _settings(family, name)
+    stock = [[amg_record(r) for r in stock_generator(model, settings, family, output_mode="coco_rle").generate(image)]
+             for image in IMAGES]
+    levelled = build_generator(model, settings, family, output_mode="coco_rle")
+    with_levels = [[amg_record(r) for r in levelled.generate(image)] for image in IMAGES]
+    assert any(len({r["predicted_iou"] for r in records}) < len(records) for records in stock)  # ties
+    assert json.dumps([_without_level(r) for r in with_levels]) == json.dumps(stock)
+    generator = FastMaskGenerator(model, family, settings, batch_images=2)
+    found = [masks.records() for masks in generator.generate([generator.prepare(image) for image in IMAGES])]
+    assert json.dumps(found) == json.dumps(with_levels)  # the same records, levels too, in the same order
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_point_batch_is_a_speed_knob(models, family: str) -> None:
     # On the CPU, decoding 16, 32 or 64 prompts at once gives bit-identical logits.

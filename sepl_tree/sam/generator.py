@@ -5,7 +5,9 @@ generators drop it; :func:`levelled_generator_class` keeps it without changing w
 kept: the model still runs once per point batch, and the library's own batch post-processing
 then runs once per output (the predictor hands it one output at a time), so each surviving
 mask carries its output index in a ``levels`` field that ``MaskData`` filters and concatenates
-along with the others.
+along with the others. The batch's masks are then put back in the stock order (point by point,
+each point's outputs in turn), so that non-maximum suppression sees the stock generator's input
+and breaks ties as it does.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def _make_levelled(base: type, family: str) -> type:
                         break
             finally:
                 delattr(predictor, predict_name)  # back to the class's method
+            if level > 1 and len(merged["rles"]):
+                _point_major(merged, args[0], level)
             return merged
 
         def _generate_masks(self, image: np.ndarray) -> Any:
@@ -115,6 +119,24 @@ def _make_levelled(base: type, family: str) -> type:
 
     Levelled.__name__ = Levelled.__qualname__ = f"Levelled{base.__name__}"
     return Levelled
+
+
+def _point_major(data: Any, points: np.ndarray, outputs: int) -> None:
+    """Put a batch's masks, merged output by output, back in the stock generator's order (in place).
+
+    The stock batch holds point 0's outputs 0..K-1, then point 1's, ...; the filters keep that
+    order. Non-maximum suppression sorts by score and breaks ties by position, so masks with equal
+    ``predicted_iou`` (or, across crops, equal crop areas) come out in the order they went in:
+    the output-by-output order would write the same masks in another order, or keep another of two
+    tied duplicates. Each mask's point is found by value among the batch's points (as the
+    library made them: float64 for segment-anything, float32 for sam2; the grid's points differ).
+    """
+    import torch
+
+    found = data["points"]
+    batch = torch.as_tensor(np.asarray(points), dtype=found.dtype, device=found.device)
+    index = (found[:, None, :] == batch[None]).all(dim=-1).int().argmax(dim=1).cpu()
+    data.filter(torch.argsort(index * outputs + torch.as_tensor(data["levels"]), stable=True))
 
 
 def build_generator(model: Any, settings: Mapping[str, Any], family: str = "sam",
