@@ -52,10 +52,10 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 from sepl_tree.executors import ids_per_task, map_ids, run_task, task_size
+from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 from sepl_tree.files import remove_stale_temporaries
 
@@ -153,45 +153,7 @@ def _start_fork_server(preload: list[str]) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-class _HeldInterrupts:
-    """While :attr:`held`, a SIGINT is noted instead of raised; :meth:`check` raises it.
-
-    Only where SIGINT raises :class:`KeyboardInterrupt` (Python's default handler) and in the
-    main thread: elsewhere SIGINT is left as it is (ignored, or someone else's handler).
-    """
-
-    def __init__(self) -> None:
-        self.held = True
-        self.pending = False
-        self._installed = False
-
-    def __enter__(self) -> _HeldInterrupts:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._installed:
-            try:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            except ValueError:  # the generator was closed in another thread: nothing to restore there
-                pass
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.held:
-            raise KeyboardInterrupt
-        self.pending = True
-
-    def check(self) -> None:
-        """Raise the interrupt held back, if any."""
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
-def _stop(pool: cf.ProcessPoolExecutor, workers: list[Any], interrupts: _HeldInterrupts, kill: bool,
+def _stop(pool: cf.ProcessPoolExecutor, workers: list[Any], interrupts: HeldInterrupts, kill: bool,
           folders: tuple[Path, ...]) -> None:
     """Shut ``pool`` down: its queued tasks cancelled, its workers let finish their tasks or ``kill``-ed.
 
@@ -247,7 +209,7 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
         return {pool.submit(_call_worker, chunk) for _ in range(tasks)
                 if (chunk := tuple(itertools.islice(todo, batch)))}
 
-    with _HeldInterrupts() as interrupts:
+    with HeldInterrupts() as interrupts:
         # Import the spec's module in the fork server once, so each worker starts with it loaded
         # (no effect if this process's fork server is already running).
         _start_fork_server(["__main__", type(spec).__module__])
