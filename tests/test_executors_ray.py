@@ -5,6 +5,9 @@ in ``test_ray_cluster.py``.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from sepl_tree import executors
@@ -202,6 +205,43 @@ def test_a_cluster_that_wants_a_token_says_how_to_give_it(monkeypatch, mode, say
     with pytest.raises(SeplError) as info:
         executors_ray._start(Refusing(), "10.0.0.1:6379")
     assert str(info.value).startswith(f"cannot join the Ray cluster at 10.0.0.1:6379: {says}")
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+
+
+@pytest.mark.parametrize("during", ["init", "shutdown"])
+def test_a_ctrl_c_while_ray_starts_or_stops_is_raised_once_it_is_done(fake, during):
+    """Cut short, ray.init loses track of the processes it started (or crashes the process at
+    exit), and ray.shutdown leaves the rest running; so a SIGINT waits for them."""
+
+    class Local(FakeRay):
+        def __init__(self):
+            super().__init__(capacity=2)
+            self.calls = []
+
+        def is_initialized(self):
+            return "init" in self.calls
+
+        def init(self, **_):
+            self._call("init")
+
+        def shutdown(self):
+            self._call("shutdown")
+
+        def _call(self, name):
+            if name == during:
+                os.kill(os.getpid(), signal.SIGINT)  # (Python's handler runs as soon as kill returns)
+            self.calls.append(name)
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default here")
+    ray = fake(Local())
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        got.extend(execute(Double(), [str(i) for i in range(6)], executor="ray", workers=2))
+    assert ray.calls == ["init", "shutdown"]
+    assert len(got) == (6 if during == "shutdown" else 0) and all(actor.dead for actor in ray.actors)
 
 
 # ------------------------------------------------------------------------------ tasks of several ids

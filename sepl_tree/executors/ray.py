@@ -35,6 +35,32 @@ What happens when the cluster changes under a run:
   with the other executors, once the ids its task finished before it are handed out (they are
   written and counted); it is not retried.
 
+Ctrl-C (SIGINT) ends a run as in the process pool: exit status 130, nothing printed, the
+workers killed and their half-written temporaries removed, the finished images kept for a rerun:
+
+- It is this process's alone: Ray starts its own processes (GCS, raylet, and the workers the
+  raylet starts) with SIGINT blocked, so a terminal's Ctrl-C to the process group reaches no
+  worker, and a cluster the user started is left running.
+- While ``ray.init`` starts a local Ray or joins a cluster, a SIGINT is held back and raised
+  when it returns, and Ray is then stopped as below: a Ctrl-C at start-up takes effect once Ray
+  has started (seconds). Cut short, ``ray.init`` loses track of what it has started, or crashes
+  the process as it exits (Ray 2.60, as tested: the raylet's dashboard and runtime-env agents
+  stayed a minute after the run, blocked telling the GCS, dead too, that the raylet had died;
+  an interrupted ``connect`` ended in a segmentation fault). Ray itself takes no SIGINT for most
+  of that time anyway (it waits in C++ for the raylet to register). A Ray Client address
+  (``ray://``) is not held: its connection, Python's, ends cleanly, and it waits 30 s for a
+  server that does not answer.
+- On an interrupt, an error or the caller stopping, every actor is killed and the calls it had
+  not answered are waited for (they fail once Ray is done killing it; at most
+  :data:`STOP_SECONDS`); then a local Ray this call started is shut down (its workers are gone
+  when ``ray.shutdown`` returns; a cluster is only left), and the temporaries in the spec's
+  ``output_folders`` are removed (:func:`sepl_tree.files.remove_stale_temporaries`, as a rerun
+  would). All of it with SIGINT held: a second Ctrl-C would cut Ray's shutdown short as above.
+  Every output is written to a temporary and renamed, so what remains is whole. A worker on a
+  cluster that outlives its kill by a moment may still leave a temporary, which a rerun
+  removes. Ray's own shutdown of a local instance takes a second or two (its autoscaler monitor
+  waits out a 1 s SIGTERM grace), as at the end of any run.
+
 Why not ``ray.util.ActorPool`` (Ray 2.60), which has the same pull loop: when an actor dies,
 ``get_next_unordered`` raises without saying which value was lost, so its id cannot be put
 back; only ``ActorDiedError`` drops the actor (a lost node first gives ``ActorUnavailableError``,
@@ -50,15 +76,19 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import ids_per_task, run_task, task_size
+from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord
+from sepl_tree.files import remove_stale_temporaries
 
 __all__ = [
     "IN_FLIGHT_PER_ACTOR",
     "MAX_ATTEMPTS",
+    "STOP_SECONDS",
     "WAIT_FOR_WORKER_SECONDS",
     "cluster_size",
     "import_ray",
@@ -83,6 +113,8 @@ LOST_WORKER_ERRORS = ("RayActorError", "NodeDiedError", "WorkerCrashedError", "O
                       "OutOfMemoryError", "ActorUnschedulableError")
 #: After connecting, how long free resources may take to show the actors of a run just ended.
 SETTLE_SECONDS = 3.0
+#: How long a run that stops waits for the calls of the actors it killed to fail.
+STOP_SECONDS = 10.0
 #: Where Ray 2.60 says, on every local ``ray.init()``, that the instance it starts uses token
 #: authentication (and how to opt out): a notice for cluster operators, not for a run that
 #: starts its own instance on this machine and stops it at the end.
@@ -282,12 +314,14 @@ class _PullLoop:
             self._check_placed()
             self._maybe_grow()
 
-    def close(self) -> None:
-        """Kill every actor, placed or still waiting for room."""
+    def close(self) -> list[Any]:
+        """Kill every actor, placed or still waiting for room; return the calls they had not answered."""
+        unanswered = list(self.refs)
         for slot in self.slots:
             self._kill(slot.actor)
         self.slots.clear()
         self.refs.clear()
+        return unanswered
 
     # -- steps
 
@@ -427,6 +461,32 @@ def _placeable(ray: Any, need: dict[str, float], wanted: int) -> tuple[int, dict
         _sleep(0.25)
 
 
+def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: ExecutionRecord,
+               notify: Callable[[str], None]) -> _PullLoop:
+    """The pull loop for ``spec`` on the connected cluster: one actor per GPU or ``workers`` one-CPU
+    actors; one line says so when the cluster cannot place them all now."""
+    cluster = cluster_size(ray)
+    gpus = cluster["gpus"] if getattr(spec, "uses_gpu", False) else 0
+    target = gpus or max(1, workers)
+    need = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
+    record.begin(target, cluster)
+    wanted = min(target, len(ids))
+    room, free = _placeable(ray, need, wanted)
+    if room < wanted:
+        each = f"{_resources(need)} each, {_resources(free)} free"
+        asked = f"{wanted} Ray workers" + (" (one per GPU)" if gpus else "")
+        notify(f"asked for {asked}, the cluster can place {room} now ({each}); "
+               + (f"using {room}, more if nodes join" if room else
+                  f"waiting up to {WAIT_FOR_WORKER_SECONDS:.0f} s for room"))
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(_Worker)
+
+    def grow() -> int:
+        return int(ray.cluster_resources().get("GPU", 0))
+
+    return _PullLoop(ray, lambda: remote.remote(spec), ids, target, need, record, notify,
+                     grow=grow if gpus else None, per_task=ids_per_task(spec))
+
+
 def ray_executor(spec: Any, ids: list[str], workers: int, ray_address: str | None = None,
                  record: ExecutionRecord | None = None, notify: Callable[[str], None] | None = None,
                  **_: Any) -> Iterator[Any]:
@@ -454,32 +514,31 @@ def ray_executor(spec: Any, ids: list[str], workers: int, ray_address: str | Non
         return
     record = record if record is not None else ExecutionRecord("ray")
     notify = notify or _log.warning
-    started = _start(ray, ray_address)
     loop: _PullLoop | None = None
-    try:
-        cluster = cluster_size(ray)
-        gpus = cluster["gpus"] if getattr(spec, "uses_gpu", False) else 0
-        target = gpus or max(1, workers)
-        need = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
-        record.begin(target, cluster)
-        wanted = min(target, len(ids))
-        room, free = _placeable(ray, need, wanted)
-        if room < wanted:
-            each = f"{_resources(need)} each, {_resources(free)} free"
-            asked = f"{wanted} Ray workers" + (" (one per GPU)" if gpus else "")
-            notify(f"asked for {asked}, the cluster can place {room} now ({each}); "
-                   + (f"using {room}, more if nodes join" if room else
-                      f"waiting up to {WAIT_FOR_WORKER_SECONDS:.0f} s for room"))
-        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(_Worker)
+    with HeldInterrupts() as interrupts:  # Ray's start and stop are not to be cut short (see the module's doc)
+        interrupts.held = not (ray_address or "").startswith("ray://")
+        started = _start(ray, ray_address)
+        try:
+            interrupts.held = False
+            interrupts.check()  # a Ctrl-C while Ray started: raised here, where the finally stops Ray
+            loop = _pull_loop(ray, spec, ids, workers, record, notify)
+            yield from loop.results()
+        finally:
+            interrupts.held = True
+            folders = tuple(getattr(spec, "output_folders", ()))
+            _stop(ray, loop.close() if loop is not None else [], started, folders)
+        interrupts.check()
 
-        def grow() -> int:
-            return int(ray.cluster_resources().get("GPU", 0))
 
-        loop = _PullLoop(ray, lambda: remote.remote(spec), ids, target, need, record, notify,
-                         grow=grow if gpus else None, per_task=ids_per_task(spec))
-        yield from loop.results()
-    finally:
-        if loop is not None:
-            loop.close()
-        if started:
-            ray.shutdown()
+def _stop(ray: Any, unanswered: list[Any], started: bool, folders: tuple[Path, ...]) -> None:
+    """After the actors are killed: wait for their ``unanswered`` calls to fail (so Ray is done
+    killing them: a local Ray shut down under a kill logs the GCS's error about it), shut Ray down
+    if ``started``, and remove the temporaries that killed tasks may have left in ``folders``."""
+    if unanswered:
+        with contextlib.suppress(ray.exceptions.RayError):  # (the cluster itself is lost: nothing to wait for)
+            ray.wait(unanswered, num_returns=len(unanswered), timeout=STOP_SECONDS)
+    if started:
+        ray.shutdown()
+    if unanswered:
+        for folder in folders:
+            remove_stale_temporaries(Path(folder))
