@@ -29,8 +29,8 @@ class JobSpec(Protocol[R]):
 
     Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU),
     ``ids_per_task`` (see :func:`ids_per_task`) and ``output_folders``, the folders its workers
-    write to (the process pool removes the temporaries of the workers it kills on Ctrl-C there;
-    see :mod:`sepl_tree.executors.pool`).
+    write to (the process pool and Ray remove there the temporaries of the workers they kill on
+    Ctrl-C; see :mod:`sepl_tree.executors.pool` and :mod:`sepl_tree.executors.ray`).
     """
 
     def setup(self) -> Callable[[str], R]:
