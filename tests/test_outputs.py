@@ -1,0 +1,49 @@
+"""claim_folder: which folder a run may write into, and what it lists to decide."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sepl_tree.errors import SeplError
+from sepl_tree.outputs import claim_folder
+
+SETTINGS = {"strategy": "threshold", "params": {"t1": 0.5}}
+
+
+def _pngs(folder, listed):
+    def outputs(path):
+        listed.append(path)
+        return path.glob("*.png")
+    return outputs
+
+
+def test_a_resume_with_the_same_settings_lists_no_outputs(tmp_path):
+    # A COCO-sized folder holds 100k outputs: listing and sorting their paths on every resume
+    # cost seconds and 40 MiB, for nothing when the manifest's settings match.
+    listed = []
+    claim_folder(tmp_path, "run.json", SETTINGS, False, _pngs(tmp_path, listed))
+    (tmp_path / "a.png").write_bytes(b"")
+    claim_folder(tmp_path, "run.json", SETTINGS, False, _pngs(tmp_path, listed))
+    assert listed == [tmp_path]  # the first claim looked (no manifest yet); the resume did not
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "running"
+
+
+def test_outputs_without_a_manifest_are_refused_naming_the_first(tmp_path):
+    for name in ("c.png", "a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(SeplError, match=r"holds 3 output\(s\) \(e\.g\. a\.png\) but no run\.json"):
+        claim_folder(tmp_path, "run.json", SETTINGS, False, _pngs(tmp_path, []))
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_other_settings_are_refused_and_overwrite_removes_the_outputs(tmp_path):
+    claim_folder(tmp_path, "run.json", SETTINGS, False, _pngs(tmp_path, []))
+    (tmp_path / "a.png").write_bytes(b"")
+    other = {**SETTINGS, "params": {"t1": 0.6}}
+    with pytest.raises(SeplError, match=r"made with other settings \(params\.t1 0\.5 -> 0\.6\)"):
+        claim_folder(tmp_path, "run.json", other, False, _pngs(tmp_path, []))
+    claim_folder(tmp_path, "run.json", other, True, _pngs(tmp_path, []))
+    assert not (tmp_path / "a.png").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["settings"] == other
