@@ -292,3 +292,67 @@ def test_bad_mask_folders_and_folders_named_like_files_are_one_line(dataset, tmp
     result = _run("--pseudo-labels", pseudo, "--masks", masks, "--out", tmp_path / "out")
     assert result.exit_code == 1, result.output
     assert expected in result.output and "Traceback" not in result.output
+
+
+class _Clock:
+    """A ``time`` module for ``sepl_tree.cli.run`` whose ``perf_counter`` moves one second a call."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+class _Bar:
+    """A progress bar that keeps the rate text of every update."""
+
+    def __init__(self):
+        self.rates = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, task, advance=0, rate=""):
+        self.rates.append(rate)
+
+
+def test_a_resumed_scoring_run_counts_every_image_in_its_rate_and_its_checks_apart(dataset, tmp_path, monkeypatch):
+    # A resumed --gt run writes nothing but reads back and scores every id: its bar moves over all
+    # of them, and so must its rate (it said "0.0 img/s" at 100k ids). The seconds before the first
+    # image (listing, checks, what is done) are counted apart, not left out.
+    import sepl_tree.cli.run as run_module
+
+    out = tmp_path / "out"
+    args = ("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--gt", dataset["gt"], "--out", out,
+            "--executor", "serial")
+    assert _run(*args).exit_code == 0
+    bar, clock = _Bar(), _Clock()
+    monkeypatch.setattr(run_module, "progress_bar", lambda: bar)
+    monkeypatch.setattr(run_module, "time", clock)
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    # the clock ticks once as the images start, then once per image: n images in n seconds
+    assert bar.rates == [f"{n / n:.1f} img/s" for n in range(1, 5)]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["counts"]["written"] == 0 and manifest["counts"]["skipped_existing"] == 4
+    assert manifest["checks_seconds"] == 1.0 and manifest["seconds"] == 5.0  # begin -> checks -> 4 images -> end
+
+
+def test_a_run_of_many_ids_says_it_is_checking_them(dataset, tmp_path, monkeypatch):
+    import sepl_tree.cli.run as run_module
+
+    args = ("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--executor", "serial")
+    quiet = _run(*args, "--out", tmp_path / "a")
+    assert quiet.exit_code == 0 and "checking" not in quiet.stderr
+    monkeypatch.setattr(run_module, "CHECKING_NOTE_IDS", 4)
+    said = _run(*args, "--out", tmp_path / "b")
+    assert said.exit_code == 0
+    assert "checking 4 ids (inputs, and outputs already in" in " ".join(said.stderr.split())  # then --out, wrapped

@@ -54,6 +54,8 @@ __all__ = ["run_command"]
 
 #: The demo writes its inputs to DEMO_ROOT/inputs and its outputs to DEMO_ROOT/<strategy>.
 DEMO_ROOT = Path("sepl-demo-output")
+#: From this many ids on, a line says that the checks before the first image are under way.
+CHECKING_NOTE_IDS = 10_000
 
 
 def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, gt: Path | None,
@@ -107,10 +109,9 @@ def _config(host: PluginHost, folders: tuple[Path, Path, Path | None, Path, bool
     return RunConfig(inputs, out_dir.resolve(), strat.name, per_strategy[strat.name], overwrite)
 
 
-def _execute(cfg: RunConfig, all_ids: list[str], workers: int, executor: str,
+def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, executor: str,
              options: dict[str, Any]) -> tuple[dict[str, int], np.ndarray | None, float]:
-    """Run every pending id (every id when scoring); ``(counts, summed confusion or None, seconds)``."""
-    todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
+    """Run the ``todo`` ids (every id when scoring); ``(counts, summed confusion or None, seconds)``."""
     scoring = cfg.inputs.gt_dir is not None
     counts = {"images": len(all_ids), "written": 0, "skipped_existing": len(all_ids) - len(todo),
               "kept_without_masks": 0}
@@ -119,23 +120,26 @@ def _execute(cfg: RunConfig, all_ids: list[str], workers: int, executor: str,
     t0 = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task(cfg.strategy, total=len(all_ids) if scoring else len(todo), rate="")
-        for result in run_images(cfg, all_ids if scoring else todo, workers=workers, executor=executor, **options):
+        for done, result in enumerate(run_images(cfg, all_ids if scoring else todo, workers=workers,
+                                                 executor=executor, **options), 1):
             counts["written"] += result.written
             counts["kept_without_masks"] += result.no_masks
             if confusion is not None:
                 confusion += result.confusion
-            rate = (counts["written"] or 1) / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:.1f} img/s")
+            # every image the bar moves over (a resumed --gt run reads back and scores the ones it skips)
+            bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
     return counts, confusion, round(time.perf_counter() - t0, 3)
 
 
-def _print_summary(strategy: str, counts: dict[str, int], seconds: float, demo: bool) -> None:
+def _print_summary(strategy: str, counts: dict[str, int], checks: float, seconds: float, demo: bool) -> None:
+    """The run's table: ``checks`` the seconds spent before the first image (listing, checking the
+    inputs, finding what is done), ``seconds`` those of the images; images/s is written / ``seconds``."""
     table = Table(title=f"sepl-tree run: {strategy}" + (" (SYNTHETIC DEMO)" if demo else ""))
-    for column in ("images", "written", "skipped (existing)", "no masks (kept)", "seconds", "images/s"):
+    for column in ("images", "written", "skipped (existing)", "no masks (kept)", "checks s", "seconds", "images/s"):
         table.add_column(column, justify="right")
     written = counts["written"]
     table.add_row(str(counts["images"]), str(written), str(counts["skipped_existing"]),
-                  str(counts["kept_without_masks"]), f"{seconds:.1f}",
+                  str(counts["kept_without_masks"]), f"{checks:.1f}", f"{seconds:.1f}",
                   f"{written / seconds:.1f}" if seconds and written else "-")
     console.print(table)
 
@@ -177,6 +181,7 @@ def run_command(
     """Enhance pseudo-labels with SAM masks. With no inputs, runs on a synthetic demo."""
 
     def body() -> None:
+        t_begin = time.perf_counter()
         options = executor_options(executor.value, ray_address, workers)
         folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         tables = config_tables(ctx)
@@ -188,6 +193,8 @@ def run_command(
         check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
                                           "--labels": labels})
         all_ids = _ids(inputs, ids)
+        if len(all_ids) >= CHECKING_NOTE_IDS:  # the checks below take seconds there, with nothing on screen
+            err_console.print(f"checking {len(all_ids)} ids (inputs, and outputs already in {folders[3]}) ...")
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
@@ -196,12 +203,15 @@ def run_command(
                  "pseudo-label or masks changed after it was made): they are made again")
             cfg = dataclasses.replace(cfg, redo=frozenset(stale))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
+        checks = round(time.perf_counter() - t_begin, 3)
         with noting_a_stop(cfg.out_dir, "run.json", settings):
-            counts, confusion, seconds = _execute(cfg, all_ids, workers, executor.value, options)
+            counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options)
         counts["made_again_older_than_inputs"] = len(cfg.redo)
-        _print_summary(cfg.strategy, counts, seconds, folders[4])
+        _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
         extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}
         extra["execution"] = execution_log(options)
+        extra["checks_seconds"] = checks
         if confusion is not None:
             extra["eval"] = _print_eval(cfg, confusion, len(all_ids), tables.get("class_names"))
         manifest = run_manifest(settings, counts, started, seconds, extra)
