@@ -203,9 +203,9 @@ def run_command(
                  "pseudo-label or masks changed after it was made): they are made again")
             cfg = dataclasses.replace(cfg, redo=frozenset(stale))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
-        checks = round(time.perf_counter() - t_begin, 3)
         with noting_a_stop(cfg.out_dir, "run.json", settings):
+            todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
+            checks = round(time.perf_counter() - t_begin, 3)
             counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options)
         counts["made_again_older_than_inputs"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
