@@ -54,6 +54,16 @@ def write_dataset(root: Path, items: dict[str, tuple[np.ndarray, np.ndarray, np.
     return pseudo_dir, masks_dir, gt_dir
 
 
+def noise_scenes(count: int, shape: tuple[int, int] = (30, 40), masks: int = 8, label: int = 3,
+                 density: float = 0.2, digits: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray, None]]:
+    """``{"im000": (pseudo, masks, None), ...}`` for :func:`write_dataset`: class ``label`` on 30 %
+    of the pixels, ``masks`` masks each of ``density`` of the pixels, at random (seed 0). Inputs for
+    tests of processes and files (kills, interrupts, resume), not of label quality."""
+    rng = np.random.default_rng(0)
+    return {f"im{i:0{digits}d}": ((rng.random(shape) < 0.3).astype(np.uint8) * label,
+                                   rng.random((masks, *shape)) < density, None) for i in range(count)}
+
+
 HAS_RAY = importlib.util.find_spec("ray") is not None
 
 

@@ -6,11 +6,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from sepl_tree.files import read_label_png
-from tests.helpers import write_dataset
+from tests.helpers import noise_scenes, write_dataset
 from tests.test_workers_end import alive, descendants
 
 pytestmark = pytest.mark.slow  # process pools and killed subprocesses
@@ -18,12 +17,7 @@ pytestmark = pytest.mark.slow  # process pools and killed subprocesses
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_without_half_written_files(tmp_path, sig):
-    rng = np.random.default_rng(0)
-    items = {}
-    for i in range(150):
-        pseudo = (rng.random((60, 80)) < 0.3).astype(np.uint8) * 3
-        items[f"im{i:03d}"] = (pseudo, rng.random((20, 60, 80)) < 0.2, None)
-    p_dir, m_dir, _ = write_dataset(tmp_path, items)
+    p_dir, m_dir, _ = write_dataset(tmp_path, noise_scenes(150, (60, 80), masks=20))
     out = tmp_path / "out"
     # 20 ms an image (about 3 s in all), so that the signal lands mid-run however slowly this
     # process gets to send it on a loaded machine.
@@ -73,10 +67,7 @@ MOMENTS = [(0.0, "group"), (0.05, "main"), (0.1, "group"), (0.2, "both"), (0.3, 
 def test_ctrl_c_ends_a_pool_run_at_once_at_any_moment(tmp_path):
     """Before the fix: tracebacks from workers and from the pool's thread (``Exception in initializer``,
     ``InvalidStateError: CANCELLED``), exits taking seconds, and now and then a run that never ended."""
-    rng = np.random.default_rng(0)
-    items = {f"im{i:03d}": ((rng.random((30, 40)) < 0.3).astype(np.uint8) * 3, rng.random((8, 30, 40)) < 0.2, None)
-             for i in range(100)}
-    p_dir, m_dir, _ = write_dataset(tmp_path, items)
+    p_dir, m_dir, _ = write_dataset(tmp_path, noise_scenes(100))
     slow = tmp_path / "slow.py"
     slow.write_text("import time\nfrom sepl_tree import Strategy, hookimpl, paint_kept\n\n"
                     "def slow(sample):\n    time.sleep(0.03)\n    return paint_kept(sample, sample.sepl_keep())\n\n"

@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from sepl_tree.cli import app
-from tests.helpers import needs_ray, write_dataset
+from tests.helpers import needs_ray, noise_scenes, write_dataset
 from tests.test_workers_end import alive, descendants
 
 SLOW_WRITES = """
@@ -72,9 +71,7 @@ MOMENTS = [("raylet started", "group"), ("4 outputs", "main")]
 @needs_ray
 @pytest.mark.parametrize("when, whom", MOMENTS)
 def test_ctrl_c_ends_a_ray_run_and_leaves_nothing_behind(tmp_path, when, whom):
-    rng = np.random.default_rng(0)
-    items = {f"im{i:02d}": ((rng.random((30, 40)) < 0.3).astype(np.uint8) * 3, rng.random((8, 30, 40)) < 0.2, None)
-             for i in range(40)}
+    items = noise_scenes(40, digits=2)
     p_dir, m_dir, _ = write_dataset(tmp_path, items)
     plugin = tmp_path / "slow_writes.py"
     plugin.write_text(SLOW_WRITES)

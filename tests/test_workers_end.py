@@ -15,11 +15,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sepl_tree.executors import pool
-from tests.helpers import write_dataset
+from tests.helpers import noise_scenes, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,10 +192,7 @@ def register_strategies(register):
 
 @pytest.mark.slow  # sepl-tree run with two workers, killed
 def test_killing_sepl_tree_run_ends_its_workers_and_fork_server(tmp_path):
-    rng = np.random.default_rng(0)
-    items = {f"im{i:03d}": ((rng.random((30, 40)) < 0.3).astype(np.uint8) * 5, rng.random((5, 30, 40)) < 0.3, None)
-             for i in range(200)}
-    p_dir, m_dir, _ = write_dataset(tmp_path, items)
+    p_dir, m_dir, _ = write_dataset(tmp_path, noise_scenes(200, masks=5, label=5, density=0.3))
     plugin = tmp_path / "sleepy.py"
     plugin.write_text(PLUGIN)
     out = tmp_path / "out"
