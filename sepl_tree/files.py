@@ -222,6 +222,7 @@ def check_pixels(path: Path, height: int, width: int, claim: str = "is") -> None
         raise InputError(path, f"{claim} {height}x{width} (HxW) = {height * width} pixels, more than the limit "
                                f"of {MAX_PIXELS} (a decompression bomb?)")
 
+
 #: Leading bytes of the formats a file named ``.png`` may hold instead of PNG.
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
           (b"MM\x00*", "TIFF"), (b"RIFF", "RIFF (WebP?)"))
