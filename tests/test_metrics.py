@@ -89,3 +89,26 @@ def test_eval_missing_gt_names_the_file(tmp_path):
     assert result.exit_code == 1
     assert "a.png: file not found" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("k", [2, 21, 81, 255])
+def test_stored_label_maps_count_as_any_integers_do(k):
+    # uint8 maps (as read from PNGs) take a faster path; it must count exactly as the general one
+    rng = np.random.default_rng(k)
+    gt = rng.integers(0, k, (37, 53)).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.1] = 255
+    pred = rng.integers(0, 256, (37, 53)).astype(np.uint8)  # values >= K are misses
+    pred[: 10] = rng.integers(0, k, (10, 53))
+    fast = confusion_matrix(pred, gt, k)
+    general = confusion_matrix(pred.astype(np.int64), gt.astype(np.int64), k)
+    assert fast.dtype == np.int64 and fast.shape == (k, k + 1)
+    assert np.array_equal(fast, general)
+    assert fast.sum() == np.count_nonzero(gt != 255)
+
+
+def test_stored_gt_out_of_range_names_the_largest_value():
+    gt = np.array([[0, 7, 5, 255]], np.uint8)
+    with pytest.raises(ValueError, match=r"value 7 is out of range 0\.\.2 or 255"):
+        confusion_matrix(np.zeros((1, 4), np.uint8), gt, 3)
+    with pytest.raises(ValueError, match=r"value 7 is out of range 0\.\.2 or 255"):
+        confusion_matrix(np.zeros((1, 4), np.int64), gt.astype(np.int64), 3)
