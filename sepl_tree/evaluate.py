@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import read_png
 from sepl_tree.metrics import Scores, confusion_matrix
 
-__all__ = ["class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]
+__all__ = ["EvalJob", "class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]
 
 
 def class_names_for(num_classes: int, names: Sequence[str] | None = None) -> list[str]:
@@ -52,28 +53,47 @@ def image_confusion(pred_map: np.ndarray, gt: np.ndarray, num_classes: int, pred
         raise InputError(gt_path, str(exc)) from None
 
 
-def evaluate_folders(pred: Path | Callable[[str], np.ndarray], gt_dir: Path, ids: Iterable[str], num_classes: int,
-                     on_image: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
-    """Pool the confusion matrix of the predictions against ``<gt_dir>/<id>.png``.
+@dataclass(frozen=True)
+class EvalJob:
+    """The per-image job of ``sepl-tree eval`` (a :class:`sepl_tree.executors.JobSpec`): the
+    confusion matrix of ``<pred_dir>/<id>.png`` against ``<gt_dir>/<id>.png``, sent back as its
+    non-zero cells (a few dozen numbers, where the whole matrix is 53 KB for COCO's 81 classes)."""
 
-    ``pred`` is a folder of ``<id>.png`` label maps, or a function from an image id to a label
-    map (e.g. a reader, to evaluate a baseline's own output). Returns the ``(K, K+1)`` matrix
-    and the number of images. Missing files, size mismatches and GT values out of range raise
-    ``InputError`` naming the file.
+    pred_dir: Path
+    gt_dir: Path
+    num_classes: int
+
+    def setup(self) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+        def process(image_id: str) -> tuple[np.ndarray, np.ndarray]:
+            pred_path, gt_path = self.pred_dir / f"{image_id}.png", self.gt_dir / f"{image_id}.png"
+            cm = image_confusion(_read_plain(pred_path), read_ground_truth(self.gt_dir, image_id), self.num_classes,
+                                 pred_path, gt_path).ravel()
+            cells = np.flatnonzero(cm)
+            return cells, cm[cells]
+
+        return process
+
+
+def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
+                     on_image: Callable[[], None] | None = None, workers: int = 1) -> tuple[np.ndarray, int]:
+    """Pool the confusion matrix of ``<pred>/<id>.png`` against ``<gt_dir>/<id>.png``.
+
+    Returns the ``(K, K+1)`` matrix and the number of images; ``workers`` processes read and
+    count (integer sums: the same matrix for any number). Missing files, size mismatches and GT
+    values out of range raise ``InputError`` naming the file.
     """
-    load = pred if callable(pred) else (lambda i: _read_plain(pred / f"{i}.png"))
-    where = (lambda i: f"prediction for {i}") if callable(pred) else (lambda i: pred / f"{i}.png")
-    cm = np.zeros((num_classes, num_classes + 1), np.int64)
-    count = 0
-    for image_id in ids:
-        pred_map, gt = load(image_id), read_ground_truth(gt_dir, image_id)
-        cm += image_confusion(pred_map, gt, num_classes, where(image_id), gt_dir / f"{image_id}.png")
-        count += 1
-        if on_image is not None:
-            on_image(image_id)
-    if count == 0:
+    from sepl_tree.executors import execute
+
+    ids = list(ids)
+    if not ids:
         raise SeplError("no images to evaluate")
-    return cm, count
+    cm = np.zeros((num_classes, num_classes + 1), np.int64)
+    cells_of = cm.reshape(-1)  # a view: adding to it adds to cm
+    for cells, counts in execute(EvalJob(Path(pred), Path(gt_dir), num_classes), ids, workers=workers):
+        cells_of[cells] += counts
+        if on_image is not None:
+            on_image()
+    return cm, len(ids)
 
 
 def _num(value: float) -> float | None:

@@ -112,3 +112,38 @@ def test_stored_gt_out_of_range_names_the_largest_value():
         confusion_matrix(np.zeros((1, 4), np.uint8), gt, 3)
     with pytest.raises(ValueError, match=r"value 7 is out of range 0\.\.2 or 255"):
         confusion_matrix(np.zeros((1, 4), np.int64), gt.astype(np.int64), 3)
+
+
+def _random_folders(tmp_path, n=40, k=21):
+    rng = np.random.default_rng(3)
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    for i in range(n):
+        shape = tuple(rng.integers(5, 40, 2))
+        g = rng.integers(0, k, shape).astype(np.uint8)
+        g[rng.random(shape) < 0.1] = 255
+        p = np.where(rng.random(shape) < 0.7, g, rng.integers(0, k, shape)).astype(np.uint8)
+        write_label_png(pred / f"im{i:03d}.png", p)
+        write_label_png(gt / f"im{i:03d}.png", g)
+    return pred, gt
+
+
+@pytest.mark.slow
+def test_eval_scores_the_same_with_any_number_of_workers(tmp_path):
+    pred, gt = _random_folders(tmp_path)
+    docs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"s{workers}.json"
+        result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "-j", workers, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        docs.append(json.loads(out.read_text()))
+    assert docs[0] == docs[1]
+    assert docs[0]["images"] == 40 and 0 < docs[0]["miou"] < 100
+
+
+@pytest.mark.slow
+def test_eval_workers_name_a_bad_file_in_one_line(tmp_path):
+    pred, gt = _random_folders(tmp_path)
+    (gt / "im017.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "-j", "2"])
+    assert result.exit_code == 1
+    assert "im017.png" in result.output and "Traceback" not in result.output

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sepl_tree.cli.common import IdsOpt, NumClassesOpt, console, print_scores, progress_bar, read_ids, run_guarded, warn
+from sepl_tree.cli.common import IdsOpt, NumClassesOpt, WorkersOpt, console, print_scores, progress_bar, read_ids, run_guarded, warn
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes
@@ -77,6 +77,7 @@ def eval_command(
     ids: IdsOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Also write the scores to this JSON file.", show_default=False)] = None,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Score the images that have a prediction when some have none (says how many).")] = False,
+    workers: WorkersOpt = 1,
 ) -> None:
     """mIoU, precision and recall of label maps against ground truth (published conventions)."""
 
@@ -89,7 +90,8 @@ def eval_command(
             _say_unscored(gt, id_list)
         with progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(id_list), rate="")
-            cm, count = evaluate_folders(pred, gt, id_list, num_classes, on_image=lambda _: bar.advance(task))
+            cm, count = evaluate_folders(pred, gt, id_list, num_classes, on_image=lambda: bar.advance(task),
+                                         workers=workers)
         s = scores(cm)
         names = class_names_for(num_classes)
         print_scores(f"{pred} ({count} images)", names, {"": s})
