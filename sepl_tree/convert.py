@@ -17,7 +17,7 @@ import numpy as np
 
 from sepl_tree.errors import SeplError
 from sepl_tree.files import write_label_png
-from sepl_tree.label_maps import IGNORE, label_values
+from sepl_tree.label_maps import first_bad_label
 from sepl_tree.inputs import InputConfig, InputReader
 
 __all__ = ["ConvertJob", "ConvertResult", "check_label", "convert_settings"]
@@ -29,10 +29,8 @@ def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.
     if label.ndim != 2 or label.dtype != np.uint8:
         raise SeplError(f"reader {reader!r} returned a {label.dtype} array of shape {label.shape} for image "
                         f"{image_id!r}; a label map is uint8 (H, W)")
-    present = label_values(label)
-    bad = present[(present >= num_classes) & (present != IGNORE)]
-    if bad.size:
-        raise SeplError(f"reader {reader!r} returned label {int(bad[0])} for image {image_id!r}, "
+    if (bad := first_bad_label(label, num_classes)) is not None:
+        raise SeplError(f"reader {reader!r} returned label {bad} for image {image_id!r}, "
                         f"outside 0..{num_classes - 1} and 255")
     return label
 

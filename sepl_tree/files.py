@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.label_maps import IGNORE, label_values, voc_palette
+from sepl_tree.label_maps import first_bad_label, voc_palette
 
 __all__ = [
     "MAX_PIXELS",
@@ -286,10 +286,8 @@ def read_label_png(path: Path, num_classes: int) -> np.ndarray:
         if values.size and (values.min() < 0 or values.max() > 255):
             raise InputError(path, f"label value {int(values.max())} is out of range 0..{num_classes - 1} or 255")
         values = values.astype(np.uint8)
-    present = label_values(values)
-    bad = present[(present >= num_classes) & (present != IGNORE)]
-    if bad.size:
-        raise InputError(path, f"label value {int(bad[0])} is out of range 0..{num_classes - 1} or 255")
+    if (bad := first_bad_label(values, num_classes)) is not None:
+        raise InputError(path, f"label value {bad} is out of range 0..{num_classes - 1} or 255")
     return values
 
 

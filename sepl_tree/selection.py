@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import SeplError, StrategyError
-from sepl_tree.label_maps import IGNORE, label_values
+from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet
 from sepl_tree.plugins import PluginHost
 from sepl_tree.registry import Reader, Strategy, coerce_params
@@ -106,13 +106,9 @@ class Selector:
                 raise StrategyError(f"{self._who(sample)} returned {out.dtype} values that are not labels "
                                     f"0..{self.num_classes - 1} or {IGNORE}")
             out = out.astype(np.uint8)
-        # 255 + 1 wraps to 0 in uint8: every value is 0..K-1 or 255 iff max(out + 1) <= K (two cheap passes)
-        if out.size and int((out + np.uint8(1)).max()) > self.num_classes:
-            values = label_values(out)
-            bad = values[(values >= self.num_classes) & (values != IGNORE)]
-            if bad.size:
-                raise StrategyError(f"{self._who(sample)} returned label {int(bad[0])}, outside "
-                                    f"0..{self.num_classes - 1} and {IGNORE}")
+        if (bad := first_bad_label(out, self.num_classes)) is not None:
+            raise StrategyError(f"{self._who(sample)} returned label {bad}, outside "
+                                f"0..{self.num_classes - 1} and {IGNORE}")
         return out
 
 

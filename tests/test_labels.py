@@ -134,3 +134,20 @@ def test_coco_json_labels_refuse_two_images_with_one_file_name(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match=r"instances.json: images\[1\] \(b.jpg\): id '25' is not an integer"):
         load_image_labels(path, 81)
+
+
+@pytest.mark.parametrize("k", [2, 3, 21, 81, 254, 255])
+def test_first_bad_label_is_the_smallest_value_outside_the_labels(k):
+    from sepl_tree.label_maps import IGNORE, first_bad_label, label_values
+
+    rng = np.random.default_rng(k)
+    for high in (k, k + 1, 256):  # all labels; one value just past K; anything
+        label = rng.integers(0, min(high, 256), (23, 31)).astype(np.uint8)
+        label[::5] = IGNORE
+        values = label_values(label)
+        bad = values[(values >= k) & (values != IGNORE)]
+        assert first_bad_label(label, k) == (int(bad[0]) if bad.size else None)
+    assert first_bad_label(np.full((2, 2), k - 1, np.uint8), k) is None
+    assert first_bad_label(np.zeros((0, 4), np.uint8), k) is None
+    if k < 255:
+        assert first_bad_label(np.array([[0, k, IGNORE]], np.uint8), k) == k
