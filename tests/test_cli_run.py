@@ -346,13 +346,19 @@ def test_a_resumed_scoring_run_counts_every_image_in_its_rate_and_its_checks_apa
     assert manifest["checks_seconds"] == 1.0 and manifest["seconds"] == 5.0  # begin -> checks -> 4 images -> end
 
 
-def test_a_run_of_many_ids_says_it_is_checking_them(dataset, tmp_path, monkeypatch):
-    import sepl_tree.cli.run as run_module
+@pytest.mark.parametrize("command", ["run", "compare", "convert"])
+def test_a_command_on_many_ids_says_it_is_checking_them(dataset, tmp_path, monkeypatch, command):
+    import sepl_tree.cli.common as common
 
-    args = ("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--executor", "serial")
-    quiet = _run(*args, "--out", tmp_path / "a")
+    d = dataset
+    args = {"run": ["run", "--pseudo-labels", d["pseudo"], "--masks", d["masks"], "--executor", "serial"],
+            "compare": ["compare", "--strategies", "threshold", "--pseudo-labels", d["pseudo"], "--masks", d["masks"],
+                        "--gt", d["gt"], "--executor", "serial", "--strips", "0"],
+            "convert": ["convert", "--reader", "png", "--input", d["pseudo"]]}[command]
+    quiet = runner.invoke(app, [*map(str, args), "--out", str(tmp_path / "a")])
     assert quiet.exit_code == 0 and "checking" not in quiet.stderr
-    monkeypatch.setattr(run_module, "CHECKING_NOTE_IDS", 4)
-    said = _run(*args, "--out", tmp_path / "b")
-    assert said.exit_code == 0
-    assert "checking 4 ids (inputs, and outputs already in" in " ".join(said.stderr.split())  # then --out, wrapped
+    monkeypatch.setattr(common, "CHECKING_NOTE_IDS", 4)
+    said = runner.invoke(app, [*map(str, args), "--out", str(tmp_path / "b")])
+    assert said.exit_code == 0, said.output
+    what = "outputs already in" if command == "convert" else "inputs, and outputs already in"
+    assert f"checking 4 ids ({what}" in " ".join(said.stderr.split())  # then --out, wrapped

@@ -51,6 +51,7 @@ __all__ = [
     "progress_bar",
     "read_ids",
     "run_guarded",
+    "say_checking",
     "warn",
 ]
 
@@ -199,6 +200,17 @@ def executor_options(executor: str, ray_address: str | None, workers: int = 1) -
 def execution_log(options: dict[str, Any]) -> dict[str, Any]:
     """What the executor did (executor, workers asked and used, cluster size), for a run log."""
     return options["record"].as_json()
+
+
+#: From this many ids on, a line says that the checks before the first image are under way.
+CHECKING_NOTE_IDS = 10_000
+
+
+def say_checking(ids: list[str], what: str) -> None:
+    """From :data:`CHECKING_NOTE_IDS` ids on, one line on stderr before the checks of ``what``
+    (inputs there, outputs already done): at 100k ids they take seconds with nothing on screen."""
+    if len(ids) >= CHECKING_NOTE_IDS:
+        err_console.print(f"checking {len(ids)} ids ({escape(what)}) ...", highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:

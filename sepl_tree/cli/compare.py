@@ -32,6 +32,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    say_checking,
     warn,
 )
 from sepl_tree.compare import (
@@ -166,6 +167,7 @@ def compare_command(
             raise SeplError(f"{pseudo_labels}: no pseudo-labels found for reader {reader!r}")
         check_apart(out, "--out", {"--pseudo-labels": pseudo_labels, "--masks": masks, "--gt": gt, "--images": images,
                                    "--labels": labels})
+        say_checking(id_list, f"inputs, and outputs already in {out}")
         reader_in.check(id_list)  # every mask and GT file there, before anything is written
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")

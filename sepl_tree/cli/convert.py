@@ -24,6 +24,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    say_checking,
 )
 from sepl_tree.convert import ConvertJob, convert_settings
 from sepl_tree.errors import SeplError
@@ -104,6 +105,7 @@ def convert_command(
         check_apart(out, "--out", {"--input": input_dir, "--labels": labels})
         settings = convert_settings(inputs)
         claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))
+        say_checking(all_ids, f"outputs already in {out}")
         todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)

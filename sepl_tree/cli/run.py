@@ -38,6 +38,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    say_checking,
     warn,
 )
 from sepl_tree.errors import SeplError
@@ -54,8 +55,6 @@ __all__ = ["run_command"]
 
 #: The demo writes its inputs to DEMO_ROOT/inputs and its outputs to DEMO_ROOT/<strategy>.
 DEMO_ROOT = Path("sepl-demo-output")
-#: From this many ids on, a line says that the checks before the first image are under way.
-CHECKING_NOTE_IDS = 10_000
 
 
 def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, gt: Path | None,
@@ -193,8 +192,7 @@ def run_command(
         check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
                                           "--labels": labels})
         all_ids = _ids(inputs, ids)
-        if len(all_ids) >= CHECKING_NOTE_IDS:  # the checks below take seconds there, with nothing on screen
-            err_console.print(f"checking {len(all_ids)} ids (inputs, and outputs already in {folders[3]}) ...")
+        say_checking(all_ids, f"inputs, and outputs already in {folders[3]}")
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
