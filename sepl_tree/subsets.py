@@ -193,11 +193,12 @@ def _as_set(masks: MaskSet | np.ndarray) -> MaskSet:
     return masks if isinstance(masks, MaskSet) else MaskSet(np.asarray(masks, bool))
 
 
-def sam_misses(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
+def sam_misses(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int,
+               counts: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """GT object regions that no single mask matches with IoU >= :data:`SAM_MATCH_IOU`.
 
     Each entry: ``class``, ``pixels`` (the region's size), ``best_iou`` and ``best_mask``
-    (-1 when there are no masks).
+    (-1 when there are no masks). ``counts``: the masks' :func:`_gt_counts`, if already made.
     """
     masks = _as_set(masks)
     region_map, regions = _object_regions(gt, num_classes)
@@ -208,7 +209,7 @@ def sam_misses(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) ->
         chunk[(chunk < 1) | (chunk > 254)] = 0
         count = min(254, len(regions) - start)
         inter[:, start:start + count] = compute_overlap(masks, chunk.astype(np.uint8), 255).inter[:, 1:count + 1]
-    _, valid = _gt_counts(masks, gt, num_classes)
+    _, valid = counts or _gt_counts(masks, gt, num_classes)
     out = []
     for r, (k, size) in enumerate(regions):
         best, best_iou = -1, 0.0
@@ -237,9 +238,11 @@ def _gt_counts(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) ->
     return inter, valid
 
 
-def sam_merges(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) -> list[dict[str, Any]]:
+def sam_merges(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int,
+               counts: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Masks in which two or more object classes each hold >= :data:`MERGE_MIN_SHARE` of the
-    non-ignore pixels. Each entry: ``mask`` and its ``classes``.
+    non-ignore pixels. Each entry: ``mask`` and its ``classes``. ``counts``: the masks'
+    :func:`_gt_counts`, if already made.
 
     >>> m = np.array([[[1, 1, 1, 1, 0]], [[1, 1, 1, 1, 1]]], bool)
     >>> sam_merges(m, np.array([[1, 1, 2, 0, 0]], np.uint8), 3)
@@ -247,7 +250,7 @@ def sam_merges(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) ->
     """
     if not len(masks):
         return []
-    inter, valid = _gt_counts(masks, gt, num_classes)
+    inter, valid = counts or _gt_counts(masks, gt, num_classes)
     share = inter[:, 1:] / np.maximum(valid, 1)[:, None]
     big = share >= MERGE_MIN_SHARE
     return [{"mask": int(m), "classes": [int(k) + 1 for k in np.flatnonzero(big[m])]}
@@ -257,14 +260,15 @@ def sam_merges(masks: MaskSet | np.ndarray, gt: np.ndarray, num_classes: int) ->
 # ------------------------------------------------------------------------------------ envelope
 
 
-def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5,
-              t2: float = 0.85) -> list[dict[str, Any]]:
+def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5, t2: float = 0.85,
+              counts: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Masks kept by ``threshold`` that have descendants and are mostly outside their GT class.
 
     "Mostly outside": less than :data:`ENVELOPE_MAX_INSIDE` of its non-ignore pixels are its
     class k in GT, and GT background holds at least :data:`ENVELOPE_MIN_BACKGROUND` of the rest.
     Each entry: ``mask``, ``class`` (its assigned class), ``inside`` (share of class k),
-    ``background`` (share of GT background) and ``descendants``.
+    ``background`` (share of GT background) and ``descendants``. ``counts``: every mask's
+    :func:`_gt_counts`, if already made (else they are counted for the candidates only).
     """
     import networkx as nx
 
@@ -272,7 +276,10 @@ def envelopes(sample: Sample, tree: nx.DiGraph, gt: np.ndarray, t1: float = 0.5,
     parents = [int(m) for m in np.flatnonzero(keep) if m in tree and tree.out_degree(int(m)) > 0]
     if not parents:
         return []
-    inter, valid = _gt_counts(sample.masks.subset(np.array(parents)), gt, sample.num_classes)
+    if counts is None:
+        inter, valid = _gt_counts(sample.masks.subset(np.array(parents)), gt, sample.num_classes)
+    else:
+        inter, valid = counts[0][parents], counts[1][parents]
     out = []
     for row, m in enumerate(parents):
         k = int(sample.assigned[m])
@@ -335,6 +342,8 @@ def compute_subsets(sample: Sample, gt: np.ndarray | None = None, names: Iterabl
     if gt is None and any(n not in GT_FREE for n in names):
         raise ValueError(f"subsets {', '.join(n for n in names if n not in GT_FREE)} need ground truth")
     masks, k = sample.masks, sample.num_classes
+    # each mask's GT counts, made once for sam-miss, sam-merge and envelope (a third of the cost)
+    counts = _gt_counts(masks, gt, k) if gt is not None and {"sam-miss", "sam-merge"} & set(names) else None
     flags: dict[str, bool] = {}
     details: dict[str, Any] = {}
     for name in names:
@@ -344,11 +353,11 @@ def compute_subsets(sample: Sample, gt: np.ndarray | None = None, names: Iterabl
         if name == "pseudo-failure":
             found: Any = pseudo_failures(sample.pseudo, gt, k)
         elif name == "sam-miss":
-            found = sam_misses(masks, gt, k)
+            found = sam_misses(masks, gt, k, counts)
         elif name == "sam-merge":
-            found = sam_merges(masks, gt, k)
+            found = sam_merges(masks, gt, k, counts)
         elif name == "envelope":
-            found = envelopes(sample, sample.tree(tau), gt, t1, t2)
+            found = envelopes(sample, sample.tree(tau), gt, t1, t2, counts)
         else:
             found = nested_chains(sample.assigned, sample.tree(tau))
         hit = bool(found["absent"] or found["missed"]) if name == "pseudo-failure" else bool(found)

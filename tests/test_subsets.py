@@ -306,3 +306,23 @@ def test_sam_miss_handles_more_regions_than_one_uint8_map_holds():
     found = sam_misses(mask, gt, 21)
     assert len(found) == 399
     assert all(f["best_iou"] == 0.0 and f["pixels"] == 4 for f in found)
+
+
+def test_subsets_decided_together_are_those_decided_one_by_one():
+    # compute_subsets counts each mask's GT pixels once for sam-miss, sam-merge and envelope
+    from sepl_tree.demo import make_scene
+
+    rng = np.random.default_rng(5)
+    hits = dict.fromkeys(SUBSETS, 0)
+    for _ in range(12):
+        scene = make_scene(rng)
+        s = Sample(scene.pseudo, scene.masks, 21)
+        together = compute_subsets(s, scene.gt)
+        tree = s.tree(0.9)
+        alone = {"sam-miss": sam_misses(s.masks, scene.gt, 21), "sam-merge": sam_merges(s.masks, scene.gt, 21),
+                 "envelope": envelopes(s, tree, scene.gt)}
+        for name, found in alone.items():
+            assert together.details.get(name, []) == found
+            assert compute_subsets(s, scene.gt, names=[name]).details.get(name, []) == found
+            hits[name] += bool(found)
+    assert hits["envelope"] and hits["sam-merge"], hits  # the scenes exercise the shared counts
