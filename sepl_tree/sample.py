@@ -98,7 +98,8 @@ class Sample:
     @cached_property
     def prompts(self) -> np.ndarray:
         """``int64 (L,)``: masks answering one SAM prompt (shared ``point_coords`` and ``crop_box``)
-        share an id; -1 for a mask whose record has no point (:func:`sepl_tree.prompts.prompt_ids`)."""
+        share an id; -1 for a mask whose record has no point, or whose point more than three
+        masks share (not one SAM prompt; :func:`sepl_tree.prompts.prompt_ids`)."""
         return prompt_ids(self.masks.records)
 
     @cached_property
@@ -115,7 +116,8 @@ class Sample:
         """The containment tree of the masks (:func:`sepl_tree.tree.build_tree`), built once per ``tau``.
 
         An ``nx.DiGraph`` with edges parent -> child and node ids = mask indices: the parent of
-        a mask is the smallest larger mask holding at least ``tau`` of its pixels.
+        a mask is the smallest mask ranking above it by ``(area, index)`` that holds at least
+        ``tau`` of its pixels.
         """
         tau = float(tau)
         if tau not in self._trees:

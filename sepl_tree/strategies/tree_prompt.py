@@ -8,7 +8,8 @@ that most often takes in the sea around the boat. This rule:
 1. applies ``threshold``'s test (``o_s > t1`` or ``o_p > t2``);
 2. among the kept outputs of one prompt assigned to one class, keeps only one: the one SAM scores
    highest (``sample.scores``: ``predicted_iou``, else ``stability_score``; on a tie, or without
-   scores, the largest, which is what ``threshold`` paints), replaced by a larger kept output of
+   scores, the largest, which holds what ``threshold`` paints when the smaller outputs lie
+   inside it), replaced by a larger kept output of
    the prompt when more than ``t1`` of the pixels it adds lie in the class's pseudo-label (SEPL's
    own o_s test, applied to what the larger alternative adds; larger outputs are tried in
    increasing size).
@@ -65,8 +66,8 @@ def tree_prompt(sample: Sample, t1: Share = 0.5, t2: Share = 0.85) -> np.ndarray
     ----------
     t1
         Keep a mask whose share inside its class's pseudo-label, o_s, exceeds this; a larger output
-        of the same prompt replaces the chosen one when this share of the pixels it adds is in the
-        pseudo-label.
+        of the same prompt replaces the chosen one when more than this share of the pixels it adds
+        is in the class's pseudo-label.
     t2
         Keep a mask that covers more than this share of its class's pseudo-label, o_p.
     """

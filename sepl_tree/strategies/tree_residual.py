@@ -16,12 +16,13 @@ apart:
   E (a ring, a cut-off piece of the sea). A residual that E's children do not cover is dropped.
 - *How E was admitted*: partial activation makes the whole object a parent kept **only through
   o_p** (the pseudo-label fills a fraction of it). A parent kept through o_s (the pseudo-label
-  fills more than ``t1`` of it) while none of its class pixels lie outside its kept sub-masks is
+  fills more than ``t1`` of it) while its kept sub-masks hold most (``cover``) of its class pixels is
   not explained by partial activation: its residual, even when made of SAM masks, is dropped
   when the pseudo-label does not support it.
 
 Rule, on the containment tree (``tau``) and the masks ``threshold`` keeps (``t1``, ``t2``): a
-kept mask E of class k, with kept descendants D assigned to k, is dropped when
+kept mask E of class k that has kept descendants assigned to k (D: at least one; a kept mask
+without them is always kept) is dropped when
 
 1. the kept descendants explain its support: ``|E ∩ P_k ∩ ∪D| >= cover · |E ∩ P_k|``, and
 2. either (a) its tree children (any class, kept or not) cover less than ``explained`` of it,
