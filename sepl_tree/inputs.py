@@ -8,7 +8,8 @@ decoded). Every problem is an :class:`~sepl_tree.errors.InputError` naming the f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,9 @@ def check_same_size(path: Path | str, label: np.ndarray, shape: tuple[int, ...],
         raise InputError(path, f"is {label.shape[0]}x{label.shape[1]} but the {what} is {shape[0]}x{shape[1]}")
 
 
-def _mtime(path: Path) -> int | None:
+def _mtime(path: str | Path) -> int | None:
     try:
-        return path.stat().st_mtime_ns
+        return os.stat(path).st_mtime_ns
     except OSError:
         return None
 
@@ -156,20 +157,24 @@ class InputReader:
         gt = None if self.config.gt_dir is None else self.gt(image_id, pseudo.shape)
         return ImageInputs(image_id, pseudo, masks, gt, no_masks)
 
-    def input_files(self, image_id: str) -> list[Path]:
-        """The files an output of ``image_id`` is made from, where they can be named: its
-        pseudo-label file (for a reader that lists ``<id><suffix>`` files) and its masks (the
-        ``<id>.json`` file or the ``<id>/`` folder, whose time changes when a mask file is added,
-        removed or replaced by a rename, as writers such as ours and amg.py's do)."""
-        c, files = self.config, []
+    def input_times(self, image_id: str) -> Iterator[int]:
+        """The modification times (ns) of the files an output of ``image_id`` is made from, where
+        they can be named: its pseudo-label file (for a reader that lists ``<id><suffix>`` files)
+        and its masks (the ``<id>.json`` file, else the ``<id>/`` folder, whose time changes when a
+        mask file is added, removed or replaced by a rename, as writers such as ours and amg.py's
+        do). Lazily, one ``stat`` each, on plain strings: a resume at 100k ids makes ~300k."""
+        c = self.config
         if self.reader.list_ids is None:
-            files.append(c.pseudo_dir / f"{image_id}{self.reader.suffix}")
-        if c.masks_dir is not None:  # both named: the one that is not there has no time (both there is refused)
-            files += [c.masks_dir / f"{image_id}.json", c.masks_dir / image_id]
-        return files
+            if (t := _mtime(os.path.join(c.pseudo_dir, image_id + self.reader.suffix))) is not None:
+                yield t
+        if c.masks_dir is not None:
+            masks = os.path.join(c.masks_dir, image_id)
+            t = _mtime(masks + ".json")  # else the folder (both there is refused before this)
+            if t is not None or (t := _mtime(masks)) is not None:
+                yield t
 
     def newer_than(self, ids: Iterable[str], outputs: Callable[[str], Iterable[Path]]) -> list[str]:
-        """The ids of which an existing output is older than one of its :meth:`input_files`: the
+        """The ids of which an existing output is older than one of its :meth:`input_times`: the
         inputs changed after it was made (regenerated pseudo-labels or masks), so it is made again.
 
         The rule ``make`` uses; it sees what rewrites a file or adds one (a copy that keeps the
@@ -181,7 +186,7 @@ class InputReader:
             if not made:
                 continue
             oldest = min(made)
-            if any((t := _mtime(path)) is not None and t > oldest for path in self.input_files(image_id)):
+            if any(t > oldest for t in self.input_times(image_id)):
                 stale.append(image_id)
         return stale
 

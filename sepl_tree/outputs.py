@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ def output_done(path: Path) -> bool:
     """Whether ``path`` holds a finished output: a whole PNG (signature and end chunk), or, for
     other files, a non-empty one."""
     try:
-        size = path.stat().st_size
-        if not path.is_file() or size == 0:
+        st = os.stat(path)  # one stat: at 100k ids a resume makes hundreds of thousands of them
+        size = st.st_size
+        if not stat.S_ISREG(st.st_mode) or size == 0:
             return False
         if path.suffix.lower() != ".png":
             return True

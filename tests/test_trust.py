@@ -429,3 +429,23 @@ def test_an_unwritable_out_is_one_line(d: Path) -> None:
     _chmod_out_read_only(d)
     result = runner.invoke(app, _run(d, out="ro"))
     assert result.exit_code == 1 and "the folder is not writable" in result.output
+
+
+def test_a_mask_folder_changed_after_its_output_makes_it_again(tmp_path: Path) -> None:
+    """(amg.py's <id>/ layout: the folder's time is what changes when a mask file is replaced.)"""
+    write_dataset(tmp_path, _items(), "png")
+    args = ["run", "--pseudo-labels", str(tmp_path / "pseudo"), "--masks", str(tmp_path / "masks"),
+            "--out", str(tmp_path / "out")]
+    assert runner.invoke(app, args).exit_code == 0
+    for name in ("img0", "img2"):
+        earlier = (tmp_path / "out" / f"{name}.png").stat().st_mtime - 5
+        os.utime(tmp_path / "out" / f"{name}.png", (earlier, earlier))
+    os.utime(tmp_path / "pseudo" / "img0.png", (earlier - 10, earlier - 10))  # the pseudo-label is older still
+    (tmp_path / "masks" / "img0" / "0.png").replace(tmp_path / "masks" / "img0" / "moved.png")
+    (tmp_path / "masks" / "img0" / "moved.png").replace(tmp_path / "masks" / "img0" / "0.png")  # the folder: now
+    os.utime(tmp_path / "masks" / "img2", (earlier - 10, earlier - 10))
+    os.utime(tmp_path / "pseudo" / "img2.png", (earlier - 10, earlier - 10))  # img2: nothing newer than its output
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) in " in result.output and "(e.g. img0.png" in result.output
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["made_again_older_than_inputs"] == 1
