@@ -572,3 +572,16 @@ def test_an_image_named_like_the_folders_log_is_refused_in_the_png_layout(images
     assert result.exit_code == 1 and "which is this folder's errors.log" in " ".join(result.output.split())
     assert not (tmp_path / "out" / "errors.log").is_dir()
     assert masks_cli(images, checkpoint, tmp_path / "rle").exit_code == 0  # errors.log.json: no clash
+
+
+def test_masks_on_many_images_says_it_is_checking_them(images: Path, checkpoint: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import sepl_tree.cli.common as common
+
+    quiet = masks_cli(images, checkpoint, tmp_path / "a")
+    assert quiet.exit_code == 0 and "checking" not in quiet.stderr
+    n = len(list(images.iterdir()))
+    monkeypatch.setattr(common, "CHECKING_NOTE_IDS", n)
+    said = masks_cli(images, checkpoint, tmp_path / "b")
+    assert said.exit_code == 0, said.output
+    assert f"checking {n} ids (masks already in" in " ".join(said.stderr.split())

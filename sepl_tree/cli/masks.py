@@ -26,6 +26,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     read_ids,
     run_guarded,
+    say_checking,
     warn,
 )
 from sepl_tree.errors import SeplError
@@ -118,7 +119,7 @@ def masks_command(
         request = sam.MaskRequest(images, checkpoint, out, model_type, fmt.value, device.value, read_ids(ids),
                                   preset.value, parse_params(param), engine.value, precision.value, batch_images,
                                   point_batch, workers, threads, executor.value, absolute_plugin_paths(plugin))
-        run = sam.plan_masks_run(host, request, _versions())
+        run = sam.plan_masks_run(host, request, _versions(), lambda ids: say_checking(ids, f"masks already in {out}"))
         for note in run.notes:
             warn(note)
         start = time.perf_counter()
