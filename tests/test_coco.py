@@ -142,6 +142,23 @@ def test_coco_gt_command(tmp_path):
     assert bad.exit_code == 1 and "missing.json: file not found" in bad.output
 
 
+def test_coco_gt_says_what_it_reads_and_checks_on_big_inputs(tmp_path, monkeypatch):
+    import sepl_tree.cli.coco_gt as coco_gt
+    import sepl_tree.cli.common as common
+
+    path = write_instances(tmp_path / "instances_val2014.json")
+    runner = CliRunner()
+    quiet = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(tmp_path / "a")])
+    assert quiet.exit_code == 0 and "reading" not in quiet.stderr and "checking" not in quiet.stderr
+    monkeypatch.setattr(coco_gt, "SAY_READING_BYTES", path.stat().st_size)
+    monkeypatch.setattr(common, "CHECKING_NOTE_IDS", 4)
+    said = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(tmp_path / "b")])
+    assert said.exit_code == 0, said.output
+    text = " ".join(said.stderr.split())
+    assert "reading " in text and "instances_val2014.json (0 MB) ..." in text
+    assert "checking 4 ids (label maps already in" in text
+
+
 @pytest.mark.parametrize("name", ["voc", "coco"])
 def test_preset_files_agree_with_package_tables(name):
     with open(CONFIGS / f"{name}.toml", "rb") as f:

@@ -260,6 +260,17 @@ def test_synth_command_resumes_and_overwrites(voc, tmp_path):
     assert (out / "a.json").read_text() != "[]" and (out / "b.json").read_bytes() == first
 
 
+def test_synth_on_many_ids_says_it_is_checking_them(voc, tmp_path, monkeypatch):
+    import sepl_tree.cli.common as common
+
+    quiet = CliRunner().invoke(app, ["synth", "--dataset", str(voc), "--out", str(tmp_path / "a")])
+    assert quiet.exit_code == 0 and "checking" not in quiet.stderr
+    monkeypatch.setattr(common, "CHECKING_NOTE_IDS", 2)
+    said = CliRunner().invoke(app, ["synth", "--dataset", str(voc), "--out", str(tmp_path / "b")])
+    assert said.exit_code == 0, said.output
+    assert "checking 2 ids (masks already in" in " ".join(said.stderr.split())
+
+
 def test_synth_command_refuses_to_mix_settings(voc, tmp_path):
     out = tmp_path / "masks"
     assert CliRunner().invoke(app, ["synth", "--dataset", str(voc), "--out", str(out)]).exit_code == 0

@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from sepl_tree.cli.common import IdsOpt, console, progress_bar, read_ids, run_guarded
+from sepl_tree.cli.common import IdsOpt, console, err_console, progress_bar, read_ids, run_guarded, say_checking
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import write_label_png
 from sepl_tree import __version__
@@ -17,6 +17,10 @@ from sepl_tree.errors import SeplError
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
 
 __all__ = ["NameBy", "coco_gt_command"]
+
+
+#: From this size on, a line says that the instances JSON is being read (and checked).
+SAY_READING_BYTES = 50_000_000
 
 
 class NameBy(str, Enum):
@@ -44,6 +48,9 @@ def coco_gt_command(
     def body() -> None:
         from sepl_tree.coco import CocoInstances
 
+        if instances.is_file() and instances.stat().st_size >= SAY_READING_BYTES:  # COCO train's: 450 MB, seconds
+            err_console.print(f"reading {instances} ({instances.stat().st_size / 1e6:.0f} MB) ...", highlight=False,
+                              soft_wrap=True)
         coco = CocoInstances.load(instances)  # the whole file is checked here, before anything is written
         wanted = read_ids(ids) or coco.ids()
         unknown = [i for i in wanted if i not in coco.images]
@@ -54,6 +61,7 @@ def coco_gt_command(
         settings = {"sepl_tree": __version__, "instances": str(instances.resolve()), "name_by": name_by.value}
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
+        say_checking(wanted, f"label maps already in {out}")
         todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sepl_tree.cli.common import IdsOpt, WorkersOpt, console, err_console, progress_bar, read_ids, run_guarded
+from sepl_tree.cli.common import (
+    IdsOpt,
+    WorkersOpt,
+    console,
+    err_console,
+    progress_bar,
+    read_ids,
+    run_guarded,
+    say_checking,
+)
 from sepl_tree.executors import execute
 from sepl_tree.outputs import check_apart, output_done, pending_ids
 from sepl_tree.synth import KINDS, SynthConfig
@@ -59,6 +68,7 @@ def synth_command(
         all_ids = read_ids(ids) or voc_ids(dataset)
         check_apart(out, "--out", {"--dataset": dataset})
         manifest = start_manifest(out, dataset, seed, config, overwrite)
+        say_checking(all_ids, f"masks already in {out}")
         todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.json"), overwrite)
         err_console.print(f"[bold yellow]SYNTHETIC[/bold yellow] masks from ground truth (not SAM): "
                           f"{len(todo)} to write, {len(all_ids) - len(todo)} already there", highlight=False)
