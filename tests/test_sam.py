@@ -388,6 +388,39 @@ def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, t
     assert len((out / "masks_run.jsonl").read_text().splitlines()) == 4
 
 
+def test_a_run_that_wrote_no_masks_binds_no_settings(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """(A wrong checkpoint fails every image after the run log's first line: the corrected rerun,
+    with another checkpoint, must not be refused as 'other settings' over a folder with no masks.)"""
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"not": torch.zeros(1)}, wrong)
+    out = tmp_path / "out"
+    failed = masks_cli(images, wrong, out)
+    assert failed.exit_code == 1 and "wrong.pth: cannot load" in failed.output
+    assert (out / "masks_run.jsonl").is_file() and not list(out.glob("*.json"))
+    fixed = masks_cli(images, checkpoint, out, "-p", "points_per_side=5")
+    assert fixed.exit_code == 0, fixed.output
+    assert len(list(out.glob("img*.json"))) == 4
+    refused = masks_cli(images, checkpoint, out, "-p", "points_per_side=4")  # now the folder holds masks
+    assert refused.exit_code == 1 and "(points_per_side 5 -> 4)" in " ".join(refused.output.split())
+
+
+def test_without_batch_images_each_worker_takes_its_own_devices_batch(checkpoint: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Ray with --device auto the GPU is the worker's, not this machine's: the batch is decided there."""
+    import sepl_tree.sam.job as job_module
+
+    settings = sam.generator_settings("paper", KEEP_ALL_SETTINGS, "sam")
+    job = sam.MaskJob({}, tmp_path, "tiny", checkpoint, settings, device="auto", batch_images=None,
+                      plugins=(str(TINY),))
+    assert job.ids_per_task == 4 * job_module.BATCHES_PER_TASK  # tasks sized for a GPU's batch
+    model = job.load_model()
+    assert job.make_worker(model, "sam").batch_images == 1  # this machine: no GPU -> 1
+    monkeypatch.setattr(job_module, "resolve_device", lambda device: "cuda")  # a worker that has one
+    worker = job.make_worker(model, "sam")
+    assert worker.batch_images == job_module.GPU_BATCH_IMAGES and worker.generator.batch_images == 4
+    assert sam.MaskJob({}, tmp_path, "tiny", checkpoint, device="auto", batch_images=2).batch_on("cuda") == 2
+
+
 @pytest.mark.slow
 def test_bad_checkpoint_in_a_process_pool_is_one_line(images: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.pth"
@@ -488,6 +521,12 @@ def test_on_ray_the_fast_engine_batches_across_images(images: Path, checkpoint: 
     assert [len(event[2]) for event in ray.events if event[0] == "task"] == [4]
     for path in sorted((tmp_path / "serial").glob("img*.json")):
         assert path.read_bytes() == (tmp_path / "ray" / path.name).read_bytes(), path.name
+    # without --batch-images, the worker decides on its own device: here a CPU, one at a time
+    batches.clear()
+    auto = masks_cli(images, checkpoint, tmp_path / "auto", "--executor", "ray")
+    assert auto.exit_code == 0, auto.output
+    assert batches == [1, 1, 1, 1]
+    assert json.loads((tmp_path / "auto" / "masks_run.jsonl").read_text().splitlines()[0])["batch_images"] is None
 
 
 @needs_ray

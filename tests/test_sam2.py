@@ -163,6 +163,8 @@ def test_m2m_with_the_fast_engine_is_one_line(images: Path, checkpoint: Path, tm
     result = masks_cli(images, checkpoint, tmp_path / "out", "-p", "use_m2m=true")
     assert result.exit_code == 1 and "use_m2m (SAM 2's mask-to-mask refinement) runs with --engine stock only" in (
         " ".join(result.output.split()))
+    assert not (tmp_path / "out").exists()  # refused before the folder is opened: the plain rerun is free
+    assert masks_cli(images, checkpoint, tmp_path / "out").exit_code == 0
 
 
 @pytest.mark.parametrize(("model_type", "hidden", "extra"), [

@@ -35,6 +35,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 #: worker's tasks (two held at a time) are quickly done again and that the workers finish
 #: together.
 BATCHES_PER_TASK = 4
+#: Images per encoder pass on a GPU when ``--batch-images`` is not given.
+GPU_BATCH_IMAGES = 4
 
 
 def resolve_device(device: str) -> str:
@@ -94,7 +96,8 @@ class MaskJob:
     precision
         ``fp32``, ``bf16`` or ``fp16`` (fast engine).
     batch_images
-        Images (or crops) per encoder pass (fast engine).
+        Images (or crops) per encoder pass (fast engine); ``None``: :data:`GPU_BATCH_IMAGES` on a
+        GPU, 1 on the CPU, decided where the model loads (a Ray worker's GPU is not this machine's).
     point_batch
         Point prompts per decoder pass (fast engine; ``None``: automatic).
     """
@@ -110,8 +113,12 @@ class MaskJob:
     torch_threads: int | None = None
     engine: str = "fast"
     precision: str = "fp32"
-    batch_images: int = 1
+    batch_images: int | None = 1
     point_batch: int | None = None
+
+    def batch_on(self, device: str) -> int:
+        """Images per encoder pass on the resolved ``device`` (``cpu`` or ``cuda``)."""
+        return self.batch_images or (GPU_BATCH_IMAGES if device == "cuda" else 1)
 
     @property
     def ids_per_task(self) -> int:
@@ -119,11 +126,12 @@ class MaskJob:
 
         One for the stock engine, and for the fast engine on the CPU one image at a time (there
         is nothing to batch, and reading ahead saves milliseconds of minutes); otherwise
-        :data:`BATCHES_PER_TASK` encoder batches.
+        :data:`BATCHES_PER_TASK` encoder batches (of a GPU's batch where the workers decide it).
         """
-        if self.engine != "fast" or (self.device == "cpu" and self.batch_images == 1):
+        batch = self.batch_on("cpu" if self.device == "cpu" else "cuda")
+        if self.engine != "fast" or (self.device == "cpu" and batch == 1):
             return 1
-        return self.batch_images * BATCHES_PER_TASK
+        return batch * BATCHES_PER_TASK
 
     @property
     def uses_gpu(self) -> bool:
@@ -165,9 +173,9 @@ class MaskJob:
             return StockWorker(generator, self.images, self.out, self.fmt)
         if self.engine != "fast":
             raise SeplError(f"unknown engine {self.engine!r}; valid choices: {', '.join(ENGINES)}")
-        generator = FastMaskGenerator(model, family, dict(self.settings), self.precision, self.batch_images,
-                                      self.point_batch)
-        return FastWorker(generator, self.images, self.out, self.fmt, self.batch_images)
+        batch = self.batch_on(resolve_device(self.device))
+        generator = FastMaskGenerator(model, family, dict(self.settings), self.precision, batch, self.point_batch)
+        return FastWorker(generator, self.images, self.out, self.fmt, batch)
 
     @property
     def output_folders(self) -> tuple[Path, ...]:

@@ -26,7 +26,8 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
 
 #: Generator settings on top of the family's own defaults.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's setting: the library defaults with looser quality thresholds.
+    # The paper's setting: the library defaults with looser quality thresholds (the values our
+    # SAM issue gives for SEPL; its released code, cskyl/SAM_WSSS, makes no masks to check them).
     "paper": {"pred_iou_thresh": 0.86, "stability_score_thresh": 0.92},
     # The library's defaults, unchanged.
     "sam-default": {},

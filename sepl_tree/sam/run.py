@@ -2,15 +2,16 @@
 
 Output folders hold exactly what ``sepl-tree run --masks`` reads (``<id>.json`` or ``<id>/``),
 plus ``errors.log`` (``id<TAB>message``, one line per failed image) and ``masks_run.jsonl``
-(one JSON line when a run starts, one when it ends). A rerun skips finished images and is
-refused when the model type, the generator settings or the precision differ from the run that
-started the folder; the engine, ``batch_images``, the point batch, the device and the executor
-do not change the masks and may differ.
+(one JSON line when a run starts, one when it ends). A rerun skips finished images and, once
+the folder holds masks, is refused when the model type, the checkpoint, the generator settings
+or the precision differ from the run that started the folder; the engine, ``batch_images``, the
+point batch, the device and the executor do not change the masks and may differ.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from sepl_tree.provenance import MASKS_RUN_LOG, last_masks_run
 from sepl_tree.images import find_images
 from sepl_tree.sam.job import (
     ENGINES,
+    GPU_BATCH_IMAGES,
     PRECISIONS,
     MaskJob,
     available_cores,
@@ -79,6 +81,16 @@ def check_same_settings(out: Path, model_type: str, settings: Mapping[str, Any],
         diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
         raise InputError(out / RUN_LOG, f"this folder's masks were made with other settings ({diff}); "
                                         "use another --out, or the same settings to resume")
+
+
+def holds_masks(out: Path) -> bool:
+    """Whether ``out`` holds the masks of any image (an ``<id>.json`` file or an ``<id>/`` folder),
+    whatever images this run is given."""
+    try:
+        with os.scandir(out) as entries:
+            return any(not e.name.startswith(".") and (e.name.endswith(".json") or e.is_dir()) for e in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
@@ -237,7 +249,10 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
         if r.fmt == "png" and name in found:
             raise InputError(found[name], f"its masks would be {r.out / name}/, which is this folder's {name}; "
                                           "rename the image or use --format rle")
-    check_same_settings(r.out, r.model_type, settings, r.precision, r.checkpoint.absolute())
+    if r.engine == "fast" and settings.get("use_m2m"):  # (the fast engine refuses it only where it loads)
+        raise SeplError("use_m2m (SAM 2's mask-to-mask refinement) runs with --engine stock only")
+    if holds_masks(r.out):  # a run that stopped before any image (a wrong checkpoint) binds nothing
+        check_same_settings(r.out, r.model_type, settings, r.precision, r.checkpoint.absolute())
     prepare_folder(r.out)
     remove_stale_temporaries(r.out)
     sources = mask_sources(r.out, found)
@@ -246,7 +261,8 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     kept = [i for i, source in sources.items() if source is not None and (source.suffix == ".json") != (r.fmt == "rle")]
     log = start_error_log(r.out, todo)
     threads = r.threads or (None if on_cluster else default_torch_threads(r.workers))
-    batch = r.batch_images or (4 if device == "cuda" else 1)
+    # on Ray with --device auto each worker decides, on the device it has (None)
+    batch = r.batch_images or (None if device == "auto" else GPU_BATCH_IMAGES if device == "cuda" else 1)
     # Absolute paths: Ray workers on other nodes do not share this shell's directory.
     job = MaskJob({i: found[i].absolute() for i in todo}, r.out.absolute(), r.model_type, r.checkpoint.absolute(),
                   settings, r.fmt, device, r.plugins, threads, r.engine, r.precision, batch, r.point_batch)
