@@ -75,11 +75,11 @@ class EvalJob:
 
 
 def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
-                     on_image: Callable[[], None] | None = None, workers: int = 1) -> tuple[np.ndarray, int]:
+                     on_image: Callable[[int], None] | None = None, workers: int = 1) -> tuple[np.ndarray, int]:
     """Pool the confusion matrix of ``<pred>/<id>.png`` against ``<gt_dir>/<id>.png``.
 
     Returns the ``(K, K+1)`` matrix and the number of images; ``workers`` processes read and
-    count (integer sums: the same matrix for any number). Missing files, size mismatches and GT
+    count (integer sums: the same matrix for any number); ``on_image`` sees the count so far. Missing files, size mismatches and GT
     values out of range raise ``InputError`` naming the file.
     """
     from sepl_tree.executors import execute
@@ -89,10 +89,11 @@ def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: 
         raise SeplError("no images to evaluate")
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     cells_of = cm.reshape(-1)  # a view: adding to it adds to cm
-    for cells, counts in execute(EvalJob(Path(pred), Path(gt_dir), num_classes), ids, workers=workers):
+    for done, (cells, counts) in enumerate(execute(EvalJob(Path(pred), Path(gt_dir), num_classes), ids,
+                                                   workers=workers), 1):
         cells_of[cells] += counts
         if on_image is not None:
-            on_image()
+            on_image(done)
     return cm, len(ids)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,16 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from sepl_tree.cli.common import IdsOpt, console, err_console, progress_bar, read_ids, run_guarded, say_checking
+from sepl_tree.cli.common import (
+    IdsOpt,
+    console,
+    err_console,
+    per_second,
+    progress_bar,
+    read_ids,
+    run_guarded,
+    say_checking,
+)
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import write_label_png
 from sepl_tree import __version__
@@ -65,14 +75,14 @@ def coco_gt_command(
         todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:
-            task = bar.add_task("coco-gt", total=len(todo), rate="")
-            for image_id in todo:
+            task, t0 = bar.add_task("coco-gt", total=len(todo), rate=""), time.perf_counter()
+            for done, image_id in enumerate(todo, 1):
                 label = coco.label(image_id)
                 write_label_png(out / f"{names[image_id]}.png", label)
                 found = np.bincount(label.reshape(-1), minlength=256)
                 counts += found
                 images += found > 0
-                bar.update(task, advance=1)
+                bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
         finish_folder(out, "coco-gt.json", settings, len(wanted), len(todo))
         if todo:
             console.print(class_table("COCO ground truth", counts, images, coco.num_classes))

@@ -47,6 +47,7 @@ __all__ = [
     "fmt",
     "get_host",
     "parse_params",
+    "per_second",
     "print_scores",
     "progress_bar",
     "read_ids",
@@ -276,6 +277,15 @@ def progress_bar() -> Progress:
         console=err_console,
         disable=bool(os.environ.get("SEPL_TREE_NO_PROGRESS")),
     )
+
+
+def per_second(images: int, seconds: float) -> str:
+    """A progress bar's rate: ``images`` (every one it has moved over) in ``seconds``.
+
+    >>> per_second(30, 2.0)
+    '15.0 img/s'
+    """
+    return f"{images / max(seconds, 1e-9):.1f} img/s"
 
 
 def fmt(value: float) -> str:

@@ -29,6 +29,7 @@ from sepl_tree.cli.common import (
     executor_options,
     get_host,
     parse_params,
+    per_second,
     progress_bar,
     read_ids,
     run_guarded,
@@ -113,7 +114,7 @@ def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, opt
             nonlocal computed
             computed += len(result.computed)
             done = bar.tasks[0].completed + 1
-            bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+            bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
 
         totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
     return totals, computed, round(time.perf_counter() - t0, 3)

@@ -21,6 +21,7 @@ from sepl_tree.cli.common import (
     console,
     get_host,
     parse_params,
+    per_second,
     progress_bar,
     read_ids,
     run_guarded,
@@ -115,7 +116,7 @@ def convert_command(
             for done, result in enumerate(execute(job, todo, workers=workers), start=1):
                 counts += result.counts
                 images += result.counts > 0
-                bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+                bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
         finish_folder(out, "convert.json", settings, len(all_ids), len(todo))
         if todo:
             console.print(class_table(f"convert: {inputs.reader.name} -> label PNGs", counts, images, num_classes))

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sepl_tree.cli.common import IdsOpt, NumClassesOpt, WorkersOpt, console, print_scores, progress_bar, read_ids, run_guarded, warn
+from sepl_tree.cli.common import (
+    IdsOpt,
+    NumClassesOpt,
+    WorkersOpt,
+    console,
+    per_second,
+    print_scores,
+    progress_bar,
+    read_ids,
+    run_guarded,
+    warn,
+)
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes
@@ -89,9 +101,9 @@ def eval_command(
         if ids is None:
             _say_unscored(gt, id_list)
         with progress_bar() as bar:
-            task = bar.add_task("evaluating", total=len(id_list), rate="")
-            cm, count = evaluate_folders(pred, gt, id_list, num_classes, on_image=lambda: bar.advance(task),
-                                         workers=workers)
+            task, t0 = bar.add_task("evaluating", total=len(id_list), rate=""), time.perf_counter()
+            cm, count = evaluate_folders(pred, gt, id_list, num_classes, workers=workers, on_image=lambda done: bar.update(
+                task, advance=1, rate=per_second(done, time.perf_counter() - t0)))
         s = scores(cm)
         names = class_names_for(num_classes)
         print_scores(f"{pred} ({count} images)", names, {"": s})

@@ -34,6 +34,7 @@ from sepl_tree.cli.common import (
     fmt,
     get_host,
     parse_params,
+    per_second,
     print_scores,
     progress_bar,
     read_ids,
@@ -126,7 +127,7 @@ def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, 
             if confusion is not None:
                 confusion += result.confusion
             # every image the bar moves over (a resumed --gt run reads back and scores the ones it skips)
-            bar.update(task, advance=1, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+            bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
     return counts, confusion, round(time.perf_counter() - t0, 3)
 
 
