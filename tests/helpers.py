@@ -73,14 +73,25 @@ def needs_ray(test):
     return pytest.mark.slow(skip(test))
 
 
+class TwoPartError(Exception):
+    """An exception a plugin might define: its ``__init__`` takes other arguments than its ``args``,
+    so it cannot be rebuilt from them (unpickled) in another process."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+
+
 @dataclass(frozen=True)
 class Double:
-    """A job spec for executor tests: each id n gives ``(n, 2 n)``; it can fail in set-up or on one id."""
+    """A job spec for executor tests: each id n gives ``(n, 2 n)``; it can fail in set-up or on one
+    id, raise a :class:`TwoPartError` on one, or kill its own process on one (as the OOM killer would)."""
 
     fail_setup: bool = False
     fail_on: str = ""
     uses_gpu: bool = False
     ids_per_task: int = 1
+    odd_error_on: str = ""
+    die_on: str = ""
 
     def setup(self):
         from sepl_tree.errors import InputError
@@ -94,6 +105,13 @@ class Double:
 
         if image_id == self.fail_on:
             raise InputError(f"{image_id}.png", "corrupt PNG")
+        if image_id == self.odd_error_on:
+            raise TwoPartError(f"{image_id}.png", "unreadable")
+        if image_id == self.die_on:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
         return image_id, 2 * int(image_id)
 
 

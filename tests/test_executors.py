@@ -4,9 +4,9 @@ import pytest
 
 from sepl_tree import executors
 from sepl_tree.executors import pool
-from sepl_tree.errors import InputError
+from sepl_tree.errors import InputError, SeplError
 from sepl_tree.executors import execute
-from tests.helpers import Double, TaskSizes
+from tests.helpers import Double, TaskSizes, TwoPartError
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
@@ -68,3 +68,25 @@ def test_a_spec_that_asks_for_several_ids_per_task_gets_at_least_that_many():
     results = list(execute(TaskSizes(ids_per_task=4), [str(i) for i in range(10)], executor="process", workers=2))
     assert sorted(image_id for image_id, _ in results) == sorted(str(i) for i in range(10))
     assert sorted(size for _, size in results) == [2, 2] + [4] * 8  # tasks of 4, 4 and the last 2
+
+
+@pytest.mark.slow  # a process pool
+def test_a_worker_that_dies_is_one_error_naming_images_not_a_broken_pool():
+    """(An OOM kill or a crash in native code: the pool used to give a 55-line BrokenProcessPool traceback.)"""
+    ids = [str(i) for i in range(40)]
+    got = []
+    with pytest.raises(SeplError, match=r"a worker process ended abruptly .* while the workers held \d+ image\(s\) "
+                                        r"\('\d+', \.\.\.\); the outputs finished before are kept: rerun to resume"):
+        for result in execute(Double(die_on="20"), ids, executor="process", workers=2):
+            got.append(result)
+    assert ("20", 40) not in got
+
+
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_an_error_that_cannot_travel_back_keeps_its_type_and_message(workers):
+    """(An exception that cannot be unpickled in the main process broke the whole pool, its message lost.)"""
+    expected = TwoPartError if workers == 1 else SeplError
+    with pytest.raises(expected, match=r"(TwoPartError: )?3\.png: unreadable$") as caught:
+        list(execute(Double(odd_error_on="3"), [str(i) for i in range(8)], executor="process", workers=workers))
+    if workers == 2:
+        assert str(caught.value) == "TwoPartError: 3.png: unreadable"

@@ -36,7 +36,11 @@ Ctrl-C (SIGINT) is the main process's alone, and it ends the run within a fracti
   folder). Every output is written to a temporary and renamed, so what remains is complete, and a
   rerun resumes. A spec without ``output_folders`` may leave temporaries, as ``kill -9`` does.
 * An error raised by a job still lets the tasks under way finish (their outputs are written)
-  before it is raised; a Ctrl-C meanwhile kills them as above.
+  before it is raised; a Ctrl-C meanwhile kills them as above. (Tasks already queued to the
+  workers run too; their outputs are written, and a rerun reuses them, but they are not reported.)
+* A worker that dies (the OOM killer, a crash in native code) ends the run with one
+  :class:`~sepl_tree.errors.SeplError` naming the images the workers held, not the pool's
+  ``BrokenProcessPool``; the others are killed as above and the finished outputs kept.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sepl_tree.errors import SeplError
 from sepl_tree.executors import ids_per_task, map_ids, run_task, task_size
 from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
@@ -139,6 +144,19 @@ def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exceptio
     return run_task(_worker_fn, image_ids)
 
 
+def _result(future: cf.Future, chunk: tuple[str, ...], others: dict[cf.Future, tuple[str, ...]]) -> Any:
+    """A finished task's result; a worker that died under it (killed, out of memory, a crash in
+    native code) is one :class:`SeplError` naming the ids that were under way, not the pool's
+    ``BrokenProcessPool`` traceback."""
+    try:
+        return future.result()
+    except cf.process.BrokenProcessPool:
+        ids = [*chunk, *(i for c in others.values() for i in c)]
+        raise SeplError(f"a worker process ended abruptly (killed, out of memory, or a crash in native code) "
+                        f"while the workers held {len(ids)} image(s) ({ids[0]!r}, ...); the outputs finished "
+                        "before are kept: rerun to resume") from None
+
+
 def _start_fork_server(preload: list[str]) -> None:
     """Start this process's fork server (if it is not running) with SIGINT blocked, for it and its workers."""
     forkserver.set_forkserver_preload(preload)
@@ -205,9 +223,16 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
     fewest = ids_per_task(spec)
     batch, done_images, done_seconds = fewest, 0, 0.0
 
+    chunks: dict[cf.Future, tuple[str, ...]] = {}  # each task's ids, to name them if its worker dies
+
     def submit(pool: cf.ProcessPoolExecutor, tasks: int) -> set[cf.Future]:
-        return {pool.submit(_call_worker, chunk) for _ in range(tasks)
-                if (chunk := tuple(itertools.islice(todo, batch)))}
+        futures = set()
+        for _ in range(tasks):
+            if chunk := tuple(itertools.islice(todo, batch)):
+                future = pool.submit(_call_worker, chunk)
+                chunks[future] = chunk
+                futures.add(future)
+        return futures
 
     with HeldInterrupts() as interrupts:
         # Import the spec's module in the fork server once, so each worker starts with it loaded
@@ -222,7 +247,7 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
             while pending:
                 interrupts.check()
                 done, pending = cf.wait(pending, INTERRUPT_POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
-                finished = [future.result() for future in done]
+                finished = [_result(future, chunks.pop(future), chunks) for future in done]
                 errors = [error for _, _, error in finished if error is not None]
                 for results, seconds, _ in finished:
                     done_images, done_seconds = done_images + len(results), done_seconds + seconds
