@@ -123,3 +123,24 @@ def test_ctrl_c_ends_a_pool_run_at_once_at_any_moment(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             proc.wait()
     assert not problems, "\n".join(problems)
+
+
+def test_held_interrupts_left_from_another_thread_let_ctrl_c_through():
+    """(A pool's generator closed by the garbage collector in another thread cannot put Python's
+    handler back; the handler it leaves must then raise, not swallow every later Ctrl-C.)"""
+    import threading
+
+    from sepl_tree.executors.interrupts import HeldInterrupts
+
+    held = HeldInterrupts()
+    held.__enter__()
+    try:
+        assert signal.getsignal(signal.SIGINT) == held._handle
+        closer = threading.Thread(target=held.__exit__)
+        closer.start()
+        closer.join()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

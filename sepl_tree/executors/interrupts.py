@@ -25,6 +25,7 @@ class HeldInterrupts:
         self.held = True
         self.pending = False
         self._installed = False
+        self._exited = False
 
     def __enter__(self) -> HeldInterrupts:
         if (threading.current_thread() is threading.main_thread()
@@ -34,14 +35,15 @@ class HeldInterrupts:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._exited = True  # a SIGINT that still reaches _handle raises, as Python's own handler would
         if self._installed:
             try:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-            except ValueError:  # the generator was closed in another thread: nothing to restore there
-                pass
+            except ValueError:  # closed in another thread (the GC finalising a generator): only
+                pass  # the main thread may set handlers, so this one stays, and raises (above)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.held:
+        if not self.held or self._exited:
             raise KeyboardInterrupt
         self.pending = True
 
