@@ -90,3 +90,14 @@ def test_an_error_that_cannot_travel_back_keeps_its_type_and_message(workers):
         list(execute(Double(odd_error_on="3"), [str(i) for i in range(8)], executor="process", workers=workers))
     if workers == 2:
         assert str(caught.value) == "TwoPartError: 3.png: unreadable"
+
+
+@pytest.mark.slow  # a process pool
+def test_the_pool_starts_no_more_workers_than_tasks():
+    from sepl_tree.executors.record import ExecutionRecord
+
+    record = ExecutionRecord("process", 4)
+    results = list(execute(TaskSizes(ids_per_task=8), [str(i) for i in range(10)], executor="process", workers=4,
+                           record=record))
+    assert sorted(image_id for image_id, _ in results) == sorted(str(i) for i in range(10))
+    assert record.as_json()["workers"]["used"] == 2  # two tasks (8 and 2 ids); four were asked for

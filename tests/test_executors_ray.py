@@ -285,3 +285,21 @@ def test_tasks_grow_to_about_batch_seconds_of_work_as_in_the_process_pool(fake, 
     sizes = [len(event[2]) for event in ray.events if event[0] == "task"]
     assert sizes[:4] == [1, 1, 1, 1]  # nothing measured yet: one id each (two actors, two tasks each)
     assert max(sizes) == executors.MAX_BATCH and sum(sizes) == 300
+
+
+@pytest.mark.parametrize(("ids", "per_task", "actors", "tasks"), [
+    (40, 16, 3, [(0, 16), (1, 16), (2, 8)]),  # three tasks: three workers, each loading its model once
+    (32, 8, 4, [(0, 8), (1, 8), (2, 8), (3, 8)]),  # a second task only once every worker has one
+    (10, 8, 2, [(0, 8), (1, 2)]),
+])
+def test_no_more_workers_than_tasks_and_each_one_fed_before_a_second_task(fake, ids, per_task, actors, tasks):
+    """(A SAM job of a few tasks on four GPUs started four models; the first one ready took two
+    tasks while two others never got one, and the run log said four were used.)"""
+    ray = fake(FakeRay(capacity=4))
+    record = ExecutionRecord("ray", 4)
+    results = list(execute(TaskSizes(ids_per_task=per_task), [str(i) for i in range(ids)], executor="ray",
+                           workers=4, record=record, notify=lambda line: None))
+    assert sorted(image_id for image_id, _ in results) == sorted(str(i) for i in range(ids))
+    assert len(ray.actors) == actors
+    assert [(event[1], len(event[2])) for event in ray.events if event[0] == "task"] == tasks
+    assert record.as_json()["workers"] == {"asked": 4, "used": actors, "lost": 0}

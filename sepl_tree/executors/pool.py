@@ -212,15 +212,16 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
 
     Ctrl-C ends it at once, its workers killed (see the module's doc for how, and what it leaves).
     """
+    fewest = ids_per_task(spec)
+    tasks = -(-len(ids) // fewest)  # at most: later tasks may grow (task_size)
     if record is not None:
         record.begin(workers, local_cluster())
-        record.running(1 if workers <= 1 or len(ids) <= 1 else min(workers, len(ids)))
-    if workers <= 1 or len(ids) <= 1:
+        record.running(1 if workers <= 1 or tasks <= 1 else min(workers, tasks))
+    if workers <= 1 or tasks <= 1:
         yield from map_ids(spec.setup(), ids)
         return
-    workers = min(workers, len(ids))
+    workers = min(workers, tasks)  # (each worker sets the job up: a SAM model; none that gets no task)
     todo = iter(ids)
-    fewest = ids_per_task(spec)
     batch, done_images, done_seconds = fewest, 0, 0.0
 
     chunks: dict[cf.Future, tuple[str, ...]] = {}  # each task's ids, to name them if its worker dies

@@ -264,6 +264,7 @@ class _Slot:
     def __init__(self, actor: Any) -> None:
         self.actor = actor
         self.state = "pending"
+        self.ran = False  # whether it was given a task
         self.in_flight: deque[tuple[Any, tuple[str, ...]]] = deque()  # (ref, ids) in the order the actor runs them
 
     def held(self) -> int:
@@ -345,7 +346,6 @@ class _PullLoop:
                 slot.state = "setup"
         elif kind == "setup":
             slot.state = "ready"
-            self.record.running(sum(s.state == "ready" for s in self.slots))
             self._feed(slot)
         else:
             results, seconds, error = value
@@ -360,10 +360,15 @@ class _PullLoop:
 
     def _feed(self, slot: _Slot) -> None:
         while slot.state == "ready" and len(slot.in_flight) < IN_FLIGHT_PER_ACTOR and self.queue:
+            starting = sum(s.state != "ready" for s in self.slots)
+            if slot.in_flight and len(self.queue) <= starting * self.per_task:
+                break  # a second task only from what the actors still starting will not need
             image_ids = self._next_task()
             ref = slot.actor.run.remote(image_ids)
             slot.in_flight.append((ref, image_ids))
             self.refs[ref] = (slot, "run", image_ids)
+            slot.ran = True
+        self.record.running(sum(s.ran for s in self.slots))  # workers that got a task, not just loaded
 
     def _next_task(self) -> tuple[str, ...]:
         """The next task's ids from the queue (:func:`task_size`); an id whose worker was lost goes alone."""
@@ -375,9 +380,10 @@ class _PullLoop:
         return tuple(image_ids)
 
     def _top_up(self) -> None:
-        """Ask for actors up to the target, but not more than there are ids left to hand out."""
+        """Ask for actors up to the target, but not more than there are tasks left to hand out
+        (each loads its model: an actor that would get no task is not started)."""
         work = len(self.queue) + sum(slot.held() for slot in self.slots)
-        while len(self.slots) < min(self.target, work):
+        while len(self.slots) < min(self.target, -(-work // self.per_task)):
             slot = _Slot(self.new_actor())
             self.slots.append(slot)
             self.refs[slot.actor.placed.remote()] = (slot, "placed", ())
@@ -470,7 +476,7 @@ def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: Execut
     target = gpus or max(1, workers)
     need = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
     record.begin(target, cluster)
-    wanted = min(target, len(ids))
+    wanted = min(target, -(-len(ids) // ids_per_task(spec)))  # no more actors than tasks
     room, free = _placeable(ray, need, wanted)
     if room < wanted:
         each = f"{_resources(need)} each, {_resources(free)} free"
