@@ -205,3 +205,23 @@ def test_convert_rca_final_labels_and_attention_maps(tmp_path):
     result = runner.invoke(app, ["convert", "-r", "rca", "-i", str(mixed), "-o", str(tmp_path / "out-both")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "2007_000032.png" in result.output and "2007_000032_14.png" in result.output
+
+
+@pytest.mark.parametrize("kind", ["folder", "broken link"])
+@pytest.mark.parametrize(("reader", "name"), [("l2g", "2007_000033_3.png"), ("rca", "2007_000033_3.png"),
+                                              ("rca", "2007_000034.png")])  # (rca also reads final labels <id>.png)
+def test_a_per_class_input_that_is_not_a_file_is_named_not_left_out(tmp_path, reader, kind, name):
+    """(A per-class map that is a folder or a broken link left its class, or its whole image, out
+    of the run without a word; the png reader already refused it.)"""
+    folder = tmp_path / "cams"
+    folder.mkdir()
+    Image.fromarray(np.full((6, 8), 200, np.uint8)).save(folder / "2007_000033_14.png")  # a greyscale map
+    if kind == "folder":
+        (folder / name).mkdir()
+    else:
+        (folder / name).symlink_to(tmp_path / "gone.png")
+    result = runner.invoke(app, ["convert", "-r", reader, "-i", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    said = " ".join(result.output.split())
+    assert f"{name}: is a folder, not a .png file" in said if kind == "folder" else (
+        f"{name}: is not a readable .png file (a broken link?)" in said)

@@ -32,13 +32,14 @@ A plain ``<id>.png`` (no ``_<class>`` suffix) is a label map, not a per-class ma
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.errors import InputError
+from sepl_tree.errors import InputError, not_a_file
 from sepl_tree.files import PNG_GREY, PNG_PALETTE, png_colour_type, read_label_png, read_png
 from sepl_tree.label_maps import IGNORE, label_values
 from sepl_tree.readers.cam import Background, allowed_classes, cam_to_label
@@ -49,8 +50,19 @@ __all__ = ["list_per_class_ids", "list_rca_ids", "read_l2g", "read_per_class", "
 
 
 def list_per_class_ids(folder: Path) -> list[str]:
-    """The image ids of the ``<id>_<class>.png`` files in ``folder``."""
-    return sorted({m["id"] for p in folder.glob("*_*.png") if (m := PER_CLASS_PNG.match(p.name))})
+    """The image ids of the ``<id>_<class>.png`` files in ``folder``; something so named that is
+    not a file (a folder, a broken link) is an error naming it, not a class left out."""
+    ids = set()
+    for path in folder.glob("*_*.png"):
+        if (m := PER_CLASS_PNG.match(path.name)) and not path.name.startswith("."):
+            _check_file(path)
+            ids.add(m["id"])
+    return sorted(ids)
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise not_a_file(path, ".png file")
 
 
 def read_per_class(folder: Path, image_id: str, ctx: ReadContext, reader: str,
@@ -62,6 +74,9 @@ def read_per_class(folder: Path, image_id: str, ctx: ReadContext, reader: str,
     allowed = allowed_classes(ctx, image_id, folder / f"{image_id}.png")
     candidates = range(1, ctx.num_classes) if allowed is None else sorted(allowed)
     found = [(c, folder / f"{image_id}_{c - 1}.png") for c in candidates]
+    for _, path in found:
+        if os.path.lexists(path):
+            _check_file(path)  # a class whose map is a folder or a broken link: an error, not left out
     found = [(c, p) for c, p in found if is_map(p)]
     if not found:
         plain = folder / f"{image_id}.png"
@@ -106,8 +121,9 @@ def list_rca_ids(folder: Path) -> list[str]:
     """
     ids = set()
     for path in folder.glob("*.png"):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith("."):
             continue
+        _check_file(path)
         ids.add(PER_CLASS_PNG.match(path.name)["id"] if _is_rca_map(path) else path.stem)
     return sorted(ids)
 
