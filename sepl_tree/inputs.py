@@ -157,21 +157,45 @@ class InputReader:
         gt = None if self.config.gt_dir is None else self.gt(image_id, pseudo.shape)
         return ImageInputs(image_id, pseudo, masks, gt, no_masks)
 
-    def input_times(self, image_id: str) -> Iterator[int]:
-        """The modification times (ns) of the files an output of ``image_id`` is made from, where
-        they can be named: its pseudo-label file (for a reader that lists ``<id><suffix>`` files)
-        and its masks (the ``<id>.json`` file, else the ``<id>/`` folder, whose time changes when a
-        mask file is added, removed or replaced by a rename, as writers such as ours and amg.py's
-        do). Lazily, one ``stat`` each, on plain strings: a resume at 100k ids makes ~300k."""
+    def input_times(self, image_id: str, listed: Mapping[str, int] | None = None) -> Iterator[int]:
+        """The modification times (ns) of the files an output of ``image_id`` is made from: its
+        pseudo-label file ``<id><suffix>`` (for a reader that lists its own ids, the newest of
+        its files, from ``listed``: :meth:`listed_times`) and its masks (the ``<id>.json`` file,
+        else the ``<id>/`` folder, whose time changes when a mask file is added, removed or
+        replaced by a rename, as writers such as ours and amg.py's do). Lazily, one ``stat``
+        each, on plain strings: a resume at 100k ids makes ~300k."""
         c = self.config
         if self.reader.list_ids is None:
             if (t := _mtime(os.path.join(c.pseudo_dir, image_id + self.reader.suffix))) is not None:
                 yield t
+        elif listed is not None and (t := listed.get(image_id)) is not None:
+            yield t
         if c.masks_dir is not None:
             masks = os.path.join(c.masks_dir, image_id)
             t = _mtime(masks + ".json")  # else the folder (both there is refused before this)
             if t is not None or (t := _mtime(masks)) is not None:
                 yield t
+
+    def listed_times(self) -> dict[str, int]:
+        """For a reader that lists its own ids, whose images have several files (``l2g``'s and
+        ``rca``'s ``<id>_<class>.png``): the newest time of the ``<suffix>`` files of each id,
+        from one listing of the folder. A file ``<stem><suffix>`` counts for the ids ``<stem>``
+        and ``<stem>`` less its last ``_<part>``: a file counted for a neighbour's id can only
+        make an output be made again, never one be reused."""
+        newest: dict[str, int] = {}
+        suffix = self.reader.suffix
+        with os.scandir(self.config.pseudo_dir) as entries:
+            for entry in entries:
+                if not entry.name.endswith(suffix) or entry.name.startswith("."):
+                    continue
+                try:
+                    t = entry.stat().st_mtime_ns
+                except OSError:
+                    continue
+                stem = entry.name[: -len(suffix)]
+                for image_id in {stem, stem.rsplit("_", 1)[0]}:
+                    newest[image_id] = max(newest.get(image_id, t), t)
+        return newest
 
     def newer_than(self, ids: Iterable[str], outputs: Callable[[str], Iterable[Path]]) -> list[str]:
         """The ids of which an existing output is older than one of its :meth:`input_times`: the
@@ -180,13 +204,14 @@ class InputReader:
         The rule ``make`` uses; it sees what rewrites a file or adds one (a copy that keeps the
         old times, ``cp -p``, is not seen). One ``stat`` per file.
         """
+        listed = self.listed_times() if self.reader.list_ids is not None else None
         stale = []
         for image_id in ids:
             made = [t for path in outputs(image_id) if (t := _mtime(path)) is not None]
             if not made:
                 continue
             oldest = min(made)
-            if any(t > oldest for t in self.input_times(image_id)):
+            if any(t > oldest for t in self.input_times(image_id, listed)):
                 stale.append(image_id)
         return stale
 

@@ -449,3 +449,28 @@ def test_a_mask_folder_changed_after_its_output_makes_it_again(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "1 output(s) in " in result.output and "(e.g. img0.png" in result.output
     assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["made_again_older_than_inputs"] == 1
+
+
+def test_a_per_class_map_rewritten_after_its_output_makes_it_again(tmp_path: Path) -> None:
+    """(l2g/rca: an image's pseudo-label is several <id>_<class>.png files, which the stale check
+    did not look at: a regenerated map left the old output in place, scored as the new one.)"""
+    items = _items()
+    write_dataset(tmp_path, items)
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    for image_id, (pseudo, _, _) in items.items():
+        Image.fromarray(((pseudo == 1) * 255).astype(np.uint8)).save(cams / f"{image_id}_0.png")  # class 1
+    args = ["run", "--reader", "l2g", "--pseudo-labels", str(cams), "--masks", str(tmp_path / "masks"),
+            "--out", str(tmp_path / "out")]
+    assert runner.invoke(app, args).exit_code == 0
+    for image_id in items:
+        earlier = (tmp_path / "out" / f"{image_id}.png").stat().st_mtime - 5
+        os.utime(tmp_path / "out" / f"{image_id}.png", (earlier, earlier))
+        for path in (cams / f"{image_id}_0.png", tmp_path / "masks" / f"{image_id}.json"):
+            os.utime(path, (earlier - 10, earlier - 10))
+    Image.fromarray(np.zeros(SHAPE, np.uint8)).save(cams / "img1_0.png")  # regenerated: now
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) in " in result.output and "(e.g. img1.png" in result.output
+    counts = json.loads((tmp_path / "out" / "run.json").read_text())["counts"]
+    assert counts["made_again_older_than_inputs"] == 1 and counts["skipped_existing"] == 2
