@@ -262,17 +262,21 @@ def strip_panels(config: CompareConfig, image_id: str, images_dir: Path | None =
     return panels
 
 
-def claim_strategy_folders(config: CompareConfig, selectors: Mapping[str, Selector], inputs: InputReader) -> None:
+def claim_strategy_folders(config: CompareConfig, selectors: Mapping[str, Selector],
+                           inputs: InputReader) -> dict[str, dict[str, Any]]:
     """Make each ``OUT/<strategy>/`` the folder of that strategy's settings (its ``run.json``, as
-    ``run`` writes it), or refuse in one line (see :func:`sepl_tree.outputs.claim_folder`)."""
+    ``run`` writes it), or refuse in one line (see :func:`sepl_tree.outputs.claim_folder`);
+    return each strategy's settings."""
     from sepl_tree.pipeline import run_settings
 
     for name in config.strategies:
         if name in RESERVED_NAMES:
             raise SeplError(f"a strategy named {name!r} would clash with the report folder OUT/{name}/")
-    for name, selector in selectors.items():
-        claim_folder(config.out_dir / name, "run.json", run_settings(selector, inputs), config.overwrite,
+    settings = {name: run_settings(selector, inputs) for name, selector in selectors.items()}
+    for name in selectors:
+        claim_folder(config.out_dir / name, "run.json", settings[name], config.overwrite,
                      lambda d: d.glob("*.png"), option=f"--out (strategy {name})")
+    return settings
 
 
 def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,

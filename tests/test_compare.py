@@ -262,3 +262,28 @@ def test_compare_unknown_executor_is_one_line(demo, tmp_path):
     assert result.exit_code == 2  # a usage error, listing the choices
     assert "'dask' is not one of 'process', 'serial', 'ray'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_each_strategy_folder_says_finished_or_stopped(demo, tmp_path):
+    """(Each OUT/<strategy>/run.json stayed "running" after compare, finished or not.)"""
+    root, ids = demo
+    out = tmp_path / "out"
+    assert _compare(demo, out).exit_code == 0
+    for name in STRATEGIES.split(","):
+        doc = json.loads((out / name / "run.json").read_text())
+        assert doc["status"] == "finished" and doc["settings"]["strategy"] == name
+        assert doc["counts"] == {"images": len(ids), "written": len(ids), "skipped_existing": 0}
+    (out / "official" / f"{ids[2]}.png").unlink()
+    (root / "gt" / f"{ids[0]}.png").rename(tmp_path / "gt0.png")  # the rerun fails on reading ids[0]'s GT
+    (root / "gt" / f"{ids[0]}.png").write_bytes(b"not a png")
+    try:
+        failed = _compare(demo, out)
+    finally:
+        (tmp_path / "gt0.png").replace(root / "gt" / f"{ids[0]}.png")
+    assert failed.exit_code == 1 and "not a PNG file" in failed.output
+    for name in STRATEGIES.split(","):
+        doc = json.loads((out / name / "run.json").read_text())
+        assert doc["status"] == "stopped" and "not a PNG file" in doc["error"]
+    assert _compare(demo, out).exit_code == 0
+    doc = json.loads((out / "official" / "run.json").read_text())
+    assert doc["status"] == "finished" and doc["counts"]["written"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -47,7 +48,7 @@ from sepl_tree.compare import (
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for
 from sepl_tree.inputs import InputConfig
-from sepl_tree.outputs import check_apart
+from sepl_tree.outputs import check_apart, noting_a_stop, write_status
 from sepl_tree.plugins import PluginHost, UnknownName
 from sepl_tree.selection import route_params
 from sepl_tree.subsets import SUBSETS, subset_names
@@ -104,15 +105,15 @@ def _subsets(given: list[str] | None) -> tuple[str, ...]:
 
 
 def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any]):
-    """Run the comparison with a progress bar: ``(totals, outputs computed, seconds)``."""
+    """Run the comparison with a progress bar: ``(totals, outputs computed per strategy, seconds)``."""
     t0 = time.perf_counter()
-    computed = 0
+    computed = dict.fromkeys(config.strategies, 0)
     with progress_bar() as bar:
         task = bar.add_task("compare", total=len(ids), rate="")
 
         def on_image(result: Any) -> None:
-            nonlocal computed
-            computed += len(result.computed)
+            for name in result.computed:
+                computed[name] += 1
             done = bar.tasks[0].completed + 1
             bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
 
@@ -172,12 +173,20 @@ def compare_command(
         reader_in.check(id_list)  # every mask and GT file there, before anything is written
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
-        claim_strategy_folders(config, selectors, reader_in)
+        settings = claim_strategy_folders(config, selectors, reader_in)
         if not overwrite and (stale := reader_in.newer_than(id_list, lambda i: [config.output_path(n, i) for n in names])):
             warn(f"{len(stale)} image(s) have outputs in {out} older than their inputs (e.g. {stale[0]}: its "
                  "pseudo-label or masks changed after they were made): they are made again")
             config = dataclasses.replace(config, redo=frozenset(stale))
-        totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
+        with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
+            for name in names:
+                stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name]))
+            totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
+        for name in names:
+            write_status(config.out_dir / name, "run.json", settings[name], "finished",
+                         counts={"images": len(id_list), "written": computed[name],
+                                 "skipped_existing": len(id_list) - computed[name]})
+        computed = sum(computed.values())
         summary = totals.summary(class_names_for(num_classes))
         print_compare(summary, names)
         if totals.synthetic_masks:
