@@ -527,6 +527,8 @@ def test_on_ray_the_fast_engine_batches_across_images(images: Path, checkpoint: 
     assert auto.exit_code == 0, auto.output
     assert batches == [1, 1, 1, 1]
     assert json.loads((tmp_path / "auto" / "masks_run.jsonl").read_text().splitlines()[0])["batch_images"] is None
+    tasks = [len(event[2]) for event in ray.events if event[0] == "task"]
+    assert tasks[-4:] == [1, 1, 1, 1]  # a cluster without GPUs: tasks of one image, not a GPU's 16
 
 
 @needs_ray

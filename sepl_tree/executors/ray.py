@@ -473,6 +473,8 @@ def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: Execut
     actors; one line says so when the cluster cannot place them all now."""
     cluster = cluster_size(ray)
     gpus = cluster["gpus"] if getattr(spec, "uses_gpu", False) else 0
+    if not gpus and hasattr(spec, "without_gpus"):  # e.g. a SAM job for --device auto: its CPU form
+        spec = spec.without_gpus()
     target = gpus or max(1, workers)
     need = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
     record.begin(target, cluster)

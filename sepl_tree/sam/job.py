@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -132,6 +133,11 @@ class MaskJob:
         if self.engine != "fast" or (self.device == "cpu" and batch == 1):
             return 1
         return batch * BATCHES_PER_TASK
+
+    def without_gpus(self) -> MaskJob:
+        """This job on a cluster without GPUs (the Ray executor asks): ``--device auto`` is the
+        CPU there, so tasks are sized for it (one image each) rather than for a GPU's batch."""
+        return dataclasses.replace(self, device="cpu") if self.device == "auto" else self
 
     @property
     def uses_gpu(self) -> bool:
