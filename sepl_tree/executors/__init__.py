@@ -27,7 +27,8 @@ R = TypeVar("R")
 class JobSpec(Protocol[R]):
     """A picklable description of per-image work.
 
-    Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU),
+    Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU, and on a
+    cluster without GPUs runs ``without_gpus()`` instead, where the spec has it),
     ``ids_per_task`` (see :func:`ids_per_task`) and ``output_folders``, the folders its workers
     write to (the process pool and Ray remove there the temporaries of the workers they kill on
     Ctrl-C; see :mod:`sepl_tree.executors.pool` and :mod:`sepl_tree.executors.ray`).
