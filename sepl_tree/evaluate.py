@@ -79,8 +79,8 @@ def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: 
     """Pool the confusion matrix of ``<pred>/<id>.png`` against ``<gt_dir>/<id>.png``.
 
     Returns the ``(K, K+1)`` matrix and the number of images; ``workers`` processes read and
-    count (integer sums: the same matrix for any number); ``on_image`` sees the count so far. Missing files, size mismatches and GT
-    values out of range raise ``InputError`` naming the file.
+    count (integer sums: the same matrix for any number); ``on_image`` sees the count so far.
+    Missing files, size mismatches and GT values out of range raise ``InputError`` naming the file.
     """
     from sepl_tree.executors import execute
 

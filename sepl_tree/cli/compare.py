@@ -181,12 +181,12 @@ def compare_command(
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
             for name in names:
                 stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name]))
-            totals, computed, seconds = _run(config, id_list, workers, executor.value, options)
+            totals, written, seconds = _run(config, id_list, workers, executor.value, options)
         for name in names:
             write_status(config.out_dir / name, "run.json", settings[name], "finished",
-                         counts={"images": len(id_list), "written": computed[name],
-                                 "skipped_existing": len(id_list) - computed[name]})
-        computed = sum(computed.values())
+                         counts={"images": len(id_list), "written": written[name],
+                                 "skipped_existing": len(id_list) - written[name]})
+        computed = sum(written.values())
         summary = totals.summary(class_names_for(num_classes))
         print_compare(summary, names)
         if totals.synthetic_masks:
