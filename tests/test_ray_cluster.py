@@ -211,8 +211,9 @@ def sam_args(root: Path, out: Path, *extra: str) -> list[str]:
 
 @needs_ray
 def test_a_masks_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cluster, sam_dataset, tmp_path):
-    """The SAM job on Ray: tasks of 4 ids (``--batch-images 1``), one worker per node; node2 is
-    killed once a few masks are written, holding two tasks that go back to the queue."""
+    """The SAM job on Ray: one worker per node, tasks of one id (``--device auto`` on a cluster
+    without GPUs is the CPU: nothing to batch); node2 is killed once a few masks are written,
+    holding two tasks that go back to the queue."""
     root = sam_dataset
     out = tmp_path / "ray"
     run_losing_node2(cluster, sam_args(root, out), lambda: len(list(out.glob("*.json"))), 2, MASK_IMAGES // 2,
@@ -224,7 +225,7 @@ def test_a_masks_run_survives_a_lost_node_and_writes_what_a_serial_run_writes(cl
     assert not list(out.glob(".*.tmp"))
     execution = json.loads((out / "masks_run.jsonl").read_text().splitlines()[-1])["execution"]
     assert execution["cluster"] == {"nodes": 2, "cpus": 2, "gpus": 0}
-    assert execution["workers"] == {"asked": 2, "used": 2, "lost": 1} and execution["retried_images"] >= 4
+    assert execution["workers"] == {"asked": 2, "used": 2, "lost": 1} and execution["retried_images"] >= 2
 
 
 @needs_ray
