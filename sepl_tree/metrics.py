@@ -34,10 +34,13 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.n
     if pred.dtype == np.uint8 and gt.dtype == np.uint8 and num_classes <= 255:
         return _uint8_confusion(pred, gt, num_classes)
     k = num_classes
+    if gt.dtype.kind not in "iu":
+        raise ValueError(f"ground truth of {gt.dtype} values; a label map holds integers 0..{k - 1} or 255")
     valid = gt != IGNORE
     g = gt[valid].astype(np.int64)
-    if g.size and g.max() >= k:
-        raise ValueError(f"ground-truth value {int(g.max())} is out of range 0..{k - 1} or 255")
+    if g.size and (g.max() >= k or g.min() < 0):
+        bad = int(g.max()) if g.max() >= k else int(g.min())
+        raise ValueError(f"ground-truth value {bad} is out of range 0..{k - 1} or 255")
     p = pred[valid].astype(np.int64)
     p = np.where((p >= 0) & (p < k), p, k)
     return np.bincount(g * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)

@@ -40,7 +40,7 @@ def _key(value: Any) -> tuple[float, ...] | None:
                 if f - f != 0:  # nan or inf
                     return None
                 out.append(round(f, 3))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (an int too large for a float, from JSON)
         return None
     return tuple(out) if out else None
 
@@ -91,7 +91,10 @@ def score_value(value: Any) -> float | None:
         return value if value - value == 0 else None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int too large for a float (JSON allows any)
+        return None
     return v if np.isfinite(v) else None
 
 

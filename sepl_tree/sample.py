@@ -63,6 +63,11 @@ class Sample:
     image_id: str = ""
     _trees: dict[float, nx.DiGraph] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if tuple(self.masks.shape) != tuple(self.pseudo.shape):
+            raise ValueError(f"masks of {self.masks.shape[0]}x{self.masks.shape[1]} for a pseudo-label of "
+                             f"{self.pseudo.shape[0]}x{self.pseudo.shape[1]}")
+
     @cached_property
     def overlap(self) -> Overlap:
         """Mask/class intersection counts (:class:`~sepl_tree.overlap.Overlap`)."""

@@ -147,3 +147,13 @@ def test_eval_workers_name_a_bad_file_in_one_line(tmp_path):
     result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "-j", "2"])
     assert result.exit_code == 1
     assert "im017.png" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("gt", "message"), [
+    (np.array([[0, -1]]), "value -1 is out of range"),
+    (np.array([[np.nan, 1.0]]), "ground truth of float64 values"),
+])
+def test_ground_truth_that_is_no_label_map_is_an_error_not_a_count(gt, message):
+    # (a NaN became int64's minimum and was counted as a right background pixel)
+    with pytest.raises(ValueError, match=message):
+        confusion_matrix(np.zeros((1, 2)), gt, 3)

@@ -1,6 +1,7 @@
 """The paper's rule (`threshold`) and the released code's rule (`official`) on literal arrays."""
 
 import numpy as np
+import pytest
 
 from sepl_tree.strategies.official import official
 from sepl_tree.strategies.threshold import threshold
@@ -109,3 +110,11 @@ def test_official_differs_from_threshold_on_shared_masks():
     masks = masks_from_strings(["#######."])
     assert threshold(make_sample(pseudo, masks)).tolist() == [[2, 2, 2, 2, 2, 2, 2, 0]]
     assert official(make_sample(pseudo, masks)).tolist() == [[1, 1, 1, 2, 2, 2, 2, 0]]
+
+
+def test_masks_of_another_size_than_the_pseudo_label_are_one_clear_error():
+    from sepl_tree.masks import MaskSet
+    from sepl_tree.sample import Sample
+
+    with pytest.raises(ValueError, match="masks of 3x4 for a pseudo-label of 3x5"):
+        Sample(np.zeros((3, 5), np.uint8), MaskSet(np.zeros((2, 3, 4), bool)))

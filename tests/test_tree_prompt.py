@@ -182,3 +182,11 @@ def test_registered_with_its_parameters():
     records = [{"point_coords": POINT, "predicted_iou": s} for s in (0.80, 0.85, 0.93)]
     out = Selector(strategy, {"t1": 0.5, "t2": 0.85})(np.asarray(BOAT, np.uint8), MaskSet(THREE, records))
     assert out.tolist() == row("044444000000")
+
+
+def test_a_score_or_point_too_large_for_a_float_is_no_score_or_point():
+    """(JSON integers have no limit: 10**400 made the tree strategies and the subsets raise OverflowError.)"""
+    from sepl_tree.prompts import prompt_ids, score_value
+
+    assert score_value(10**400) is None
+    assert prompt_ids([{"point_coords": [[10**400, 0]]}, {"point_coords": [[1, 2]]}]).tolist() == [-1, 0]
