@@ -34,7 +34,7 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.n
     if pred.dtype == np.uint8 and gt.dtype == np.uint8 and num_classes <= 255:
         return _uint8_confusion(pred, gt, num_classes)
     k = num_classes
-    if gt.dtype.kind not in "iu":
+    if gt.dtype.kind not in "biu":  # (bool: a 1-bit PNG)
         raise ValueError(f"ground truth of {gt.dtype} values; a label map holds integers 0..{k - 1} or 255")
     valid = gt != IGNORE
     g = gt[valid].astype(np.int64)

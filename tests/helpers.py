@@ -92,12 +92,15 @@ class Double:
     ids_per_task: int = 1
     odd_error_on: str = ""
     die_on: str = ""
+    odd_setup: bool = False
 
     def setup(self):
         from sepl_tree.errors import InputError
 
         if self.fail_setup:
             raise InputError("model.pth", "checkpoint is corrupt")
+        if self.odd_setup:
+            raise TwoPartError("model.pth", "not a checkpoint")
         return self.double
 
     def double(self, image_id):

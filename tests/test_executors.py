@@ -93,6 +93,12 @@ def test_an_error_that_cannot_travel_back_keeps_its_type_and_message(workers):
 
 
 @pytest.mark.slow  # a process pool
+def test_a_setup_error_that_cannot_travel_back_is_not_called_a_dead_worker():
+    with pytest.raises(SeplError, match=r"^TwoPartError: model\.pth: not a checkpoint$"):
+        list(execute(Double(odd_setup=True), [str(i) for i in range(6)], executor="process", workers=2))
+
+
+@pytest.mark.slow  # a process pool
 def test_the_pool_starts_no_more_workers_than_tasks():
     from sepl_tree.executors.record import ExecutionRecord
 

@@ -92,8 +92,13 @@ def test_eval_missing_gt_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("k", [2, 21, 81, 255])
-def test_stored_label_maps_count_as_any_integers_do(k):
+def test_stored_label_maps_count_as_any_integers_do(k, monkeypatch):
     # uint8 maps (as read from PNGs) take a faster path; it must count exactly as the general one
+    import sepl_tree.metrics as metrics
+
+    fast_calls = []
+    fast_path = metrics._uint8_confusion
+    monkeypatch.setattr(metrics, "_uint8_confusion", lambda *a: fast_calls.append(1) or fast_path(*a))
     rng = np.random.default_rng(k)
     gt = rng.integers(0, k, (37, 53)).astype(np.uint8)
     gt[rng.random(gt.shape) < 0.1] = 255
@@ -104,6 +109,7 @@ def test_stored_label_maps_count_as_any_integers_do(k):
     assert fast.dtype == np.int64 and fast.shape == (k, k + 1)
     assert np.array_equal(fast, general)
     assert fast.sum() == np.count_nonzero(gt != 255)
+    assert len(fast_calls) == 1  # the uint8 pair took the fast path, the int64 pair the general one
 
 
 def test_stored_gt_out_of_range_names_the_largest_value():
@@ -157,3 +163,17 @@ def test_ground_truth_that_is_no_label_map_is_an_error_not_a_count(gt, message):
     # (a NaN became int64's minimum and was counted as a right background pixel)
     with pytest.raises(ValueError, match=message):
         confusion_matrix(np.zeros((1, 2)), gt, 3)
+
+
+def test_a_one_bit_ground_truth_png_is_scored(tmp_path):
+    """(A mode "1" PNG reads as bool: 0 and 1 are classes; refusing non-integer GT must not refuse it.)"""
+    from PIL import Image
+
+    (tmp_path / "gt").mkdir()
+    Image.fromarray(np.array([[True, False, True, True]])).save(tmp_path / "gt" / "a.png")
+    write_label_png(tmp_path / "pred" / "a.png", np.array([[1, 0, 0, 1]], np.uint8))
+    out = tmp_path / "s.json"
+    result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                                 "--num-classes", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["per_class"]["class1"]["iou"] == pytest.approx(200 / 3)

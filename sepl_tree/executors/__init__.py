@@ -94,11 +94,11 @@ def run_task(fn: Callable[[str], R], image_ids: Iterable[str]) -> tuple[list[R],
         for result in map_ids(fn, image_ids):
             results.append(result)
     except Exception as exc:
-        return results, time.perf_counter() - start, _sendable(exc)
+        return results, time.perf_counter() - start, sendable_error(exc)
     return results, time.perf_counter() - start, None
 
 
-def _sendable(exc: Exception) -> Exception:
+def sendable_error(exc: Exception) -> Exception:
     """``exc``, or a :class:`SeplError` with its type and message when it would not survive the
     trip back to the main process (an exception class whose ``__init__`` takes other arguments
     than its ``args`` cannot be rebuilt there, and the pool would only say it broke)."""

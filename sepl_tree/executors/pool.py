@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sepl_tree.errors import SeplError
-from sepl_tree.executors import ids_per_task, map_ids, run_task, task_size
+from sepl_tree.executors import ids_per_task, map_ids, run_task, sendable_error, task_size
 from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 from sepl_tree.files import remove_stale_temporaries
@@ -132,7 +132,7 @@ def _init_worker(spec: Any, owner_pid: int) -> None:
     try:
         _worker_fn = spec.setup()
     except Exception as exc:  # an initializer that raises breaks the pool with no message:
-        _setup_error = exc  # keep the error and raise it with the worker's first image instead
+        _setup_error = sendable_error(exc)  # keep the error and raise it with the worker's first image instead
 
 
 def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exception | None]:
@@ -146,15 +146,18 @@ def _call_worker(image_ids: tuple[str, ...]) -> tuple[list[Any], float, Exceptio
 
 def _result(future: cf.Future, chunk: tuple[str, ...], others: dict[cf.Future, tuple[str, ...]]) -> Any:
     """A finished task's result; a worker that died under it (killed, out of memory, a crash in
-    native code) is one :class:`SeplError` naming the ids that were under way, not the pool's
-    ``BrokenProcessPool`` traceback."""
+    native code) is :func:`_worker_died`, not the pool's ``BrokenProcessPool`` traceback."""
     try:
         return future.result()
     except cf.process.BrokenProcessPool:
-        ids = [*chunk, *(i for c in others.values() for i in c)]
-        raise SeplError(f"a worker process ended abruptly (killed, out of memory, or a crash in native code) "
-                        f"while the workers held {len(ids)} image(s) ({ids[0]!r}, ...); the outputs finished "
-                        "before are kept: rerun to resume") from None
+        raise _worker_died([*chunk, *(i for c in others.values() for i in c)]) from None
+
+
+def _worker_died(ids: list[str]) -> SeplError:
+    """The one line for a pool whose worker died while the workers held ``ids``."""
+    held = f" while the workers held {len(ids)} image(s) ({ids[0]!r}, ...)" if ids else ""
+    return SeplError(f"a worker process ended abruptly (killed, out of memory, or a crash in native code){held}; "
+                     "the outputs finished before are kept: rerun to resume")
 
 
 def _start_fork_server(preload: list[str]) -> None:
@@ -208,7 +211,8 @@ QUEUED_PER_WORKER = 4
 
 def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionRecord | None = None,
                      **_: Any) -> Iterator[Any]:
-    """Run ``spec`` on ``ids`` in ``workers`` processes (serially for one worker or one id).
+    """Run ``spec`` on ``ids`` in ``workers`` processes (in this process for one worker, or for
+    ids that make one task: ``ids_per_task`` of them or fewer).
 
     Ctrl-C ends it at once, its workers killed (see the module's doc for how, and what it leaves).
     """
@@ -254,7 +258,10 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
                     done_images, done_seconds = done_images + len(results), done_seconds + seconds
                 batch = task_size(fewest, done_images, done_seconds)
                 if not errors:  # refill before handing results out, so the workers stay busy meanwhile
-                    pending |= submit(pool, len(done))
+                    try:
+                        pending |= submit(pool, len(done))
+                    except cf.process.BrokenProcessPool:  # a worker died since the wait
+                        raise _worker_died([i for c in chunks.values() for i in c]) from None
                 for results, _, _ in finished:
                     interrupts.held = False  # the caller's code runs: Ctrl-C as usual
                     yield from results
