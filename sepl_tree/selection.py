@@ -114,6 +114,8 @@ class Selector:
 
 def bind_strategy(host: PluginHost, name: str, given: Mapping[str, Any], num_classes: int) -> Selector:
     """The strategy ``name`` bound to its checked parameters (``given`` over the defaults)."""
+    if not 2 <= num_classes <= IGNORE:  # (as --num-classes: a class 255 would be the ignore value)
+        raise SeplError(f"num_classes must be 2..{IGNORE} (background included), got {num_classes}")
     strategy = host.strategy(name)
     params = coerce_params(f"strategy {strategy.name!r}", strategy.params, given)
     return Selector(strategy, params, num_classes, host.strategies[strategy.name].source)

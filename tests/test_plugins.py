@@ -325,3 +325,14 @@ def test_reader_plugin_file_reads_a_new_format_through_run(tmp_path):
         assert result.exit_code == 0, result.output
         outs[name] = read_png(out / "a.png")
     assert np.array_equal(outs["png"], outs["npy-label"]) and outs["png"][1:4, 1:6].tolist() == [[1] * 5] * 3
+
+
+@pytest.mark.parametrize("k", [1, 256])
+def test_binding_a_strategy_for_a_class_count_the_cli_refuses_is_an_error(k):
+    """(The API took K = 256, whose class 255 is the ignore value.)"""
+    from sepl_tree.errors import SeplError
+    from sepl_tree.plugins import load_host
+    from sepl_tree.selection import bind_strategy
+
+    with pytest.raises(SeplError, match=f"num_classes must be 2..255 .*got {k}"):
+        bind_strategy(load_host([]), "threshold", {}, k)
