@@ -89,6 +89,16 @@ def test_help_and_unknown_commands_see_every_command():
     assert tail["CODE"] == "2" and "No such command 'nope'" in done.stderr
 
 
+def test_version_is_the_installed_one():
+    from importlib.metadata import version
+
+    import sepl_tree
+
+    done, tail = _main(["--version"])
+    assert tail["CODE"] == "0" and done.stdout.splitlines()[0] == f"sepl-tree {sepl_tree.__version__}"
+    assert version("sepl-tree") == sepl_tree.__version__  # pyproject reads it from the package
+
+
 def test_a_users_blas_threads_and_masks_are_left_alone():
     _, tail = _main(["plugins"], env={"OMP_NUM_THREADS": "3"})
     assert tail["BLAS"] == "None" and tail["CODE"] == "0"

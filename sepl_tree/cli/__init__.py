@@ -19,6 +19,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
+from typing import Annotated
 
 import typer
 
@@ -38,7 +39,20 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _group() -> None:
+def _print_version(asked: bool) -> None:
+    if asked:
+        from sepl_tree import __version__
+
+        typer.echo(f"sepl-tree {__version__}")
+        raise typer.Exit()
+
+
+def _group(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     # A callback makes typer keep ``sepl-tree COMMAND`` even when only one command is registered.
     pass
 
