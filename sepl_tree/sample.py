@@ -67,6 +67,9 @@ class Sample:
         if tuple(self.masks.shape) != tuple(self.pseudo.shape):
             raise ValueError(f"masks of {self.masks.shape[0]}x{self.masks.shape[1]} for a pseudo-label of "
                              f"{self.pseudo.shape[0]}x{self.pseudo.shape[1]}")
+        if self.pseudo.size == 0:  # (no PNG reads as this; the API can be handed one)
+            on = f" of image {self.image_id!r}" if self.image_id else ""
+            raise ValueError(f"the pseudo-label{on} has no pixels ({self.pseudo.shape[0]}x{self.pseudo.shape[1]})")
 
     @cached_property
     def overlap(self) -> Overlap:

@@ -118,3 +118,12 @@ def test_masks_of_another_size_than_the_pseudo_label_are_one_clear_error():
 
     with pytest.raises(ValueError, match="masks of 3x4 for a pseudo-label of 3x5"):
         Sample(np.zeros((3, 5), np.uint8), MaskSet(np.zeros((2, 3, 4), bool)))
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 5), (5, 0)])
+def test_an_image_without_pixels_is_one_clear_error(shape):
+    from sepl_tree.masks import MaskSet
+    from sepl_tree.sample import Sample
+
+    with pytest.raises(ValueError, match=rf"the pseudo-label of image 'a' has no pixels \({shape[0]}x{shape[1]}\)"):
+        Sample(np.zeros(shape, np.uint8), MaskSet(np.zeros((2, *shape), bool)), image_id="a")
