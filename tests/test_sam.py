@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -526,7 +527,8 @@ def test_on_ray_the_fast_engine_batches_across_images(images: Path, checkpoint: 
     auto = masks_cli(images, checkpoint, tmp_path / "auto", "--executor", "ray")
     assert auto.exit_code == 0, auto.output
     assert batches == [1, 1, 1, 1]
-    assert json.loads((tmp_path / "auto" / "masks_run.jsonl").read_text().splitlines()[0])["batch_images"] is None
+    started = json.loads((tmp_path / "auto" / "masks_run.jsonl").read_text().splitlines()[0])
+    assert started["batch_images"] is None and started["torch_threads"] == 1  # on Ray: one CPU reserved, one thread
     tasks = [len(event[2]) for event in ray.events if event[0] == "task"]
     assert tasks[-4:] == [1, 1, 1, 1]  # a cluster without GPUs: tasks of one image, not a GPU's 16
 
@@ -540,6 +542,29 @@ def test_ray_says_when_the_cluster_cannot_place_every_worker(local_ray) -> None:
     assert lines == ["asked for 3 Ray workers, the cluster can place 2 now (1 CPU each, 2 CPUs free); "
                      "using 2, more if nodes join"]
     assert record.asked == 3 and record.used in (1, 2) and record.lost == 0
+
+
+class _Threads:
+    """A job spec whose workers reserve two CPUs each and report their OpenMP threads."""
+
+    cpus_per_worker = 2
+
+    def setup(self):
+        return lambda image_id: (image_id, os.environ.get("OMP_NUM_THREADS"))
+
+
+@needs_ray
+def test_a_ray_worker_reserves_its_specs_cpus_and_ray_sets_its_threads(local_ray) -> None:
+    lines: list[str] = []
+    results = list(execute(_Threads(), ["1", "2", "3"], executor="ray", workers=2, notify=lines.append))
+    assert sorted(results) == [("1", "2"), ("2", "2"), ("3", "2")]
+    assert lines == ["asked for 2 Ray workers, the cluster can place 1 now (2 CPUs each, 2 CPUs free); "
+                     "using 1, more if nodes join"]  # the two-CPU cluster holds one such worker
+
+
+def test_a_sam_ray_worker_reserves_a_cpu_per_torch_thread(tmp_path: Path) -> None:
+    assert sam.MaskJob({}, tmp_path, "tiny", tmp_path / "tiny.pth", torch_threads=3).cpus_per_worker == 3
+    assert sam.MaskJob({}, tmp_path, "tiny", tmp_path / "tiny.pth").cpus_per_worker == 1
 
 
 @needs_ray

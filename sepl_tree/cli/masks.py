@@ -104,7 +104,7 @@ def masks_command(
     batch_images: Annotated[int | None, typer.Option("--batch-images", min=1, metavar="N", help="Images (or crops) per image-encoder pass (fast engine). [default: 4 on a GPU, 1 on the CPU]", show_default=False)] = None,
     point_batch: Annotated[int | None, typer.Option("--point-batch", min=1, metavar="N", help="Point prompts per decoder pass (fast engine). [default: points_per_batch on the CPU, sized to the free memory on a GPU]", show_default=False)] = None,
     workers: WorkersOpt = 1,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, metavar="N", help="torch CPU threads per worker. [default: the cores shared among --workers]", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, metavar="N", help="torch CPU threads per worker (on Ray also the CPUs each reserves). [default: the cores shared among --workers; 1 on Ray]", show_default=False)] = None,
     executor: Annotated[Executor, typer.Option("--executor", help="process (local: one model per worker), serial, or ray (one model per GPU).")] = Executor.process,
     ray_address: RayAddressOpt = None,
     plugin: PluginOpt = None,

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from sepl_tree.errors import SeplError
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "execute", "ids_per_task", "map_ids", "run_task",
+__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "cpus_per_worker", "execute", "ids_per_task", "map_ids", "run_task",
            "task_size"]
 
 R = TypeVar("R")
@@ -29,7 +29,9 @@ class JobSpec(Protocol[R]):
 
     Optional attributes an executor reads: ``uses_gpu`` (Ray gives each worker a GPU, and on a
     cluster without GPUs runs ``without_gpus()`` instead, where the spec has it),
-    ``ids_per_task`` (see :func:`ids_per_task`) and ``output_folders``, the folders its workers
+    ``cpus_per_worker`` (the CPUs a Ray worker reserves, default 1; Ray then sets the worker's
+    ``OMP_NUM_THREADS`` to it), ``ids_per_task`` (see :func:`ids_per_task`) and
+    ``output_folders``, the folders its workers
     write to (the process pool and Ray remove there the temporaries of the workers they kill on
     Ctrl-C; see :mod:`sepl_tree.executors.pool` and :mod:`sepl_tree.executors.ray`).
     """
@@ -45,6 +47,11 @@ def _serial(spec: JobSpec[R], ids: list[str], workers: int, record: ExecutionRec
         record.begin(workers, local_cluster())
         record.running(1)
     yield from map_ids(spec.setup(), ids)
+
+
+def cpus_per_worker(spec: Any) -> int:
+    """The CPUs one Ray worker of ``spec`` reserves (``cpus_per_worker``, default 1)."""
+    return max(1, int(getattr(spec, "cpus_per_worker", 1)))
 
 
 def ids_per_task(spec: Any) -> int:

@@ -10,7 +10,9 @@ behind); each actor holds two tasks, one running and one waiting. Results come b
 caller a task at a time, as tasks complete.
 
 A spec that sets ``uses_gpu = True`` gets one GPU per actor when the cluster has GPUs (one
-actor per GPU); any other spec, or a cluster without GPUs, gets ``workers`` one-CPU actors.
+actor per GPU); any other spec, or a cluster without GPUs, gets ``workers`` CPU actors. Each
+actor reserves the spec's ``cpus_per_worker`` CPUs (default 1), and Ray sets its
+``OMP_NUM_THREADS`` to that number.
 Workers write their outputs themselves, so on a cluster the output folder must be on a file
 system every node sees (NFS, Lustre, a mounted bucket).
 
@@ -80,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import SeplError
-from sepl_tree.executors import ids_per_task, run_task, task_size
+from sepl_tree.executors import cpus_per_worker, ids_per_task, run_task, task_size
 from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord
 from sepl_tree.files import remove_stale_temporaries
@@ -469,14 +471,16 @@ def _placeable(ray: Any, need: dict[str, float], wanted: int) -> tuple[int, dict
 
 def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: ExecutionRecord,
                notify: Callable[[str], None]) -> _PullLoop:
-    """The pull loop for ``spec`` on the connected cluster: one actor per GPU or ``workers`` one-CPU
-    actors; one line says so when the cluster cannot place them all now."""
+    """The pull loop for ``spec`` on the connected cluster: one actor per GPU or ``workers`` CPU
+    actors, each reserving the spec's ``cpus_per_worker``; one line says so when the cluster
+    cannot place them all now."""
     cluster = cluster_size(ray)
     gpus = cluster["gpus"] if getattr(spec, "uses_gpu", False) else 0
     if not gpus and hasattr(spec, "without_gpus"):  # e.g. a SAM job for --device auto: its CPU form
         spec = spec.without_gpus()
     target = gpus or max(1, workers)
-    need = {"CPU": 1.0, "GPU": 1.0} if gpus else {"CPU": 1.0}
+    cpus = cpus_per_worker(spec)
+    need = {"CPU": float(cpus), "GPU": 1.0} if gpus else {"CPU": float(cpus)}
     record.begin(target, cluster)
     wanted = min(target, -(-len(ids) // ids_per_task(spec)))  # no more actors than tasks
     room, free = _placeable(ray, need, wanted)
@@ -486,7 +490,7 @@ def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: Execut
         notify(f"asked for {asked}, the cluster can place {room} now ({each}); "
                + (f"using {room}, more if nodes join" if room else
                   f"waiting up to {WAIT_FOR_WORKER_SECONDS:.0f} s for room"))
-    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(_Worker)
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=cpus)(_Worker)
 
     def grow() -> int:
         return int(ray.cluster_resources().get("GPU", 0))
@@ -507,7 +511,7 @@ def ray_executor(spec: Any, ids: list[str], workers: int, ray_address: str | Non
     ids
         Image ids to process.
     workers
-        Number of one-CPU actors when no GPU is used.
+        Number of CPU actors when no GPU is used.
     ray_address
         Address of a running cluster (``ray://head:10001`` or ``head:6379``); ``None`` starts a
         local Ray instance unless one is already initialised in this process.

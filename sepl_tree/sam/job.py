@@ -91,7 +91,8 @@ class MaskJob:
     plugins
         ``--plugin`` files and modules, loaded again in each worker to find ``model_type``.
     torch_threads
-        CPU threads per worker (``None``: torch's default).
+        CPU threads per worker (``None``: torch's default); on Ray also the CPUs each worker
+        reserves (:attr:`cpus_per_worker`).
     engine
         ``fast`` or ``stock`` (:data:`ENGINES`).
     precision
@@ -133,6 +134,12 @@ class MaskJob:
         if self.engine != "fast" or (self.device == "cpu" and batch == 1):
             return 1
         return batch * BATCHES_PER_TASK
+
+    @property
+    def cpus_per_worker(self) -> int:
+        """CPUs a Ray worker reserves: one per torch thread (so Ray places no more workers on a
+        node than its cores hold, and sets their ``OMP_NUM_THREADS`` to it)."""
+        return self.torch_threads or 1
 
     def without_gpus(self) -> MaskJob:
         """This job on a cluster without GPUs (the Ray executor asks): ``--device auto`` is the

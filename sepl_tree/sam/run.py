@@ -260,7 +260,8 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     # finished in the other layout than --format (a resumed run keeps them as they are)
     kept = [i for i, source in sources.items() if source is not None and (source.suffix == ".json") != (r.fmt == "rle")]
     log = start_error_log(r.out, todo)
-    threads = r.threads or (None if on_cluster else default_torch_threads(r.workers))
+    # On Ray each worker reserves one CPU per thread (MaskJob.cpus_per_worker): by default one.
+    threads = r.threads or (1 if on_cluster else default_torch_threads(r.workers))
     # on Ray with --device auto each worker decides, on the device it has (None)
     batch = r.batch_images or (None if device == "auto" else GPU_BATCH_IMAGES if device == "cuda" else 1)
     # Absolute paths: Ray workers on other nodes do not share this shell's directory.
