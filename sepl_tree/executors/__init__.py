@@ -18,8 +18,8 @@ from typing import Any, Protocol, TypeVar
 from sepl_tree.errors import SeplError
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 
-__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "cpus_per_worker", "execute", "ids_per_task", "map_ids", "run_task",
-           "task_size"]
+__all__ = ["BATCH_SECONDS", "EXECUTORS", "MAX_BATCH", "JobSpec", "cpus_per_worker", "execute", "ids_per_task",
+           "map_ids", "most_tasks", "run_task", "task_size"]
 
 R = TypeVar("R")
 
@@ -62,6 +62,12 @@ def ids_per_task(spec: Any) -> int:
     pipeline; a job that does not says nothing, and gets 1.
     """
     return max(1, int(getattr(spec, "ids_per_task", 1)))
+
+
+def most_tasks(ids: int, per_task: int) -> int:
+    """The most tasks ``ids`` ids make, ``per_task`` (the fewest a task holds) to a task: no
+    executor starts more workers than that (each sets the job up, e.g. loads a SAM model)."""
+    return -(-ids // per_task)
 
 
 #: Executors that hand out tasks (process pool, Ray) size them to take about this long, judged

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sepl_tree.errors import SeplError
-from sepl_tree.executors import ids_per_task, map_ids, run_task, sendable_error, task_size
+from sepl_tree.executors import ids_per_task, map_ids, most_tasks, run_task, sendable_error, task_size
 from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord, local_cluster
 from sepl_tree.files import remove_stale_temporaries
@@ -217,7 +217,7 @@ def process_executor(spec: Any, ids: list[str], workers: int, record: ExecutionR
     Ctrl-C ends it at once, its workers killed (see the module's doc for how, and what it leaves).
     """
     fewest = ids_per_task(spec)
-    tasks = -(-len(ids) // fewest)  # at most: later tasks may grow (task_size)
+    tasks = most_tasks(len(ids), fewest)  # later tasks may grow (task_size)
     if record is not None:
         record.begin(workers, local_cluster())
         record.running(1 if workers <= 1 or tasks <= 1 else min(workers, tasks))

@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import SeplError
-from sepl_tree.executors import cpus_per_worker, ids_per_task, run_task, task_size
+from sepl_tree.executors import cpus_per_worker, ids_per_task, most_tasks, run_task, task_size
 from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord
 from sepl_tree.files import remove_stale_temporaries
@@ -385,7 +385,7 @@ class _PullLoop:
         """Ask for actors up to the target, but not more than there are tasks left to hand out
         (each loads its model: an actor that would get no task is not started)."""
         work = len(self.queue) + sum(slot.held() for slot in self.slots)
-        while len(self.slots) < min(self.target, -(-work // self.per_task)):
+        while len(self.slots) < min(self.target, most_tasks(work, self.per_task)):
             slot = _Slot(self.new_actor())
             self.slots.append(slot)
             self.refs[slot.actor.placed.remote()] = (slot, "placed", ())
@@ -482,7 +482,7 @@ def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: Execut
     cpus = cpus_per_worker(spec)
     need = {"CPU": float(cpus), "GPU": 1.0} if gpus else {"CPU": float(cpus)}
     record.begin(target, cluster)
-    wanted = min(target, -(-len(ids) // ids_per_task(spec)))  # no more actors than tasks
+    wanted = min(target, most_tasks(len(ids), ids_per_task(spec)))  # no more actors than tasks
     room, free = _placeable(ray, need, wanted)
     if room < wanted:
         each = f"{_resources(need)} each, {_resources(free)} free"
