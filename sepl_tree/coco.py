@@ -1,16 +1,24 @@
 """COCO ground truth: semantic label maps from an instances JSON (pycocotools).
 
-Convention (the usual one for COCO semantic segmentation in WSSS, written down here):
+Convention (COCO's instances as WSSS methods score them; the published scripts differ, so the
+rule is named):
 
 - Classes: the categories sorted by COCO id map to 1..80 (K = 81, see
-  :data:`sepl_tree.classes.COCO_CATEGORY_IDS`); 0 is background.
-- Overlapping instances: non-crowd instances are painted from the largest (by decoded pixel
-  count) to the smallest, so where instances overlap **the smaller instance wins** (a cup on a
-  dining table stays a cup); equal areas are painted in annotation-id order, the later id winning.
-- Crowd regions (``iscrowd = 1``) are 255 (ignore), except where a non-crowd instance covers the
-  pixel, which keeps that instance's class.
-- Pixels covered by nothing are background (0). Output ``uint8 (H, W)`` of the image's
-  ``height`` x ``width``, written as ``<file_name stem>.png``.
+  :data:`sepl_tree.classes.COCO_CATEGORY_IDS`); 0 is background. Output ``uint8 (H, W)`` of
+  the image's ``height`` x ``width``, written as ``<file_name stem>.png``.
+- Where instances overlap, and crowds (``iscrowd = 1``), by :data:`RULES`:
+
+  - ``recam`` (the default): the rule of ReCAM's ``mscoco/annToMask.py``, the one public
+    script of a WSSS method that makes COCO label maps (CLIMS's COCO loaders read its files;
+    LPCAM and SPCL-WSSS tell their users to run it). Non-crowd instances are painted in the
+    file's order, a later one over an earlier; crowds are not painted (their pixels stay
+    background); nothing is 255.
+  - ``smaller-wins``: non-crowd instances are painted from the largest (by decoded pixel count)
+    to the smallest, so the smaller instance wins (a cup on a dining table stays a cup); equal
+    areas in annotation-id order, the later id winning. Crowd regions are 255 (ignore), except
+    where a non-crowd instance covers the pixel, which keeps that instance's class.
+
+- Pixels covered by nothing are background (0).
 
 Segmentations may be polygons, uncompressed RLE (``counts`` a list) or compressed RLE.
 
@@ -35,7 +43,7 @@ from sepl_tree.label_maps import IGNORE
 from sepl_tree.masks import rle_to_bits, rle_to_masks
 from sepl_tree.image_labels import coco_category_map, load_coco_json
 
-__all__ = ["CocoInstances", "annotation_mask", "check_categories", "index_images", "semantic_label"]
+__all__ = ["RULES", "CocoInstances", "annotation_mask", "check_categories", "index_images", "semantic_label"]
 
 
 def annotation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -59,23 +67,36 @@ def annotation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(rle_to_masks([rle], height, width)[0])
 
 
-def semantic_label(instances: list[tuple[int, int, bool, np.ndarray]], height: int, width: int) -> np.ndarray:
-    """Paint ``(annotation id, class, iscrowd, mask)`` instances into a label map (module convention).
+#: The ways instances become one label map (``coco-gt --rule``; see the module's doc).
+RULES = ("recam", "smaller-wins")
+
+
+def semantic_label(instances: list[tuple[int, int, bool, np.ndarray]], height: int, width: int,
+                   rule: str = "recam") -> np.ndarray:
+    """Paint ``(annotation id, class, iscrowd, mask)`` instances, in the file's order, into a
+    label map by ``rule`` (one of :data:`RULES`).
 
     >>> big = np.ones((2, 3), bool)
     >>> small = np.zeros((2, 3), bool); small[0, 0] = True
     >>> crowd = np.zeros((2, 3), bool); crowd[1, 2] = True
-    >>> semantic_label([(1, 5, False, small), (2, 7, False, big), (3, 9, True, crowd)], 2, 3).tolist()
+    >>> instances = [(1, 5, False, small), (2, 7, False, big), (3, 9, True, crowd)]
+    >>> semantic_label(instances, 2, 3).tolist()  # recam: the later instance wins, crowds unpainted
+    [[7, 7, 7], [7, 7, 7]]
+    >>> semantic_label(instances, 2, 3, "smaller-wins").tolist()
     [[5, 7, 7], [7, 7, 7]]
-    >>> semantic_label([(3, 9, True, crowd)], 2, 3).tolist()
+    >>> semantic_label([(3, 9, True, crowd)], 2, 3, "smaller-wins").tolist()
     [[0, 0, 0], [0, 0, 255]]
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown COCO ground-truth rule {rule!r}; known: {', '.join(RULES)}")
     label = np.zeros((height, width), np.uint8)
-    for _, _, crowd, mask in instances:
-        if crowd:
-            label[mask] = IGNORE
-    things = [(int(m.sum()), ann_id, cls, m) for ann_id, cls, crowd, m in instances if not crowd]
-    for _, _, cls, mask in sorted(things, key=lambda t: (-t[0], t[1])):
+    things = [(ann_id, cls, m) for ann_id, cls, crowd, m in instances if not crowd]
+    if rule == "smaller-wins":
+        for _, _, crowd, mask in instances:
+            if crowd:
+                label[mask] = IGNORE
+        things.sort(key=lambda t: (-int(t[2].sum()), t[0]))
+    for _, cls, mask in things:
         label[mask] = cls
     return label
 
@@ -243,8 +264,8 @@ class CocoInstances:
         """Image ids (``file_name`` stems), sorted."""
         return sorted(self.images)
 
-    def label(self, image_id: str) -> np.ndarray:
-        """The semantic label map of image ``image_id`` (a ``file_name`` stem)."""
+    def label(self, image_id: str, rule: str = "recam") -> np.ndarray:
+        """The semantic label map of image ``image_id`` (a ``file_name`` stem), by ``rule``."""
         if image_id not in self.images:
             raise InputError(self.path, f"no image {image_id!r} in this instances file")
         img = self.images[image_id]
@@ -256,4 +277,4 @@ class CocoInstances:
             except ValueError as exc:  # load checked the file; this keeps one line for what slips past
                 raise InputError(self.path, f"annotation {ann.get('id')} of image {image_id!r}: {exc}") from None
             instances.append((ann.get("id", 0), self.catmap[ann["category_id"]], bool(ann.get("iscrowd", 0)), mask))
-        return semantic_label(instances, height, width)
+        return semantic_label(instances, height, width, rule)

@@ -72,8 +72,15 @@ def write_instances(path: Path) -> Path:
     return path
 
 
-# Smaller dog (17) wins over the person (1); crowd (toothbrush) is 255 only where no instance covers it.
+# recam: the dog (17), later in the file, is painted over the person (1); the crowd (toothbrush) is not painted.
 EXPECTED_9 = [
+    [1, 1, 1, 0, 0],
+    [1, 17, 17, 17, 0],
+    [1, 17, 17, 17, 0],
+    [1, 1, 1, 0, 0],
+]
+# smaller-wins: the smaller dog wins over the person; the crowd is 255 only where no instance covers it.
+EXPECTED_9_SMALLER_WINS = [
     [1, 1, 1, 255, 255],
     [1, 17, 17, 17, 255],
     [1, 17, 17, 17, 0],
@@ -86,6 +93,7 @@ def test_instances_to_semantic_labels(tmp_path):
     assert coco.num_classes == 81
     assert coco.ids() == [f"COCO_val2014_0000000000{n}" for n in ("09", "25", "30", "42")]
     assert coco.label("COCO_val2014_000000000009").tolist() == EXPECTED_9
+    assert coco.label("COCO_val2014_000000000009", "smaller-wins").tolist() == EXPECTED_9_SMALLER_WINS
     assert coco.label("COCO_val2014_000000000025").tolist() == [[16, 16, 16], [16, 16, 16], [0, 0, 0]]
     chair = coco.label("COCO_val2014_000000000030")
     assert chair[5, 5] == 57 and chair[0, 0] == 0 and chair[11, 11] == 0  # COCO id 62 is chair, class 57
@@ -95,10 +103,54 @@ def test_instances_to_semantic_labels(tmp_path):
         coco.label("nope")
 
 
-def test_equal_areas_later_annotation_wins():
+def test_smaller_wins_with_equal_areas_the_later_annotation_id_wins():
     a = box(2, 3, slice(0, 2), slice(0, 2))
     b = box(2, 3, slice(0, 2), slice(1, 3))
-    assert semantic_label([(5, 2, False, a), (4, 3, False, b)], 2, 3).tolist() == [[2, 2, 3], [2, 2, 3]]
+    assert semantic_label([(5, 2, False, a), (4, 3, False, b)], 2, 3, "smaller-wins").tolist() == [[2, 2, 3], [2, 2, 3]]
+
+
+def test_recam_paints_in_the_files_order_whatever_the_ids_and_sizes():
+    big, small = box(2, 3, slice(0, 2), slice(0, 3)), box(2, 3, slice(0, 1), slice(0, 1))
+    assert semantic_label([(9, 2, False, small), (1, 3, False, big)], 2, 3).tolist() == [[3, 3, 3], [3, 3, 3]]
+    assert semantic_label([(1, 3, False, big), (9, 2, False, small)], 2, 3).tolist() == [[2, 3, 3], [3, 3, 3]]
+    with pytest.raises(ValueError, match="unknown COCO ground-truth rule 'largest'"):
+        semantic_label([], 2, 3, "largest")
+
+
+def recam_reference(path: Path) -> dict[int, np.ndarray]:
+    """ReCAM's mscoco/annToMask.py rule through pycocotools' COCO API: per image, its non-crowd
+    annotations in the file's order, each mask painted over the map with its class (1..80)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(path))
+    classes = {cat_id: n for n, cat_id in enumerate(sorted(coco.getCatIds()), start=1)}
+    maps = {}
+    for image_id, image in coco.imgs.items():
+        label = np.zeros((image["height"], image["width"]), np.uint8)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+            label[coco.annToMask(ann) == 1] = classes[ann["category_id"]]
+        maps[image_id] = label
+    return maps
+
+
+def test_recam_labels_are_those_of_the_pycocotools_reference(tmp_path):
+    path = write_instances(tmp_path / "instances_val2014.json")
+    data = json.loads(path.read_text())
+    # one more image where three instances overlap, listed out of id order, with a crowd over them
+    data["images"].append({"id": 50, "file_name": "COCO_val2014_000000000050.jpg", "height": 6, "width": 7})
+    for ann_id, cat, crowd, rows, cols in [(12, 3, 0, slice(0, 6), slice(0, 7)), (10, 44, 0, slice(1, 4), slice(2, 6)),
+                                           (11, 1, 1, slice(0, 3), slice(0, 4)), (13, 18, 0, slice(2, 5), slice(0, 3))]:
+        data["annotations"].append({"id": ann_id, "image_id": 50, "category_id": cat, "iscrowd": crowd,
+                                    "segmentation": uncompressed_rle(box(6, 7, rows, cols))})
+    path.write_text(json.dumps(data))
+    reference = recam_reference(path)
+    coco = CocoInstances.load(path)
+    assert sorted(reference) == sorted(img["id"] for img in coco.images.values())
+    for stem, img in coco.images.items():
+        assert np.array_equal(coco.label(stem), reference[img["id"]]), stem
+    # the bottle (10) over the car (12), listed before it: the file's order, not the ids'; the dog over the
+    # bottle; under the crowd, the car
+    assert (reference[50][1, 2], reference[50][2, 2], reference[50][0, 0]) == (40, 17, 3)
 
 
 def test_malformed_instances_name_the_file(tmp_path):
@@ -131,13 +183,21 @@ def test_coco_gt_command(tmp_path):
     written = np.array(Image.open(out / "COCO_val2014_000000000009.png"))
     assert written.tolist() == EXPECTED_9
     assert sorted(p.name for p in out.glob("*.png")) == [f"COCO_val2014_0000000000{n}.png" for n in ("09", "25", "30", "42")]
-    assert "person" in result.output and "dog" in result.output and "ignore (255)" in result.output
+    assert "person" in result.output and "dog" in result.output and "ignore (255)" not in result.output
     again = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
     assert again.exit_code == 0 and "0 written, 4 skipped" in again.output
     by_id = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(tmp_path / "by_id"), "--name-by", "id"])
     assert by_id.exit_code == 0, by_id.output
     assert sorted(p.name for p in (tmp_path / "by_id").glob("*.png")) == ["25.png", "30.png", "42.png", "9.png"]
     assert np.array(Image.open(tmp_path / "by_id" / "9.png")).tolist() == EXPECTED_9
+    other = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out), "--rule", "smaller-wins"])
+    assert other.exit_code == 1 and "made with other settings" in other.output and "rule" in other.output
+    assert np.array(Image.open(out / "COCO_val2014_000000000009.png")).tolist() == EXPECTED_9  # left as it was
+    smaller = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(tmp_path / "smaller"),
+                                  "--rule", "smaller-wins"])
+    assert smaller.exit_code == 0 and "ignore (255)" in smaller.output
+    written = np.array(Image.open(tmp_path / "smaller" / "COCO_val2014_000000000009.png"))
+    assert written.tolist() == EXPECTED_9_SMALLER_WINS
     bad = runner.invoke(app, ["coco-gt", "--instances", str(tmp_path / "missing.json"), "--out", str(out)])
     assert bad.exit_code == 1 and "missing.json: file not found" in bad.output
 

@@ -26,11 +26,18 @@ from sepl_tree import __version__
 from sepl_tree.errors import SeplError
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
 
-__all__ = ["NameBy", "coco_gt_command"]
+__all__ = ["NameBy", "Rule", "coco_gt_command"]
 
 
 #: From this size on, a line says that the instances JSON is being read (and checked).
 SAY_READING_BYTES = 50_000_000
+
+
+class Rule(str, Enum):
+    """How instances become one label map (:data:`sepl_tree.coco.RULES`)."""
+
+    recam = "recam"
+    smaller_wins = "smaller-wins"
 
 
 class NameBy(str, Enum):
@@ -47,12 +54,17 @@ def coco_gt_command(
     name_by: Annotated[NameBy, typer.Option(
         "--name-by", help="Output names: 'stem' (<file_name stem>.png, as CAM files are named) or 'id' "
                           "(<numeric image id>.png, as IRN/CLIMS's COCO loaders read them).")] = NameBy.stem,
+    rule: Annotated[Rule, typer.Option(
+        "--rule", help="'recam': ReCAM's mscoco/annToMask.py (CLIMS, LPCAM): instances in the file's order, the "
+                       "later wins, crowds left background. 'smaller-wins': the smaller instance wins, crowds 255 "
+                       "(ignore) where no instance covers them.")] = Rule.recam,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """COCO semantic ground truth from an instances JSON: <out>/<file stem>.png, classes 1..80.
 
-    Smaller instances win where instances overlap; crowd regions are 255 (ignore) unless a
-    non-crowd instance covers them (see sepl_tree.coco).
+    By default the rule of ReCAM's annToMask.py, the one a WSSS method publishes: instances
+    painted in the file's order (a later one wins), crowd regions left background (see
+    sepl_tree.coco and docs/readers.md).
     """
 
     def body() -> None:
@@ -68,7 +80,8 @@ def coco_gt_command(
             raise SeplError(f"{ids}: {len(unknown)} id(s) are not images of {instances} (ids are file_name "
                             f"stems), e.g. {unknown[0]!r}")
         check_apart(out, "--out", {"--instances": instances})
-        settings = {"sepl_tree": __version__, "instances": str(instances.resolve()), "name_by": name_by.value}
+        settings = {"sepl_tree": __version__, "instances": str(instances.resolve()), "name_by": name_by.value,
+                    "rule": rule.value}
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
@@ -77,7 +90,7 @@ def coco_gt_command(
         with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:
             task, t0 = bar.add_task("coco-gt", total=len(todo), rate=""), time.perf_counter()
             for done, image_id in enumerate(todo, 1):
-                label = coco.label(image_id)
+                label = coco.label(image_id, rule.value)
                 write_label_png(out / f"{names[image_id]}.png", label)
                 found = np.bincount(label.reshape(-1), minlength=256)
                 counts += found
