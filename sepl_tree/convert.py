@@ -15,24 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from sepl_tree.errors import SeplError
 from sepl_tree.files import write_label_png
-from sepl_tree.label_maps import first_bad_label
 from sepl_tree.inputs import InputConfig, InputReader
 
-__all__ = ["ConvertJob", "ConvertResult", "check_label", "convert_settings"]
-
-
-def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.ndarray:
-    """``label`` if it is a valid ``uint8 (H, W)`` label map, else a :class:`SeplError` naming the reader."""
-    label = np.asarray(label)
-    if label.ndim != 2 or label.dtype != np.uint8:
-        raise SeplError(f"reader {reader!r} returned a {label.dtype} array of shape {label.shape} for image "
-                        f"{image_id!r}; a label map is uint8 (H, W)")
-    if (bad := first_bad_label(label, num_classes)) is not None:
-        raise SeplError(f"reader {reader!r} returned label {bad} for image {image_id!r}, "
-                        f"outside 0..{num_classes - 1} and 255")
-    return label
+__all__ = ["ConvertJob", "ConvertResult", "convert_settings"]
 
 
 @dataclass(frozen=True)
@@ -62,11 +48,12 @@ class ConvertJob:
     def setup(self) -> Callable[[str], ConvertResult]:
         from sepl_tree.plugins import load_host
 
-        reader = InputReader(self.inputs, load_host(self.inputs.plugins).reader(self.inputs.reader), self.image_labels)
-        k = self.inputs.num_classes
+        host = load_host(self.inputs.plugins)
+        reader = InputReader(self.inputs, host.reader(self.inputs.reader), self.image_labels,
+                             source=host.readers[self.inputs.reader].source)
 
         def convert(image_id: str) -> ConvertResult:
-            label = check_label(reader.pseudo(image_id), k, reader.reader.name, image_id)
+            label = reader.pseudo(image_id)  # checked there
             write_label_png(self.out_dir / f"{image_id}.png", label)
             return ConvertResult(image_id, np.bincount(label.reshape(-1), minlength=256))
 

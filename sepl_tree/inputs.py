@@ -18,13 +18,26 @@ import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import read_label_png
+from sepl_tree.label_maps import first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.registry import ReadContext, Reader, coerce_params
 
-__all__ = ["MISSING_MASKS", "ImageInputs", "InputConfig", "InputReader", "check_same_size"]
+__all__ = ["MISSING_MASKS", "ImageInputs", "InputConfig", "InputReader", "check_label", "check_same_size"]
 
 #: What to do with an id that has a pseudo-label but no masks.
 MISSING_MASKS = ("error", "keep")
+
+
+def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.ndarray:
+    """``label`` if it is a ``uint8 (H, W)`` label map of values 0..K-1 and 255, else a
+    :class:`SeplError` naming ``reader`` (e.g. ``reader 'irn'``) and the image."""
+    if not isinstance(label, np.ndarray) or label.ndim != 2 or label.dtype != np.uint8:
+        got = (f"a {label.dtype} array of shape {label.shape}" if isinstance(label, np.ndarray)
+               else type(label).__name__)
+        raise SeplError(f"{reader} returned {got} for image {image_id!r}; a label map is uint8 (H, W)")
+    if (bad := first_bad_label(label, num_classes)) is not None:
+        raise SeplError(f"{reader} returned label {bad} for image {image_id!r}, outside 0..{num_classes - 1} and 255")
+    return label
 
 
 @dataclass(frozen=True)
@@ -124,8 +137,19 @@ class InputReader:
         return self.reader.ids(self.config.pseudo_dir)
 
     def pseudo(self, image_id: str) -> np.ndarray:
-        """The pseudo-label of ``image_id`` through the reader plugin."""
-        return self.reader.read(self.config.pseudo_dir, image_id, self.context, **self.reader_params)
+        """The pseudo-label of ``image_id`` through the reader plugin, checked (:func:`check_label`);
+        an exception inside the reader becomes one :class:`SeplError` naming the reader and image."""
+        try:
+            label = self.reader.read(self.config.pseudo_dir, image_id, self.context, **self.reader_params)
+        except (SeplError, OSError):  # (one line already: a bad file named, or what the system refused)
+            raise
+        except Exception as exc:  # a plugin's reader can fail in any way: say whose and where
+            raise SeplError(f"{self._who()} failed on image {image_id!r}: {type(exc).__name__}: {exc}") from exc
+        return check_label(label, self.config.num_classes, self._who(), image_id)
+
+    def _who(self) -> str:
+        where = f" ({self.source})" if self.source != "built-in" else ""
+        return f"reader {self.reader.name!r}{where}"
 
     def masks(self, image_id: str, shape: tuple[int, int]) -> tuple[MaskSet, bool]:
         """``(masks, no_masks)``: the masks of ``image_id``, of size ``shape``; without masks

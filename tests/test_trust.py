@@ -104,6 +104,23 @@ def _plugin(body: str) -> Callable[[Path], None]:
     return write
 
 
+def _reader_plugin(body: str) -> Callable[[Path], None]:
+    """A reader plugin ``bad`` (``bad_reader.py``) of ``<id>.png`` files: ``label`` is the PNG read."""
+    def write(d: Path) -> None:
+        (d / "bad_reader.py").write_text(
+            "import numpy as np\nfrom sepl_tree import Reader, hookimpl\nfrom sepl_tree.files import read_png\n\n"
+            f"def bad(folder, image_id, ctx):\n    label = read_png(folder / (image_id + '.png'))\n    {body}\n\n"
+            "@hookimpl\ndef register_readers(register):\n    register(Reader('bad', bad))\n")
+    return write
+
+
+def _with_reader(d: Path, command: str) -> list[str]:
+    reader = ["--plugin", str(d / "bad_reader.py"), "--reader", "bad"]
+    if command == "convert":
+        return ["convert", "-i", str(d / "pseudo"), "-o", str(d / "c"), *reader]
+    return _run(d, *reader, out="fresh")
+
+
 def _claims_huge(d: Path) -> None:
     records = [{"segmentation": {"size": [60000, 60000], "counts": "0"}, "area": 0}]
     (d / "masks" / "img1.json").write_text(json.dumps(records))
@@ -211,6 +228,18 @@ CASES = [
     Case("a strategy returning the wrong shape", _plugin("return sample.pseudo[:2]"),
          lambda d: _run(d, "--plugin", str(d / "bad.py"), "-s", "bad", out="fresh"), 1,
          "returned (2, 16), expected an array of shape (12, 16)"),
+    *(Case(f"{command}: {what}", _reader_plugin(body), lambda d, c=command: _with_reader(d, c), 1, message)
+      for command in ("run", "convert")
+      for what, body, message in [
+          ("a reader that raises", "raise KeyError('cam')",
+           "reader 'bad' (file {d}/bad_reader.py) failed on image 'img0': KeyError: 'cam'"),
+          ("a reader returning labels outside 0..K-1", "return label + 30",
+           "reader 'bad' (file {d}/bad_reader.py) returned label 30 for image 'img0', outside 0..20 and 255"),
+          ("a reader returning a bool map", "return label > 0",
+           "returned a bool array of shape (12, 16) for image 'img0'; a label map is uint8 (H, W)"),
+          ("a reader returning nothing", "return None", "returned NoneType for image 'img0'"),
+          ("a reader returning a 3-D array", "return label[None]", "returned a uint8 array of shape (1, 12, 16)"),
+      ]),
     Case("both <id>.json and <id>/", _both_layouts, lambda d: _run(d, out="fresh"), 1,
          "img1.json: and {d}/masks/img1/ both hold masks for image 'img1'; keep one of them"),
     # 8. lists, configs and options that are not what they claim to be
