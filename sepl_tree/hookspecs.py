@@ -24,7 +24,8 @@ def register_strategies(register: Callable[[Strategy], None]) -> None:
     """Register selection strategies: call ``register(Strategy(...))`` once for each.
 
     A strategy's ``select(sample, **params)`` is a pure function from a
-    :class:`sepl_tree.sample.Sample` to a ``uint8`` label map of the pseudo-label's shape.
+    :class:`sepl_tree.sample.Sample` to a ``uint8`` label map of the pseudo-label's shape
+    (another integer dtype is taken when its values are labels; a ``bool`` array is refused).
     Its name must be unique among all loaded plugins.
     """
 
@@ -34,8 +35,10 @@ def register_readers(register: Callable[[Reader], None]) -> None:
     """Register pseudo-label readers: call ``register(Reader(...))`` once for each.
 
     A reader's ``read(folder, image_id, ctx, **params)`` returns a ``uint8`` label map
-    (0 background, 1..K-1 classes, 255 ignore) and raises ``InputError`` naming the file it
-    cannot read. Its name and aliases must be unique among all loaded plugins.
+    (0 background, 1..K-1 classes, 255 ignore; any other array is refused, naming the reader)
+    and raises ``InputError`` naming the file it cannot read (any other exception is reported
+    in one line naming the reader and the image). Its name and aliases must be unique among
+    all loaded plugins.
     """
 
 

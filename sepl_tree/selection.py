@@ -101,8 +101,11 @@ class Selector:
         if not isinstance(out, np.ndarray) or out.shape != sample.pseudo.shape:
             got = getattr(out, "shape", type(out).__name__)
             raise StrategyError(f"{self._who(sample)} returned {got}, expected an array of shape {sample.pseudo.shape}")
+        if out.dtype == bool:  # a mask, not labels: class 1 on every True pixel is never what was meant
+            raise StrategyError(f"{self._who(sample)} returned a bool array (a mask?); a label map holds the "
+                                f"labels 0..{self.num_classes - 1} or {IGNORE}")
         if out.dtype != np.uint8:
-            if out.dtype.kind not in "iub" or (out.size and (out.min() < 0 or out.max() > IGNORE)):
+            if out.dtype.kind not in "iu" or (out.size and (out.min() < 0 or out.max() > IGNORE)):
                 raise StrategyError(f"{self._who(sample)} returned {out.dtype} values that are not labels "
                                     f"0..{self.num_classes - 1} or {IGNORE}")
             out = out.astype(np.uint8)

@@ -243,6 +243,7 @@ def test_plugin_using_the_old_tree_attribute_gets_an_error_saying_what_changed(t
     ("return sample.pseudo + 30", "returned label 30, outside 0..20 and 255"),
     ("return sample.pseudo.astype(float) + 0.5", "returned float64 values that are not labels 0..20 or 255"),
     ("return sample.pseudo.astype(np.int64) - 1", "returned int64 values that are not labels 0..20 or 255"),
+    ("return sample.pseudo > 0", "returned a bool array (a mask?); a label map holds the labels 0..20 or 255"),
 ])
 def test_a_strategy_that_fails_or_returns_a_non_label_map_is_named(tmp_path, body, problem):
     from sepl_tree.errors import StrategyError
