@@ -109,19 +109,39 @@ def plugin_fingerprints(plugins: Iterable[str], sources: Mapping[str, str] | Non
     Each ``--plugin``: its path or module name and the SHA-1 of its file (a module's is the file
     it is imported from, when it has one). ``sources`` (e.g. ``{"strategy biggest-only": "entry
     point biggest_only (biggest-only 0.3.1)"}``): the installed plugins (entry points) that
-    provide what the run uses, with their distribution and version.
+    provide what the run uses, with their distribution and version, and the SHA-1 of the module
+    the entry point names (an editable install's edits change no version). Only that one file is
+    read: a plugin whose rule lives in other modules of its package is told apart by its version.
     """
     out: list[dict[str, Any]] = []
     for spec in plugins:
         path = Path(spec)
         if not path.is_file():
             path = Path(_module_file(spec) or spec)
-        digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
-        out.append({"plugin": spec, "sha1": digest})
+        out.append({"plugin": spec, "sha1": _sha1(path)})
     for provides, source in (sources or {}).items():
         if source.startswith("entry point "):
-            out.append({"plugin": source, "provides": provides})
+            module = _entry_point_module(source[len("entry point "):].split(" (")[0])
+            path = Path(_module_file(module)) if module and _module_file(module) else None
+            out.append({"plugin": source, "provides": provides, "sha1": _sha1(path) if path else None})
     return out
+
+
+def _sha1(path: Path) -> str | None:
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _entry_point_module(name: str) -> str | None:
+    """The module the ``sepl_tree`` entry point ``name`` loads."""
+    import importlib.metadata
+
+    from sepl_tree import PROJECT_NAME
+
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == PROJECT_NAME and ep.name == name:
+                return ep.module
+    return None
 
 
 def _module_file(name: str) -> str | None:

@@ -112,7 +112,7 @@ def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None
     if autoload is None:
         autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
     if autoload:
-        pm.load_setuptools_entrypoints(PROJECT_NAME)
+        _load_entry_points(pm)
     for spec in plugins:
         if looks_like_plugin_file(spec):
             path = Path(spec)
@@ -121,13 +121,41 @@ def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None
             module, name = _load_module(spec), f"module:{spec}"
         if pm.is_registered(module) or pm.get_plugin(name) is not None:
             continue
-        pm.register(module, name=name)
+        _register(pm, module, name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        raise PluginError(f"plugin {name!r} implements an unknown hook ({exc})") from exc
+        callers = vars(pm.hook).items()
+        unknown = ", ".join(repr(name) for name, caller in callers if not caller.has_spec())
+        hooks = ", ".join(sorted(name for name, caller in callers if caller.has_spec()))
+        raise PluginError(f"{_source(pm, exc.plugin)}: implements an unknown hook {unknown}; the hooks are "
+                          f"{hooks}") from exc
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Register the ``sepl_tree`` entry points of the installed distributions, as pluggy's
+    ``load_setuptools_entrypoints`` does, but one that fails to load is one line naming it."""
+    import importlib.metadata
+
+    for dist in list(importlib.metadata.distributions()):
+        for ep in dist.entry_points:
+            name = f"entry:{ep.name} ({dist.metadata['name']} {dist.version})"
+            if ep.group != PROJECT_NAME or pm.has_plugin(name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # an installed plugin can fail in any way
+                raise PluginError(f"entry point {name[6:]}: failed to load: {type(exc).__name__}: {exc} "
+                                  f"(set {AUTOLOAD_ENV}=1 to skip installed plugins)") from exc
+            _register(pm, plugin, name)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:  # e.g. a hook implementation with the wrong arguments
+        raise PluginError(f"{_source(pm, plugin, name)}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -164,24 +192,31 @@ class PluginHost:
         return table[name].item
 
 
-def _source(pm: pluggy.PluginManager, plugin: object) -> str:
-    name = pm.get_name(plugin) or repr(plugin)
-    if name.startswith(("builtin:", "file:", "module:")):
-        kind, _, where = name.partition(":")
-        return "built-in" if kind == "builtin" else f"{kind} {where}"
-    for dist_plugin, dist in pm.list_plugin_distinfo():
-        if dist_plugin is plugin:
-            return f"entry point {name} ({dist.project_name} {dist.version})"
-    return name
+def _source(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> str:
+    """Where ``plugin`` comes from: ``built-in``, ``file PATH``, ``module NAME`` or ``entry point
+    NAME (DIST VERSION)``, from the name it is (or is to be) registered under."""
+    name = name or pm.get_name(plugin) or repr(plugin)
+    kind, _, where = name.partition(":")
+    kinds = {"builtin": "built-in", "file": "file ", "module": "module ", "entry": "entry point "}
+    if kind not in kinds:
+        return name
+    return kinds[kind] if kind == "builtin" else kinds[kind] + where
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, names: Callable[[Any], Iterable[str]],
-             table: dict[str, Entry[Any]]) -> None:
-    # Call each implementation on its own so every registered name knows its plugin.
+             table: dict[str, Entry[Any]], takes: type | None = None) -> None:
+    """Call each implementation of ``hook_name`` on its own, so that every registered name knows
+    its plugin; ``takes``: the type ``register`` takes (else the ``register(name, value)`` form).
+    Whatever goes wrong in a plugin's hook is one :class:`PluginError` naming the plugin."""
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         source = _source(pm, impl.plugin)
 
         def register(item: Any, *extra: Any, _source: str = source) -> None:
+            if takes is not None and (extra or not isinstance(item, takes)):
+                got = ", ".join(type(v).__name__ for v in (item, *extra))
+                raise PluginError(f"{_source}: register() in {hook_name} takes a {takes.__name__}, got {got}")
+            if takes is None and len(extra) != 1:
+                raise PluginError(f"{_source}: register() in {hook_name} takes a name and a value")
             if extra:  # register(name, value) form
                 item = (item, *extra)
             for name in names(item):
@@ -191,14 +226,19 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, names: Callabl
                     )
                 table[name] = Entry(name, item if not extra else item[1], _source)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except SeplError:
+            raise
+        except Exception as exc:  # a plugin's hook can fail in any way: say whose
+            raise PluginError(f"{source}: {hook_name} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def load_host(plugins: Sequence[str] = (), autoload: bool | None = None) -> PluginHost:
     """Build the plugin manager and collect every strategy, reader and SAM model it registers."""
     pm = get_plugin_manager(plugins, autoload)
     host = PluginHost(pm)
-    _collect(pm, "register_strategies", "strategy", lambda s: [s.name], host.strategies)
-    _collect(pm, "register_readers", "reader", lambda r: list(r.names), host.readers)
+    _collect(pm, "register_strategies", "strategy", lambda s: [s.name], host.strategies, Strategy)
+    _collect(pm, "register_readers", "reader", lambda r: list(r.names), host.readers, Reader)
     _collect(pm, "register_sam_models", "SAM model type", lambda t: [t[0]], host.sam_models)
     return host

@@ -104,7 +104,7 @@ def test_run_json_records_the_entry_point_and_module_plugins_it_used(tmp_path, m
 
     from tests.helpers import write_dataset
 
-    _write_plugin(tmp_path / "ep_plugin.py", "from-entry-point")
+    entry = _write_plugin(tmp_path / "ep_plugin.py", "from-entry-point")
     module = _write_plugin(tmp_path / "my_mod_plugin.py", "from-module")
     monkeypatch.syspath_prepend(str(tmp_path))
     version = {"now": "1.2.3"}
@@ -128,7 +128,11 @@ def test_run_json_records_the_entry_point_and_module_plugins_it_used(tmp_path, m
 
     assert run("from-entry-point", "ep").exit_code == 0
     plugins = json.loads((tmp_path / "ep" / "run.json").read_text())["settings"]["plugins"]
-    assert plugins == [{"plugin": "entry point ep (sepl-ep-demo 1.2.3)", "provides": "strategy from-entry-point"}]
+    assert plugins == [{"plugin": "entry point ep (sepl-ep-demo 1.2.3)", "provides": "strategy from-entry-point",
+                        "sha1": hashlib.sha1(entry.read_bytes()).hexdigest()}]
+    entry.write_text(entry.read_text() + "\n# edited in place, as in an editable install: the same version\n")
+    result = run("from-entry-point", "ep")
+    assert result.exit_code == 1 and "made with other settings" in result.output and "sha1" in result.output
     version["now"] = "1.3.0"
     result = run("from-entry-point", "ep")
     assert result.exit_code == 1 and "made with other settings" in result.output and "1.3.0" in result.output
@@ -153,8 +157,50 @@ def test_duplicate_name_names_both_plugins(tmp_path):
 def test_misspelt_hook_fails_loudly(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from sepl_tree import hookimpl\n\n@hookimpl\ndef register_strategy(register):\n    pass\n")
-    with pytest.raises(PluginError, match="unknown hook"):
+    with pytest.raises(PluginError) as err:
         load_host([str(bad)], autoload=False)
+    assert str(err.value) == (f"file {bad}: implements an unknown hook 'register_strategy'; the hooks are "
+                              "register_readers, register_sam_models, register_strategies")
+
+
+@pytest.mark.parametrize("hook, message", [
+    ("def rule(sample, t1):\n    return sample.pseudo\n\n@hookimpl\ndef register_strategies(register):\n"
+     "    register(Strategy('x', rule))", "register_strategies failed: TypeError: rule: parameter 't1' needs a default"),
+    ("def rule(sample):\n    return sample.pseudo\n\n@hookimpl\ndef register_strategies(register):\n"
+     "    register('x', rule)", "register() in register_strategies takes a Strategy, got str, function"),
+    ("@hookimpl\ndef register_readers(register):\n    register(lambda folder, image_id, ctx: None)",
+     "register() in register_readers takes a Reader, got function"),
+    ("@hookimpl\ndef register_sam_models(register):\n    register('tiny')",
+     "register() in register_sam_models takes a name and a value"),
+    ("@hookimpl\ndef register_strategies(register):\n    raise ValueError('config missing')",
+     "register_strategies failed: ValueError: config missing"),
+    ("@hookimpl\ndef register_strategies(reg):\n    pass", "Argument(s) {'reg'} are declared in the hookimpl"),
+])
+def test_a_plugins_mistake_in_its_hook_is_one_line_naming_it(tmp_path, hook, message):
+    bad = tmp_path / "bad.py"
+    bad.write_text(f"from sepl_tree import Strategy, hookimpl\n\n{hook}\n")
+    with pytest.raises(PluginError) as err:
+        load_host([str(bad)], autoload=False)
+    assert str(err.value).startswith(f"file {bad}: ") and message in str(err.value)
+    result = runner.invoke(app, ["plugins", "--plugin", str(bad)])
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and message in " ".join(result.output.split())
+
+
+def test_an_installed_plugin_that_fails_to_load_is_one_line_saying_how_to_skip_it(tmp_path, monkeypatch):
+    class FakeDist:
+        metadata = {"name": "sepl-bad-ep"}
+        version = "0.0.2"
+        entry_points = [importlib.metadata.EntryPoint("bad_ep", "bad_ep_typo", "sepl_tree")]
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == ("error: entry point bad_ep (sepl-bad-ep 0.0.2): failed to load: "
+                                     "ModuleNotFoundError: No module named 'bad_ep_typo' "
+                                     f"(set {AUTOLOAD_ENV}=1 to skip installed plugins)")
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    assert runner.invoke(app, ["plugins"]).exit_code == 0
 
 
 def test_missing_or_broken_plugin_file(tmp_path):
