@@ -18,7 +18,7 @@ from typing import Any
 
 from sepl_tree.errors import SeplError, not_a_file
 
-__all__ = ["Param", "Range", "ReadContext", "Reader", "Share", "Strategy", "Tau", "coerce_params",
+__all__ = ["PARAM_TYPES", "Param", "Range", "ReadContext", "Reader", "Share", "Strategy", "Tau", "coerce_params",
            "params_from_signature"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -125,32 +125,71 @@ def _docstring_help(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     return summary, helps
 
 
-def _ranges(func: Callable[..., Any]) -> dict[str, Range]:
-    """The :class:`Range` each parameter's ``Annotated`` annotation declares (string annotations,
-    as ``from __future__ import annotations`` makes them, are resolved in the function's module)."""
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """``func``'s parameter annotations, resolved (string annotations, as ``from __future__ import
+    annotations`` makes them, in the function's module), ``Annotated`` extras kept."""
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception:  # an annotation that does not resolve: read the unresolved ones below
-        hints = {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
-    out = {}
-    for name, hint in hints.items():
-        for meta in getattr(hint, "__metadata__", ()):
-            if isinstance(meta, Range):
-                out[name] = meta
-    return out
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:  # an annotation that does not resolve: take them as written
+        return {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
+
+
+def _range_of(hint: Any) -> Range | None:
+    """The :class:`Range` an ``Annotated`` annotation declares."""
+    return next((meta for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, Range)), None)
+
+
+#: The types a parameter may have (``--param`` gives strings, converted to these).
+PARAM_TYPES = (bool, int, float, str)
+
+
+def _plain_type(hint: Any) -> tuple[type | None, bool]:
+    """``(type, optional)`` of an annotation such as ``float``, ``Share``, ``int | None``;
+    ``(None, False)`` when it names no type of :data:`PARAM_TYPES`."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    args = typing.get_args(hint)
+    if args and type(None) in args and len(args) == 2:  # T | None, Optional[T]
+        inner = args[0] if args[1] is type(None) else args[1]
+        return (inner, True) if inner in PARAM_TYPES else (None, False)
+    return (hint, False) if hint in PARAM_TYPES else (None, False)
+
+
+def _declared(func: Callable[..., Any], p: inspect.Parameter, hint: Any, help: str) -> Param:
+    """The :class:`Param` of ``p``: the type its annotation names, else its default's; a default
+    of another type, or one that does not fit the annotation, is a ``TypeError`` naming it."""
+    where = f"{func.__qualname__}: parameter {p.name!r}"
+    kind, optional = _plain_type(hint)
+    if kind is None:
+        if p.default is None:
+            raise TypeError(f"{where}: a default of None needs an annotation saying the type, "
+                            f"e.g. {p.name}: float | None = None")
+        kind = type(p.default)
+        if kind not in PARAM_TYPES:
+            raise TypeError(f"{where}: its default {p.default!r} is a {kind.__name__}; a parameter is a "
+                            f"bool, int, float or str")
+    param = Param(p.name, p.default, kind, help, _range_of(hint))
+    if p.default is None and optional:
+        return param
+    try:
+        default = param.coerce(p.default)
+    except ValueError as exc:
+        raise TypeError(f"{where}: its default does not fit its annotation: {exc}") from None
+    return Param(p.name, default, kind, help, param.range)
 
 
 def params_from_signature(func: Callable[..., Any], skip: int) -> dict[str, Param]:
-    """The tunable parameters of ``func``: those after the first ``skip`` positional ones."""
+    """The tunable parameters of ``func``: those after the first ``skip`` positional ones, each of
+    the type its annotation names (plain, in ``Annotated`` or ``| None``), else its default's."""
     _, helps = _docstring_help(func)
-    ranges = _ranges(func)
+    hints = _hints(func)
     params: dict[str, Param] = {}
     for index, p in enumerate(inspect.signature(func).parameters.values()):
         if index < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is p.empty:
             raise TypeError(f"{func.__qualname__}: parameter {p.name!r} needs a default value")
-        params[p.name] = Param(p.name, p.default, type(p.default), helps.get(p.name, ""), ranges.get(p.name))
+        params[p.name] = _declared(func, p, hints.get(p.name), helps.get(p.name, ""))
     return params
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import importlib.metadata
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -56,6 +57,33 @@ def test_builtins_are_registered_with_their_parameters():
     params = host.strategy("threshold").params
     assert (params["t1"].default, params["t2"].default) == (0.5, 0.85)
     assert "png" in host.readers
+
+
+def test_a_parameters_type_is_its_annotations_else_its_defaults():
+    from sepl_tree.registry import Share, params_from_signature
+
+    def rule(sample, t2: float = 1, most: int | None = None, share: Share = 0.5, flag: bool = False, name="x"):
+        pass
+
+    params = params_from_signature(rule, skip=1)
+    assert {n: (p.type, p.default) for n, p in params.items()} == {
+        "t2": (float, 1.0), "most": (int, None), "share": (float, 0.5), "flag": (bool, False), "name": (str, "x")}
+    assert (params["t2"].coerce("0.9"), params["most"].coerce("3")) == (0.9, 3)  # not "expected int", not "3"
+
+
+@pytest.mark.parametrize("signature, problem", [
+    ("x: int = 0.5", "parameter 'x': its default does not fit its annotation: expected int, got 0.5"),
+    ("x: Share = 2.0", "parameter 'x': its default does not fit its annotation: must be in [0, 1], got 2.0"),
+    ("x=None", "parameter 'x': a default of None needs an annotation saying the type, e.g. x: float | None = None"),
+    ("x=(1, 2)", "parameter 'x': its default (1, 2) is a tuple; a parameter is a bool, int, float or str"),
+])
+def test_a_parameter_sepl_tree_cannot_take_from_the_command_line_is_refused_when_registered(signature, problem):
+    from sepl_tree.registry import Share, Strategy
+
+    namespace = {"Share": Share}
+    exec(f"def rule(sample, {signature}):\n    return sample.pseudo", namespace)
+    with pytest.raises(TypeError, match="^rule: " + re.escape(problem) + "$"):
+        Strategy("r", namespace["rule"])
 
 
 def test_file_plugin_is_loaded_and_works(tmp_path):
