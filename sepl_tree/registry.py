@@ -110,19 +110,34 @@ class Param:
 
 
 def _docstring_help(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
-    """First line of the docstring, and the first help line of each documented parameter."""
+    """First line of the docstring, and the description of each parameter its numpydoc
+    ``Parameters`` section documents (its lines joined).
+
+    >>> def rule(sample, t1=0.5):
+    ...     '''Keep big masks.
+    ...
+    ...     Parameters
+    ...     ----------
+    ...     t1
+    ...         The share a mask must exceed,
+    ...         inside its class.
+    ...     '''
+    >>> _docstring_help(rule)
+    ('Keep big masks.', {'t1': 'The share a mask must exceed, inside its class.'})
+    """
     doc = inspect.getdoc(func) or ""
     summary = doc.strip().splitlines()[0].strip() if doc.strip() else ""
-    helps: dict[str, str] = {}
+    lines: dict[str, list[str]] = {}
     match = re.search(r"^Parameters\n-+\n(.*?)(?:\n\n[A-Z][a-z]+\n-+\n|\Z)", doc, re.S | re.M)
     if match:
         current = None
         for line in match.group(1).splitlines():
             if line and not line[0].isspace():
                 current = line.split(":")[0].strip()
-            elif current and line.strip() and current not in helps:
-                helps[current] = line.strip()
-    return summary, helps
+                lines.setdefault(current, [])
+            elif current and line.strip():
+                lines[current].append(line.strip())
+    return summary, {name: " ".join(text) for name, text in lines.items() if text}
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:

@@ -261,6 +261,21 @@ def test_cli_plugins_lists_file_plugin(tmp_path):
     assert "built-in" in result.output and "p.py" in result.output
 
 
+def test_cli_plugins_name_shows_each_parameter_with_its_help(tmp_path):
+    path = _write_plugin(tmp_path / "p.py")
+    result = runner.invoke(app, ["plugins", "keep-input", "--plugin", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"strategy keep-input (file {path}): Return the pseudo-label unchanged (plus offset on "
+                        "class pixels).")
+    assert [cell.strip() for cell in next(line for line in lines if line.startswith("│ offset")).split("│")[1:-1]] == [
+        "offset", "int", "0", "-", "Added to every class pixel."]
+    threshold = runner.invoke(app, ["plugins", "threshold"], env={"COLUMNS": "250"})
+    assert "[0, 1]" in threshold.output and "o_s, exceeds this." in threshold.output
+    unknown = runner.invoke(app, ["plugins", "nope"])
+    assert unknown.exit_code == 2 and "unknown strategy or reader 'nope'; valid choices:" in unknown.output
+
+
 def test_every_hook_is_documented_implemented_and_tested():
     specs = [name for name in dir(hookspecs) if name.startswith("register_")]
     assert specs and set(specs) <= set(hookspecs.__all__)
