@@ -256,8 +256,15 @@ class Reader:
     ``read(folder, image_id, ctx, **params)`` returns a ``uint8`` (H, W) label map: 0 background,
     1..K-1 classes, 255 ignore, where K is ``ctx.num_classes``. It raises
     :class:`sepl_tree.errors.InputError` naming the file for anything it cannot read.
-    ``suffix`` lists the image ids of a folder (every ``<id><suffix>`` file), unless ``list_ids``
-    is given.
+    Any other exception, or anything returned that is not such a map, stops the run in one line
+    naming the reader and the image.
+
+    ``suffix`` lists the image ids of a folder (every ``<id><suffix>`` file directly in it; a
+    suffix holds no ``/``), unless ``list_ids(folder)`` is given. A rerun makes an output again
+    when its input is newer: the input of an id is its ``<id><suffix>`` file, or, with
+    ``list_ids``, the newest of its ``<id><suffix>`` and ``<id>_<part><suffix>`` files directly
+    in the folder (as ``l2g``'s per-class PNGs). Files in sub-folders are not looked at: after
+    changing those, rerun with ``--overwrite``.
     """
 
     name: str
@@ -269,6 +276,9 @@ class Reader:
     list_ids: Callable[[Path], list[str]] | None = None
 
     def __post_init__(self) -> None:
+        if "/" in self.suffix or "\\" in self.suffix:
+            raise TypeError(f"reader {self.name!r}: suffix {self.suffix!r} holds a path separator; a suffix ends "
+                            "a file name in the folder (for files in sub-folders, give list_ids)")
         summary, _ = _docstring_help(self.read)
         if not self.description:
             object.__setattr__(self, "description", summary)

@@ -86,6 +86,13 @@ def test_a_parameter_sepl_tree_cannot_take_from_the_command_line_is_refused_when
         Strategy("r", namespace["rule"])
 
 
+def test_a_reader_suffix_with_a_path_separator_is_refused():
+    from sepl_tree.registry import Reader
+
+    with pytest.raises(TypeError, match=r"^reader 'cam': suffix '/cam.npz' holds a path separator; .*give list_ids"):
+        Reader("cam", lambda folder, image_id, ctx: None, suffix="/cam.npz")
+
+
 def test_file_plugin_is_loaded_and_works(tmp_path):
     host = load_host([str(_write_plugin(tmp_path / "p.py"))], autoload=False)
     entry = host.strategies["keep-input"]
