@@ -200,10 +200,16 @@ def test_empty_or_missing_input_folder(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "m").mkdir()
     result = _run("--pseudo-labels", tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "o")
-    assert result.exit_code == 1 and "no pseudo-labels found for reader 'png'" in result.output
+    assert result.exit_code == 1 and "no pseudo-labels found for reader 'png' (<id>.png)" in result.output
     np.save(tmp_path / "p" / "a.npy", {"keys": np.array([0]), "high_res": np.zeros((1, 2, 2), np.float32)})
-    result = _run("--pseudo-labels", tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "o")
-    assert result.exit_code == 1 and "the files there look like --reader irn" in result.output
+    for command in ("run", "compare", "convert"):
+        extra = {"run": [], "compare": ["--gt", tmp_path / "m", "-s", "threshold"], "convert": []}[command]
+        args = ([command, "-r", "png", "-i", tmp_path / "p", "-o", tmp_path / "o"] if command == "convert" else
+                [command, "--pseudo-labels", tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "o", *extra])
+        result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+        assert result.exit_code == 1, (command, result.output)
+        assert result.output.strip() == (f"error: {tmp_path / 'p'}: no pseudo-labels found for reader 'png' "
+                                         "(<id>.png); the files there look like an IRN/CLIMS CAM file: try --reader irn")
     result = _run("--pseudo-labels", tmp_path / "nope", "--masks", tmp_path / "m", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "nope: pseudo-label folder not found" in result.output
     result = _run("--pseudo-labels", tmp_path / "p")

@@ -379,6 +379,9 @@ def test_identify_pngs_and_garbage(tmp_path):
     assert identify(tmp_path / "2007_000032.png") == "png"  # VOC ids end in six digits, not a class
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     assert identify(tmp_path / "junk.npy") is None
+    # a greyscale label map named like a per-class map (ids of the real dev set end in __<class>)
+    Image.fromarray(np.array([[0, 15, 255]], np.uint8), mode="L").save(tmp_path / "2007_000559__20.png")
+    assert identify(tmp_path / "2007_000559__20.png") == "png"
 
 
 # --- the shared CAM rule -----------------------------------------------------------------------

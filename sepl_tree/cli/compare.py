@@ -166,7 +166,9 @@ def compare_command(
         selectors, reader_in = CompareJob(config).resolve(host)  # parameter errors before any work
         id_list = read_ids(ids) or reader_in.ids()
         if not id_list:
-            raise SeplError(f"{pseudo_labels}: no pseudo-labels found for reader {reader!r}")
+            from sepl_tree.readers.sniff import no_inputs
+
+            raise no_inputs(pseudo_labels, rdr)
         check_apart(out, "--out", {"--pseudo-labels": pseudo_labels, "--masks": masks, "--gt": gt, "--images": images,
                                    "--labels": labels})
         say_checking(id_list, f"inputs, and outputs already in {out}")

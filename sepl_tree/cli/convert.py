@@ -33,19 +33,12 @@ from sepl_tree.executors import execute
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.label_maps import IGNORE
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
-from sepl_tree.readers.sniff import FORMATS, suggest_reader
+from sepl_tree.readers.sniff import no_inputs
 
 __all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command", "finish_folder"]
 
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder of label PNGs.", show_default=False)]
-
-
-def _describe(reader_name: str) -> str:
-    for what, suggestion, _ in FORMATS.values():
-        if suggestion == reader_name:
-            return what
-    return f"{reader_name} files"
 
 
 def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int) -> None:
@@ -73,10 +66,7 @@ def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes:
 def _ids(inputs: InputReader, ids_file: Path | None) -> list[str]:
     all_ids = read_ids(ids_file) or inputs.ids()
     if not all_ids:
-        rdr, folder = inputs.reader, inputs.config.pseudo_dir
-        guess = suggest_reader(folder)
-        hint = f"; the files there look like {_describe(guess)}: try --reader {guess}" if guess and guess not in rdr.names else ""
-        raise SeplError(f"{folder}: no input files for reader {rdr.name!r} (<id>{rdr.suffix}){hint}")
+        raise no_inputs(inputs.config.pseudo_dir, inputs.reader)
     return all_ids
 
 

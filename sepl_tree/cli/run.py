@@ -87,12 +87,9 @@ def _ids(inputs: InputReader, ids_file: Path | None) -> list[str]:
         return ids
     found = inputs.ids()
     if not found:
-        from sepl_tree.readers.sniff import suggest_reader
+        from sepl_tree.readers.sniff import no_inputs
 
-        c = inputs.config
-        hint = suggest_reader(c.pseudo_dir)
-        tail = f"; the files there look like --reader {hint}" if hint and hint != c.reader else ""
-        raise SeplError(f"{c.pseudo_dir}: no pseudo-labels found for reader {c.reader!r}{tail}")
+        raise no_inputs(inputs.config.pseudo_dir, inputs.reader)
     return found
 
 

@@ -4,8 +4,9 @@ Every built-in reader raises :func:`wrong_format` when a file is not in its form
 then reads
 ``<file>: this looks like a PuzzleCAM file; try --reader puzzlecam`` instead of a label map
 made of garbage. Recognition is by what the files hold (dictionary keys, key layout), and for
-PNGs by header and name (a palette PNG is a label map, as is any name but ``<id>_<class>.png``,
-which otherwise is a per-class map).
+PNGs by header, name and values (a palette PNG is a label map, as is any name but
+``<id>_<class>.png``, and a greyscale one whose values could all be labels; otherwise it is a
+per-class map).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import InputError
-from sepl_tree.files import PNG_PALETTE, png_colour_type
+from sepl_tree.files import PNG_PALETTE, png_colour_type, read_png
 
 __all__ = [
     "FORMATS",
     "PER_CLASS_PNG",
     "identify",
     "looks_like_crf",
+    "no_inputs",
     "suggest_reader",
     "wrong_format",
 ]
@@ -82,10 +84,23 @@ def _format_of_object(obj: Any) -> str | None:
     return None
 
 
+#: The most classes a label map has (COCO's 81): a greyscale PNG with a value between this and
+#: 255 holds scores, not labels.
+MOST_CLASSES = 81
+
+
+def _scores(path: Path) -> bool:
+    """Whether a greyscale PNG holds scores (a per-class CAM map) rather than labels: a value
+    in ``MOST_CLASSES..254`` (a label map named ``<id>_<n>.png``, as ``2007_000559__20.png``,
+    is a label map)."""
+    values = read_png(path)
+    return bool(((values >= MOST_CLASSES) & (values < 255)).any())
+
+
 def _format_of(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix == ".png":
-        per_class = PER_CLASS_PNG.match(path.name) and png_colour_type(path) != PNG_PALETTE
+        per_class = PER_CLASS_PNG.match(path.name) and png_colour_type(path) != PNG_PALETTE and _scores(path)
         return "per-class-png" if per_class else "label-png"
     if suffix in (".npy", ".pkl"):
         from sepl_tree.readers.cam import load_pickled
@@ -134,3 +149,15 @@ def suggest_reader(folder: Path, limit: int = 8) -> str | None:
         if name is not None:
             return name
     return None
+
+
+def no_inputs(folder: Path, reader: Any) -> InputError:
+    """The error for a ``folder`` where ``reader`` (a :class:`~sepl_tree.registry.Reader`) finds no
+    image: its file pattern, and the reader its files look like, when that is another one."""
+    pattern = f" (<id>{reader.suffix})" if reader.list_ids is None else ""
+    guess = suggest_reader(folder)
+    hint = ""
+    if guess is not None and guess not in reader.names:
+        what = next(w for w, suggestion, _ in FORMATS.values() if suggestion == guess)
+        hint = f"; the files there look like {what}: try --reader {guess}"
+    return InputError(folder, f"no pseudo-labels found for reader {reader.name!r}{pattern}{hint}")
