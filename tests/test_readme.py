@@ -60,3 +60,26 @@ def test_tutorial_strategy_runs_through_the_cli(tmp_path):
 
     listed = runner.invoke(app, ["plugins", "--plugin", str(plugin)], env={"COLUMNS": "200"})
     assert "biggest-only" in listed.output and "min_o_s=0.5" in listed.output
+
+
+def test_the_reader_tutorial_reads_its_format_through_convert(tmp_path):
+    section = (ROOT / "docs" / "readers.md").read_text().split("## Write your own reader", 1)[1]
+    plugin = tmp_path / "npz_cam.py"
+    plugin.write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    command = re.search(r"```sh\n(.*?)```", section, re.S).group(1).split()
+    assert command[:6] == ["sepl-tree", "convert", "--plugin", "npz_cam.py", "--reader", "npz-cam"]
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    cam = np.zeros((2, 3, 4), np.float32)
+    cam[0, :, :2] = 0.9  # class 3 on the left
+    cam[1, :, 3] = 0.6  # class 15 on the right column
+    cam[1, :, 2] = 0.18  # above the default bg 0.15, below the tutorial's 0.2: background
+    np.savez(cams / "a.npz", cam=cam, keys=np.array([3, 15]))
+    paths = {"npz_cam.py": str(plugin), "cams/": str(cams), "labels/": str(tmp_path / "labels")}
+    result = runner.invoke(app, [paths.get(a, a) for a in command[1:]])
+    assert result.exit_code == 0, result.output
+    assert read_png(tmp_path / "labels" / "a.png").tolist() == [[3, 3, 0, 15]] * 3
+    (cams / "b.npz").write_bytes(b"not a zip")
+    bad = runner.invoke(app, ["convert", "--plugin", str(plugin), "--reader", "npz-cam", "-i", str(cams), "-o",
+                              str(tmp_path / "labels2")])
+    assert bad.exit_code == 1 and f"{cams / 'b.npz'}: cannot read as a CAM file" in bad.output
