@@ -49,8 +49,13 @@ def paint(pseudo: np.ndarray, regions: Iterable[tuple[int, np.ndarray]], keep_ig
 def class_regions(sample: Sample, keep: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """``(k, P̂_k)`` for each class present in the pseudo-label: the union of its kept masks, else ``P_k``.
 
-    ``keep`` is ``bool (L,)``; a kept mask counts for its assigned class only.
+    ``keep`` is ``bool (L,)``; a kept mask counts for its assigned class only (anything else,
+    such as a list of indices, is a ``ValueError`` saying so).
     """
+    keep = np.asarray(keep)
+    if keep.dtype != bool or keep.shape != (len(sample.assigned),):
+        raise ValueError(f"keep must be bool ({len(sample.assigned)},), one flag per mask, got {keep.dtype} "
+                         f"{keep.shape}")
     regions = []
     for k in sample.overlap.classes:
         chosen = keep & (sample.assigned == k)

@@ -340,6 +340,8 @@ def test_plugin_using_the_old_tree_attribute_gets_an_error_saying_what_changed(t
     ("return sample.pseudo.astype(float) + 0.5", "returned float64 values that are not labels 0..20 or 255"),
     ("return sample.pseudo.astype(np.int64) - 1", "returned int64 values that are not labels 0..20 or 255"),
     ("return sample.pseudo > 0", "returned a bool array (a mask?); a label map holds the labels 0..20 or 255"),
+    ("return paint_kept(sample, np.flatnonzero(sample.sepl_keep()))",
+     "failed: ValueError: keep must be bool (2,), one flag per mask, got int64 (2,)"),
 ])
 def test_a_strategy_that_fails_or_returns_a_non_label_map_is_named(tmp_path, body, problem):
     from sepl_tree.errors import StrategyError
@@ -348,7 +350,7 @@ def test_a_strategy_that_fails_or_returns_a_non_label_map_is_named(tmp_path, bod
     path = tmp_path / "bad.py"
     path.write_text(textwrap.dedent(f'''
         import numpy as np
-        from sepl_tree import Strategy, hookimpl
+        from sepl_tree import Strategy, hookimpl, paint_kept
 
         def bad(sample):
             {body}
