@@ -32,7 +32,7 @@ def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.
     """``label`` if it is a ``uint8 (H, W)`` label map of values 0..K-1 and 255, else a
     :class:`SeplError` naming ``reader`` (e.g. ``reader 'irn'``) and the image."""
     if not isinstance(label, np.ndarray) or label.ndim != 2 or label.dtype != np.uint8:
-        got = (f"a {label.dtype} array of shape {label.shape}" if isinstance(label, np.ndarray)
+        got = (f"an array of {label.dtype}, shape {label.shape}," if isinstance(label, np.ndarray)
                else type(label).__name__)
         raise SeplError(f"{reader} returned {got} for image {image_id!r}; a label map is uint8 (H, W)")
     if (bad := first_bad_label(label, num_classes)) is not None:

@@ -86,7 +86,8 @@ def _load_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise PluginError(f"plugin module {name!r} cannot be imported: {exc}") from exc
+        hint = f"; for the file, pass --plugin {name}.py" if Path(f"{name}.py").is_file() else ""
+        raise PluginError(f"plugin module {name!r} cannot be imported: {exc}{hint}") from exc
 
 
 def looks_like_plugin_file(spec: str) -> bool:
@@ -122,6 +123,10 @@ def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None
         if pm.is_registered(module) or pm.get_plugin(name) is not None:
             continue
         _register(pm, module, name)
+        if not pm.get_hookcallers(module):  # a plugin that adds nothing is a mistake: say which
+            unmarked = [n for n in dir(hookspecs) if n.startswith("register_") and callable(getattr(module, n, None))]
+            why = f"{', '.join(unmarked)} is not marked @hookimpl" if unmarked else "no function is marked @hookimpl"
+            raise PluginError(f"{_source(pm, module)}: implements no hook ({why}; from sepl_tree import hookimpl)")
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -221,9 +226,10 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, names: Callabl
                 item = (item, *extra)
             for name in names(item):
                 if name in table:
-                    raise PluginError(
-                        f"{kind} {name!r} is registered twice: by {table[name].source} and by {_source}"
-                    )
+                    both = (table[name].source, _source)
+                    hint = (f" (installed, and given with --plugin? drop --plugin, or set {AUTOLOAD_ENV}=1)"
+                            if both[0].startswith("entry point") and both[1].startswith(("file", "module")) else "")
+                    raise PluginError(f"{kind} {name!r} is registered twice: by {both[0]} and by {both[1]}{hint}")
                 table[name] = Entry(name, item if not extra else item[1], _source)
 
         try:

@@ -199,7 +199,13 @@ def params_from_signature(func: Callable[..., Any], skip: int) -> dict[str, Para
     _, helps = _docstring_help(func)
     hints = _hints(func)
     params: dict[str, Param] = {}
-    for index, p in enumerate(inspect.signature(func).parameters.values()):
+    signature = list(inspect.signature(func).parameters.values())
+    fixed = [p for p in signature[:skip] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(fixed) < skip or any(p.default is not p.empty for p in fixed):
+        given = {1: "the sample", 3: "folder, image_id and ctx"}.get(skip, f"{skip} arguments")
+        raise TypeError(f"{func.__qualname__}: its first {skip} parameter(s), without defaults, receive {given}; "
+                        f"got ({', '.join(str(p) for p in signature)})")
+    for index, p in enumerate(signature):
         if index < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is p.empty:

@@ -86,6 +86,54 @@ def test_a_parameter_sepl_tree_cannot_take_from_the_command_line_is_refused_when
         Strategy("r", namespace["rule"])
 
 
+def test_a_function_without_the_fixed_arguments_is_refused_when_registered():
+    from sepl_tree.registry import Reader, Strategy
+
+    with pytest.raises(TypeError, match=r"\.read: its first 3 parameter\(s\), without defaults, receive folder, "
+                                        r"image_id and ctx; got \(folder, image_id, bg=0.15\)$"):
+        def read(folder, image_id, bg=0.15):
+            return None
+        Reader("r", read)
+    with pytest.raises(TypeError, match=r"\.rule: its first 1 parameter\(s\), without defaults, receive the sample"):
+        def rule(t1=0.5):
+            return None
+        Strategy("s", rule)
+
+
+def test_a_plugin_that_marks_no_hook_says_so(tmp_path):
+    path = tmp_path / "unmarked.py"
+    path.write_text("from sepl_tree import Strategy\n\ndef register_strategies(register):\n    pass\n")
+    with pytest.raises(PluginError) as err:
+        load_host([str(path)], autoload=False)
+    assert str(err.value) == (f"file {path}: implements no hook (register_strategies is not marked @hookimpl; "
+                              "from sepl_tree import hookimpl)")
+
+
+def test_a_module_name_that_is_a_file_here_says_to_pass_the_file(tmp_path, monkeypatch):
+    _write_plugin(tmp_path / "here_plugin.py", "here")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    with pytest.raises(PluginError, match=r"No module named 'here_plugin'; for the file, pass --plugin here_plugin.py$"):
+        load_host(["here_plugin"], autoload=False)
+
+
+def test_an_installed_plugin_given_again_as_a_file_says_how_to_choose(tmp_path, monkeypatch):
+    path = _write_plugin(tmp_path / "twice_plugin.py", "twice")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class FakeDist:
+        metadata = {"name": "sepl-twice"}
+        version = "0.1"
+        entry_points = [importlib.metadata.EntryPoint("twice", "twice_plugin", "sepl_tree")]
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    with pytest.raises(PluginError) as err:
+        load_host([str(path)])
+    assert str(err.value) == (f"strategy 'twice' is registered twice: by entry point twice (sepl-twice 0.1) and by "
+                              f"file {path} (installed, and given with --plugin? drop --plugin, or set {AUTOLOAD_ENV}=1)")
+    sys.modules.pop("twice_plugin", None)
+
+
 def test_a_reader_suffix_with_a_path_separator_is_refused():
     from sepl_tree.registry import Reader
 

@@ -34,6 +34,7 @@ __all__ = [
     "MissingMasksOpt",
     "NumClassesOpt",
     "ParamOpt",
+    "ReaderParamOpt",
     "PluginOpt",
     "RayAddressOpt",
     "WorkersOpt",
@@ -79,6 +80,8 @@ PluginOpt = Annotated[list[str] | None, typer.Option(
     "--plugin", metavar="FILE.py|MODULE", help="A plugin .py file or importable module (repeatable).", show_default=False)]
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", "-p", metavar="NAME=VALUE", help="A parameter of the strategy or reader (repeatable).", show_default=False)]
+ReaderParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", metavar="NAME=VALUE", help="A parameter of the reader (repeatable).", show_default=False)]
 NumClassesOpt = Annotated[int, typer.Option(
     "--num-classes", min=2, max=255, metavar="K", help="Classes K, background included (VOC 21, COCO 81).")]
 IdsOpt = Annotated[Path | None, typer.Option(

@@ -14,8 +14,8 @@ from sepl_tree.classes import default_class_names
 from sepl_tree.cli.common import (
     IdsOpt,
     NumClassesOpt,
-    ParamOpt,
     PluginOpt,
+    ReaderParamOpt,
     WorkersOpt,
     absolute_plugin_paths,
     console,
@@ -74,7 +74,7 @@ def convert_command(
     reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Reader of the input format (see `sepl-tree plugins`).", show_default=False)],
     input_dir: Annotated[Path, typer.Option("--input", "-i", metavar="DIR", help="Folder of the baseline's pseudo-labels or CAMs.", show_default=False)],
     out: OutOpt,
-    param: ParamOpt = None,
+    param: ReaderParamOpt = None,
     labels: Annotated[Path | None, typer.Option("--labels", metavar="FILE", help="Image-level labels (cls_labels.npy, VOC Annotations/, COCO instances JSON) for CAM readers.", show_default=False)] = None,
     num_classes: NumClassesOpt = 21,
     ids: IdsOpt = None,
