@@ -141,10 +141,9 @@ def _print_summary(strategy: str, counts: dict[str, int], checks: float, seconds
     console.print(table)
 
 
-def _print_eval(cfg: RunConfig, confusion: np.ndarray, count: int, class_names: list[str] | None) -> dict[str, Any]:
+def _print_eval(cfg: RunConfig, confusion: np.ndarray, count: int, names: list[str]) -> dict[str, Any]:
     """Print input vs output scores; return the ``eval`` entry of ``run.json``."""
     before, after = scores(confusion[0]), scores(confusion[1])
-    names = class_names_for(cfg.inputs.num_classes, class_names)
     print_scores(f"input vs {cfg.strategy} ({count} images)", names, {"input": before, "output": after})
     console.print(f"mIoU {fmt(before.miou)} -> {fmt(after.miou)} ({delta(after.miou, before.miou)}), "
                   f"precision {fmt(before.mean_precision)} -> {fmt(after.mean_precision)} "
@@ -180,8 +179,12 @@ def run_command(
     def body() -> None:
         t_begin = time.perf_counter()
         options = executor_options(executor.value, ray_address, workers)
-        folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         tables = config_tables(ctx)
+        try:  # a config's class names, checked before any work (the demo's data included)
+            names = class_names_for(num_classes, tables.get("class_names"))
+        except SeplError as exc:
+            raise SeplError(f"{config}: {exc} (--num-classes)") from None
+        folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         given = {**tables.get("params", {}), **parse_params(param)}
         host = get_host(plugin)
         cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
@@ -209,7 +212,7 @@ def run_command(
         extra["execution"] = execution_log(options)
         extra["checks_seconds"] = checks
         if confusion is not None:
-            extra["eval"] = _print_eval(cfg, confusion, len(all_ids), tables.get("class_names"))
+            extra["eval"] = _print_eval(cfg, confusion, len(all_ids), names)
         manifest = run_manifest(settings, counts, started, seconds, extra)
         atomic_write_bytes(cfg.out_dir / "run.json", json.dumps(manifest, indent=2, default=str).encode())
         console.print(f"outputs in {folders[3]}/ (manifest: {folders[3] / 'run.json'})")
