@@ -327,6 +327,14 @@ def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
         torch.save({"x": _NotATensor()}, path)
     elif kind == "wrong":
         torch.save({"not": torch.zeros(1)}, path)
+    elif kind == "garbage":
+        path.write_bytes(b"garbage")
+    elif kind == "text":
+        path.write_text("text\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "bare tensor":
+        torch.save(torch.zeros(3), path)
     return path
 
 
@@ -336,6 +344,10 @@ def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
     ("truncated", "it is not a readable torch checkpoint"),
     ("objects", "it holds Python objects besides tensors, and only plain tensors are loaded"),
     ("wrong", "its tensors do not fit this architecture (136 missing, 1 unexpected, 0 of another shape; e.g. "),
+    ("garbage", "it is not a torch checkpoint (corrupt or another kind of file)"),  # (not "Python objects")
+    ("text", "it is not a readable torch checkpoint (corrupt, truncated or another kind of file)"),
+    ("empty", "it is not a readable torch checkpoint (empty or truncated)"),
+    ("bare tensor", "it holds a Tensor, not a state dict"),
 ])
 def test_bad_checkpoint_is_one_whole_line_naming_the_file(images: Path, tmp_path: Path, kind: str,
                                                           problem: str) -> None:
