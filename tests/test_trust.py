@@ -519,3 +519,32 @@ def test_a_per_class_map_rewritten_after_its_output_makes_it_again(tmp_path: Pat
     assert "1 output(s) in " in result.output and "(e.g. img1.png" in result.output
     counts = json.loads((tmp_path / "out" / "run.json").read_text())["counts"]
     assert counts["made_again_older_than_inputs"] == 1 and counts["skipped_existing"] == 2
+
+
+@pytest.mark.parametrize("pred, gt, message", [
+    (np.zeros((4, 5), np.uint8), np.zeros((6, 5), np.uint8), "pred/a.png: is 4x5 but the ground truth {d}/gt/a.png is 6x5"),
+    (np.zeros((4, 5), np.uint8), np.full((4, 5), 30, np.uint8), "gt/a.png: ground-truth value 30 is out of range 0..20 or 255"),
+    (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), np.uint8),
+     "pred/a.png: a label PNG must be palette or greyscale, got pixels of shape (4, 5, 3)"),
+    (None, np.zeros((4, 5), np.uint8), "pred: no .png label maps to evaluate"),
+])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_eval_refuses_bad_input_in_one_line(tmp_path: Path, pred, gt, message, workers) -> None:
+    for name, label in (("pred", pred), ("gt", gt)):
+        (tmp_path / name).mkdir()
+        if label is not None:
+            Image.fromarray(label).save(tmp_path / name / "a.png")
+    result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                                 "--workers", workers, "--json", str(tmp_path / "s.json")], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message.format(d=tmp_path) in errors[0]
+    assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("missing", ["pred", "gt"])
+def test_eval_names_a_missing_folder(tmp_path: Path, missing: str) -> None:
+    (tmp_path / ({"pred", "gt"} - {missing}).pop()).mkdir()
+    result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
+    what = {"pred": "prediction", "gt": "ground-truth"}[missing]
+    assert result.exit_code == 1 and f"{tmp_path / missing}: {what} folder not found" in result.output
