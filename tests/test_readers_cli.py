@@ -54,6 +54,10 @@ def test_convert_irn_cams(tmp_path):
     assert png(out / "2007_000033.png").tolist() == second.tolist()
     assert Image.open(out / "2007_000032.png").mode == "P"
     assert "aeroplane" in result.output and "person" in result.output  # class names, not indices
+    pooled = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(tmp_path / "pooled"), "-j", "2"])
+    assert pooled.exit_code == 0, pooled.output  # the same files from a process pool
+    for name in ("2007_000032.png", "2007_000033.png"):
+        assert (out / name).read_bytes() == (tmp_path / "pooled" / name).read_bytes(), name
 
     # a rerun resumes; one with another --param is refused, naming the change, unless --overwrite
     same = runner.invoke(app, ["convert", "-r", "irn", "-i", str(cams), "-o", str(out)])

@@ -302,6 +302,10 @@ def test_synth_command_uses_every_gt_file_without_lists(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["synth", "--dataset", str(root), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.glob("*.json")} == {"x.json", "y.json", "synth.json"}
+    pooled = CliRunner().invoke(app, ["synth", "--dataset", str(root), "--out", str(tmp_path / "m2"), "-j", "2"])
+    assert pooled.exit_code == 0, pooled.output  # the same files from a process pool
+    for name in ("x.json", "y.json"):
+        assert (out / name).read_bytes() == (tmp_path / "m2" / name).read_bytes(), name
 
 
 def test_synth_command_reports_a_missing_dataset(tmp_path):
