@@ -399,6 +399,15 @@ def test_resume_with_other_settings_is_refused(images: Path, checkpoint: Path, t
     assert sorted(p.name for p in out.glob("*.json")) == ["img0.json"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["img1", "img2", "img3"]
     assert len((out / "masks_run.jsonl").read_text().splitlines()) == 4
+    # a last line cut short by a killed run: the settings are the last whole line's, still checked
+    with open(out / "masks_run.jsonl", "a") as log:
+        log.write('{"started": "2026-12-01T00:00:00+00:00", "settings": {"points_per_side"')
+    result = masks_cli(images, checkpoint, out, "-p", "points_per_side=5")
+    assert result.exit_code == 1 and "(points_per_side 4 -> 5)" in " ".join(result.output.split())
+    assert masks_cli(images, checkpoint, out, "--threads", "3").exit_code == 0  # the same settings resume
+    lines = (out / "masks_run.jsonl").read_text().splitlines()
+    assert lines[4].endswith('"points_per_side"')  # the cut line stays a line of its own
+    assert json.loads(lines[5])["torch_threads"] == 3  # and the resumed run's start is not lost in it
 
 
 def test_a_run_that_wrote_no_masks_binds_no_settings(images: Path, checkpoint: Path, tmp_path: Path) -> None:

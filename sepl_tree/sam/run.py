@@ -94,9 +94,13 @@ def holds_masks(out: Path) -> bool:
 
 
 def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
-    """Append one JSON line to ``out/masks_run.jsonl``."""
-    with open(out / RUN_LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(dict(entry), default=str) + "\n")
+    """Append one JSON line to ``out/masks_run.jsonl``, on a line of its own: after a last line
+    cut short by a killed run, a newline first (else the entry would be lost in that line)."""
+    line = (json.dumps(dict(entry), default=str) + "\n").encode()
+    with open(out / RUN_LOG, "ab+") as f:
+        if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+            line = b"\n" + line
+        f.write(line)
 
 
 def mask_sources(out: Path, ids: Iterable[str]) -> dict[str, Path | None]:
