@@ -672,3 +672,14 @@ def test_masks_on_many_images_says_it_is_checking_them(images: Path, checkpoint:
     said = masks_cli(images, checkpoint, tmp_path / "b")
     assert said.exit_code == 0, said.output
     assert f"checking {n} ids (masks already in" in " ".join(said.stderr.split())
+
+
+def test_log_lines_never_join_a_line_cut_short(tmp_path: Path) -> None:
+    from sepl_tree.sam.run import append_line
+
+    log = tmp_path / "errors.log"
+    append_line(log, "img0\tcorrupt")  # a new file
+    log.write_bytes(log.read_bytes() + b"img1\tcut sho")  # a killed run's last write
+    append_line(log, "img2\tbad size")
+    assert log.read_text().splitlines() == ["img0\tcorrupt", "img1\tcut sho", "img2\tbad size"]
+    assert log.read_text().endswith("\n")

@@ -93,14 +93,19 @@ def holds_masks(out: Path) -> bool:
         return False
 
 
-def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
-    """Append one JSON line to ``out/masks_run.jsonl``, on a line of its own: after a last line
-    cut short by a killed run, a newline first (else the entry would be lost in that line)."""
-    line = (json.dumps(dict(entry), default=str) + "\n").encode()
-    with open(out / RUN_LOG, "ab+") as f:
+def append_line(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` as a line of its own: after a last line cut short by a killed
+    run, a newline first (else ``text`` would be lost in that line)."""
+    line = (text + "\n").encode()
+    with open(path, "ab+") as f:
         if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
             line = b"\n" + line
         f.write(line)
+
+
+def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
+    """Append one JSON line to ``out/masks_run.jsonl``."""
+    append_line(out / RUN_LOG, json.dumps(dict(entry), default=str))
 
 
 def mask_sources(out: Path, ids: Iterable[str]) -> dict[str, Path | None]:
@@ -128,8 +133,7 @@ def start_error_log(out: Path, retried: Iterable[str]) -> Path:
 
 def append_error(log: Path, result: MaskResult) -> None:
     """Append ``id<TAB>message`` for a failed result (one line, flushed at once)."""
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"{result.image_id}\t{result.error}\n")
+    append_line(log, f"{result.image_id}\t{result.error}")
 
 
 @dataclass
