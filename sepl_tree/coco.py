@@ -110,7 +110,7 @@ def _image_name(img: Any, n: int) -> str:
     if not isinstance(img, dict):
         return f"images[{n}]"
     name = f"image {img['id']}" if _is_int(img.get("id")) else f"images[{n}]"
-    return f"{name} ({img['file_name']})" if isinstance(img.get("file_name"), str) else name
+    return f"{name} ({img['file_name']})" if isinstance(img.get("file_name"), str) and img["file_name"] else name
 
 
 def _check_image(path: Path, n: int, img: Any) -> None:

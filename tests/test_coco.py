@@ -299,6 +299,18 @@ BAD_INSTANCES = {
                              "annotation 1 of image 'im1': compressed RLE: RLE counts do not add up to 60x80 pixels"),
     "RLE size": (annotation(segmentation={"size": [80, 60], "counts": [4800]}),
                  "annotation 1 of image 'im1': RLE size [80, 60] is not the image's [height, width] [60, 80]"),
+    "segmentation a string": (annotation(segmentation="abc"),
+                              "annotation 1 of image 'im1': segmentation of type str is neither polygons nor RLE"),
+    "negative RLE count": (annotation(segmentation={"size": [60, 80], "counts": [4805, -5]}),
+                           "annotation 1 of image 'im1': RLE counts are not non-negative integers"),
+    "RLE counts a dict": (annotation(segmentation={"size": [60, 80], "counts": {"a": 1}}),
+                          "annotation 1 of image 'im1': RLE counts of type dict are neither a list nor a string"),
+    "RLE counts not ASCII": (annotation(segmentation={"size": [60, 80], "counts": "é"}),
+                             "annotation 1 of image 'im1': compressed RLE counts are not ASCII"),
+    "empty file_name": (image(2, file_name=""), "image 2: file_name '' is not a file name"),
+    "an image that is a number": (lambda data: data["images"].append(5), "images[2] is not an object"),
+    "an annotation that is a number": (lambda data: data["annotations"].append(5), "annotations[1] is not an object"),
+    "images not a list": (lambda data: data.update(images={}), "'images' is not a list"),
 }
 
 
