@@ -207,6 +207,36 @@ def test_a_cluster_that_wants_a_token_says_how_to_give_it(monkeypatch, mode, say
     assert str(info.value).startswith(f"cannot join the Ray cluster at 10.0.0.1:6379: {says}")
 
 
+@pytest.mark.parametrize("address, says", [
+    ("10.0.0.1:6379", "cannot start or join the Ray cluster at 10.0.0.1:6379: Failed to connect to Ray cluster at "
+                      "10.0.0.1:6379"),
+    ("ray://10.0.0.1:10001", "cannot start or join the Ray cluster at ray://10.0.0.1:10001: Failed to connect to "
+                             "Ray cluster at ray://10.0.0.1:10001 (if the cluster uses token authentication: set "
+                             "RAY_AUTH_MODE=token and give this machine the cluster's token in ~/.ray/auth_token"),
+    (None, "cannot start or join a local Ray instance: Failed to connect to Ray cluster at None"),
+])
+def test_a_cluster_out_of_reach_is_one_line_with_rays_reason(monkeypatch, address, says):
+    class Unreachable(FakeRay):
+        def is_initialized(self):
+            return False
+
+        def init(self, address=None, **_):
+            raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(SeplError) as info:
+        executors_ray._start(Unreachable(), address)
+    assert str(info.value).startswith(says) and "\n" not in str(info.value)
+
+
+def test_a_run_records_the_gpus_cuda_visible_devices_shows(monkeypatch):
+    from sepl_tree.executors.record import local_cluster
+
+    for visible, gpus in (("0,-1,1", 1), ("0, 2", 2), ("GPU-5f3a,GPU-9b1c", 2), ("", 0), ("-1", 0)):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert local_cluster()["gpus"] == gpus, visible  # CUDA ignores the devices after a -1
+
+
 # ------------------------------------------------------------------------------ Ctrl-C
 
 

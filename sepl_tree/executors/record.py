@@ -54,8 +54,9 @@ class ExecutionRecord:
 def local_cluster() -> dict[str, int]:
     """This machine as a one-node cluster: its CPUs and the NVIDIA GPUs it shows (no torch import)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        gpus = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if visible is not None:  # as CUDA reads it: the devices before the first empty or negative entry
+        entries = [d.strip() for d in visible.split(",")]
+        gpus = next((n for n, d in enumerate(entries) if not d or d.startswith("-")), len(entries))
     else:
         gpus = len(glob.glob("/dev/nvidia[0-9]*"))
     return {"nodes": 1, "cpus": os.cpu_count() or 1, "gpus": gpus}
