@@ -178,3 +178,23 @@ def test_every_command_writes_outputs_others_can_read_as_the_umask_allows(tmp_pa
     assert any(n.startswith("masks-rle/") and n.endswith(".json") for n in found)
     assert any(n.startswith("masks-png/") and n.endswith("/metadata.csv") for n in found)
     assert json.loads((out / "run" / "run.json").read_text())["counts"]["written"] == len(demo_ids)
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch, failure):
+    import sepl_tree.files as files
+    from sepl_tree.errors import SeplError
+
+    path = tmp_path / "a.png"
+    path.write_bytes(b"old")
+
+    def fail(*_):
+        raise failure
+
+    monkeypatch.setattr(files.os, "replace", fail)
+    expected = SeplError if isinstance(failure, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as err:
+        atomic_write_bytes(path, b"new")
+    if expected is SeplError:
+        assert str(err.value) == f"{path}: cannot write the file (No space left on device)"
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
