@@ -397,6 +397,24 @@ def test_an_output_older_than_its_inputs_is_made_again(d: Path, changed: str) ->
     assert again.exit_code == 0 and "older than their inputs" not in again.output
 
 
+def test_convert_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
+    argv = ["convert", "-r", "png", "-i", str(d / "pseudo"), "-o", str(d / "conv")]
+    assert runner.invoke(app, argv).exit_code == 0
+    items = _items()
+    earlier = (d / "conv" / "img1.png").stat().st_mtime - 5  # (file times may be coarser than this test is fast)
+    os.utime(d / "conv" / "img1.png", (earlier, earlier))
+    pseudo, masks, gt = items["img1"]
+    write_dataset(d, {"img1": (np.zeros_like(pseudo), masks, gt)})  # a regenerated input
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) in " in result.output and "older than their inputs (e.g. img1.png: its input file" in result.output
+    assert not np.array(Image.open(d / "conv" / "img1.png")).any()  # the new input's labels, not the old ones
+    counts = json.loads((d / "conv" / "convert.json").read_text())["counts"]
+    assert counts["made_again_older_than_inputs"] == 1 and counts["written"] == 1
+    again = runner.invoke(app, argv)
+    assert again.exit_code == 0 and "older than their inputs" not in again.output and "0 written" in again.output
+
+
 def test_compare_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
     args = ["compare", "-s", "threshold,official", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
             "--gt", str(d / "gt"), "--out", str(d / "cmp")]

@@ -26,6 +26,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
+    warn,
 )
 from sepl_tree.convert import ConvertJob, convert_settings
 from sepl_tree.errors import SeplError
@@ -41,10 +42,14 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs
 OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder of label PNGs.", show_default=False)]
 
 
-def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int) -> None:
-    """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``)."""
-    write_status(out, manifest, settings, "finished",
-                 counts={"images": images, "written": written, "skipped_existing": images - written})
+def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int,
+                  made_again: int | None = None) -> None:
+    """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``);
+    ``made_again``: of those written, the outputs made again because their inputs were newer."""
+    counts = {"images": images, "written": written, "skipped_existing": images - written}
+    if made_again is not None:
+        counts["made_again_older_than_inputs"] = made_again
+    write_status(out, manifest, settings, "finished", counts=counts)
     console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
 
 
@@ -97,7 +102,11 @@ def convert_command(
         settings = convert_settings(inputs)
         claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))
         say_checking(all_ids, f"outputs already in {out}")
-        todo = pending_ids(all_ids, lambda i: output_done(out / f"{i}.png"), overwrite)
+        stale = frozenset(() if overwrite else inputs.newer_than(all_ids, lambda i: [out / f"{i}.png"]))
+        if stale:
+            warn(f"{len(stale)} output(s) in {out} are older than their inputs (e.g. {min(stale)}.png: its input "
+                 "file changed after it was made): they are made again")
+        todo = pending_ids(all_ids, lambda i: i not in stale and output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         t0 = time.perf_counter()
@@ -107,7 +116,7 @@ def convert_command(
                 counts += result.counts
                 images += result.counts > 0
                 bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
-        finish_folder(out, "convert.json", settings, len(all_ids), len(todo))
+        finish_folder(out, "convert.json", settings, len(all_ids), len(todo), made_again=len(stale))
         if todo:
             console.print(class_table(f"convert: {inputs.reader.name} -> label PNGs", counts, images, num_classes))
 
