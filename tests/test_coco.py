@@ -202,6 +202,26 @@ def test_coco_gt_command(tmp_path):
     assert bad.exit_code == 1 and "missing.json: file not found" in bad.output
 
 
+def test_coco_gt_makes_label_maps_older_than_the_instances_file_again(tmp_path):
+    import os
+
+    path = tiny_instances(tmp_path / "inst.json")
+    out = tmp_path / "gt"
+    runner = CliRunner()
+    assert runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)]).exit_code == 0
+    assert np.array(Image.open(out / "im1.png")).any()
+    earlier = (out / "im1.png").stat().st_mtime - 5
+    for name in ("im1.png", "im2.png"):
+        os.utime(out / name, (earlier, earlier))
+    tiny_instances(path, lambda data: data["annotations"].clear())  # the file edited in place
+    result = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "2 label map(s) in " in result.output and "are older than" in result.output
+    assert not np.array(Image.open(out / "im1.png")).any()  # the edited file's (empty) label map
+    assert json.loads((out / "coco-gt.json").read_text())["counts"]["made_again_older_than_inputs"] == 2
+    again = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
+    assert again.exit_code == 0 and "0 written, 2 skipped" in again.output
+
+
 def test_coco_gt_says_what_it_reads_and_checks_on_big_inputs(tmp_path, monkeypatch):
     import sepl_tree.cli.coco_gt as coco_gt
     import sepl_tree.cli.common as common

@@ -19,6 +19,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
+    warn,
 )
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import write_label_png
@@ -85,7 +86,13 @@ def coco_gt_command(
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
-        todo = pending_ids(wanted, lambda i: output_done(out / f"{names[i]}.png"), overwrite)
+        made = instances.stat().st_mtime_ns  # every label map is made from this one file
+        stale = frozenset(() if overwrite else (
+            i for i in wanted if (p := out / f"{names[i]}.png").is_file() and p.stat().st_mtime_ns < made))
+        if stale:
+            warn(f"{len(stale)} label map(s) in {out} are older than {instances} (it changed after they were "
+                 "made): they are made again")
+        todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:
             task, t0 = bar.add_task("coco-gt", total=len(todo), rate=""), time.perf_counter()
@@ -96,7 +103,7 @@ def coco_gt_command(
                 counts += found
                 images += found > 0
                 bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
-        finish_folder(out, "coco-gt.json", settings, len(wanted), len(todo))
+        finish_folder(out, "coco-gt.json", settings, len(wanted), len(todo), made_again=len(stale))
         if todo:
             console.print(class_table("COCO ground truth", counts, images, coco.num_classes))
 
