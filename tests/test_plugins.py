@@ -50,6 +50,22 @@ def _write_plugin(path, name="keep-input"):
     return path
 
 
+class FakeDist:
+    """An installed distribution with one ``sepl_tree`` entry point, for ``importlib.metadata.distributions``."""
+
+    def __init__(self, dist: str, version, entry_point: str, module: str) -> None:
+        self.metadata, self.name, self._version = {"name": dist}, dist, version
+        self.entry_points = [importlib.metadata.EntryPoint(entry_point, module, "sepl_tree")]
+
+    @property
+    def version(self) -> str:  # (a callable: a version that changes between runs)
+        return self._version() if callable(self._version) else self._version
+
+
+def _install(monkeypatch, *dists: FakeDist) -> None:
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: list(dists))
+
+
 def test_builtins_are_registered_with_their_parameters():
     host = load_host(autoload=False)
     assert {"threshold", "official"} <= set(host.strategies)
@@ -121,12 +137,7 @@ def test_an_installed_plugin_given_again_as_a_file_says_how_to_choose(tmp_path, 
     path = _write_plugin(tmp_path / "twice_plugin.py", "twice")
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    class FakeDist:
-        metadata = {"name": "sepl-twice"}
-        version = "0.1"
-        entry_points = [importlib.metadata.EntryPoint("twice", "twice_plugin", "sepl_tree")]
-
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    _install(monkeypatch, FakeDist("sepl-twice", "0.1", "twice", "twice_plugin"))
     with pytest.raises(PluginError) as err:
         load_host([str(path)])
     assert str(err.value) == (f"strategy 'twice' is registered twice: by entry point twice (sepl-twice 0.1) and by "
@@ -163,16 +174,7 @@ def test_entry_point_plugin_is_loaded_unless_disabled(tmp_path, monkeypatch):
     _write_plugin(tmp_path / "ep_plugin.py", "from-entry-point")
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    class FakeDist:
-        metadata = {"name": "sepl-ep-demo"}
-        version = "1.2.3"
-        entry_points = [importlib.metadata.EntryPoint("ep", "ep_plugin", "sepl_tree")]
-
-        @property
-        def name(self):
-            return "sepl-ep-demo"
-
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    _install(monkeypatch, FakeDist("sepl-ep-demo", "1.2.3", "ep", "ep_plugin"))
     host = load_host()
     source = host.strategies["from-entry-point"].source
     assert "entry point" in source and "sepl-ep-demo" in source and "1.2.3" in source
@@ -191,17 +193,7 @@ def test_run_json_records_the_entry_point_and_module_plugins_it_used(tmp_path, m
     module = _write_plugin(tmp_path / "my_mod_plugin.py", "from-module")
     monkeypatch.syspath_prepend(str(tmp_path))
     version = {"now": "1.2.3"}
-
-    class FakeDist:
-        metadata = {"name": "sepl-ep-demo"}
-        entry_points = [importlib.metadata.EntryPoint("ep", "ep_plugin", "sepl_tree")]
-        name = "sepl-ep-demo"
-
-        @property
-        def version(self):
-            return version["now"]
-
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    _install(monkeypatch, FakeDist("sepl-ep-demo", lambda: version["now"], "ep", "ep_plugin"))
     pseudo_dir, masks_dir, _ = write_dataset(tmp_path / "d", {"a": (np.ones((4, 4), np.uint8), np.ones((1, 4, 4), bool),
                                                                     None)})
 
@@ -271,12 +263,7 @@ def test_a_plugins_mistake_in_its_hook_is_one_line_naming_it(tmp_path, hook, mes
 
 
 def test_an_installed_plugin_that_fails_to_load_is_one_line_saying_how_to_skip_it(tmp_path, monkeypatch):
-    class FakeDist:
-        metadata = {"name": "sepl-bad-ep"}
-        version = "0.0.2"
-        entry_points = [importlib.metadata.EntryPoint("bad_ep", "bad_ep_typo", "sepl_tree")]
-
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist()])
+    _install(monkeypatch, FakeDist("sepl-bad-ep", "0.0.2", "bad_ep", "bad_ep_typo"))
     result = runner.invoke(app, ["plugins"], env={"COLUMNS": "300"})
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == ("error: entry point bad_ep (sepl-bad-ep 0.0.2): failed to load: "
