@@ -35,7 +35,8 @@ def register_readers(register: Callable[[Reader], None]) -> None:
     """Register pseudo-label readers: call ``register(Reader(...))`` once for each.
 
     A reader's ``read(folder, image_id, ctx, **params)`` returns a ``uint8`` label map
-    (0 background, 1..K-1 classes, 255 ignore; any other array is refused, naming the reader)
+    (0 background, 1..K-1 classes, 255 ignore; another integer dtype is taken when its values
+    are labels, anything else is refused, naming the reader)
     and raises ``InputError`` naming the file it cannot read (any other exception is reported
     in one line naming the reader and the image). Its name and aliases must be unique among
     all loaded plugins.

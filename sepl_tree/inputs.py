@@ -18,7 +18,7 @@ import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import read_label_png
-from sepl_tree.label_maps import first_bad_label
+from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.registry import ReadContext, Reader, coerce_params
 
@@ -29,12 +29,16 @@ MISSING_MASKS = ("error", "keep")
 
 
 def check_label(label: Any, num_classes: int, reader: str, image_id: str) -> np.ndarray:
-    """``label`` if it is a ``uint8 (H, W)`` label map of values 0..K-1 and 255, else a
+    """``label`` as a ``uint8 (H, W)`` label map, if it is one: values 0..K-1 and 255, of an
+    integer dtype (``np.argmax`` gives ``int64``; a ``bool`` array is refused), else a
     :class:`SeplError` naming ``reader`` (e.g. ``reader 'irn'``) and the image."""
-    if not isinstance(label, np.ndarray) or label.ndim != 2 or label.dtype != np.uint8:
+    if (not isinstance(label, np.ndarray) or label.ndim != 2 or label.dtype.kind not in "iu"
+            or (label.dtype != np.uint8 and label.size and (label.min() < 0 or label.max() > IGNORE))):
         got = (f"an array of {label.dtype}, shape {label.shape}," if isinstance(label, np.ndarray)
                else type(label).__name__)
-        raise SeplError(f"{reader} returned {got} for image {image_id!r}; a label map is uint8 (H, W)")
+        raise SeplError(f"{reader} returned {got} for image {image_id!r}; a label map is (H, W) of the "
+                        f"labels 0..{num_classes - 1} or {IGNORE} (uint8, or another integer dtype)")
+    label = label.astype(np.uint8, copy=False)
     if (bad := first_bad_label(label, num_classes)) is not None:
         raise SeplError(f"{reader} returned label {bad} for image {image_id!r}, outside 0..{num_classes - 1} and 255")
     return label
@@ -141,8 +145,12 @@ class InputReader:
         an exception inside the reader becomes one :class:`SeplError` naming the reader and image."""
         try:
             label = self.reader.read(self.config.pseudo_dir, image_id, self.context, **self.reader_params)
-        except (SeplError, OSError):  # (one line already: a bad file named, or what the system refused)
+        except SeplError:  # (one line already: a bad file named)
             raise
+        except OSError as exc:
+            if exc.filename:  # what the system refused, naming the file (as run_guarded says it)
+                raise
+            raise SeplError(f"{self._who()} failed on image {image_id!r}: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # a plugin's reader can fail in any way: say whose and where
             raise SeplError(f"{self._who()} failed on image {image_id!r}: {type(exc).__name__}: {exc}") from exc
         return check_label(label, self.config.num_classes, self._who(), image_id)

@@ -236,9 +236,13 @@ CASES = [
           ("a reader returning labels outside 0..K-1", "return label + 30",
            "reader 'bad' (file {d}/bad_reader.py) returned label 30 for image 'img0', outside 0..20 and 255"),
           ("a reader returning a bool map", "return label > 0",
-           "returned an array of bool, shape (12, 16), for image 'img0'; a label map is uint8 (H, W)"),
+           "returned an array of bool, shape (12, 16), for image 'img0'; a label map is (H, W) of the labels 0..20 or 255"),
           ("a reader returning nothing", "return None", "returned NoneType for image 'img0'"),
           ("a reader returning a 3-D array", "return label[None]", "returned an array of uint8, shape (1, 12, 16),"),
+          ("a reader returning negative int64 labels", "return label.astype(np.int64) - 1",
+           "returned an array of int64, shape (12, 16), for image 'img0'"),
+          ("a reader raising an OSError of no file", "raise OSError('image file is truncated')",
+           "reader 'bad' (file {d}/bad_reader.py) failed on image 'img0': OSError: image file is truncated"),
       ]),
     Case("both <id>.json and <id>/", _both_layouts, lambda d: _run(d, out="fresh"), 1,
          "img1.json: and {d}/masks/img1/ both hold masks for image 'img1'; keep one of them"),
@@ -566,3 +570,13 @@ def test_eval_names_a_missing_folder(tmp_path: Path, missing: str) -> None:
     result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
     what = {"pred": "prediction", "gt": "ground-truth"}[missing]
     assert result.exit_code == 1 and f"{tmp_path / missing}: {what} folder not found" in result.output
+
+
+def test_a_reader_may_return_labels_of_another_integer_dtype(d: Path) -> None:
+    _reader_plugin("return label.astype(np.int64)")(d)  # what np.argmax gives
+    result = runner.invoke(app, _with_reader(d, "run"))
+    assert result.exit_code == 0, result.output
+    made = sorted((d / "out").glob("*.png"))  # by the png reader
+    assert len(made) == 3
+    for path in made:
+        assert path.read_bytes() == (d / "fresh" / path.name).read_bytes(), path.name
