@@ -140,13 +140,29 @@ def _docstring_help(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     return summary, {name: " ".join(text) for name, text in lines.items() if text}
 
 
+def _name(func: Callable[..., Any]) -> str:
+    """How messages name a strategy's or reader's function (a ``functools.partial`` has no name)."""
+    return getattr(func, "__qualname__", None) or repr(func)
+
+
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
     """``func``'s parameter annotations, resolved (string annotations, as ``from __future__ import
-    annotations`` makes them, in the function's module), ``Annotated`` extras kept."""
+    annotations`` makes them, in the function's module), ``Annotated`` extras kept. One that
+    does not resolve (a name imported only for type checkers) stays a string, the others resolved."""
     try:
         return typing.get_type_hints(func, include_extras=True)
-    except Exception:  # an annotation that does not resolve: take them as written
-        return {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
+    except Exception:  # resolve them one by one
+        pass
+    namespace = getattr(getattr(func, "func", func), "__globals__", {})
+    hints = {}
+    for name, p in inspect.signature(func).parameters.items():
+        hints[name] = p.annotation
+        if isinstance(p.annotation, str):
+            try:
+                hints[name] = eval(p.annotation, dict(namespace))  # what typing does with a string annotation
+            except Exception:
+                pass
+    return hints
 
 
 def _range_of(hint: Any) -> Range | None:
@@ -158,23 +174,30 @@ def _range_of(hint: Any) -> Range | None:
 PARAM_TYPES = (bool, int, float, str)
 
 
-def _plain_type(hint: Any) -> tuple[type | None, bool]:
-    """``(type, optional)`` of an annotation such as ``float``, ``Share``, ``int | None``;
-    ``(None, False)`` when it names no type of :data:`PARAM_TYPES`."""
+def _unwrapped(hint: Any) -> tuple[Any, Range | None]:
+    """An annotation without its ``Annotated`` wrapper, and the :class:`Range` that declared."""
     if typing.get_origin(hint) is typing.Annotated:
-        hint = typing.get_args(hint)[0]
+        return typing.get_args(hint)[0], _range_of(hint)
+    return hint, None
+
+
+def _plain_type(hint: Any) -> tuple[type | None, bool, Range | None]:
+    """``(type, optional, range)`` of an annotation such as ``float``, ``Share``, ``int | None``
+    or ``Share | None``; the type is ``None`` when it names none of :data:`PARAM_TYPES`."""
+    hint, declared = _unwrapped(hint)
     args = typing.get_args(hint)
-    if args and type(None) in args and len(args) == 2:  # T | None, Optional[T]
-        inner = args[0] if args[1] is type(None) else args[1]
-        return (inner, True) if inner in PARAM_TYPES else (None, False)
-    return (hint, False) if hint in PARAM_TYPES else (None, False)
+    optional = len(args) == 2 and type(None) in args  # T | None, Optional[T]
+    if optional:
+        hint, inner = _unwrapped(args[0] if args[1] is type(None) else args[1])
+        declared = declared or inner
+    return (hint if hint in PARAM_TYPES else None), optional, declared
 
 
 def _declared(func: Callable[..., Any], p: inspect.Parameter, hint: Any, help: str) -> Param:
     """The :class:`Param` of ``p``: the type its annotation names, else its default's; a default
     of another type, or one that does not fit the annotation, is a ``TypeError`` naming it."""
-    where = f"{func.__qualname__}: parameter {p.name!r}"
-    kind, optional = _plain_type(hint)
+    where = f"{_name(func)}: parameter {p.name!r}"
+    kind, optional, declared = _plain_type(hint)
     if kind is None:
         if p.default is None:
             raise TypeError(f"{where}: a default of None needs an annotation saying the type, "
@@ -183,14 +206,16 @@ def _declared(func: Callable[..., Any], p: inspect.Parameter, hint: Any, help: s
         if kind not in PARAM_TYPES:
             raise TypeError(f"{where}: its default {p.default!r} is a {kind.__name__}; a parameter is a "
                             f"bool, int, float or str")
-    param = Param(p.name, p.default, kind, help, _range_of(hint))
+    if isinstance(p.default, bool) and kind is not bool:
+        raise TypeError(f"{where}: its default {p.default!r} is a bool, but its annotation says {kind.__name__}")
+    param = Param(p.name, p.default, kind, help, declared)
     if p.default is None and optional:
         return param
     try:
         default = param.coerce(p.default)
     except ValueError as exc:
         raise TypeError(f"{where}: its default does not fit its annotation: {exc}") from None
-    return Param(p.name, default, kind, help, param.range)
+    return Param(p.name, default, kind, help, declared)
 
 
 def params_from_signature(func: Callable[..., Any], skip: int) -> dict[str, Param]:
@@ -203,13 +228,13 @@ def params_from_signature(func: Callable[..., Any], skip: int) -> dict[str, Para
     fixed = [p for p in signature[:skip] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(fixed) < skip or any(p.default is not p.empty for p in fixed):
         given = {1: "the sample", 3: "folder, image_id and ctx"}.get(skip, f"{skip} arguments")
-        raise TypeError(f"{func.__qualname__}: its first {skip} parameter(s), without defaults, receive {given}; "
+        raise TypeError(f"{_name(func)}: its first {skip} parameter(s), without defaults, receive {given}; "
                         f"got ({', '.join(str(p) for p in signature)})")
     for index, p in enumerate(signature):
         if index < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is p.empty:
-            raise TypeError(f"{func.__qualname__}: parameter {p.name!r} needs a default value")
+            raise TypeError(f"{_name(func)}: parameter {p.name!r} needs a default value")
         params[p.name] = _declared(func, p, hints.get(p.name), helps.get(p.name, ""))
     return params
 

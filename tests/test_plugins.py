@@ -87,7 +87,43 @@ def test_a_parameters_type_is_its_annotations_else_its_defaults():
     assert (params["t2"].coerce("0.9"), params["most"].coerce("3")) == (0.9, 3)  # not "expected int", not "3"
 
 
+def test_parameter_types_survive_an_annotation_that_does_not_resolve(tmp_path):
+    path = tmp_path / "fut.py"
+    path.write_text(textwrap.dedent('''
+        from __future__ import annotations
+        from typing import TYPE_CHECKING
+        from sepl_tree import Share, Strategy, hookimpl
+        if TYPE_CHECKING:
+            from sepl_tree import Sample  # a name only type checkers see
+
+        def rule(sample: Sample, t2: float = 1, share: Share = 0.5, most: int | None = None,
+                 low: Share | None = None):
+            return sample.pseudo
+
+        @hookimpl
+        def register_strategies(register):
+            register(Strategy("fut", rule))
+        '''))
+    params = load_host([str(path)], autoload=False).strategy("fut").params
+    assert {n: (p.type, p.default, str(p.range) if p.range else None) for n, p in params.items()} == {
+        "t2": (float, 1.0, None), "share": (float, 0.5, "[0, 1]"), "most": (int, None, None),
+        "low": (float, None, "[0, 1]")}
+
+
+def test_a_partial_registers_with_its_parameters():
+    import functools
+
+    from sepl_tree.registry import Strategy
+
+    def rule(sample, t: float = 0.3, extra: int = 0):
+        return sample.pseudo
+
+    strategy = Strategy("p", functools.partial(rule, extra=2))
+    assert {n: (p.type, p.default) for n, p in strategy.params.items()} == {"t": (float, 0.3), "extra": (int, 2)}
+
+
 @pytest.mark.parametrize("signature, problem", [
+    ("flag: int = True", "parameter 'flag': its default True is a bool, but its annotation says int"),
     ("x: int = 0.5", "parameter 'x': its default does not fit its annotation: expected int, got 0.5"),
     ("x: Share = 2.0", "parameter 'x': its default does not fit its annotation: must be in [0, 1], got 2.0"),
     ("x=None", "parameter 'x': a default of None needs an annotation saying the type, e.g. x: float | None = None"),
