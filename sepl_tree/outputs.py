@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -121,7 +122,7 @@ def plugin_fingerprints(plugins: Iterable[str], sources: Mapping[str, str] | Non
         out.append({"plugin": spec, "sha1": _sha1(path)})
     for provides, source in (sources or {}).items():
         if source.startswith("entry point "):
-            module = _entry_point_module(source[len("entry point "):].split(" (")[0])
+            module = _entry_point_module(source)
             path = Path(_module_file(module)) if module and _module_file(module) else None
             out.append({"plugin": source, "provides": provides, "sha1": _sha1(path) if path else None})
     return out
@@ -131,15 +132,25 @@ def _sha1(path: Path) -> str | None:
     return hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def _entry_point_module(name: str) -> str | None:
-    """The module the ``sepl_tree`` entry point ``name`` loads."""
+#: How the plugin host names an entry point (see ``sepl_tree.plugins``): its name, distribution, version.
+_ENTRY_POINT = re.compile(r"^entry point (?P<name>.+) \((?P<dist>\S+) (?P<version>\S+)\)$")
+
+
+def _entry_point_module(source: str) -> str | None:
+    """The module the ``sepl_tree`` entry point of ``source`` (``entry point NAME (DIST VERSION)``)
+    loads, from that distribution and version (two may list one name)."""
     import importlib.metadata
 
     from sepl_tree import PROJECT_NAME
 
+    found = _ENTRY_POINT.match(source)
+    if found is None:
+        return None
     for dist in importlib.metadata.distributions():
+        if (dist.metadata["name"], dist.version) != (found["dist"], found["version"]):
+            continue
         for ep in dist.entry_points:
-            if ep.group == PROJECT_NAME and ep.name == name:
+            if ep.group == PROJECT_NAME and ep.name == found["name"]:
                 return ep.module
     return None
 

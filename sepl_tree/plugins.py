@@ -130,9 +130,8 @@ def get_plugin_manager(plugins: Sequence[str] = (), autoload: bool | None = None
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        callers = vars(pm.hook).items()
-        unknown = ", ".join(repr(name) for name, caller in callers if not caller.has_spec())
-        hooks = ", ".join(sorted(name for name, caller in callers if caller.has_spec()))
+        unknown = ", ".join(repr(c.name) for c in pm.get_hookcallers(exc.plugin) or () if not c.has_spec())
+        hooks = ", ".join(n for n in sorted(dir(hookspecs)) if n.startswith("register_"))
         raise PluginError(f"{_source(pm, exc.plugin)}: implements an unknown hook {unknown}; the hooks are "
                           f"{hooks}") from exc
     return pm
@@ -153,14 +152,17 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             except Exception as exc:  # an installed plugin can fail in any way
                 raise PluginError(f"entry point {name[6:]}: failed to load: {type(exc).__name__}: {exc} "
                                   f"(set {AUTOLOAD_ENV}=1 to skip installed plugins)") from exc
-            _register(pm, plugin, name)
+            if not pm.is_registered(plugin):  # (a module listed by two records of one install, e.g. a stale one)
+                _register(pm, plugin, name)
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:  # e.g. a hook implementation with the wrong arguments
-        raise PluginError(f"{_source(pm, plugin, name)}: {exc}") from exc
+        lines = str(exc).strip().splitlines()  # pluggy's: the plugin, "hookimpl definition: ...", the reason
+        where = next((line.split(": ", 1)[1] for line in lines if line.startswith("hookimpl definition: ")), "")
+        raise PluginError(f"{_source(pm, plugin, name)}: {where + ': ' if where else ''}{lines[-1]}") from exc
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,8 @@ def test_misspelt_hook_fails_loudly(tmp_path):
      "register() in register_sam_models takes a name and a value"),
     ("@hookimpl\ndef register_strategies(register):\n    raise ValueError('config missing')",
      "register_strategies failed: ValueError: config missing"),
-    ("@hookimpl\ndef register_strategies(reg):\n    pass", "Argument(s) {'reg'} are declared in the hookimpl"),
+    ("@hookimpl\ndef register_strategies(reg):\n    pass",
+     "register_strategies(reg): Argument(s) {'reg'} are declared in the hookimpl but can not be found in the hookspec"),
 ])
 def test_a_plugins_mistake_in_its_hook_is_one_line_naming_it(tmp_path, hook, message):
     bad = tmp_path / "bad.py"
@@ -293,9 +294,29 @@ def test_a_plugins_mistake_in_its_hook_is_one_line_naming_it(tmp_path, hook, mes
     with pytest.raises(PluginError) as err:
         load_host([str(bad)], autoload=False)
     assert str(err.value).startswith(f"file {bad}: ") and message in str(err.value)
-    result = runner.invoke(app, ["plugins", "--plugin", str(bad)])
-    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output and message in " ".join(result.output.split())
+    result = runner.invoke(app, ["plugins", "--plugin", str(bad)], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: file {bad}: ") and message in lines[0]
+
+
+def test_an_entry_points_fingerprint_is_its_own_distributions_module(tmp_path, monkeypatch):
+    from sepl_tree.outputs import plugin_fingerprints
+
+    a, b = _write_plugin(tmp_path / "epa_mod.py", "a"), _write_plugin(tmp_path / "epb_mod.py", "b")
+    b.write_text(b.read_text() + "\n# another file\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _install(monkeypatch, FakeDist("dist-a", "1", "rules", "epa_mod"), FakeDist("dist-b", "1", "rules", "epb_mod"))
+    [record] = plugin_fingerprints([], {"strategy b": "entry point rules (dist-b 1)"})
+    assert record["sha1"] == hashlib.sha1(b.read_bytes()).hexdigest() != hashlib.sha1(a.read_bytes()).hexdigest()
+
+
+def test_a_module_two_records_of_one_install_list_is_loaded_once(tmp_path, monkeypatch):
+    _write_plugin(tmp_path / "dup_plugin.py", "dup")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _install(monkeypatch, FakeDist("sepl-dup", "0.1", "dup", "dup_plugin"), FakeDist("sepl-dup", "0.2", "dup", "dup_plugin"))
+    assert load_host().strategies["dup"].source == "entry point dup (sepl-dup 0.1)"
+    sys.modules.pop("dup_plugin", None)
 
 
 def test_an_installed_plugin_that_fails_to_load_is_one_line_saying_how_to_skip_it(tmp_path, monkeypatch):
