@@ -7,6 +7,7 @@ the numpydoc ``Parameters`` section of its docstring, so a plugin does not repea
 
 from __future__ import annotations
 
+import glob
 import inspect
 import math
 import re
@@ -310,6 +311,8 @@ class Reader:
         if "/" in self.suffix or "\\" in self.suffix:
             raise TypeError(f"reader {self.name!r}: suffix {self.suffix!r} holds a path separator; a suffix ends "
                             "a file name in the folder (for files in sub-folders, give list_ids)")
+        if not self.suffix and self.list_ids is None:
+            raise TypeError(f"reader {self.name!r}: an empty suffix lists no ids (give one, e.g. '.npy', or list_ids)")
         summary, _ = _docstring_help(self.read)
         if not self.description:
             object.__setattr__(self, "description", summary)
@@ -329,7 +332,7 @@ class Reader:
         if self.list_ids is not None:
             return sorted(self.list_ids(folder))
         ids = []
-        for path in folder.glob(f"*{self.suffix}"):
+        for path in folder.glob(f"*{glob.escape(self.suffix)}"):
             if not path.is_file():
                 raise not_a_file(path, f"{self.suffix} file")
             ids.append(path.name[: -len(self.suffix)])

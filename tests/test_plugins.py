@@ -186,6 +186,16 @@ def test_a_reader_suffix_with_a_path_separator_is_refused():
 
     with pytest.raises(TypeError, match=r"^reader 'cam': suffix '/cam.npz' holds a path separator; .*give list_ids"):
         Reader("cam", lambda folder, image_id, ctx: None, suffix="/cam.npz")
+    with pytest.raises(TypeError, match=r"^reader 'cam': an empty suffix lists no ids"):
+        Reader("cam", lambda folder, image_id, ctx: None, suffix="")
+
+
+def test_a_reader_suffix_is_matched_literally(tmp_path):
+    from sepl_tree.registry import Reader
+
+    for name in ("a[1].npz", "b.npz", "c[1]x.npz"):
+        (tmp_path / name).write_bytes(b"")
+    assert Reader("r", lambda folder, image_id, ctx: None, suffix="[1].npz").ids(tmp_path) == ["a"]
 
 
 def test_file_plugin_is_loaded_and_works(tmp_path):

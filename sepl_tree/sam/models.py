@@ -93,8 +93,9 @@ def read_checkpoint(path: str | Path) -> Any:
         with open(path, "rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refuses every unpickling problem; only "Unsupported global" means objects
-        if "unsupported global" in str(exc).lower():
+        # weights_only refuses every unpickling problem; only "Unsupported global" (torch 2.4 and
+        # later; "Unsupported class" before) means objects
+        if any(words in str(exc).lower() for words in ("unsupported global", "unsupported class")):
             raise CheckpointError("it holds Python objects besides tensors, and only plain tensors are loaded") from None
         raise CheckpointError("it is not a torch checkpoint (corrupt or another kind of file)") from None
     except Exception as exc:  # torch raises many types for a file that is not one (IndexError for text)
