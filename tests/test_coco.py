@@ -202,6 +202,20 @@ def test_coco_gt_command(tmp_path):
     assert bad.exit_code == 1 and "missing.json: file not found" in bad.output
 
 
+def test_a_folder_made_before_rules_existed_resumes_as_smaller_wins(tmp_path):
+    path = tiny_instances(tmp_path / "inst.json")
+    out = tmp_path / "gt"
+    runner = CliRunner()
+    assert runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out), "--rule", "smaller-wins"]).exit_code == 0
+    manifest = json.loads((out / "coco-gt.json").read_text())
+    del manifest["settings"]["rule"]  # as sepl-tree wrote it before --rule
+    (out / "coco-gt.json").write_text(json.dumps(manifest))
+    same = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out), "--rule", "smaller-wins"])
+    assert same.exit_code == 0 and "0 written, 2 skipped" in same.output
+    other = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)], env={"COLUMNS": "300"})
+    assert other.exit_code == 1 and "(rule 'smaller-wins' -> 'recam')" in other.output
+
+
 def test_coco_gt_makes_label_maps_older_than_the_instances_file_again(tmp_path):
     import os
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from enum import Enum
 from pathlib import Path
@@ -22,7 +23,7 @@ from sepl_tree.cli.common import (
     warn,
 )
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
-from sepl_tree.files import write_label_png
+from sepl_tree.files import atomic_write_bytes, read_json, write_label_png
 from sepl_tree import __version__
 from sepl_tree.errors import SeplError
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
@@ -46,6 +47,19 @@ class NameBy(str, Enum):
 
     stem = "stem"
     id = "id"
+
+
+def _rule_of_older_folders(out: Path) -> None:
+    """A folder made before ``--rule`` existed was made with ``smaller-wins``: say so in its
+    ``coco-gt.json``, so that rerunning it with that rule resumes and any other is refused."""
+    manifest = out / "coco-gt.json"
+    if not manifest.is_file():
+        return
+    doc = read_json(manifest)
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    if isinstance(settings, dict) and "rule" not in settings:
+        doc["settings"] = {**settings, "rule": Rule.smaller_wins.value}
+        atomic_write_bytes(manifest, json.dumps(doc, indent=2).encode())
 
 
 def coco_gt_command(
@@ -83,6 +97,7 @@ def coco_gt_command(
         check_apart(out, "--out", {"--instances": instances})
         settings = {"sepl_tree": __version__, "instances": str(instances.resolve()), "name_by": name_by.value,
                     "rule": rule.value}
+        _rule_of_older_folders(out)
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
