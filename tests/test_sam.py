@@ -583,6 +583,17 @@ def test_a_ray_worker_reserves_its_specs_cpus_and_ray_sets_its_threads(local_ray
                      "using 1, more if nodes join"]  # the two-CPU cluster holds one such worker
 
 
+class _Greedy(_Threads):
+    cpus_per_worker = 3
+
+
+@needs_ray
+def test_workers_no_node_can_hold_are_refused_at_once(local_ray) -> None:
+    with pytest.raises(SeplError, match=r"^each Ray worker reserves 3 CPUs \(one per --threads\), and the largest "
+                                        r"node of the cluster has 2; give --threads 2 or fewer$"):
+        list(execute(_Greedy(), ["1"], executor="ray", workers=1))
+
+
 def test_a_sam_ray_worker_reserves_a_cpu_per_torch_thread(tmp_path: Path) -> None:
     assert sam.MaskJob({}, tmp_path, "tiny", tmp_path / "tiny.pth", torch_threads=3).cpus_per_worker == 3
     assert sam.MaskJob({}, tmp_path, "tiny", tmp_path / "tiny.pth").cpus_per_worker == 1

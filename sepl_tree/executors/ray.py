@@ -250,6 +250,12 @@ def cluster_size(ray: Any) -> dict[str, int]:
     return {"nodes": nodes, "cpus": int(total.get("CPU", 0)), "gpus": int(total.get("GPU", 0))}
 
 
+def largest_node(ray: Any) -> dict[str, float] | None:
+    """The CPUs (and GPUs) of the live node with the most CPUs, or ``None`` where Ray does not say."""
+    sizes = [node["Resources"] for node in ray.nodes() if node.get("Alive", True) and "Resources" in node]
+    return max(sizes, key=lambda r: r.get("CPU", 0.0)) if sizes else None
+
+
 def _room(free: dict[str, float], need: dict[str, float]) -> int:
     """How many actors that each need ``need`` fit in the ``free`` resources."""
     return int(min(free.get(name, 0.0) // amount for name, amount in need.items()))
@@ -481,6 +487,11 @@ def _pull_loop(ray: Any, spec: Any, ids: list[str], workers: int, record: Execut
     target = gpus or max(1, workers)
     cpus = cpus_per_worker(spec)
     need = {"CPU": float(cpus), "GPU": 1.0} if gpus else {"CPU": float(cpus)}
+    if (largest := largest_node(ray)) is not None and largest.get("CPU", 0.0) < cpus:
+        # no node could ever place one: say so now rather than wait WAIT_FOR_WORKER_SECONDS
+        raise SeplError(f"each Ray worker reserves {cpus} CPUs (one per --threads), and the largest node of the "
+                        f"cluster has {largest.get('CPU', 0.0):g}; give --threads {int(largest.get('CPU', 1)) or 1} "
+                        "or fewer")
     record.begin(target, cluster)
     wanted = min(target, most_tasks(len(ids), ids_per_task(spec)))  # no more actors than tasks
     room, free = _placeable(ray, need, wanted)
