@@ -89,14 +89,17 @@ def test_help_and_unknown_commands_see_every_command():
     assert tail["CODE"] == "2" and "No such command 'nope'" in done.stderr
 
 
-def test_version_is_the_installed_one():
-    from importlib.metadata import version
+def test_version_is_written_once_and_printed():
+    import tomllib
+    from pathlib import Path
 
     import sepl_tree
 
     done, tail = _main(["--version"])
     assert tail["CODE"] == "0" and done.stdout.splitlines()[0] == f"sepl-tree {sepl_tree.__version__}"
-    assert version("sepl-tree") == sepl_tree.__version__  # pyproject reads it from the package
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sepl_tree.__version__"}
 
 
 def test_a_users_blas_threads_and_masks_are_left_alone():

@@ -62,5 +62,6 @@ def _describe(host: Any, name: str) -> None:
         for column in ("parameter", "type", "default", "range", "help"):
             table.add_column(column, overflow="fold")
         for p in item.params.values():
-            table.add_row(p.name, p.type.__name__, repr(p.default), str(p.range) if p.range else "-", p.help or "-")
+            kind = p.type.__name__ + (" | None" if p.default is None else "")
+            table.add_row(p.name, kind, repr(p.default), str(p.range) if p.range else "-", p.help or "-")
         console.print(table)

@@ -84,8 +84,8 @@ def _format_of_object(obj: Any) -> str | None:
     return None
 
 
-#: The most classes a label map has (COCO's 81): a greyscale PNG with a value between this and
-#: 255 holds scores, not labels.
+#: The most classes the hint expects (COCO's 81): a greyscale ``<id>_<n>.png`` with a value
+#: between this and 255 is taken for scores, not labels (a hint only: ``--num-classes`` may be more).
 MOST_CLASSES = 81
 
 
