@@ -428,7 +428,7 @@ def test_compare_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
     os.utime(d / "pseudo" / "img0.png")  # (touched: now)
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "1 image(s) have outputs in " in result.output and "(e.g. img0:" in result.output
+    assert "1 image(s)' outputs in " in result.output and "(e.g. img0:" in result.output
     assert json.loads((d / "cmp" / "compare.json").read_text())["counts"]["outputs_reused"] == 4
 
 

@@ -20,7 +20,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
-    warn,
+    warn_made_again,
 )
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import atomic_write_bytes, read_json, write_label_png
@@ -105,8 +105,7 @@ def coco_gt_command(
         stale = frozenset(() if overwrite else (
             i for i in wanted if (p := out / f"{names[i]}.png").is_file() and p.stat().st_mtime_ns < made))
         if stale:
-            warn(f"{len(stale)} label map(s) in {out} are older than {instances} (it changed after they were "
-                 "made): they are made again")
+            warn_made_again(len(stale), out, f"{names[min(stale)]}.png", f"{instances} changed", what="label map(s)")
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:

@@ -55,6 +55,7 @@ __all__ = [
     "run_guarded",
     "say_checking",
     "warn",
+    "warn_made_again",
 ]
 
 console = Console()
@@ -220,6 +221,13 @@ def say_checking(ids: list[str], what: str) -> None:
 def warn(message: str) -> None:
     """One yellow line on stderr (above a progress bar, if one is showing)."""
     err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def warn_made_again(count: int, folder: Path, example: str, changed: str, what: str = "output(s)") -> None:
+    """The one line saying that ``count`` outputs in ``folder`` (``example`` one of them) are older
+    than their inputs (``changed``: what changed after it was made) and are made again."""
+    warn(f"{count} {what} in {folder} are older than their inputs (e.g. {example}: {changed} after it was made): "
+         "they are made again")
 
 
 def get_host(plugins: list[str] | None) -> PluginHost:

@@ -35,7 +35,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
-    warn,
+    warn_made_again,
 )
 from sepl_tree.compare import (
     CompareConfig,
@@ -177,8 +177,7 @@ def compare_command(
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)
         if not overwrite and (stale := reader_in.newer_than(id_list, lambda i: [config.output_path(n, i) for n in names])):
-            warn(f"{len(stale)} image(s) have outputs in {out} older than their inputs (e.g. {stale[0]}: its "
-                 "pseudo-label or masks changed after they were made): they are made again")
+            warn_made_again(len(stale), out, stale[0], "its pseudo-label or masks changed", what="image(s)' outputs")
             config = dataclasses.replace(config, redo=frozenset(stale))
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
             for name in names:

@@ -26,7 +26,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
-    warn,
+    warn_made_again,
 )
 from sepl_tree.convert import ConvertJob, convert_settings
 from sepl_tree.errors import SeplError
@@ -104,8 +104,7 @@ def convert_command(
         say_checking(all_ids, f"outputs already in {out}")
         stale = frozenset(() if overwrite else inputs.newer_than(all_ids, lambda i: [out / f"{i}.png"]))
         if stale:
-            warn(f"{len(stale)} output(s) in {out} are older than their inputs (e.g. {min(stale)}.png: its input "
-                 "file changed after it was made): they are made again")
+            warn_made_again(len(stale), out, f"{min(stale)}.png", "its input file changed")
         todo = pending_ids(all_ids, lambda i: i not in stale and output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)

@@ -40,7 +40,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
-    warn,
+    warn_made_again,
 )
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, scores_to_json
@@ -198,8 +198,7 @@ def run_command(
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
         if not overwrite and (stale := inputs.newer_than(all_ids, lambda i: [cfg.output_path(i)])):
-            warn(f"{len(stale)} output(s) in {folders[3]} are older than their inputs (e.g. {stale[0]}.png: its "
-                 "pseudo-label or masks changed after it was made): they are made again")
+            warn_made_again(len(stale), folders[3], f"{stale[0]}.png", "its pseudo-label or masks changed")
             cfg = dataclasses.replace(cfg, redo=frozenset(stale))
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with noting_a_stop(cfg.out_dir, "run.json", settings):
