@@ -48,9 +48,7 @@ class ConvertJob:
     def setup(self) -> Callable[[str], ConvertResult]:
         from sepl_tree.plugins import load_host
 
-        host = load_host(self.inputs.plugins)
-        reader = InputReader(self.inputs, host.reader(self.inputs.reader), self.image_labels,
-                             source=host.readers[self.inputs.reader].source)
+        reader = InputReader.from_host(self.inputs, load_host(self.inputs.plugins), self.image_labels)
 
         def convert(image_id: str) -> ConvertResult:
             label = reader.pseudo(image_id)  # checked there

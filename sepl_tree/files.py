@@ -34,6 +34,7 @@ __all__ = [
     "PNG_PALETTE",
     "PNG_RGB",
     "PNG_RGBA",
+    "append_line",
     "atomic_folder",
     "atomic_write_bytes",
     "check_pixels",
@@ -119,6 +120,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise SeplError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
         raise
+
+
+def append_line(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` as a line of its own: after a last line cut short by a killed
+    run, a newline first (else ``text`` would be lost in that line)."""
+    line = (text + "\n").encode()
+    with open(path, "ab+") as f:
+        if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+            line = b"\n" + line
+        f.write(line)
 
 
 @contextlib.contextmanager

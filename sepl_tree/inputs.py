@@ -132,9 +132,11 @@ class InputReader:
         self.context = ReadContext(num_classes=config.num_classes, image_labels=image_labels)
 
     @classmethod
-    def from_host(cls, config: InputConfig, host: Any) -> InputReader:
-        """The reader of ``config`` looked up among the loaded plugins (``host``)."""
-        return cls(config, host.reader(config.reader), source=host.readers[config.reader].source)
+    def from_host(cls, config: InputConfig, host: Any,
+                  image_labels: Mapping[str, frozenset[int]] | None = None) -> InputReader:
+        """The reader of ``config`` looked up among the loaded plugins (``host``); ``image_labels``:
+        the ``--labels`` already loaded (else read from ``config.labels``)."""
+        return cls(config, host.reader(config.reader), image_labels, source=host.readers[config.reader].source)
 
     def ids(self) -> list[str]:
         """Every image id the reader finds in the pseudo-label folder, sorted."""

@@ -686,7 +686,7 @@ def test_masks_on_many_images_says_it_is_checking_them(images: Path, checkpoint:
 
 
 def test_log_lines_never_join_a_line_cut_short(tmp_path: Path) -> None:
-    from sepl_tree.sam.run import append_line
+    from sepl_tree.files import append_line
 
     log = tmp_path / "errors.log"
     append_line(log, "img0\tcorrupt")  # a new file

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.files import atomic_write_bytes, remove_stale_temporaries
+from sepl_tree.files import append_line, atomic_write_bytes, remove_stale_temporaries
 from sepl_tree.masks import find_mask_source
 from sepl_tree.outputs import prepare_folder
 from sepl_tree.provenance import MASKS_RUN_LOG, last_masks_run
@@ -91,16 +91,6 @@ def holds_masks(out: Path) -> bool:
             return any(not e.name.startswith(".") and (e.name.endswith(".json") or e.is_dir()) for e in entries)
     except (FileNotFoundError, NotADirectoryError):
         return False
-
-
-def append_line(path: Path, text: str) -> None:
-    """Append ``text`` to ``path`` as a line of its own: after a last line cut short by a killed
-    run, a newline first (else ``text`` would be lost in that line)."""
-    line = (text + "\n").encode()
-    with open(path, "ab+") as f:
-        if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
-            line = b"\n" + line
-        f.write(line)
 
 
 def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
