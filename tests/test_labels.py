@@ -122,6 +122,22 @@ def test_real_cls_labels_match_ground_truth_classes():
         assert labels[image_id] == frozenset(set(np.unique(gt).tolist()) - {0, 255}), image_id
 
 
+@pytest.mark.parametrize("annotation, message", [
+    ({"id": 5, "image_id": 7, "category_id": 18}, "annotation 5 refers to unknown image id 7"),
+    ({"id": 5, "image_id": 9, "category_id": 12}, "annotation 5 refers to unknown category id 12"),  # (no COCO 12)
+    ({"id": 5, "category_id": 18}, "malformed image-level labels (KeyError: 'image_id')"),
+    (5, "malformed image-level labels (TypeError: "),
+])
+def test_coco_json_labels_name_a_bad_annotation(tmp_path, annotation, message):
+    path = _coco_json(tmp_path / "instances.json")
+    data = json.loads(path.read_text())
+    data["annotations"].append(annotation)
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as err:
+        load_image_labels(path, 81)
+    assert str(err.value).startswith(f"{path}: {message}")
+
+
 def test_coco_json_labels_refuse_two_images_with_one_file_name(tmp_path):
     """(Their image-level labels would merge into one id without a word.)"""
     path = _coco_json(tmp_path / "instances.json")
