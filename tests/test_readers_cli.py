@@ -229,3 +229,32 @@ def test_a_per_class_input_that_is_not_a_file_is_named_not_left_out(tmp_path, re
     said = " ".join(result.output.split())
     assert f"{name}: is a folder, not a .png file" in said if kind == "folder" else (
         f"{name}: is not a readable .png file (a broken link?)" in said)
+
+
+def test_labels_are_read_once_per_command(tmp_path, monkeypatch):
+    """(COCO train's instances JSON takes tens of seconds to parse: not once per worker or strip.)"""
+    import sepl_tree.image_labels as image_labels
+    from tests.helpers import write_dataset
+
+    ids = ["2007_000033", "2007_000034"]
+    pseudo, masks = np.zeros((6, 8), np.uint8), np.zeros((1, 6, 8), bool)
+    masks[0, :3, :3] = True
+    _, masks_dir, gt_dir = write_dataset(tmp_path, {i: (pseudo, masks, pseudo) for i in ids})
+    cams, images = tmp_path / "cams", tmp_path / "images"
+    images.mkdir()
+    for i in ids:
+        irn_cam(cams, i, [0], blob_cams())
+        Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(images / f"{i}.jpg")
+    labels = tmp_path / "cls_labels.npy"
+    np.save(labels, {int(i.replace("_", "")): np.eye(20, dtype=np.float32)[0] for i in ids})
+    reads = []
+    load = image_labels.load_image_labels
+    monkeypatch.setattr(image_labels, "load_image_labels", lambda *a: reads.append(a) or load(*a))
+    common = ["--reader", "irn", "--pseudo-labels", str(cams), "--masks", str(masks_dir), "--labels", str(labels)]
+    result = runner.invoke(app, ["run", *common, "--out", str(tmp_path / "run"), "--gt", str(gt_dir)])
+    assert result.exit_code == 0, result.output
+    assert len(reads) == 1
+    result = runner.invoke(app, ["compare", "-s", "threshold,official", *common, "--gt", str(gt_dir),
+                                 "--out", str(tmp_path / "cmp"), "--images", str(images), "--subset", "all"])
+    assert result.exit_code == 0, result.output
+    assert len(reads) == 2 and list((tmp_path / "cmp").rglob("*.png"))

@@ -164,6 +164,8 @@ def compare_command(
                              absolute_plugin_paths(plugin), labels and labels.resolve(), missing_masks.value)
         config = CompareConfig(inputs, out.resolve(), tuple(names), per_strategy, chosen, overwrite)
         selectors, reader_in = CompareJob(config).resolve(host)  # parameter errors before any work
+        # --labels read once, here: the workers and the strips get them with the config
+        config = dataclasses.replace(config, inputs=config.inputs.with_labels_read(reader_in.context.image_labels))
         id_list = read_ids(ids) or reader_in.ids()
         if not id_list:
             from sepl_tree.readers.sniff import no_inputs

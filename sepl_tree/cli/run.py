@@ -190,6 +190,8 @@ def run_command(
         cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
                       missing_masks.value, overwrite, plugin)
         selector, inputs = RunJob(cfg).resolve(host)  # parameter errors before any work
+        # --labels read once, here: the workers get them with the job
+        cfg = dataclasses.replace(cfg, inputs=cfg.inputs.with_labels_read(inputs.context.image_labels))
         check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
                                           "--labels": labels})
         all_ids = _ids(inputs, ids)
