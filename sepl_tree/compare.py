@@ -109,6 +109,7 @@ class ImageComparison:
     masks: int
     computed: tuple[str, ...] = ()
     synthetic: bool = False
+    no_masks: bool = False  # (--missing-masks keep, and this image had none)
 
 
 def disagreement(outputs: Sequence[np.ndarray]) -> float:
@@ -178,6 +179,7 @@ class CompareJob:
                 masks=len(masks),
                 computed=tuple(computed),
                 synthetic=any(bool(r.get("synthetic")) for r in masks.records),
+                no_masks=data.no_masks,
             )
 
         return process
@@ -199,9 +201,11 @@ class CompareTotals:
         self.rows: dict[str, dict[str, Any]] = {}
         self.details: dict[str, dict[str, Any]] = {}
         self.synthetic_masks = 0
+        self.kept_without_masks = 0
 
     def add(self, r: ImageComparison) -> None:
         self.synthetic_masks += r.synthetic
+        self.kept_without_masks += r.no_masks
         for subset in self.subsets:
             if r.flags.get(subset):
                 self.images[subset] += 1
@@ -329,7 +333,8 @@ def compare_document(config: CompareConfig, selectors: Mapping[str, Selector], r
                    "plugins": list(typed.get("plugins", c.plugins))},
         "subsets": list(config.subsets),
         "thresholds": {name: getattr(subsets_module, name) for name in THRESHOLD_NAMES},
-        "counts": {"images": n, "synthetic_masks": totals.synthetic_masks, "outputs_computed": computed,
+        "counts": {"images": n, "synthetic_masks": totals.synthetic_masks,
+                   "kept_without_masks": totals.kept_without_masks, "outputs_computed": computed,
                    "outputs_reused": n * len(config.strategies) - computed},
         "seconds": seconds,
         "results": dict(summary),

@@ -167,6 +167,15 @@ def test_missing_masks_error_or_keep(dataset, tmp_path):
     assert result.exit_code == 0, result.output
     assert np.array_equal(read_png(out / "img3.png"), dataset["items"]["img3"][0])
     assert json.loads((out / "run.json").read_text())["counts"]["kept_without_masks"] == 1
+    n = len(dataset["items"])
+    assert f"1 of {n} images had no masks (--missing-masks keep): their pseudo-labels are kept" in (
+        " ".join(result.output.split()))
+    compared = runner.invoke(app, ["compare", "-s", "threshold", "--pseudo-labels", str(dataset["pseudo"]),
+                                   "--masks", str(dataset["masks"]), "--gt", str(dataset["gt"]), "--out",
+                                   str(tmp_path / "cmp"), "--missing-masks", "keep"], env={"COLUMNS": "300"})
+    assert compared.exit_code == 0, compared.output
+    assert f"1 of {n} images had no masks" in compared.output
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["counts"]["kept_without_masks"] == 1
 
 
 @pytest.mark.parametrize("problem", ["corrupt", "out_of_range", "size"])

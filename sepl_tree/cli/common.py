@@ -55,6 +55,7 @@ __all__ = [
     "run_guarded",
     "say_checking",
     "warn",
+    "warn_kept_without_masks",
     "warn_made_again",
 ]
 
@@ -228,6 +229,14 @@ def warn_made_again(count: int, folder: Path, example: str, changed: str, what: 
     than their inputs (``changed``: what changed after it was made) and are made again."""
     warn(f"{count} {what} in {folder} are older than their inputs (e.g. {example}: {changed} after it was made): "
          "they are made again")
+
+
+def warn_kept_without_masks(kept: int, images: int) -> None:
+    """The line saying that ``kept`` of ``images`` images had no masks and kept their pseudo-labels
+    (``--missing-masks keep``): scores that look like "no change" may be "no masks"."""
+    if kept:
+        warn(f"{kept} of {images} images had no masks (--missing-masks keep): their pseudo-labels are kept as "
+             "they are, and the scores count them" + ("; check the mask folder's names" if kept == images else ""))
 
 
 def get_host(plugins: list[str] | None) -> PluginHost:

@@ -35,6 +35,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
+    warn_kept_without_masks,
     warn_made_again,
 )
 from sepl_tree.compare import (
@@ -192,6 +193,7 @@ def compare_command(
         computed = sum(written.values())
         summary = totals.summary(class_names_for(num_classes))
         print_compare(summary, names)
+        warn_kept_without_masks(totals.kept_without_masks, len(id_list))
         if totals.synthetic_masks:
             err_console.print(f"[yellow]SYNTHETIC masks[/yellow] in {totals.synthetic_masks} of {len(id_list)} images "
                               "(made from GT by `sepl-tree synth`, not by SAM)")

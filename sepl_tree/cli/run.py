@@ -40,6 +40,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
+    warn_kept_without_masks,
     warn_made_again,
 )
 from sepl_tree.errors import SeplError
@@ -209,6 +210,7 @@ def run_command(
             counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options)
         counts["made_again_older_than_inputs"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
+        warn_kept_without_masks(counts["kept_without_masks"], counts["written"])
         extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}
         extra["execution"] = execution_log(options)
         extra["checks_seconds"] = checks
