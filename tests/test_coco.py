@@ -216,6 +216,17 @@ def test_a_folder_made_before_rules_existed_resumes_as_smaller_wins(tmp_path):
     assert other.exit_code == 1 and "(rule 'smaller-wins' -> 'recam')" in other.output
 
 
+def test_coco_gt_says_when_the_categories_are_not_cocos_80(tmp_path):
+    path = write_instances(tmp_path / "instances_val2014.json")
+    full = CliRunner().invoke(app, ["coco-gt", "--instances", str(path), "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0 and "not COCO's 80" not in full.output
+    tiny = tiny_instances(tmp_path / "inst.json")  # one category
+    result = CliRunner().invoke(app, ["coco-gt", "--instances", str(tiny), "--out", str(tmp_path / "one")],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and f"{tiny}: its 1 categories are not COCO's 80, so classes are numbered 1..1" in (
+        result.output)
+
+
 def test_coco_gt_makes_label_maps_older_than_the_instances_file_again(tmp_path):
     import os
 

@@ -20,11 +20,13 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
+    warn,
     warn_made_again,
 )
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import atomic_write_bytes, read_json, write_label_png
 from sepl_tree import __version__
+from sepl_tree.classes import COCO_CATEGORY_IDS
 from sepl_tree.errors import SeplError
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
 
@@ -89,6 +91,10 @@ def coco_gt_command(
             err_console.print(f"reading {instances} ({instances.stat().st_size / 1e6:.0f} MB) ...", highlight=False,
                               soft_wrap=True)
         coco = CocoInstances.load(instances)  # the whole file is checked here, before anything is written
+        if sorted(coco.catmap) != sorted(COCO_CATEGORY_IDS):
+            warn(f"{instances}: its {len(coco.catmap)} categories are not COCO's 80, so classes are numbered "
+                 f"1..{len(coco.catmap)} in its own id order (ReCAM's script and the COCO baselines number COCO's "
+                 "80: a label map of a file that lists fewer is not theirs)")
         wanted = read_ids(ids) or coco.ids()
         unknown = [i for i in wanted if i not in coco.images]
         if unknown:
