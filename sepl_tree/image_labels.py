@@ -123,7 +123,10 @@ def _from_coco_json(path: Path, num_classes: int) -> dict[str, frozenset[int]]:
         if cat not in catmap:
             raise InputError(path, f"annotation {ann.get('id')} refers to unknown category id {cat}")
         present[stems[image]].add(catmap[cat])
-    return {stem: frozenset(classes) for stem, classes in present.items()}
+    labels = {stem: frozenset(classes) for stem, classes in present.items()}
+    # CAM files named by numeric image id (9.npy) find theirs too, where no stem is that number
+    labels.update({str(image): labels[stem] for image, stem in stems.items() if str(image) not in labels})
+    return labels
 
 
 def load_image_labels(path: Path, num_classes: int) -> dict[str, frozenset[int]]:

@@ -96,6 +96,7 @@ def test_coco_instances_json(tmp_path):
     assert load_image_labels(path, 81) == {
         "COCO_train2014_000000000009": frozenset({17, 80}),
         "COCO_train2014_000000000025": frozenset(),
+        "9": frozenset({17, 80}), "25": frozenset(),  # for CAM files named by numeric id
     }
 
 
