@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IGNORE", "first_bad_label", "label_values", "voc_palette"]
+__all__ = ["IGNORE", "MORE_CLASSES", "first_bad_label", "label_values", "voc_palette"]
 
 #: The label value that means "not labelled": excluded from evaluation, never a class.
 IGNORE = 255
+#: Ends a "label value out of range" message: the usual cause is a dataset of more classes (COCO's 81).
+MORE_CLASSES = " (more classes? set --num-classes, e.g. 81 for COCO)"
 
 
 def voc_palette(n: int = 256) -> np.ndarray:

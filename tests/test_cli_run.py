@@ -188,7 +188,7 @@ def test_bad_pseudo_label_names_the_file_and_keeps_outputs(dataset, tmp_path, pr
         expected = "img2.png: not a readable image"
     elif problem == "out_of_range":
         write_label_png(bad, np.full((12, 16), 42, np.uint8))
-        expected = "img2.png: label value 42 is out of range 0..20 or 255"
+        expected = "img2.png: label value 42 is out of range 0..20 or 255 (more classes? set --num-classes"
     else:
         write_label_png(bad, np.zeros((5, 5), np.uint8))
         expected = "img2.json: masks are 12x16 (HxW) but the pseudo-label is 5x5"

@@ -545,7 +545,7 @@ def test_a_per_class_map_rewritten_after_its_output_makes_it_again(tmp_path: Pat
 
 @pytest.mark.parametrize("pred, gt, message", [
     (np.zeros((4, 5), np.uint8), np.zeros((6, 5), np.uint8), "pred/a.png: is 4x5 but the ground truth {d}/gt/a.png is 6x5"),
-    (np.zeros((4, 5), np.uint8), np.full((4, 5), 30, np.uint8), "gt/a.png: ground-truth value 30 is out of range 0..20 or 255"),
+    (np.zeros((4, 5), np.uint8), np.full((4, 5), 30, np.uint8), "gt/a.png: ground-truth value 30 is out of range 0..20 or 255 (more classes? set --num-classes, e.g. 81 for COCO)"),
     (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), np.uint8),
      "pred/a.png: a label PNG must be palette or greyscale, got pixels of shape (4, 5, 3)"),
     (None, np.zeros((4, 5), np.uint8), "pred: no .png label maps to evaluate"),
