@@ -12,6 +12,7 @@ import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import read_png
+from sepl_tree.label_maps import first_bad_label
 from sepl_tree.metrics import Scores, confusion_matrix
 
 __all__ = ["EvalJob", "class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]
@@ -63,24 +64,28 @@ class EvalJob:
     gt_dir: Path
     num_classes: int
 
-    def setup(self) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
-        def process(image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def setup(self) -> Callable[[str], tuple[str, np.ndarray, np.ndarray, int | None]]:
+        def process(image_id: str) -> tuple[str, np.ndarray, np.ndarray, int | None]:
             pred_path, gt_path = self.pred_dir / f"{image_id}.png", self.gt_dir / f"{image_id}.png"
-            cm = image_confusion(_read_plain(pred_path), read_ground_truth(self.gt_dir, image_id), self.num_classes,
+            pred = _read_plain(pred_path)
+            cm = image_confusion(pred, read_ground_truth(self.gt_dir, image_id), self.num_classes,
                                  pred_path, gt_path).ravel()
             cells = np.flatnonzero(cm)
-            return cells, cm[cells]
+            return image_id, cells, cm[cells], first_bad_label(pred, self.num_classes)
 
         return process
 
 
 def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
-                     on_image: Callable[[int], None] | None = None, workers: int = 1) -> tuple[np.ndarray, int]:
+                     on_image: Callable[[int], None] | None = None,
+                     workers: int = 1) -> tuple[np.ndarray, int, dict[str, int]]:
     """Pool the confusion matrix of ``<pred>/<id>.png`` against ``<gt_dir>/<id>.png``.
 
-    Returns the ``(K, K+1)`` matrix and the number of images; ``workers`` processes read and
-    count (integer sums: the same matrix for any number); ``on_image`` sees the count so far.
-    Missing files, size mismatches and GT values out of range raise ``InputError`` naming the file.
+    Returns the ``(K, K+1)`` matrix, the number of images and, for each prediction holding a
+    value that is no label (K..254: counted as a miss, by the convention), its first such value;
+    ``workers`` processes read and count (integer sums: the same matrix for any number);
+    ``on_image`` sees the count so far. Missing files, size mismatches and GT values out of
+    range raise ``InputError`` naming the file.
     """
     from sepl_tree.executors import execute
 
@@ -89,12 +94,15 @@ def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: 
         raise SeplError("no images to evaluate")
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     cells_of = cm.reshape(-1)  # a view: adding to it adds to cm
-    for done, (cells, counts) in enumerate(execute(EvalJob(Path(pred), Path(gt_dir), num_classes), ids,
-                                                   workers=workers), 1):
+    not_labels: dict[str, int] = {}
+    for done, (image_id, cells, counts, odd) in enumerate(execute(EvalJob(Path(pred), Path(gt_dir), num_classes),
+                                                                  ids, workers=workers), 1):
         cells_of[cells] += counts
+        if odd is not None:
+            not_labels[image_id] = odd
         if on_image is not None:
             on_image(done)
-    return cm, len(ids)
+    return cm, len(ids), dict(sorted(not_labels.items()))
 
 
 def _num(value: float) -> float | None:

@@ -580,3 +580,18 @@ def test_a_reader_may_return_labels_of_another_integer_dtype(d: Path) -> None:
     assert len(made) == 3
     for path in made:
         assert path.read_bytes() == (d / "fresh" / path.name).read_bytes(), path.name
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_eval_says_when_predictions_hold_values_that_are_no_label(tmp_path: Path, workers: str) -> None:
+    """(Raw COCO category ids, up to 90, scored at K = 81: by the convention a miss, but never meant.)"""
+    for name in ("pred", "gt"):
+        (tmp_path / name).mkdir()
+    for i, value in enumerate([90, 3, 255]):
+        Image.fromarray(np.full((4, 5), value, np.uint8)).save(tmp_path / "pred" / f"im{i}.png")
+        Image.fromarray(np.full((4, 5), 3, np.uint8)).save(tmp_path / "gt" / f"im{i}.png")
+    result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                                 "--num-classes", "81", "--workers", workers], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert (f"1 of 3 predictions hold values that are no label at K = 81 (e.g. {tmp_path / 'pred' / 'im0'}.png: 90); "
+            "they count as misses of the GT class (README, Conventions)") in result.output  # (255 is not reported)

@@ -24,6 +24,7 @@ from sepl_tree.cli.common import (
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes
+from sepl_tree.label_maps import MORE_CLASSES
 from sepl_tree.metrics import scores
 
 __all__ = ["eval_command"]
@@ -102,8 +103,14 @@ def eval_command(
             _say_unscored(gt, id_list)
         with progress_bar() as bar:
             task, t0 = bar.add_task("evaluating", total=len(id_list), rate=""), time.perf_counter()
-            cm, count = evaluate_folders(pred, gt, id_list, num_classes, workers=workers, on_image=lambda done: bar.update(
-                task, advance=1, rate=per_second(done, time.perf_counter() - t0)))
+            cm, count, not_labels = evaluate_folders(
+                pred, gt, id_list, num_classes, workers=workers,
+                on_image=lambda done: bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0)))
+        if not_labels:
+            first = next(iter(not_labels))
+            warn(f"{len(not_labels)} of {count} predictions hold values that are no label at K = {num_classes} "
+                 f"(e.g. {pred / first}.png: {not_labels[first]}); they count as misses of the GT class (README, "
+                 "Conventions)" + ("" if num_classes >= 81 else MORE_CLASSES))
         s = scores(cm)
         names = class_names_for(num_classes)
         print_scores(f"{pred} ({count} images)", names, {"": s})
