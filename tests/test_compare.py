@@ -287,3 +287,19 @@ def test_each_strategy_folder_says_finished_or_stopped(demo, tmp_path):
     assert _compare(demo, out).exit_code == 0
     doc = json.loads((out / "official" / "run.json").read_text())
     assert doc["status"] == "finished" and doc["counts"]["written"] == 1
+
+
+def test_an_image_missing_from_images_costs_its_photo_not_the_report(demo, tmp_path):
+    import shutil
+
+    root, ids = demo
+    images = tmp_path / "images"
+    shutil.copytree(root / "images", images)
+    for path in images.iterdir():
+        path.unlink()  # none of the photos: every strip drawn misses its photo
+    args = ["compare", "--strategies", STRATEGIES, "--pseudo-labels", root / "pseudo", "--masks", root / "masks",
+            "--gt", root / "gt", "--out", tmp_path / "out", "--images", images, "--strips", "2"]
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": its strip has no photo") == 2 and f"{images}: no image for " in result.output
+    assert (tmp_path / "out" / "compare.json").is_file() and (tmp_path / "out" / "report.md").is_file()

@@ -35,6 +35,7 @@ from sepl_tree.cli.common import (
     read_ids,
     run_guarded,
     say_checking,
+    warn,
     warn_kept_without_masks,
     warn_made_again,
 )
@@ -122,6 +123,17 @@ def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, opt
     return totals, computed, round(time.perf_counter() - t0, 3)
 
 
+def _strip_panels(config: Any, image_id: str, images: Path | None, host: Any) -> list[tuple[str, Any]]:
+    """An image's strip panels; an image missing from ``--images`` costs its photo panel and a
+    warning, not the report (the strips are drawn after every image was compared)."""
+    from sepl_tree.images import IMAGE_SUFFIXES, find_image
+
+    if images is not None and find_image(images, image_id) is None:
+        warn(f"{images}: no image for {image_id!r} (tried {', '.join(IMAGE_SUFFIXES)}): its strip has no photo")
+        images = None
+    return strip_panels(config, image_id, images, host)
+
+
 def compare_command(
     strategies: Annotated[str, typer.Option("--strategies", "-s", metavar="NAME,NAME,...", help="Comma-separated strategies, e.g. threshold,official,tree-smallest-cover.")],
     pseudo_labels: Annotated[Path, typer.Option("--pseudo-labels", metavar="DIR", help="Folder of the baseline's pseudo-labels (or CAMs).")],
@@ -197,7 +209,7 @@ def compare_command(
         if totals.synthetic_masks:
             err_console.print(f"[yellow]SYNTHETIC masks[/yellow] in {totals.synthetic_masks} of {len(id_list)} images "
                               "(made from GT by `sepl-tree synth`, not by SAM)")
-        strip_bytes = {i: image_strip(strip_panels(config, i, images, host), title=i)
+        strip_bytes = {i: image_strip(_strip_panels(config, i, images, host), title=i)
                        for i in totals.most_disagreeing(strips)}
         typed = {"pseudo_labels": str(pseudo_labels), "masks": str(masks), "gt": str(gt), "plugins": list(plugin or ())}
         doc = compare_document(config, selectors, reader_in.reader_params, totals, summary, computed, seconds,
