@@ -334,3 +334,7 @@ def print_scores(title: str, names: list[str], columns: dict[str, Any]) -> None:
     for metric, attr in (("mIoU", "miou"), ("precision", "mean_precision"), ("recall", "mean_recall")):
         table.add_row(f"[bold]{metric}[/bold]", *(f"[bold]{fmt(getattr(s, attr))}[/bold]" for s in columns.values()))
     console.print(table)
+    counted = sorted({int(np.isfinite(s.iou).sum()) for s in columns.values()})
+    if counted != [len(names)]:  # the mean leaves out classes absent from GT and prediction: say how many it has
+        console.print(f"mIoU over {' / '.join(map(str, counted))} of {len(names)} classes (a class absent from "
+                      "both ground truth and prediction is left out; README, Conventions)", highlight=False)
