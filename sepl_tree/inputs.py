@@ -157,13 +157,9 @@ class InputReader:
         an exception inside the reader becomes one :class:`SeplError` naming the reader and image."""
         try:
             label = self.reader.read(self.config.pseudo_dir, image_id, self.context, **self.reader_params)
-        except SeplError:  # (one line already: a bad file named)
-            raise
-        except OSError as exc:
-            if exc.filename:  # what the system refused, naming the file (as run_guarded says it)
-                raise
-            raise SeplError(f"{self._who()} failed on image {image_id!r}: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # a plugin's reader can fail in any way: say whose and where
+            if isinstance(exc, SeplError) or (isinstance(exc, OSError) and exc.filename):
+                raise  # one line already: a bad file named, or what the system refused of a file
             raise SeplError(f"{self._who()} failed on image {image_id!r}: {type(exc).__name__}: {exc}") from exc
         return check_label(label, self.config.num_classes, self._who(), image_id)
 
