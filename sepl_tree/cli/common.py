@@ -47,6 +47,7 @@ __all__ = [
     "executor_options",
     "fmt",
     "get_host",
+    "input_ids",
     "parse_params",
     "per_second",
     "print_scores",
@@ -283,6 +284,18 @@ def read_ids(path: Path | None) -> list[str] | None:
             raise SeplError(f"{path}: id {image_id!r} is listed twice (it would be processed and scored twice)")
         seen.add(image_id)
     return ids
+
+
+def input_ids(inputs: Any, ids_file: Path | None, folder: Path | None = None) -> list[str]:
+    """The ids of ``--ids``, else every id the reader of ``inputs`` (an
+    :class:`~sepl_tree.inputs.InputReader`) finds; none is one line naming ``folder`` (default
+    the pseudo-label folder), the reader's file pattern, and the reader its files look like."""
+    found = read_ids(ids_file) or inputs.ids()
+    if not found:
+        from sepl_tree.readers.sniff import no_inputs
+
+        raise no_inputs(folder or inputs.config.pseudo_dir, inputs.reader)
+    return found
 
 
 def progress_bar() -> Progress:

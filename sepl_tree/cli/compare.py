@@ -29,10 +29,10 @@ from sepl_tree.cli.common import (
     execution_log,
     executor_options,
     get_host,
+    input_ids,
     parse_params,
     per_second,
     progress_bar,
-    read_ids,
     run_guarded,
     say_checking,
     warn,
@@ -179,11 +179,7 @@ def compare_command(
         selectors, reader_in = CompareJob(config).resolve(host)  # parameter errors before any work
         # --labels read once, here: the workers and the strips get them with the config
         config = dataclasses.replace(config, inputs=config.inputs.with_labels_read(reader_in.context.image_labels))
-        id_list = read_ids(ids) or reader_in.ids()
-        if not id_list:
-            from sepl_tree.readers.sniff import no_inputs
-
-            raise no_inputs(pseudo_labels, rdr)
+        id_list = input_ids(reader_in, ids, pseudo_labels)
         check_apart(out, "--out", {"--pseudo-labels": pseudo_labels, "--masks": masks, "--gt": gt, "--images": images,
                                    "--labels": labels})
         say_checking(id_list, f"inputs, and outputs already in {out}")

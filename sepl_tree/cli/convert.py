@@ -20,10 +20,10 @@ from sepl_tree.cli.common import (
     absolute_plugin_paths,
     console,
     get_host,
+    input_ids,
     parse_params,
     per_second,
     progress_bar,
-    read_ids,
     run_guarded,
     say_checking,
     warn_made_again,
@@ -34,7 +34,6 @@ from sepl_tree.executors import execute
 from sepl_tree.inputs import InputConfig, InputReader
 from sepl_tree.label_maps import IGNORE
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
-from sepl_tree.readers.sniff import no_inputs
 
 __all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command", "finish_folder"]
 
@@ -68,13 +67,6 @@ def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes:
     return table
 
 
-def _ids(inputs: InputReader, ids_file: Path | None) -> list[str]:
-    all_ids = read_ids(ids_file) or inputs.ids()
-    if not all_ids:
-        raise no_inputs(inputs.config.pseudo_dir, inputs.reader)
-    return all_ids
-
-
 def convert_command(
     reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Reader of the input format (see `sepl-tree plugins`).", show_default=False)],
     input_dir: Annotated[Path, typer.Option("--input", "-i", metavar="DIR", help="Folder of the baseline's pseudo-labels or CAMs.", show_default=False)],
@@ -97,7 +89,7 @@ def convert_command(
         inputs = InputReader.from_host(config, host)  # parameters and --labels checked before any work
         if not input_dir.is_dir():
             raise SeplError(f"{input_dir}: input folder not found")
-        all_ids = _ids(inputs, ids)
+        all_ids = input_ids(inputs, ids)
         check_apart(out, "--out", {"--input": input_dir, "--labels": labels})
         settings = convert_settings(inputs)
         claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))

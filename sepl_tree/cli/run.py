@@ -33,11 +33,11 @@ from sepl_tree.cli.common import (
     executor_options,
     fmt,
     get_host,
+    input_ids,
     parse_params,
     per_second,
     print_scores,
     progress_bar,
-    read_ids,
     run_guarded,
     say_checking,
     warn_kept_without_masks,
@@ -46,7 +46,7 @@ from sepl_tree.cli.common import (
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import class_names_for, scores_to_json
 from sepl_tree.files import atomic_write_bytes
-from sepl_tree.inputs import InputConfig, InputReader
+from sepl_tree.inputs import InputConfig
 from sepl_tree.metrics import scores
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, pending_ids
 from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest, run_settings
@@ -80,18 +80,6 @@ def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, g
         if folder is not None and not folder.is_dir():
             raise SeplError(f"{folder}: {what} folder not found")
     return pseudo_labels, masks, gt, out_dir, False
-
-
-def _ids(inputs: InputReader, ids_file: Path | None) -> list[str]:
-    ids = read_ids(ids_file)
-    if ids is not None:
-        return ids
-    found = inputs.ids()
-    if not found:
-        from sepl_tree.readers.sniff import no_inputs
-
-        raise no_inputs(inputs.config.pseudo_dir, inputs.reader)
-    return found
 
 
 def _config(host: PluginHost, folders: tuple[Path, Path, Path | None, Path, bool], strategy: str, reader: str,
@@ -195,7 +183,7 @@ def run_command(
         cfg = dataclasses.replace(cfg, inputs=cfg.inputs.with_labels_read(inputs.context.image_labels))
         check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
                                           "--labels": labels})
-        all_ids = _ids(inputs, ids)
+        all_ids = input_ids(inputs, ids)
         say_checking(all_ids, f"inputs, and outputs already in {folders[3]}")
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
         settings = run_settings(selector, inputs)
