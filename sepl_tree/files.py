@@ -39,6 +39,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_pixels",
     "encode_label_png",
+    "mtime_ns",
     "new_file_mode",
     "png_colour_type",
     "process_umask",
@@ -120,6 +121,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise SeplError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
         raise
+
+
+def mtime_ns(path: str | Path) -> int | None:
+    """``path``'s modification time in ns (one ``stat``), or ``None`` when it is not there."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def append_line(path: Path, text: str) -> None:

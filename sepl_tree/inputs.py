@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.files import read_label_png
+from sepl_tree.files import mtime_ns, read_label_png
 from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.registry import ReadContext, Reader, coerce_params
@@ -103,13 +103,6 @@ def check_same_size(path: Path | str, label: np.ndarray, shape: tuple[int, ...],
     """An ``InputError`` naming ``path`` when ``label`` is not of ``shape`` (``what``'s size)."""
     if label.shape != tuple(shape):
         raise InputError(path, f"is {label.shape[0]}x{label.shape[1]} but the {what} is {shape[0]}x{shape[1]}")
-
-
-def _mtime(path: str | Path) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
 
 
 class InputReader:
@@ -206,14 +199,14 @@ class InputReader:
         each, on plain strings: a resume at 100k ids makes ~300k."""
         c = self.config
         if self.reader.list_ids is None:
-            if (t := _mtime(os.path.join(c.pseudo_dir, image_id + self.reader.suffix))) is not None:
+            if (t := mtime_ns(os.path.join(c.pseudo_dir, image_id + self.reader.suffix))) is not None:
                 yield t
         elif listed is not None and (t := listed.get(image_id)) is not None:
             yield t
         if c.masks_dir is not None:
             masks = os.path.join(c.masks_dir, image_id)
-            t = _mtime(masks + ".json")  # else the folder (both there is refused before this)
-            if t is not None or (t := _mtime(masks)) is not None:
+            t = mtime_ns(masks + ".json")  # else the folder (both there is refused before this)
+            if t is not None or (t := mtime_ns(masks)) is not None:
                 yield t
 
     def listed_times(self) -> dict[str, int]:
@@ -247,7 +240,7 @@ class InputReader:
         listed = self.listed_times() if self.reader.list_ids is not None else None
         stale = []
         for image_id in ids:
-            made = [t for path in outputs(image_id) if (t := _mtime(path)) is not None]
+            made = [t for path in outputs(image_id) if (t := mtime_ns(path)) is not None]
             if not made:
                 continue
             oldest = min(made)

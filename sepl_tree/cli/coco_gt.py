@@ -24,7 +24,7 @@ from sepl_tree.cli.common import (
     warn_made_again,
 )
 from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
-from sepl_tree.files import atomic_write_bytes, read_json, write_label_png
+from sepl_tree.files import atomic_write_bytes, mtime_ns, read_json, write_label_png
 from sepl_tree import __version__
 from sepl_tree.classes import COCO_CATEGORY_IDS
 from sepl_tree.errors import SeplError
@@ -109,7 +109,7 @@ def coco_gt_command(
         say_checking(wanted, f"label maps already in {out}")
         made = instances.stat().st_mtime_ns  # every label map is made from this one file
         stale = frozenset(() if overwrite else (
-            i for i in wanted if (p := out / f"{names[i]}.png").is_file() and p.stat().st_mtime_ns < made))
+            i for i in wanted if (t := mtime_ns(out / f"{names[i]}.png")) is not None and t < made))
         if stale:
             warn_made_again(len(stale), out, f"{names[min(stale)]}.png", f"{instances} changed", what="label map(s)")
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
