@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -40,6 +41,7 @@ __all__ = [
     "check_pixels",
     "encode_label_png",
     "mtime_ns",
+    "naming_hint",
     "new_file_mode",
     "png_colour_type",
     "process_umask",
@@ -129,6 +131,35 @@ def mtime_ns(path: str | Path) -> int | None:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
+
+
+_NUMBER_AT_END = re.compile(r"(\d+)$")
+
+
+def naming_hint(folder: Path, image_id: str, suffixes: tuple[str, ...]) -> str:
+    """``""``, or why ``folder`` may lack ``<image_id><suffix>``: it has the same image under
+    the other COCO naming, its numeric id (``139``, ``000000000139``) for a file stem
+    (``COCO_val2014_000000000139``) or the other way round, as a clause to end an error
+    line with. One listing of ``folder``, meant for the error path only."""
+    if (end := _NUMBER_AT_END.search(image_id)) is None:
+        return ""
+    number, numeric = int(end.group(1)), image_id.isdigit()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                for suffix in suffixes:
+                    if not entry.name.endswith(suffix) or len(entry.name) == len(suffix):
+                        continue
+                    stem = entry.name[: len(entry.name) - len(suffix)]
+                    if (stem != image_id and (numeric or stem.isdigit())
+                            and (other := _NUMBER_AT_END.search(stem)) and int(other.group(1)) == number):
+                        how = ("pads numeric ids differently" if numeric and stem.isdigit() else
+                               "names images by numeric id, the ids asked for are file stems" if stem.isdigit()
+                               else "names images by file stem, the ids asked for are numeric")
+                        return f"; the folder has {entry.name}, maybe the same image: it {how}"
+    except OSError:
+        pass
+    return ""
 
 
 def append_line(path: Path, text: str) -> None:

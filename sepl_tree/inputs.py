@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.files import mtime_ns, read_label_png
+from sepl_tree.files import mtime_ns, naming_hint, read_label_png
 from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
 from sepl_tree.registry import ReadContext, Reader, coerce_params
@@ -260,6 +260,8 @@ class InputReader:
             if c.masks_dir is not None and c.missing_masks == "error" and find_mask_source(c.masks_dir, image_id) is None:
                 raise InputError(c.masks_dir / f"{image_id}.json",
                                  f"no masks for image {image_id!r} (neither {image_id}.json nor {image_id}/); "
-                                 "use --missing-masks keep to keep its pseudo-label")
+                                 "use --missing-masks keep to keep its pseudo-label"
+                                 + naming_hint(c.masks_dir, image_id, (".json", "")))
             if c.gt_dir is not None and not self.gt_path(image_id).is_file():
-                raise InputError(self.gt_path(image_id), f"no ground truth for image {image_id!r}")
+                raise InputError(self.gt_path(image_id), f"no ground truth for image {image_id!r}"
+                                 + naming_hint(c.gt_dir, image_id, (".png",)))

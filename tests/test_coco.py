@@ -17,7 +17,7 @@ from sepl_tree.label_maps import voc_palette
 from sepl_tree.cli import app
 from sepl_tree.coco import CocoInstances, annotation_mask, semantic_label
 from sepl_tree.errors import InputError
-from sepl_tree.files import MAX_PIXELS
+from sepl_tree.files import MAX_PIXELS, write_label_png
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -393,3 +393,53 @@ def test_coco_gt_refuses_ids_not_in_the_file(tmp_path):
     assert result.exit_code == 1, result.output
     assert f"error: {ids}: 1 id(s) are not images of {path} (ids are file_name stems), e.g. 'im9'" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("wanted, present, clause", [
+    ("COCO_val2014_000000000139", "139.png", "it names images by numeric id, the ids asked for are file stems"),
+    ("139", "COCO_val2014_000000000139.png", "it names images by file stem, the ids asked for are numeric"),
+    ("000000000139", "139.png", "it pads numeric ids differently"),
+])
+def test_naming_hint_finds_the_same_image_under_the_other_coco_naming(tmp_path, wanted, present, clause):
+    from sepl_tree.files import naming_hint
+
+    (tmp_path / "1390.png").touch()  # another number, and the other naming: no hint from it
+    (tmp_path / present).touch()
+    assert naming_hint(tmp_path, wanted, (".png",)) == f"; the folder has {present}, maybe the same image: {clause}"
+
+
+def test_naming_hint_says_nothing_without_a_numeric_twin(tmp_path):
+    from sepl_tree.files import naming_hint
+
+    for name in ("2008_000139.png", "139.json", "1390.png"):
+        (tmp_path / name).touch()
+    assert naming_hint(tmp_path, "2007_000139", (".png",)) == ""  # two stems: VOC's years, not a naming
+    (tmp_path / "2008_000139.png").unlink()
+    assert naming_hint(tmp_path, "139", (".png",)) == ""  # 139.json is not a .png
+    assert naming_hint(tmp_path, "cat", (".png",)) == ""
+    assert naming_hint(tmp_path / "absent", "139", (".png",)) == ""
+
+
+def test_eval_and_run_say_when_gt_names_images_by_numeric_id(tmp_path):
+    runner = CliRunner()
+    stem = "COCO_val2014_000000000139"
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    write_label_png(pred / f"{stem}.png", np.zeros((2, 2), np.uint8))
+    write_label_png(gt / "139.png", np.zeros((2, 2), np.uint8))
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--num-classes", "81"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert (f"{stem}.png: file not found (1 of 1 ground-truth files are missing); the folder has 139.png, "
+            "maybe the same image: it names images by numeric id, the ids asked for are file stems") in result.output
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "139.json").write_text("[]")
+    result = runner.invoke(app, ["run", "--pseudo-labels", str(pred), "--masks", str(masks), "--out",
+                                 str(tmp_path / "out"), "--num-classes", "81", "--workers", "1"])
+    assert result.exit_code == 1
+    assert "the folder has 139.json, maybe the same image: it names images by numeric id" in result.output
+    (masks / f"{stem}.json").write_text("[]")
+    result = runner.invoke(app, ["run", "--pseudo-labels", str(pred), "--masks", str(masks), "--out",
+                                 str(tmp_path / "out"), "--num-classes", "81", "--workers", "1", "--gt", str(gt)])
+    assert result.exit_code == 1
+    assert f"no ground truth for image {stem!r}; the folder has 139.png" in result.output

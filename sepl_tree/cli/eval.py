@@ -23,7 +23,7 @@ from sepl_tree.cli.common import (
 )
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
-from sepl_tree.files import atomic_write_bytes
+from sepl_tree.files import atomic_write_bytes, naming_hint
 from sepl_tree.label_maps import MORE_CLASSES
 from sepl_tree.metrics import scores
 
@@ -47,11 +47,12 @@ def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[
     no_gt = [i for i in ids if not (gt / f"{i}.png").is_file()]
     if no_gt:
         raise InputError(gt / f"{no_gt[0]}.png", f"file not found ({len(no_gt)} of {len(ids)} ground-truth files "
-                                                 "are missing)")
+                                                 "are missing)" + naming_hint(gt, no_gt[0], (".png",)))
     no_pred = [i for i in ids if not (pred / f"{i}.png").is_file()]
     if no_pred and not allow_missing:
         raise InputError(pred / f"{no_pred[0]}.png", f"file not found ({len(no_pred)} of {len(ids)} predictions are "
-                                                     "missing; --allow-missing scores the rest)")
+                                                     "missing; --allow-missing scores the rest)"
+                                                     + naming_hint(pred, no_pred[0], (".png",)))
     if no_pred:
         warn(f"{len(no_pred)} of {len(ids)} prediction file(s) are missing (e.g. {no_pred[0]}.png); "
              f"scoring the other {len(ids) - len(no_pred)}")
