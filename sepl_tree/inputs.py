@@ -105,6 +105,25 @@ def check_same_size(path: Path | str, label: np.ndarray, shape: tuple[int, ...],
         raise InputError(path, f"is {label.shape[0]}x{label.shape[1]} but the {what} is {shape[0]}x{shape[1]}")
 
 
+class _Watched(Mapping[str, frozenset[int]]):
+    """Image-level labels that note whether anyone looked at them."""
+
+    def __init__(self, labels: Mapping[str, frozenset[int]]) -> None:
+        self.labels, self.looked = labels, False
+
+    def __getitem__(self, image_id: str) -> frozenset[int]:
+        self.looked = True
+        return self.labels[image_id]
+
+    def __iter__(self) -> Iterator[str]:
+        self.looked = True
+        return iter(self.labels)
+
+    def __len__(self) -> int:
+        self.looked = True
+        return len(self.labels)
+
+
 class InputReader:
     """Reads the inputs of :class:`InputConfig` image by image (the reader resolved once).
 
@@ -148,13 +167,26 @@ class InputReader:
     def pseudo(self, image_id: str) -> np.ndarray:
         """The pseudo-label of ``image_id`` through the reader plugin, checked (:func:`check_label`);
         an exception inside the reader becomes one :class:`SeplError` naming the reader and image."""
+        return self._read(image_id, self.context)
+
+    def _read(self, image_id: str, context: ReadContext) -> np.ndarray:
         try:
-            label = self.reader.read(self.config.pseudo_dir, image_id, self.context, **self.reader_params)
+            label = self.reader.read(self.config.pseudo_dir, image_id, context, **self.reader_params)
         except Exception as exc:  # a plugin's reader can fail in any way: say whose and where
             if isinstance(exc, SeplError) or (isinstance(exc, OSError) and exc.filename):
                 raise  # one line already: a bad file named, or what the system refused of a file
             raise SeplError(f"{self._who()} failed on image {image_id!r}: {type(exc).__name__}: {exc}") from exc
         return check_label(label, self.config.num_classes, self._who(), image_id)
+
+    def reads_image_labels(self, image_id: str) -> bool:
+        """Whether the reader looks at the image-level labels (``--labels``) when it reads
+        ``image_id``: one read with a context that notes any look (``False`` without labels)."""
+        labels = self.context.image_labels
+        if labels is None:
+            return False
+        watched = _Watched(labels)
+        self._read(image_id, dataclasses.replace(self.context, image_labels=watched))
+        return watched.looked
 
     def _who(self) -> str:
         where = f" ({self.source})" if self.source != "built-in" else ""

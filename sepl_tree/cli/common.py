@@ -240,6 +240,14 @@ def warn_kept_without_masks(kept: int, images: int) -> None:
              "they are, and the scores count them" + ("; check the mask folder's names" if kept == images else ""))
 
 
+def warn_if_labels_unused(inputs: Any, ids: list[str], labels: Path | None) -> None:
+    """A warning line when ``--labels`` was given but the reader does not look at them (the
+    ``png`` reader: label maps are read as stored), tried on the first id."""
+    if labels is not None and ids and not inputs.reads_image_labels(ids[0]):
+        warn(f"--labels {labels}: reader {inputs.reader.name!r} does not use image-level labels "
+             f"(it did not look at them for {ids[0]!r}); they change nothing here")
+
+
 def get_host(plugins: list[str] | None) -> PluginHost:
     """The plugin host with the user's ``--plugin`` files and modules loaded."""
     return load_host(plugins or [])

@@ -36,6 +36,7 @@ from sepl_tree.cli.common import (
     run_guarded,
     say_checking,
     warn,
+    warn_if_labels_unused,
     warn_kept_without_masks,
     warn_made_again,
 )
@@ -184,6 +185,7 @@ def compare_command(
                                    "--labels": labels})
         say_checking(id_list, f"inputs, and outputs already in {out}")
         reader_in.check(id_list)  # every mask and GT file there, before anything is written
+        warn_if_labels_unused(reader_in, id_list, labels)
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)

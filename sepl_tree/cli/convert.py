@@ -26,6 +26,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     run_guarded,
     say_checking,
+    warn_if_labels_unused,
     warn_made_again,
 )
 from sepl_tree.convert import ConvertJob, convert_settings
@@ -91,6 +92,7 @@ def convert_command(
             raise SeplError(f"{input_dir}: input folder not found")
         all_ids = input_ids(inputs, ids)
         check_apart(out, "--out", {"--input": input_dir, "--labels": labels})
+        warn_if_labels_unused(inputs, all_ids, labels)
         settings = convert_settings(inputs)
         claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))
         say_checking(all_ids, f"outputs already in {out}")

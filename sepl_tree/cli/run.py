@@ -40,6 +40,7 @@ from sepl_tree.cli.common import (
     progress_bar,
     run_guarded,
     say_checking,
+    warn_if_labels_unused,
     warn_kept_without_masks,
     warn_made_again,
 )
@@ -186,6 +187,7 @@ def run_command(
         all_ids = input_ids(inputs, ids)
         say_checking(all_ids, f"inputs, and outputs already in {folders[3]}")
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
+        warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
         if not overwrite and (stale := inputs.newer_than(all_ids, lambda i: [cfg.output_path(i)])):
