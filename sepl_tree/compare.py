@@ -312,10 +312,12 @@ THRESHOLD_NAMES = ("MIN_REGION_FRACTION", "PSEUDO_MIN_RECALL", "SAM_MATCH_IOU", 
 
 def compare_document(config: CompareConfig, selectors: Mapping[str, Selector], reader_params: Mapping[str, Any],
                      totals: CompareTotals, summary: Mapping[str, Any], computed: int, seconds: float,
-                     images_dir: Path | None = None, given: Mapping[str, str] | None = None) -> dict[str, Any]:
+                     images_dir: Path | None = None, given: Mapping[str, str] | None = None,
+                     class_names: Sequence[str] = ()) -> dict[str, Any]:
     """The ``compare.json`` document: settings, counts, per-subset results and per-image evidence.
 
-    ``given`` holds the paths as the user typed them (default: the config's absolute ones).
+    ``given`` holds the paths as the user typed them (default: the config's absolute ones);
+    ``class_names``, the names of the class indices in the per-image evidence (``class``).
     """
     from sepl_tree import subsets as subsets_module
 
@@ -327,6 +329,7 @@ def compare_document(config: CompareConfig, selectors: Mapping[str, Selector], r
         "reader": c.reader,
         "reader_params": dict(reader_params),
         "num_classes": c.num_classes,
+        "class_names": list(class_names),
         "inputs": {"pseudo_labels": typed.get("pseudo_labels", str(c.pseudo_dir)),
                    "masks": typed.get("masks", str(c.masks_dir)), "gt": typed.get("gt", str(c.gt_dir)),
                    "images": None if images_dir is None else str(images_dir),

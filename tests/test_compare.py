@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from sepl_tree.classes import VOC_CLASSES
 from sepl_tree.cli import app
 from sepl_tree.compare import CompareConfig, CompareJob, disagreement
 from sepl_tree.demo import write_demo
@@ -69,6 +70,8 @@ def test_compare_writes_every_output_and_matches_eval(demo, compared, tmp_path):
     out, _ = compared
     doc = json.loads((out / "compare.json").read_text())
     assert doc["strategies"] == ["threshold", "official"] and doc["subsets"] == list(SUBSETS)
+    assert doc["class_names"] == list(VOC_CLASSES)  # what the evidence's class indices name
+    assert list(doc["results"]["all"]["input"]["per_class"]) == list(VOC_CLASSES)
     every = doc["results"]["all"]
     assert every["images"] == len(ids)
     for name in ("threshold", "official"):

@@ -201,7 +201,8 @@ def compare_command(
                          counts={"images": len(id_list), "written": written[name],
                                  "skipped_existing": len(id_list) - written[name]})
         computed = sum(written.values())
-        summary = totals.summary(class_names_for(num_classes))
+        class_names = class_names_for(num_classes)
+        summary = totals.summary(class_names)
         print_compare(summary, names)
         warn_kept_without_masks(totals.kept_without_masks, len(id_list))
         if totals.synthetic_masks:
@@ -211,7 +212,7 @@ def compare_command(
                        for i in totals.most_disagreeing(strips)}
         typed = {"pseudo_labels": str(pseudo_labels), "masks": str(masks), "gt": str(gt), "plugins": list(plugin or ())}
         doc = compare_document(config, selectors, reader_in.reader_params, totals, summary, computed, seconds,
-                               images, typed)
+                               images, typed, class_names)
         doc["execution"] = execution_log(options)
         meta = {"pseudo-labels": pseudo_labels, "masks": masks, "gt": gt, "reader": reader, "images": len(id_list),
                 "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str),
