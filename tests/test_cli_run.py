@@ -132,6 +132,43 @@ def test_the_dataset_presets_are_configs_of_run(dataset, tmp_path, name, k):
     assert ("aeroplane" if name == "voc" else "person") in result.output  # its class names label the scores
 
 
+def test_the_dataset_presets_are_configs_of_eval_and_compare(dataset, tmp_path):
+    from sepl_tree.classes import COCO_CLASSES
+
+    coco = Path(__file__).resolve().parents[1] / "configs" / "coco.toml"
+    scores = tmp_path / "scores.json"
+    result = runner.invoke(app, ["eval", "--pred", str(dataset["pseudo"]), "--gt", str(dataset["gt"]),
+                                 "--config", str(coco), "--json", str(scores)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(scores.read_text())["per_class"]) == list(COCO_CLASSES) and "person" in result.output
+    result = runner.invoke(app, ["compare", "-s", "threshold", "--pseudo-labels", str(dataset["pseudo"]), "--masks",
+                                 str(dataset["masks"]), "--gt", str(dataset["gt"]), "--out", str(tmp_path / "cmp"),
+                                 "--subset", "all", "--config", str(coco)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert doc["num_classes"] == 81 and doc["class_names"] == list(COCO_CLASSES)
+
+
+def test_eval_and_compare_configs_take_dataset_keys_only(dataset, tmp_path):
+    config = tmp_path / "c.toml"
+    eval_args = ["eval", "--pred", str(dataset["pseudo"]), "--gt", str(dataset["gt"]), "--config", str(config)]
+    config.write_text('strategy = "official"\n')
+    result = runner.invoke(app, eval_args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: unknown key 'strategy'; valid keys: " in result.output
+    assert "class_names, name, palette, category_ids" in result.output and "params" not in result.output
+    config.write_text('class_names = ["background", "thing"]\n')
+    result = runner.invoke(app, eval_args, env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "c.toml: 2 class names given for 21 classes (--num-classes)" in result.output
+    config.write_text('num_classes = 2\nclass_names = ["background", "thing"]\n')
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    write_label_png(pred / "a.png", np.array([[0, 1]], np.uint8))
+    write_label_png(gt / "a.png", np.array([[0, 1]], np.uint8))
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--config", str(config)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "thing" in result.output and "aeroplane" not in result.output
+
+
 def test_a_config_with_another_palette_is_refused(dataset, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("palette = [[0, 0, 0], [255, 0, 0]]\n")

@@ -27,6 +27,7 @@ from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plu
 __all__ = [
     "CONFIG_TABLES",
     "ConfigOpt",
+    "DatasetConfigOpt",
     "Executor",
     "ExecutorOpt",
     "IdsOpt",
@@ -39,6 +40,8 @@ __all__ = [
     "RayAddressOpt",
     "WorkersOpt",
     "absolute_plugin_paths",
+    "config_class_names",
+    "config_option",
     "config_tables",
     "console",
     "delta",
@@ -56,6 +59,7 @@ __all__ = [
     "run_guarded",
     "say_checking",
     "warn",
+    "warn_if_labels_unused",
     "warn_kept_without_masks",
     "warn_made_again",
 ]
@@ -119,12 +123,13 @@ def _check_palette(path: Path, palette: Any) -> None:
                                  "(configs/voc.toml lists it); another palette is not supported")
 
 
-def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | None:
+def _load_config(ctx: typer.Context, path: Path | None, tables: tuple[str, ...], itself: str | None) -> Path | None:
     """``--config`` callback: the file's option values become the command's defaults.
 
-    Options given on the command line still win; a key that is neither an option of the command
-    nor one of :data:`CONFIG_TABLES` is an error naming the valid ones. The tables are kept in
-    ``ctx.meta["config_tables"]`` (see :func:`config_tables`).
+    Options given on the command line still win; a key that is neither another option of the
+    command (``itself`` is the ``--config`` option's name) nor one of ``tables`` (of
+    :data:`CONFIG_TABLES`) is an error naming the valid ones. The tables are kept in ``ctx.meta["config_tables"]``
+    (see :func:`config_tables`).
     """
     if path is None:
         return None
@@ -138,8 +143,8 @@ def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | N
     except UnicodeDecodeError as exc:
         raise typer.BadParameter(f"{path}: invalid TOML (not UTF-8 text, byte {exc.start})") from None
     options = {p.name for p in ctx.command.params
-               if getattr(p, "param_type_name", "") == "option" and p.name not in ("config", "help")}
-    valid = sorted(options - {"param", "plugin"}) + list(CONFIG_TABLES) + list(DATASET_KEYS)
+               if getattr(p, "param_type_name", "") == "option" and p.name not in (itself, "help")}
+    valid = sorted(options - {"param", "plugin"}) + list(tables) + list(DATASET_KEYS)
     unknown = [key for key in data if key not in valid]
     if unknown:
         raise typer.BadParameter(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
@@ -152,18 +157,41 @@ def _load_config(ctx: typer.Context, _param: Any, path: Path | None) -> Path | N
     if "palette" in data:
         _check_palette(path, data["palette"])
     ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in data.items() if k in options}}
-    ctx.meta["config_tables"] = {k: v for k, v in data.items() if k in CONFIG_TABLES}
+    ctx.meta["config_tables"] = {k: v for k, v in data.items() if k in tables}
     return path
 
 
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", metavar="FILE.toml", is_eager=True, callback=_load_config, show_default=False,
-    help="A TOML preset (e.g. configs/paper.toml): its values are the defaults, the command line wins.")]
+def config_option(tables: tuple[str, ...], example: str) -> Any:
+    """The ``--config FILE.toml`` option of a command whose preset may hold ``tables``."""
+
+    def load(ctx: typer.Context, param: typer.CallbackParam, path: Path | None) -> Path | None:
+        return _load_config(ctx, path, tables, param.name)
+
+    return Annotated[Path | None, typer.Option(
+        "--config", metavar="FILE.toml", is_eager=True, callback=load, show_default=False,
+        help=f"A TOML preset (e.g. {example}): its values are the defaults, the command line wins.")]
+
+
+ConfigOpt = config_option(CONFIG_TABLES, "configs/paper.toml")
+#: ``--config`` of ``eval`` and ``compare``: a dataset preset (``configs/coco.toml``) sets K and
+#: the class names the scores are printed with.
+DatasetConfigOpt = config_option(("class_names", "name"), "configs/coco.toml")
 
 
 def config_tables(ctx: typer.Context) -> dict[str, Any]:
     """The tables of the command's ``--config`` file (empty without one)."""
     return dict(ctx.meta.get("config_tables", {}))
+
+
+def config_class_names(ctx: typer.Context, config: Path | None, num_classes: int) -> list[str]:
+    """The class names of the command's ``--config`` (else the dataset preset's of K classes),
+    checked against K before any work."""
+    from sepl_tree.evaluate import class_names_for
+
+    try:
+        return class_names_for(num_classes, config_tables(ctx).get("class_names"))
+    except SeplError as exc:
+        raise SeplError(f"{config}: {exc} (--num-classes)") from None
 
 
 T = TypeVar("T")

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from sepl_tree.cli.common import (
+    DatasetConfigOpt,
     Executor,
     ExecutorOpt,
     IdsOpt,
@@ -24,6 +25,7 @@ from sepl_tree.cli.common import (
     RayAddressOpt,
     WorkersOpt,
     absolute_plugin_paths,
+    config_class_names,
     console,
     err_console,
     execution_log,
@@ -49,7 +51,6 @@ from sepl_tree.compare import (
     strip_panels,
 )
 from sepl_tree.errors import SeplError
-from sepl_tree.evaluate import class_names_for
 from sepl_tree.inputs import InputConfig
 from sepl_tree.outputs import check_apart, noting_a_stop, write_status
 from sepl_tree.plugins import PluginHost, UnknownName
@@ -136,6 +137,7 @@ def _strip_panels(config: Any, image_id: str, images: Path | None, host: Any) ->
 
 
 def compare_command(
+    ctx: typer.Context,
     strategies: Annotated[str, typer.Option("--strategies", "-s", metavar="NAME,NAME,...", help="Comma-separated strategies, e.g. threshold,official,tree-smallest-cover.")],
     pseudo_labels: Annotated[Path, typer.Option("--pseudo-labels", metavar="DIR", help="Folder of the baseline's pseudo-labels (or CAMs).")],
     masks: Annotated[Path, typer.Option("--masks", metavar="DIR", help="Folder of SAM masks (amg.py layouts: <id>.json or <id>/).")],
@@ -155,6 +157,7 @@ def compare_command(
     missing_masks: MissingMasksOpt = MissingMasks.error,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute outputs that already exist.")] = False,
     plugin: PluginOpt = None,
+    preset: DatasetConfigOpt = None,
 ) -> None:
     """Run several strategies on the same images and score them per failure subset.
 
@@ -166,6 +169,7 @@ def compare_command(
         from sepl_tree.report import image_strip, write_report
 
         options = executor_options(executor.value, ray_address, workers)
+        class_names = config_class_names(ctx, preset, num_classes)
         host = get_host(plugin)
         names, chosen = _strategies(strategies, host), _subsets(subset)
         for folder, what in ((pseudo_labels, "pseudo-label"), (masks, "mask"), (gt, "ground-truth")):
@@ -201,7 +205,6 @@ def compare_command(
                          counts={"images": len(id_list), "written": written[name],
                                  "skipped_existing": len(id_list) - written[name]})
         computed = sum(written.values())
-        class_names = class_names_for(num_classes)
         summary = totals.summary(class_names)
         print_compare(summary, names)
         warn_kept_without_masks(totals.kept_without_masks, len(id_list))

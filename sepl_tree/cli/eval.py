@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from sepl_tree.cli.common import (
+    DatasetConfigOpt,
     IdsOpt,
     NumClassesOpt,
     WorkersOpt,
+    config_class_names,
     console,
     per_second,
     print_scores,
@@ -22,7 +24,7 @@ from sepl_tree.cli.common import (
     warn,
 )
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.evaluate import class_names_for, evaluate_folders, scores_to_json
+from sepl_tree.evaluate import evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes, naming_hint
 from sepl_tree.label_maps import MORE_CLASSES
 from sepl_tree.metrics import scores
@@ -85,6 +87,7 @@ def _say_unscored(gt: Path, scored: list[str]) -> None:
 
 
 def eval_command(
+    ctx: typer.Context,
     pred: Annotated[Path, typer.Option("--pred", metavar="DIR", help="Folder of predicted label PNGs (<id>.png).")],
     gt: Annotated[Path, typer.Option("--gt", metavar="DIR", help="Folder of ground-truth label PNGs (255 = ignore).")],
     num_classes: NumClassesOpt = 21,
@@ -92,10 +95,12 @@ def eval_command(
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Also write the scores to this JSON file.", show_default=False)] = None,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Score the images that have a prediction when some have none (says how many).")] = False,
     workers: WorkersOpt = 1,
+    config: DatasetConfigOpt = None,
 ) -> None:
     """mIoU, precision and recall of label maps against ground truth (published conventions)."""
 
     def body() -> None:
+        names = config_class_names(ctx, config, num_classes)
         if not gt.is_dir():
             raise SeplError(f"{gt}: ground-truth folder not found")
         _check_json_out(json_out, pred, gt)
@@ -113,7 +118,6 @@ def eval_command(
                  f"(e.g. {pred / first}.png: {not_labels[first]}); they count as misses of the GT class (README, "
                  "Conventions)" + ("" if num_classes >= 81 else MORE_CLASSES))
         s = scores(cm)
-        names = class_names_for(num_classes)
         print_scores(f"{pred} ({count} images)", names, {"": s})
         if json_out is not None:
             if json_out.is_dir():

@@ -25,6 +25,7 @@ from sepl_tree.cli.common import (
     RayAddressOpt,
     WorkersOpt,
     absolute_plugin_paths,
+    config_class_names,
     config_tables,
     console,
     delta,
@@ -45,7 +46,7 @@ from sepl_tree.cli.common import (
     warn_made_again,
 )
 from sepl_tree.errors import SeplError
-from sepl_tree.evaluate import class_names_for, scores_to_json
+from sepl_tree.evaluate import scores_to_json
 from sepl_tree.files import atomic_write_bytes
 from sepl_tree.inputs import InputConfig
 from sepl_tree.metrics import scores
@@ -170,10 +171,7 @@ def run_command(
         t_begin = time.perf_counter()
         options = executor_options(executor.value, ray_address, workers)
         tables = config_tables(ctx)
-        try:  # a config's class names, checked before any work (the demo's data included)
-            names = class_names_for(num_classes, tables.get("class_names"))
-        except SeplError as exc:
-            raise SeplError(f"{config}: {exc} (--num-classes)") from None
+        names = config_class_names(ctx, config, num_classes)  # before any work (the demo's data included)
         folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         given = {**tables.get("params", {}), **parse_params(param)}
         host = get_host(plugin)
