@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.label_maps import MORE_CLASSES, first_bad_label, voc_palette
+from sepl_tree.label_maps import first_bad_label, more_classes_hint, voc_palette
 
 __all__ = [
     "MAX_PIXELS",
@@ -335,11 +335,13 @@ def read_label_png(path: Path, num_classes: int) -> np.ndarray:
         raise InputError(path, f"a label PNG must be palette or greyscale, got {values.ndim}-D pixels {values.shape}")
     if values.dtype != np.uint8:
         if values.size and (values.min() < 0 or values.max() > 255):
-            raise InputError(path, f"label value {int(values.max())} is out of range 0..{num_classes - 1} or 255"
-                                   f"{MORE_CLASSES}")
+            bad = int(values.max()) if values.max() > 255 else int(values.min())
+            raise InputError(path, f"label value {bad} is out of range 0..{num_classes - 1} or 255"
+                                   f"{more_classes_hint(bad, num_classes)}")
         values = values.astype(np.uint8)
     if (bad := first_bad_label(values, num_classes)) is not None:
-        raise InputError(path, f"label value {bad} is out of range 0..{num_classes - 1} or 255{MORE_CLASSES}")
+        raise InputError(path, f"label value {bad} is out of range 0..{num_classes - 1} or 255"
+                               f"{more_classes_hint(bad, num_classes)}")
     return values
 
 

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IGNORE", "MORE_CLASSES", "first_bad_label", "label_values", "voc_palette"]
+__all__ = ["IGNORE", "first_bad_label", "label_values", "more_classes_hint", "voc_palette"]
 
 #: The label value that means "not labelled": excluded from evaluation, never a class.
 IGNORE = 255
-#: Ends a "label value out of range" message: the usual cause is a dataset of more classes (COCO's 81).
-MORE_CLASSES = " (more classes? set --num-classes, e.g. 81 for COCO)"
+
+
+def more_classes_hint(value: int, num_classes: int) -> str:
+    """Ends a "label ``value`` out of range at K = ``num_classes``" message with its likely cause.
+
+    >>> more_classes_hint(30, 21)
+    ' (more classes? set --num-classes, e.g. 81 for COCO)'
+    >>> more_classes_hint(1000, 21)
+    ' (no K can hold it: labels are 0..254 and 255; is this a label map?)'
+    >>> more_classes_hint(90, 81)
+    " (COCO's category ids, 1..90, for its class indices 1..80? configs/coco.toml maps them)"
+    """
+    if not 0 <= value < IGNORE:
+        return f" (no K can hold it: labels are 0..{IGNORE - 1} and {IGNORE}; is this a label map?)"
+    if num_classes == 81 and value <= 90:
+        return " (COCO's category ids, 1..90, for its class indices 1..80? configs/coco.toml maps them)"
+    return " (more classes? set --num-classes" + (", e.g. 81 for COCO)" if num_classes < 81 else ")")
 
 
 def voc_palette(n: int = 256) -> np.ndarray:

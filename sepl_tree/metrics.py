@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sepl_tree.label_maps import IGNORE, MORE_CLASSES
+from sepl_tree.label_maps import IGNORE, more_classes_hint
 
 __all__ = ["Scores", "confusion_matrix", "scores"]
 
@@ -40,7 +40,7 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.n
     g = gt[valid].astype(np.int64)
     if g.size and (g.max() >= k or g.min() < 0):
         bad = int(g.max()) if g.max() >= k else int(g.min())
-        raise ValueError(f"ground-truth value {bad} is out of range 0..{k - 1} or 255{MORE_CLASSES}")
+        raise ValueError(f"ground-truth value {bad} is out of range 0..{k - 1} or 255{more_classes_hint(bad, k)}")
     p = pred[valid].astype(np.int64)
     p = np.where((p >= 0) & (p < k), p, k)
     return np.bincount(g * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)
@@ -55,7 +55,8 @@ def _uint8_confusion(pred: np.ndarray, gt: np.ndarray, k: int) -> np.ndarray:
     rows = np.bincount(code.ravel(), minlength=256 * (k + 1)).reshape(256, k + 1)
     bad = np.flatnonzero(rows[k:IGNORE].any(axis=1))
     if bad.size:
-        raise ValueError(f"ground-truth value {int(k + bad[-1])} is out of range 0..{k - 1} or 255{MORE_CLASSES}")
+        value = int(k + bad[-1])
+        raise ValueError(f"ground-truth value {value} is out of range 0..{k - 1} or 255{more_classes_hint(value, k)}")
     return rows[:k].copy()
 
 

@@ -594,6 +594,24 @@ def test_eval_says_when_predictions_hold_values_that_are_no_label(tmp_path: Path
                                  "--num-classes", "81", "--workers", workers], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert (f"1 of 3 predictions hold values that are no label at K = 81 (e.g. {tmp_path / 'pred' / 'im0'}.png: 90); "
-            "they count as misses of the GT class (README, Conventions)") in result.output  # (255 is not reported)
+            "they count as misses of the GT class (README, Conventions) (COCO's category ids, 1..90, for its class "
+            "indices 1..80? configs/coco.toml maps them)") in " ".join(result.output.split())  # (255 is not reported)
     assert "mIoU over 1 of 81 classes (a class absent from both ground truth and prediction is left out" in (
         " ".join(result.output.split()))
+
+
+def test_a_16_bit_label_png_beyond_255_is_no_num_classes_matter(tmp_path: Path) -> None:
+    from sepl_tree.errors import InputError
+    from sepl_tree.files import read_label_png
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.array([[0, 1000]], np.uint16)).save(path)
+    with pytest.raises(InputError) as caught:
+        read_label_png(path, 21)
+    assert str(caught.value) == (f"{path}: label value 1000 is out of range 0..20 or 255 (no K can hold it: labels "
+                                 "are 0..254 and 255; is this a label map?)")
+    Image.fromarray(np.array([[0, 30]], np.uint16)).save(path)
+    with pytest.raises(InputError, match=r"label value 30 is out of range 0\.\.20 or 255 \(more classes\? set "
+                                         r"--num-classes, e.g\. 81 for COCO\)"):
+        read_label_png(path, 21)
+    assert read_label_png(path, 31).tolist() == [[0, 30]]

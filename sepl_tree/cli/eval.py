@@ -26,7 +26,7 @@ from sepl_tree.cli.common import (
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.evaluate import evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes, naming_hint
-from sepl_tree.label_maps import MORE_CLASSES
+from sepl_tree.label_maps import more_classes_hint
 from sepl_tree.metrics import scores
 
 __all__ = ["eval_command"]
@@ -116,7 +116,7 @@ def eval_command(
             first = next(iter(not_labels))
             warn(f"{len(not_labels)} of {count} predictions hold values that are no label at K = {num_classes} "
                  f"(e.g. {pred / first}.png: {not_labels[first]}); they count as misses of the GT class (README, "
-                 "Conventions)" + ("" if num_classes >= 81 else MORE_CLASSES))
+                 "Conventions)" + more_classes_hint(not_labels[first], num_classes))
         s = scores(cm)
         print_scores(f"{pred} ({count} images)", names, {"": s})
         if json_out is not None:
