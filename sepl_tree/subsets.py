@@ -91,7 +91,6 @@ __all__ = [
     "GT_FREE",
     "MERGE_MIN_SHARE",
     "MIN_REGION_FRACTION",
-    "NEEDS_TREE",
     "NESTED_MIN_DEPTH",
     "PSEUDO_MIN_RECALL",
     "SAM_MATCH_IOU",
@@ -118,8 +117,6 @@ NESTED_MIN_DEPTH = 2
 SUBSETS: tuple[str, ...] = ("all", "pseudo-failure", "sam-miss", "sam-merge", "envelope", "nested")
 #: Subsets computable without ground truth.
 GT_FREE: frozenset[str] = frozenset({"all", "nested"})
-#: Subsets that need the containment tree.
-NEEDS_TREE: frozenset[str] = frozenset({"envelope", "nested"})
 
 
 @dataclass(frozen=True)
@@ -333,7 +330,7 @@ def compute_subsets(sample: Sample, gt: np.ndarray | None = None, names: Iterabl
     t1, t2
         The ``threshold`` strategy's parameters, for ``envelope``.
     tau
-        The containment tree's threshold, for :data:`NEEDS_TREE` subsets.
+        The containment tree's threshold, for ``envelope`` and ``nested``.
     """
     names = list(names)
     unknown = [n for n in names if n not in SUBSETS]

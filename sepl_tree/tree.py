@@ -150,7 +150,7 @@ def build_tree(masks: MaskSet, tau: float = 0.9) -> nx.DiGraph:
     nodes = []
     for i, (a, box, d) in enumerate(zip(area.tolist(), boxes.tolist(), depth.tolist())):
         attrs = {"area": a, "bbox": tuple(box), "depth": d}
-        rec = records[i] if i < len(records) else {}
+        rec = records[i]
         for key in SCORE_KEYS:
             v = score_value(rec.get(key))
             if v is not None:

@@ -53,6 +53,9 @@ def test_bad_packed_input_and_records_are_refused():
         MaskSet.from_packed(pack_rows(np.zeros((1, 4), bool)), (2, 2), order="X")
     with pytest.raises(ValueError, match="one record per mask"):
         MaskSet(np.zeros((2, 2, 2), bool), [{}])
+    with pytest.raises(ValueError, match="one record per mask"):
+        MaskSet(np.zeros((2, 2, 2), bool), [])  # (an empty list is no records, not "none given")
+    assert MaskSet(np.zeros((2, 2, 2), bool)).records == [{}, {}]
     with pytest.raises(ValueError, match="bool"):
         MaskSet(np.zeros((2, 2, 2), np.uint8))
 

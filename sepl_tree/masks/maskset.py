@@ -104,7 +104,7 @@ class MaskSet:
         return cls(np.zeros((0, height, width), bool), [])
 
     def _check_records(self, records: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        records = records or [{} for _ in range(self._count)]
+        records = [{} for _ in range(self._count)] if records is None else records
         if len(records) != self._count:
             raise ValueError("one record per mask is required")
         return records

@@ -4,12 +4,13 @@ AffinityNet/PSA's ``infer_cls.py`` saves ``np.save`` of a plain dict ``{c: float
 one entry per image-level class, ``c`` **0-based** (0 = aeroplane), no background entry. SEAM
 (``infer_SEAM.py``), EPS (``infer.py --cam_npy``), PPC (``contrast_infer.py``, EPS's script),
 TransCAM (``infer_TransCAM.py``) and L2G (``--cam_npy``) write the same layout; only their
-default background rule differs, so each has its own reader:
+default background rule differs, so each has its own reader (``bg=16`` gives PSA's
+``infer_aff.py --alpha 16`` background ``(1 - max) ** 16``, the random walk's input):
 
 ========  ====================================================================  ==========
 reader    the method's own default                                              ``bg``
 ========  ====================================================================  ==========
-psa       ``infer_aff.py --alpha 16``: background ``(1 - max) ** 16``            16
+psa       ``infer_cls.py --out_cam_pred``: constant background                  0.2
 seam      ``infer_SEAM.py --out_cam_pred_alpha 0.26``                            0.26
 eps, ppc  ``infer.py --thr 0.20`` (PPC's script uses 0.22)                       0.20
 transcam  ``infer_aff.py --bkg 0.42``                                            0.42

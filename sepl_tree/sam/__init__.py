@@ -14,8 +14,8 @@ Modules, one concern each: :mod:`~sepl_tree.sam.presets` (settings per family),
 :mod:`~sepl_tree.sam.models` (the built-in model types, a plugin), :mod:`~sepl_tree.sam.generator`
 (the libraries' generators, and with ``level``), :mod:`~sepl_tree.sam.adapters` (each family's
 model calls, batched), :mod:`~sepl_tree.sam.fast` (the fast path), :mod:`~sepl_tree.sam.rle`
-(RLE from tensors), :mod:`~sepl_tree.sam.timing` (image files are read by :mod:`sepl_tree.images`),
-:mod:`~sepl_tree.sam.writing`, :mod:`~sepl_tree.sam.workers` (per-worker pipelines),
+(RLE from tensors), :mod:`~sepl_tree.sam.timing` (seconds per device stage),
+:mod:`~sepl_tree.sam.writing` (image files are read by :mod:`sepl_tree.images`), :mod:`~sepl_tree.sam.workers` (per-worker pipelines),
 :mod:`~sepl_tree.sam.job` (the picklable job spec) and :mod:`~sepl_tree.sam.run` (a run over a
 folder: checks, resume, logs, summary).
 
@@ -40,7 +40,7 @@ _NAMES = {
     "job": ("DEVICES", "ENGINES", "PRECISIONS", "MaskJob", "available_cores", "check_checkpoint",
             "default_torch_threads", "resolve_device"),
     "run": ("ERROR_LOG", "RUN_LOG", "MaskRequest", "MaskRun", "MaskRunSummary", "append_error", "append_run_log",
-            "check_same_settings", "pending_ids", "plan_masks_run", "start_error_log"),
+            "check_same_settings", "plan_masks_run", "start_error_log"),
     "sepl_tree.files": ("remove_stale_temporaries",),
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names}

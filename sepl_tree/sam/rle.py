@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_counts", "mask_runs", "runs_to_rles", "split_runs"]
+__all__ = ["encode_counts", "mask_runs", "split_runs"]
 
 #: Enough 5-bit groups for any run of an image under 2**34 pixels.
 _GROUPS = 7
@@ -90,8 +90,3 @@ def encode_counts(runs: np.ndarray, per_mask: np.ndarray) -> list[str]:
     per_string = np.add.reduceat(emitted.sum(axis=1), start) if runs.size else np.zeros(len(per_mask), np.int64)
     ends = np.cumsum(per_string)
     return [text[a:b].decode("ascii") for a, b in zip(ends - per_string, ends, strict=True)]
-
-
-def runs_to_rles(runs: np.ndarray, per_mask: np.ndarray, height: int, width: int) -> list[dict[str, Any]]:
-    """COCO compressed RLE dicts (``counts`` as ``str``, ready for JSON) from run lengths."""
-    return [{"size": [height, width], "counts": counts} for counts in encode_counts(runs, per_mask)]

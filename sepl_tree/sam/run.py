@@ -49,7 +49,6 @@ __all__ = [
     "append_error",
     "append_run_log",
     "check_same_settings",
-    "pending_ids",
     "plan_masks_run",
     "start_error_log",
 ]
@@ -101,11 +100,6 @@ def append_run_log(out: Path, entry: Mapping[str, Any]) -> None:
 def mask_sources(out: Path, ids: Iterable[str]) -> dict[str, Path | None]:
     """Each id's finished output in ``out``: ``<id>.json``, ``<id>/`` or ``None`` (one look per id)."""
     return {i: find_mask_source(out, i) for i in ids}
-
-
-def pending_ids(out: Path, ids: Iterable[str]) -> list[str]:
-    """The ids without finished output in ``out`` (either layout counts as finished)."""
-    return [i for i, source in mask_sources(out, ids).items() if source is None]
 
 
 def start_error_log(out: Path, retried: Iterable[str]) -> Path:

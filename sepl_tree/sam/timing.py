@@ -14,10 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["STAGES", "StageTimer"]
-
-#: The device stages of mask generation, in order.
-STAGES = ("encoder", "decoder", "postprocess")
+__all__ = ["StageTimer"]
 
 
 class StageTimer:
