@@ -8,7 +8,7 @@ format ``sepl-tree run`` writes and the ``png`` reader reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,11 @@ class ConvertResult:
 
 @dataclass(frozen=True)
 class ConvertJob:
-    """Read each image of ``inputs`` with its reader and write ``<out_dir>/<id>.png``.
-
-    ``image_labels`` are the ``--labels`` the parent loaded once (instead of every worker).
-    """
+    """Read each image of ``inputs`` with its reader and write ``<out_dir>/<id>.png``
+    (``inputs`` carries the ``--labels`` the parent read once: :meth:`InputConfig.with_labels_read`)."""
 
     inputs: InputConfig
     out_dir: Path
-    image_labels: Mapping[str, frozenset[int]] | None = None
 
     @property
     def output_folders(self) -> tuple[Path, ...]:
@@ -48,7 +45,7 @@ class ConvertJob:
     def setup(self) -> Callable[[str], ConvertResult]:
         from sepl_tree.plugins import load_host
 
-        reader = InputReader.from_host(self.inputs, load_host(self.inputs.plugins), self.image_labels)
+        reader = InputReader.from_host(self.inputs, load_host(self.inputs.plugins))
 
         def convert(image_id: str) -> ConvertResult:
             label = reader.pseudo(image_id)  # checked there

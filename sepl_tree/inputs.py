@@ -133,20 +133,17 @@ class InputReader:
         Where the inputs are.
     reader
         The resolved reader plugin (``host.reader(config.reader)``).
-    image_labels
-        ``--labels`` already loaded (``None``: load them from ``config.labels`` if given).
     source
         Where the reader comes from, as the plugin host says (``built-in``, ``file ...``,
         ``entry point NAME (DIST VERSION)``): the run's settings record an entry point's.
     """
 
-    def __init__(self, config: InputConfig, reader: Reader,
-                 image_labels: Mapping[str, frozenset[int]] | None = None, source: str = "built-in") -> None:
+    def __init__(self, config: InputConfig, reader: Reader, source: str = "built-in") -> None:
         self.config = config
         self.reader = reader
         self.source = source
         self.reader_params = coerce_params(f"reader {reader.name!r}", reader.params, config.reader_params)
-        image_labels = image_labels if image_labels is not None else config.image_labels
+        image_labels = config.image_labels  # read once by the parent (with_labels_read), else read here
         if image_labels is None and config.labels is not None:
             from sepl_tree.image_labels import load_image_labels
 
@@ -154,11 +151,9 @@ class InputReader:
         self.context = ReadContext(num_classes=config.num_classes, image_labels=image_labels)
 
     @classmethod
-    def from_host(cls, config: InputConfig, host: Any,
-                  image_labels: Mapping[str, frozenset[int]] | None = None) -> InputReader:
-        """The reader of ``config`` looked up among the loaded plugins (``host``); ``image_labels``:
-        the ``--labels`` already loaded (else read from ``config.labels``)."""
-        return cls(config, host.reader(config.reader), image_labels, source=host.readers[config.reader].source)
+    def from_host(cls, config: InputConfig, host: Any) -> InputReader:
+        """The reader of ``config`` looked up among the loaded plugins (``host``)."""
+        return cls(config, host.reader(config.reader), source=host.readers[config.reader].source)
 
     def ids(self) -> list[str]:
         """Every image id the reader finds in the pseudo-label folder, sorted."""

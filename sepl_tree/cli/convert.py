@@ -87,9 +87,9 @@ def convert_command(
         config = InputConfig(input_dir.resolve(), reader=reader, reader_params=parse_params(param),
                              num_classes=num_classes, plugins=absolute_plugin_paths(plugin),
                              labels=labels and labels.resolve())
-        inputs = InputReader.from_host(config, host)  # parameters and --labels checked before any work
         if not input_dir.is_dir():
             raise SeplError(f"{input_dir}: input folder not found")
+        inputs = InputReader.from_host(config, host)  # parameters and --labels checked before any work
         all_ids = input_ids(inputs, ids)
         check_apart(out, "--out", {"--input": input_dir, "--labels": labels})
         warn_if_labels_unused(inputs, all_ids, labels)
@@ -100,7 +100,7 @@ def convert_command(
         if stale:
             warn_made_again(len(stale), out, f"{min(stale)}.png", "its input file changed")
         todo = pending_ids(all_ids, lambda i: i not in stale and output_done(out / f"{i}.png"), overwrite)
-        job = ConvertJob(config, out.resolve(), inputs.context.image_labels)
+        job = ConvertJob(config.with_labels_read(inputs.context.image_labels), out.resolve())
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         t0 = time.perf_counter()
         with noting_a_stop(out, "convert.json", settings), progress_bar() as bar:
