@@ -132,3 +132,16 @@ def test_app_is_built_once_with_every_command():
     assert [c.name for c in cli.app.registered_commands] == list(cli.COMMANDS)
     with pytest.raises(AttributeError):
         cli.nothing  # noqa: B018
+
+
+def test_a_command_module_imports_no_other_command():
+    """(Shared options and helpers live in ``cli.common``: ``tree`` once pulled in ``compare``'s
+    whole library through an option alias.)"""
+    from sepl_tree.cli import COMMANDS
+
+    modules = [target.split(":")[0] for target in COMMANDS.values()]
+    code = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
+            f"print(','.join(m for m in {modules!r} if m in sys.modules and m != sys.argv[1]))")
+    for module in modules:
+        done = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "", module

@@ -13,8 +13,12 @@ import typer
 
 from sepl_tree.cli.common import (
     IdsOpt,
+    OutOpt,
+    OverwriteOpt,
+    class_table,
     console,
     err_console,
+    finish_folder,
     per_second,
     progress_bar,
     read_ids,
@@ -23,7 +27,6 @@ from sepl_tree.cli.common import (
     warn,
     warn_made_again,
 )
-from sepl_tree.cli.convert import OutOpt, OverwriteOpt, class_table, finish_folder
 from sepl_tree.files import atomic_write_bytes, mtime_ns, read_json, write_label_png
 from sepl_tree import __version__
 from sepl_tree.classes import COCO_CATEGORY_IDS

@@ -21,7 +21,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sepl_tree.classes import default_class_names
 from sepl_tree.errors import SeplError
+from sepl_tree.label_maps import IGNORE
 from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plugin_file
 
 __all__ = [
@@ -31,15 +33,19 @@ __all__ = [
     "Executor",
     "ExecutorOpt",
     "IdsOpt",
+    "ImagesOpt",
     "MissingMasks",
     "MissingMasksOpt",
     "NumClassesOpt",
+    "OutOpt",
+    "OverwriteOpt",
     "ParamOpt",
-    "ReaderParamOpt",
     "PluginOpt",
     "RayAddressOpt",
+    "ReaderParamOpt",
     "WorkersOpt",
     "absolute_plugin_paths",
+    "class_table",
     "config_class_names",
     "config_option",
     "config_tables",
@@ -48,6 +54,7 @@ __all__ = [
     "err_console",
     "execution_log",
     "executor_options",
+    "finish_folder",
     "fmt",
     "get_host",
     "input_ids",
@@ -100,6 +107,11 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 MissingMasksOpt = Annotated[MissingMasks, typer.Option(
     "--missing-masks", help="An id without masks: an error, or keep its pseudo-label.")]
+ImagesOpt = Annotated[Path | None, typer.Option(
+    "--images", "--image", metavar="DIR", show_default=False,
+    help="Folder of the RGB images (<id>.jpg/.png), for pictures.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder of label PNGs.", show_default=False)]
 
 #: Tables a ``--config`` file may hold besides option values: merged with the command line's
 #: ``--param`` (the command line wins name by name) or read by the command.
@@ -192,6 +204,34 @@ def config_class_names(ctx: typer.Context, config: Path | None, num_classes: int
         return class_names_for(num_classes, config_tables(ctx).get("class_names"))
     except SeplError as exc:
         raise SeplError(f"{config}: {exc} (--num-classes)") from None
+
+
+def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int,
+                  made_again: int | None = None) -> None:
+    """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``);
+    ``made_again``: of those written, the outputs made again because their inputs were newer."""
+    counts = {"images": images, "written": written, "skipped_existing": images - written}
+    if made_again is not None:
+        counts["made_again_older_than_inputs"] = made_again
+    from sepl_tree.outputs import write_status
+
+    write_status(out, manifest, settings, "finished", counts=counts)
+    console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
+
+
+def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes: int) -> Table:
+    """Per label value: images holding it and its share of all pixels."""
+    names = default_class_names(num_classes)
+    table = Table(title=title)
+    for column in ("class", "images", "pixels %"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    total = max(int(counts.sum()), 1)
+    rows = [(names[k], images[k], counts[k]) for k in range(num_classes) if images[k]]
+    if images[IGNORE]:
+        rows.append(("ignore (255)", images[IGNORE], counts[IGNORE]))
+    for name, n_images, pixels in rows:
+        table.add_row(name, str(int(n_images)), f"{100 * pixels / total:.2f}")
+    return table
 
 
 T = TypeVar("T")

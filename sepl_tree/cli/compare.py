@@ -17,6 +17,7 @@ from sepl_tree.cli.common import (
     Executor,
     ExecutorOpt,
     IdsOpt,
+    ImagesOpt,
     MissingMasks,
     MissingMasksOpt,
     NumClassesOpt,
@@ -57,14 +58,11 @@ from sepl_tree.plugins import PluginHost, UnknownName
 from sepl_tree.selection import route_params
 from sepl_tree.subsets import SUBSETS, subset_names
 
-__all__ = ["ImagesOpt", "compare_command"]
+__all__ = ["compare_command"]
 
 SubsetOpt = Annotated[list[str] | None, typer.Option(
     "--subset", metavar="NAME", show_default=False,
     help=f"Report this subset (repeatable; default: all of {', '.join(SUBSETS)}).")]
-ImagesOpt = Annotated[Path | None, typer.Option(
-    "--images", "--image", metavar="DIR", show_default=False,
-    help="Folder of the RGB images (<id>.jpg/.png), for pictures.")]
 
 
 def _cell(value: float | None, change: float | None = None) -> str:

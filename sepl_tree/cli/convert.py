@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from sepl_tree.classes import default_class_names
 from sepl_tree.cli.common import (
     IdsOpt,
     NumClassesOpt,
+    OutOpt,
+    OverwriteOpt,
     PluginOpt,
     ReaderParamOpt,
     WorkersOpt,
     absolute_plugin_paths,
+    class_table,
     console,
+    finish_folder,
     get_host,
     input_ids,
     parse_params,
@@ -33,40 +35,9 @@ from sepl_tree.convert import ConvertJob, convert_settings
 from sepl_tree.errors import SeplError
 from sepl_tree.executors import execute
 from sepl_tree.inputs import InputConfig, InputReader
-from sepl_tree.label_maps import IGNORE
-from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, write_status
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
 
-__all__ = ["OutOpt", "OverwriteOpt", "class_table", "convert_command", "finish_folder"]
-
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder of label PNGs.", show_default=False)]
-
-
-def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int,
-                  made_again: int | None = None) -> None:
-    """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``);
-    ``made_again``: of those written, the outputs made again because their inputs were newer."""
-    counts = {"images": images, "written": written, "skipped_existing": images - written}
-    if made_again is not None:
-        counts["made_again_older_than_inputs"] = made_again
-    write_status(out, manifest, settings, "finished", counts=counts)
-    console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
-
-
-def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes: int) -> Table:
-    """Per label value: images holding it and its share of all pixels."""
-    names = default_class_names(num_classes)
-    table = Table(title=title)
-    for column in ("class", "images", "pixels %"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    total = max(int(counts.sum()), 1)
-    rows = [(names[k], images[k], counts[k]) for k in range(num_classes) if images[k]]
-    if images[IGNORE]:
-        rows.append(("ignore (255)", images[IGNORE], counts[IGNORE]))
-    for name, n_images, pixels in rows:
-        table.add_row(name, str(int(n_images)), f"{100 * pixels / total:.2f}")
-    return table
-
+__all__ = ["convert_command"]
 
 def convert_command(
     reader: Annotated[str, typer.Option("--reader", "-r", metavar="NAME", help="Reader of the input format (see `sepl-tree plugins`).", show_default=False)],

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sepl_tree.cli.common import console, run_guarded
-from sepl_tree.cli.compare import ImagesOpt
+from sepl_tree.cli.common import ImagesOpt, console, run_guarded
 from sepl_tree.errors import SeplError
 from sepl_tree.files import atomic_write_bytes
 from sepl_tree.registry import Tau
