@@ -380,6 +380,7 @@ def test_a_resumed_scoring_run_counts_every_image_in_its_rate_and_its_checks_apa
     # A resumed --gt run writes nothing but reads back and scores every id: its bar moves over all
     # of them, and so must its rate (it said "0.0 img/s" at 100k ids). The seconds before the first
     # image (listing, checks, what is done) are counted apart, not left out.
+    import sepl_tree.cli.common as common
     import sepl_tree.cli.run as run_module
 
     out = tmp_path / "out"
@@ -387,15 +388,17 @@ def test_a_resumed_scoring_run_counts_every_image_in_its_rate_and_its_checks_apa
             "--executor", "serial")
     assert _run(*args).exit_code == 0
     bar, clock = _Bar(), _Clock()
-    monkeypatch.setattr(run_module, "progress_bar", lambda: bar)
-    monkeypatch.setattr(run_module, "time", clock)
+    monkeypatch.setattr(common, "progress_bar", lambda: bar)
+    for module in (common, run_module):  # one clock for the bar and the run's seconds
+        monkeypatch.setattr(module, "time", clock)
     result = _run(*args)
     assert result.exit_code == 0, result.output
-    # the clock ticks once as the images start, then once per image: n images in n seconds
+    # the clock ticks once as the bar starts, then once per image: n images in n seconds
     assert bar.rates == [f"{n / n:.1f} img/s" for n in range(1, 5)]
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["counts"]["written"] == 0 and manifest["counts"]["skipped_existing"] == 4
-    assert manifest["checks_seconds"] == 1.0 and manifest["seconds"] == 5.0  # begin -> checks -> 4 images -> end
+    # begin -> checks, then images start -> bar starts -> 4 images -> end
+    assert manifest["checks_seconds"] == 1.0 and manifest["seconds"] == 6.0
 
 
 @pytest.mark.parametrize("command", ["run", "compare", "convert"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +18,7 @@ from sepl_tree.cli.common import (
     console,
     err_console,
     finish_folder,
-    per_second,
-    progress_bar,
+    image_progress,
     read_ids,
     run_guarded,
     say_checking,
@@ -117,15 +115,14 @@ def coco_gt_command(
             warn_made_again(len(stale), out, f"{names[min(stale)]}.png", f"{instances} changed", what="label map(s)")
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
-        with noting_a_stop(out, "coco-gt.json", settings), progress_bar() as bar:
-            task, t0 = bar.add_task("coco-gt", total=len(todo), rate=""), time.perf_counter()
-            for done, image_id in enumerate(todo, 1):
+        with noting_a_stop(out, "coco-gt.json", settings), image_progress("coco-gt", len(todo)) as step:
+            for image_id in todo:
                 label = coco.label(image_id, rule.value)
                 write_label_png(out / f"{names[image_id]}.png", label)
                 found = np.bincount(label.reshape(-1), minlength=256)
                 counts += found
                 images += found > 0
-                bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
+                step()
         finish_folder(out, "coco-gt.json", settings, len(wanted), len(todo), made_again=len(stale))
         if todo:
             console.print(class_table("COCO ground truth", counts, images, coco.num_classes))

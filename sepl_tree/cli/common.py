@@ -7,9 +7,11 @@ traceback (see :func:`run_guarded`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -57,6 +59,7 @@ __all__ = [
     "finish_folder",
     "fmt",
     "get_host",
+    "image_progress",
     "input_ids",
     "parse_params",
     "per_second",
@@ -386,6 +389,21 @@ def progress_bar() -> Progress:
         console=err_console,
         disable=bool(os.environ.get("SEPL_TREE_NO_PROGRESS")),
     )
+
+
+@contextlib.contextmanager
+def image_progress(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A :func:`progress_bar` over ``total`` images; yields ``step()``, to call once per image
+    done (the bar shows the count, the rate since the start and the time left)."""
+    with progress_bar() as bar:
+        task, t0, done = bar.add_task(description, total=total, rate=""), time.perf_counter(), 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
+
+        yield step
 
 
 def per_second(images: int, seconds: float) -> str:

@@ -32,10 +32,9 @@ from sepl_tree.cli.common import (
     execution_log,
     executor_options,
     get_host,
+    image_progress,
     input_ids,
     parse_params,
-    per_second,
-    progress_bar,
     run_guarded,
     say_checking,
     warn,
@@ -110,14 +109,12 @@ def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, opt
     """Run the comparison with a progress bar: ``(totals, outputs computed per strategy, seconds)``."""
     t0 = time.perf_counter()
     computed = dict.fromkeys(config.strategies, 0)
-    with progress_bar() as bar:
-        task = bar.add_task("compare", total=len(ids), rate="")
+    with image_progress("compare", len(ids)) as step:
 
         def on_image(result: Any) -> None:
             for name in result.computed:
                 computed[name] += 1
-            done = bar.tasks[0].completed + 1
-            bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
+            step()
 
         totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
     return totals, computed, round(time.perf_counter() - t0, 3)

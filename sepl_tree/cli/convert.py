@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -22,10 +21,9 @@ from sepl_tree.cli.common import (
     console,
     finish_folder,
     get_host,
+    image_progress,
     input_ids,
     parse_params,
-    per_second,
-    progress_bar,
     run_guarded,
     say_checking,
     warn_if_labels_unused,
@@ -73,13 +71,12 @@ def convert_command(
         todo = pending_ids(all_ids, lambda i: i not in stale and output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config.with_labels_read(inputs.context.image_labels), out.resolve())
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
-        t0 = time.perf_counter()
-        with noting_a_stop(out, "convert.json", settings), progress_bar() as bar:
-            task = bar.add_task(f"convert ({inputs.reader.name})", total=len(todo), rate="")
-            for done, result in enumerate(execute(job, todo, workers=workers), start=1):
+        with noting_a_stop(out, "convert.json", settings), image_progress(f"convert ({inputs.reader.name})",
+                                                                          len(todo)) as step:
+            for result in execute(job, todo, workers=workers):
                 counts += result.counts
                 images += result.counts > 0
-                bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
+                step()
         finish_folder(out, "convert.json", settings, len(all_ids), len(todo), made_again=len(stale))
         if todo:
             console.print(class_table(f"convert: {inputs.reader.name} -> label PNGs", counts, images, num_classes))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,9 +15,8 @@ from sepl_tree.cli.common import (
     WorkersOpt,
     config_class_names,
     console,
-    per_second,
+    image_progress,
     print_scores,
-    progress_bar,
     read_ids,
     run_guarded,
     warn,
@@ -107,11 +105,9 @@ def eval_command(
         id_list = _missing(_ids(pred, ids), pred, gt, allow_missing)
         if ids is None:
             _say_unscored(gt, id_list)
-        with progress_bar() as bar:
-            task, t0 = bar.add_task("evaluating", total=len(id_list), rate=""), time.perf_counter()
-            cm, count, not_labels = evaluate_folders(
-                pred, gt, id_list, num_classes, workers=workers,
-                on_image=lambda done: bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0)))
+        with image_progress("evaluating", len(id_list)) as step:
+            cm, count, not_labels = evaluate_folders(pred, gt, id_list, num_classes, workers=workers,
+                                                     on_image=lambda _done: step())
         if not_labels:
             first = next(iter(not_labels))
             warn(f"{len(not_labels)} of {count} predictions hold values that are no label at K = {num_classes} "

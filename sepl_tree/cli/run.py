@@ -34,11 +34,10 @@ from sepl_tree.cli.common import (
     executor_options,
     fmt,
     get_host,
+    image_progress,
     input_ids,
     parse_params,
-    per_second,
     print_scores,
-    progress_bar,
     run_guarded,
     say_checking,
     warn_if_labels_unused,
@@ -106,16 +105,14 @@ def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, 
     k = cfg.inputs.num_classes
     confusion = np.zeros((2, k, k + 1), np.int64) if scoring else None
     t0 = time.perf_counter()
-    with progress_bar() as bar:
-        task = bar.add_task(cfg.strategy, total=len(all_ids) if scoring else len(todo), rate="")
-        for done, result in enumerate(run_images(cfg, all_ids if scoring else todo, workers=workers,
-                                                 executor=executor, **options), 1):
+    ids = all_ids if scoring else todo
+    with image_progress(cfg.strategy, len(ids)) as step:
+        for result in run_images(cfg, ids, workers=workers, executor=executor, **options):
             counts["written"] += result.written
             counts["kept_without_masks"] += result.no_masks
             if confusion is not None:
                 confusion += result.confusion
-            # every image the bar moves over (a resumed --gt run reads back and scores the ones it skips)
-            bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
+            step()  # every image (a resumed --gt run reads back and scores the ones it skips)
     return counts, confusion, round(time.perf_counter() - t0, 3)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -15,8 +14,7 @@ from sepl_tree.cli.common import (
     WorkersOpt,
     console,
     err_console,
-    per_second,
-    progress_bar,
+    image_progress,
     read_ids,
     run_guarded,
     say_checking,
@@ -76,14 +74,12 @@ def synth_command(
                           f"{len(todo)} to write, {len(all_ids) - len(todo)} already there", highlight=False)
         totals = {kind: 0 for kind in KINDS}
         objects = missed = 0
-        with progress_bar() as bar:
-            task, t0 = bar.add_task("synth (SYNTHETIC)", total=len(todo), rate=""), time.perf_counter()
-            results = execute(SynthJob(dataset, out, seed, config), todo, workers=workers)
-            for done, (_, counts, n_obj, n_missed) in enumerate(results, 1):
+        with image_progress("synth (SYNTHETIC)", len(todo)) as step:
+            for _, counts, n_obj, n_missed in execute(SynthJob(dataset, out, seed, config), todo, workers=workers):
                 for kind, n in counts.items():
                     totals[kind] = totals.get(kind, 0) + n
                 objects, missed = objects + n_obj, missed + n_missed
-                bar.update(task, advance=1, rate=per_second(done, time.perf_counter() - t0))
+                step()
         _print_summary(len(todo), len(all_ids) - len(todo), objects, missed, totals)
         console.print(f"SYNTHETIC masks in {out}/ (manifest {manifest.name})")
 
