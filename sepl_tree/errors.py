@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from os import PathLike
 
-__all__ = ["InputError", "PluginError", "SeplError", "StrategyError", "not_a_file"]
+__all__ = ["InputError", "PluginError", "SeplError", "StrategyError", "not_a_file", "one_line"]
 
 
 class SeplError(Exception):
@@ -46,3 +46,14 @@ def not_a_file(path: str | PathLike[str], noun: str, article: str = "a") -> Inpu
     if os.path.isdir(path):
         return InputError(path, f"is a folder, not {article} {noun}")
     return InputError(path, f"is not a readable {noun} (a broken link?)")
+
+
+def one_line(exc: BaseException, typed: bool = False) -> str:
+    """``exc``'s message on one line (its type's name when it has none); ``typed``: an exception
+    that is not one of ours (:class:`SeplError`) is prefixed with its type.
+
+    >>> one_line(ValueError("bad\\n  value"), typed=True)
+    'ValueError: bad value'
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if typed and not isinstance(exc, SeplError) else text

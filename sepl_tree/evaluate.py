@@ -1,4 +1,11 @@
-"""Evaluate folders of label PNGs against ground truth (the I/O side of :mod:`sepl_tree.metrics`)."""
+"""Evaluate folders of label PNGs against ground truth (the I/O side of :mod:`sepl_tree.metrics`).
+
+Label maps are ``<id>.png`` of class indices as stored (palette or greyscale, ``uint8 (H, W)``):
+0 background, 1..K-1 classes; ground-truth 255 is ignored (left out of every count), a
+ground-truth value outside 0..K-1 and 255 is an error naming the file, and a predicted value
+outside 0..K-1 (255 included) counts as a miss of the ground-truth class. One confusion matrix
+is summed over the dataset and scored once (:func:`sepl_tree.metrics.scores`).
+"""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.errors import SeplError
+from sepl_tree.errors import SeplError, one_line
 from sepl_tree.files import atomic_write_bytes, read_json
 
 __all__ = [
@@ -247,7 +247,7 @@ def noting_a_stop(folder: Path, manifest: str, settings: Mapping[str, Any]) -> I
     try:
         yield
     except BaseException as exc:
-        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else " ".join(str(exc).split()) or type(exc).__name__
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else one_line(exc)
         with contextlib.suppress(Exception):  # the error the user sees is the one that stopped the run
             write_status(folder, manifest, settings, "stopped", error=why)
         raise

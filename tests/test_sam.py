@@ -545,13 +545,16 @@ def test_on_ray_the_fast_engine_batches_across_images(images: Path, checkpoint: 
         assert path.read_bytes() == (tmp_path / "ray" / path.name).read_bytes(), path.name
     # without --batch-images, the worker decides on its own device: here a CPU, one at a time
     batches.clear()
+    before = len(ray.events)
     auto = masks_cli(images, checkpoint, tmp_path / "auto", "--executor", "ray")
     assert auto.exit_code == 0, auto.output
     assert batches == [1, 1, 1, 1]
     started = json.loads((tmp_path / "auto" / "masks_run.jsonl").read_text().splitlines()[0])
     assert started["batch_images"] is None and started["torch_threads"] == 1  # on Ray: one CPU reserved, one thread
-    tasks = [len(event[2]) for event in ray.events if event[0] == "task"]
-    assert tasks[-4:] == [1, 1, 1, 1]  # a cluster without GPUs: tasks of one image, not a GPU's 16
+    tasks = [len(event[2]) for event in ray.events[before:] if event[0] == "task"]
+    # a cluster without GPUs: a first task of one image, not a GPU's 16 (later tasks are sized by
+    # the time the first ones took, about 50 ms each, so how many follow depends on the machine)
+    assert tasks[0] == 1 and sum(tasks) == 4
 
 
 @needs_ray

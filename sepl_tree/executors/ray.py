@@ -81,7 +81,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.errors import SeplError
+from sepl_tree.errors import SeplError, one_line
 from sepl_tree.executors import cpus_per_worker, ids_per_task, most_tasks, run_task, task_size
 from sepl_tree.executors.interrupts import HeldInterrupts
 from sepl_tree.executors.record import ExecutionRecord
@@ -156,10 +156,6 @@ class _Worker:
         return run_task(self.fn, image_ids)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join((str(exc) or type(exc).__name__).split())
-
-
 def _unwrap(ray: Any, exc: BaseException) -> BaseException:
     """The user-facing error inside a Ray task error (our ``SeplError`` stays one line)."""
     cause = getattr(exc, "cause", None)
@@ -205,7 +201,7 @@ def _join_error(ray: Any, address: str | None, exc: BaseException) -> SeplError:
     hint = ""
     if address and address.startswith("ray://") and not token_mode:
         hint = f" (if the cluster uses token authentication: set RAY_AUTH_MODE=token and give this machine {token_hint})"
-    return SeplError(f"cannot start or join {where}: {_one_line(exc)}{hint}")
+    return SeplError(f"cannot start or join {where}: {one_line(exc)}{hint}")
 
 
 @contextlib.contextmanager
@@ -314,7 +310,7 @@ class _PullLoop:
                 try:
                     ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=TICK_SECONDS)
                 except self.ray.exceptions.RayError as exc:  # the driver's own node or the head is gone
-                    raise SeplError(f"lost the Ray cluster: {_one_line(exc)}") from None
+                    raise SeplError(f"lost the Ray cluster: {one_line(exc)}") from None
             else:
                 ready = []
                 _sleep(TICK_SECONDS)
@@ -344,11 +340,11 @@ class _PullLoop:
         except self.lost_errors as exc:
             if getattr(exc, "actor_init_failed", False):  # it cannot even unpickle the job: not a lost node
                 raise SeplError(f"a Ray worker could not start (is sepl-tree, or a plugin, missing on a node?): "
-                                f"{_one_line(exc)[:400]}") from None
+                                f"{one_line(exc)[:400]}") from None
             self._lose(slot, exc)
             return
         except errors.RayError as exc:
-            raise SeplError(f"the Ray run failed: {_one_line(exc)}") from None
+            raise SeplError(f"the Ray run failed: {one_line(exc)}") from None
         if kind == "placed":
             if slot.state == "pending":
                 slot.state = "setup"
@@ -407,7 +403,7 @@ class _PullLoop:
         self.lost_in_a_row += 1
         if self.lost_in_a_row > LOSSES_PER_WORKER * self.target:
             raise SeplError(f"{self.lost_in_a_row} Ray workers were lost in a row without an image finishing; "
-                            f"is the cluster healthy? The finished images are kept (last: {_one_line(exc)[:300]})")
+                            f"is the cluster healthy? The finished images are kept (last: {one_line(exc)[:300]})")
         if slot.state == "pending":  # never placed (its creation failed): ask for another, quietly
             self._top_up()
             return

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.errors import InputError, SeplError
-from sepl_tree.sam.workers import FastWorker, MaskResult, StockWorker, failing_worker, one_line
+from sepl_tree.errors import InputError, SeplError, one_line
+from sepl_tree.sam.workers import FastWorker, MaskResult, StockWorker, failing_worker
 
 __all__ = [
     "BATCHES_PER_TASK",
@@ -220,7 +220,7 @@ def check_checkpoint(path: Path) -> None:
 
 def _first_sentence(exc: BaseException) -> str:
     """The first sentence of an error message, whole (never cut in the middle)."""
-    text = one_line(exc)
+    text = one_line(exc, typed=True)
     for end in (". ", "; "):
         if end in text:
             text = text.split(end, 1)[0]

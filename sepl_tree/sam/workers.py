@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.errors import SeplError
+from sepl_tree.errors import one_line
 from sepl_tree.images import load_image
 from sepl_tree.sam.writing import amg_record, write_records
 
-__all__ = ["FastWorker", "MaskResult", "StockWorker", "failing_worker", "one_line"]
+__all__ = ["FastWorker", "MaskResult", "StockWorker", "failing_worker"]
 
 #: Images written behind the device at most before it waits for the writers.
 WRITES_IN_FLIGHT = 8
@@ -46,14 +46,6 @@ class MaskResult:
     seconds: float = 0.0
     error: str | None = None
     stages: Mapping[str, float] = field(default_factory=dict)
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: our own errors as they are, others with their type."""
-    text = str(exc) or type(exc).__name__
-    if not isinstance(exc, SeplError):
-        text = f"{type(exc).__name__}: {text}"
-    return " ".join(text.split())
 
 
 def failing_worker(error: Exception) -> Callable[[str], MaskResult]:
@@ -83,7 +75,7 @@ class StockWorker:
             write_records(self.out, image_id, records, image.shape[:2], self.fmt)
             stages["write"] = time.perf_counter() - start - stages["read"] - stages["generate"]
         except Exception as exc:  # one bad image must not stop a days-long run
-            return MaskResult(image_id, seconds=time.perf_counter() - start, error=one_line(exc), stages=stages)
+            return MaskResult(image_id, seconds=time.perf_counter() - start, error=one_line(exc, typed=True), stages=stages)
         return MaskResult(image_id, len(records), time.perf_counter() - start, stages=stages)
 
     def map(self, ids: Iterable[str]) -> Iterator[MaskResult]:
@@ -125,7 +117,7 @@ class FastWorker:
             if self.prepare_ahead:
                 self._prepare(item)
         except Exception as exc:
-            item.error = one_line(exc)
+            item.error = one_line(exc, typed=True)
             item.read = time.perf_counter() - item.started
         return item
 
@@ -141,7 +133,7 @@ class FastWorker:
         try:
             write_records(self.out, item.image_id, masks.records(), (masks.height, masks.width), self.fmt)
         except Exception as exc:
-            return MaskResult(item.image_id, seconds=time.perf_counter() - item.started, error=one_line(exc),
+            return MaskResult(item.image_id, seconds=time.perf_counter() - item.started, error=one_line(exc, typed=True),
                               stages=stages)
         stages["write"] = time.perf_counter() - start
         return MaskResult(item.image_id, len(masks), time.perf_counter() - item.started, stages=stages)
@@ -197,7 +189,7 @@ class FastWorker:
             self.generator.timer.take()
             if len(batch) == 1:
                 item = batch[0]
-                yield MaskResult(item.image_id, seconds=time.perf_counter() - item.started, error=one_line(exc),
+                yield MaskResult(item.image_id, seconds=time.perf_counter() - item.started, error=one_line(exc, typed=True),
                                  stages={"read": item.read})
                 return
             for item, wait in zip(batch, waits, strict=True):
