@@ -17,8 +17,8 @@ Masks are ranked by the pair ``(|S|, index)``. The parent of mask c is, among th
 with ``|S_p ∩ S_c| >= tau·|S_c|`` and ``(|S_p|, p) > (|S_c|, c)``, the one of smallest
 ``(|S_p|, p)``. Masks with no such p are roots. A parent always ranks above its child, so the
 result is a forest (``nx.is_branching`` holds). The comparison with ``tau·|S_c|`` allows a
-relative slack of 1e-9 so that a decimal tau such as 0.7 behaves as written (7 of 10 pixels is
-enough for tau = 0.7 although ``0.7 * 10 > 7`` in floating point).
+relative slack of 1e-9 so that a decimal tau behaves as written (14 of 25 pixels is enough for
+tau = 0.56 although ``0.56 * 25`` is 14.000000000000002 in floating point).
 
 Cost
 ----

@@ -177,3 +177,9 @@ def test_a_one_bit_ground_truth_png_is_scored(tmp_path):
                                  "--num-classes", "2", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["per_class"]["class1"]["iou"] == pytest.approx(200 / 3)
+
+
+def test_integer_gt_holding_exactly_k_is_named_out_of_range():
+    # (int64 takes the general path, not the uint8 one; K itself is the first value out of range)
+    with pytest.raises(ValueError, match=r"ground-truth value 3 is out of range 0\.\.2 or 255"):
+        confusion_matrix(np.zeros((1, 2), np.int64), np.array([[0, 3]]), 3)

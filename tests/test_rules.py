@@ -55,7 +55,9 @@ def test_later_class_wins_where_regions_overlap():
 def test_mask_touching_no_class_is_dropped_and_empty_mask_ignored():
     pseudo = [[1, 1, 0, 0]]
     masks = masks_from_strings(["..##", "...."])
-    assert threshold(make_sample(pseudo, masks)).tolist() == [[1, 1, 0, 0]]
+    sample = make_sample(pseudo, masks)
+    assert threshold(sample).tolist() == [[1, 1, 0, 0]]
+    assert sample.assigned.tolist() == [-1, -1]  # no class overlaps either: neither is assigned
 
 
 def test_no_masks_keeps_the_pseudo_label():
@@ -127,3 +129,9 @@ def test_an_image_without_pixels_is_one_clear_error(shape):
 
     with pytest.raises(ValueError, match=rf"the pseudo-label of image 'a' has no pixels \({shape[0]}x{shape[1]}\)"):
         Sample(np.zeros(shape, np.uint8), MaskSet(np.zeros((2, *shape), bool)), image_id="a")
+
+
+def test_official_o_p_exactly_t2_keeps_the_mask():
+    # |S ∩ P| = 3 of |P| = 4: o_p = 0.75, and 2 * 3 - 9 < 0, so only the inclusive o_p >= t2 keeps it
+    masks = masks_from_strings(["###.######"])
+    assert official(make_sample([[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]], masks), t2=0.75).tolist() == [[1] * 10]

@@ -326,3 +326,15 @@ def test_subsets_decided_together_are_those_decided_one_by_one():
             assert compute_subsets(s, scene.gt, names=[name]).details.get(name, []) == found
             hits[name] += bool(found)
     assert hits["envelope"] and hits["sam-merge"], hits  # the scenes exercise the shared counts
+
+
+def test_envelope_background_is_a_share_of_the_whole_mask_against_half_of_the_rest():
+    # a 100-pixel mask: 20 class 1, 35 class 2, 45 background; 0.45 >= 0.5 * (1 - 0.2) = 0.4
+    gt = label((1, box(0, 2, 0, 10)), (2, box(2, 5, 0, 10)), (2, box(5, 6, 0, 5)))
+    s = sample(label((1, box(0, 2, 0, 10))), [box(0, 10, 0, 10), box(0, 2, 0, 10)])
+    found = envelopes(s, nx.DiGraph([(0, 1)]), gt)
+    assert found == [{"mask": 0, "class": 1, "inside": 0.2, "background": 0.45, "descendants": 1}]
+
+
+def test_a_mask_of_iou_exactly_one_half_matches_a_gt_region():
+    assert sam_misses(np.array([box(0, 5, 0, 10)]), label((1, box(0, 10, 0, 10))), 21) == []

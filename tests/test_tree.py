@@ -220,3 +220,11 @@ def test_packed_and_dense_sets_give_the_same_tree():
         tree = build_tree(maskset)
         assert sorted(tree.edges) == sorted(dense.edges)
         assert dict(tree.nodes(data=True)) == dict(dense.nodes(data=True))
+
+
+@pytest.mark.parametrize("tau, expected", [(0.56, [-1, 0]), (0.57, [-1, -1])])
+def test_a_decimal_tau_is_met_exactly_despite_float_rounding(tau, expected):
+    # child 25 pixels, 14 of them inside the 30-pixel parent: 0.56 * 25 = 14.000000000000002
+    masks = masks_from_strings(["...........##############################........."],
+                               ["#########################........................."])
+    assert containment_parents(masks, tau=tau).tolist() == expected

@@ -337,3 +337,13 @@ def test_residual_registered_with_its_parameters():
     strategy = load_host(autoload=False).strategy("tree-residual")
     assert set(strategy.params) == {"t1", "t2", "tau", "cover", "explained", "support"}
     assert all(p.help for p in strategy.params.values())
+
+
+def test_residual_is_judged_against_kept_descendants_of_its_own_class_only():
+    # E (class 4, o_s 5/9) holds C (class 2): C's pixels are no support of E's class, and E's
+    # residual beyond C is still E's own pseudo-label, so E stays, as threshold keeps it
+    masks = masks_from_strings(["#########."], ["..#######."])
+    s = make_sample([[4, 4, 4, 4, 4, 2, 2, 2, 2, 0]], masks)
+    assert s.assigned.tolist() == [4, 2] and sorted(s.tree().edges) == [(0, 1)]
+    assert not residual_drops(s, np.array([True, True]), np.array([True, True])).any()
+    assert tree_residual(s).tolist() == threshold(s).tolist() == [[4] * 9 + [0]]

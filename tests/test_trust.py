@@ -615,3 +615,34 @@ def test_a_16_bit_label_png_beyond_255_is_no_num_classes_matter(tmp_path: Path) 
                                          r"--num-classes, e.g\. 81 for COCO\)"):
         read_label_png(path, 21)
     assert read_label_png(path, 31).tolist() == [[0, 30]]
+
+
+def test_a_rerun_with_other_reader_parameters_or_missing_masks_rule_is_refused(d: Path) -> None:
+    """(Both are run settings: outputs made with them are not reused for another value.)"""
+    result = runner.invoke(app, _run(d, "--missing-masks", "keep"), env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "missing_masks 'error' -> 'keep'" in " ".join(result.output.split())
+    cams = d / "cams"
+    cams.mkdir()
+    for image_id, (pseudo, _, _) in _items().items():
+        Image.fromarray(((pseudo == 1) * 255).astype(np.uint8)).save(cams / f"{image_id}_0.png")
+    args = ["run", "--reader", "l2g", "--pseudo-labels", str(cams), "--masks", str(d / "masks"), "--out", str(d / "l2g")]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--param", "bg=0.5"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert "made with other settings (reader_params.bg 0.25 -> 0.5)" in " ".join(result.output.split())
+
+
+def test_compare_makes_an_image_again_when_one_strategys_output_is_older_than_its_inputs(d: Path) -> None:
+    """(An image has one output per strategy: the oldest of them decides, not the newest.)"""
+    args = ["compare", "-s", "threshold,official", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
+            "--gt", str(d / "gt"), "--out", str(d / "cmp"), "--subset", "all"]
+    assert runner.invoke(app, args).exit_code == 0
+    now = (d / "cmp" / "official" / "img1.png").stat().st_mtime
+    os.utime(d / "cmp" / "threshold" / "img1.png", (now - 20, now - 20))  # made before the inputs changed
+    for path in (d / "pseudo" / "img1.png", d / "masks" / "img1.json"):
+        os.utime(path, (now - 10, now - 10))
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 image(s)' outputs in" in " ".join(result.output.split())
+    assert json.loads((d / "cmp" / "compare.json").read_text())["counts"]["outputs_computed"] == 2
+
