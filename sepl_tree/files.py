@@ -35,6 +35,7 @@ __all__ = [
     "PNG_PALETTE",
     "PNG_RGB",
     "PNG_RGBA",
+    "PNG_SIGNATURE",
     "append_line",
     "atomic_folder",
     "atomic_write_bytes",
@@ -239,7 +240,8 @@ def remove_stale_temporaries(folder: Path) -> int:
     return len(stale)
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The eight bytes every PNG file starts with.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour types (the IHDR byte): greyscale, RGB, palette, greyscale + alpha, RGBA.
 PNG_GREY, PNG_RGB, PNG_PALETTE, PNG_GREY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
 
@@ -255,7 +257,7 @@ def png_colour_type(path: Path) -> int | None:
             head = f.read(26)
     except OSError:
         return None
-    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     return head[25]
 
@@ -290,7 +292,7 @@ def _png_size(path: Path) -> tuple[int, int]:
         raise InputError(path, "is a folder, not a PNG file") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    if head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
         raise InputError(path, f"not a PNG file (it holds {what} data; label maps and masks must be lossless PNGs)"
                          if what else "not a PNG file")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import SeplError, one_line
-from sepl_tree.files import atomic_write_bytes, read_json
+from sepl_tree.files import PNG_SIGNATURE, atomic_write_bytes, read_json
 
 __all__ = [
     "check_apart",
@@ -37,8 +37,7 @@ __all__ = [
     "write_status",
 ]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"IEND\xaeB`\x82"
+_PNG_END = b"IEND\xaeB`\x82"  # a whole PNG ends with its IEND chunk (its CRC included)
 
 
 def output_done(path: Path) -> bool:
@@ -54,7 +53,7 @@ def output_done(path: Path) -> bool:
         with open(path, "rb") as f:
             head = f.read(8)
             f.seek(max(size - 8, 0))
-            return head == _PNG_SIGNATURE and f.read(8) == _PNG_END
+            return head == PNG_SIGNATURE and f.read(8) == _PNG_END
     except OSError:
         return False
 

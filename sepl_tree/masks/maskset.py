@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.masks.rle import WORD, flat_label, pack_rows, popcount_rows, rle_to_bits, unflatten, unpack_rows
+from sepl_tree.prompts import score_value
 
 __all__ = ["MaskSet", "flat_masks", "masks_to_bbox_xywh", "rle_to_masks", "rle_to_maskset"]
 
@@ -223,8 +224,14 @@ class MaskSet:
         return unflatten(flat, self._shape, self.order)
 
     def score(self, key: str) -> np.ndarray:
-        """A per-mask metadata field as float64, NaN where a record lacks it."""
-        return np.array([float(r.get(key, np.nan)) for r in self.records], dtype=np.float64)
+        """A per-mask metadata field as float64, NaN where a record lacks it or holds no finite
+        number (the rule of :func:`sepl_tree.prompts.score_value`: a bool or a string is none).
+
+        >>> MaskSet(np.ones((3, 1, 1), bool), [{"s": 0.5}, {"s": "0.9"}, {}]).score("s").tolist()
+        [0.5, nan, nan]
+        """
+        values = (score_value(r.get(key)) for r in self.records)
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def masks_to_bbox_xywh(masks: np.ndarray) -> np.ndarray:
