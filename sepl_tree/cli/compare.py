@@ -194,12 +194,12 @@ def compare_command(
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
             for name in names:
                 stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name]))
-            totals, written, seconds = _run(config, id_list, workers, executor.value, options)
+            totals, made, seconds = _run(config, id_list, workers, executor.value, options)
         for name in names:
             write_status(config.out_dir / name, "run.json", settings[name], "finished",
-                         counts={"images": len(id_list), "written": written[name],
-                                 "skipped_existing": len(id_list) - written[name]})
-        computed = sum(written.values())
+                         counts={"images": len(id_list), "written": made[name],
+                                 "skipped_existing": len(id_list) - made[name]})
+        computed = sum(made.values())
         summary = totals.summary(class_names)
         print_compare(summary, names)
         warn_kept_without_masks(totals.kept_without_masks, len(id_list))
@@ -215,7 +215,7 @@ def compare_command(
         meta = {"pseudo-labels": pseudo_labels, "masks": masks, "gt": gt, "reader": reader, "images": len(id_list),
                 "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str),
                 "synthetic": totals.synthetic_masks > 0}
-        written = write_report(out, doc, totals.table(), names, strip_bytes, meta)
-        console.print(f"report: {written['report.md']} (compare.json, compare.csv, figures/ in {out})")
+        report = write_report(out, doc, totals.table(), names, strip_bytes, meta)
+        console.print(f"report: {report['report.md']} (compare.json, compare.csv, figures/ in {out})")
 
     run_guarded(body)
