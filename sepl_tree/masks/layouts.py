@@ -37,7 +37,7 @@ from PIL import Image
 
 from sepl_tree.errors import InputError
 from sepl_tree.files import atomic_folder, atomic_write_bytes, read_json, read_png
-from sepl_tree.masks.maskset import MaskSet, masks_to_bbox_xywh, rle_to_maskset
+from sepl_tree.masks.maskset import MaskSet, rle_to_maskset
 from sepl_tree.masks.rle import mask_to_rle
 
 __all__ = [
@@ -284,9 +284,8 @@ def _complete_record(mask: np.ndarray, rec: dict[str, Any], box: np.ndarray) -> 
 
 def write_masks_rle(path: Path, maskset: MaskSet) -> None:
     """Write ``<id>.json`` as amg.py does (atomic); missing metadata gets amg.py-style defaults."""
-    boxes = masks_to_bbox_xywh(maskset.masks)
     records = []
-    for mask, rec, box in zip(maskset.masks, maskset.records, boxes):
+    for mask, rec, box in zip(maskset.dense, maskset.records, maskset.boxes):
         out = {"segmentation": mask_to_rle(mask)}
         out.update(_complete_record(mask, rec, box))
         records.append(out)
@@ -304,10 +303,9 @@ def write_masks_png_folder(folder: Path, maskset: MaskSet,
     :func:`sepl_tree.files.atomic_write_bytes` files do).
     """
     columns = dict(columns or {})
-    boxes = masks_to_bbox_xywh(maskset.masks)
     lines = [",".join([AMG_CSV_HEADER, *columns])]
     with atomic_folder(folder) as tmp:
-        for n, (mask, rec, box) in enumerate(zip(maskset.masks, maskset.records, boxes)):
+        for n, (mask, rec, box) in enumerate(zip(maskset.dense, maskset.records, maskset.boxes)):
             Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / f"{n}.png")
             r = _complete_record(mask, rec, box)
             (px, py), = r["point_coords"][:1] or [[0.0, 0.0]]
