@@ -25,6 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from sepl_tree.bootstrap import (
+    BOOTSTRAP_LEVEL,
+    BOOTSTRAP_MIN_IMAGES,
+    BOOTSTRAP_SEED,
+    bootstrap_miou,
+    interval,
+    sparse_cells,
+)
 from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import scores_to_json
 from sepl_tree.executors import execute
@@ -80,6 +88,9 @@ class CompareConfig:
         The subsets to decide (see :data:`sepl_tree.subsets.SUBSETS`).
     overwrite
         Recompute outputs that exist.
+    bootstrap
+        Draws of the images for the intervals of the mIoU differences (:mod:`sepl_tree.bootstrap`);
+        0: none.
     """
 
     inputs: InputConfig
@@ -88,6 +99,7 @@ class CompareConfig:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subsets: tuple[str, ...] = SUBSETS
     overwrite: bool = False
+    bootstrap: int = 0
     #: Ids whose outputs are made again although they are there: older than their inputs
     #: (:meth:`sepl_tree.inputs.InputReader.newer_than`).
     redo: frozenset[str] = frozenset()
@@ -189,11 +201,21 @@ def _num(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
 
-class CompareTotals:
-    """Confusion matrices summed per subset, and one row per image."""
+def _change(point: float, drawn: np.ndarray | None) -> dict[str, Any]:
+    """A change in mIoU and its bootstrap interval (none without ``drawn``), as ``compare.json`` holds them."""
+    found = None if drawn is None else interval(drawn)
+    return {"change": _num(point), "interval": None if found is None else [_num(found[0]), _num(found[1])]}
 
-    def __init__(self, strategies: Sequence[str], subsets: Sequence[str], num_classes: int) -> None:
+
+class CompareTotals:
+    """Confusion matrices summed per subset, and one row per image; with ``bootstrap`` draws, each
+    image's matrices too (sparse), for the intervals of the mIoU differences."""
+
+    def __init__(self, strategies: Sequence[str], subsets: Sequence[str], num_classes: int,
+                 bootstrap: int = 0) -> None:
         self.strategies, self.subsets, self.num_classes = tuple(strategies), tuple(subsets), num_classes
+        self.bootstrap = bootstrap
+        self.cells: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         shape = (num_classes, num_classes + 1)
         columns = ("input", *self.strategies)
         self.cm = {s: {col: np.zeros(shape, np.int64) for col in columns} for s in self.subsets}
@@ -219,6 +241,27 @@ class CompareTotals:
             row.update({f"{col}_{m}": _num(getattr(s, attr)) for m, attr in METRICS.items()})
         self.rows[r.image_id] = row
         self.details[r.image_id] = {"subsets": [s for s in self.subsets if r.flags.get(s)], "details": r.details}
+        if self.bootstrap:
+            self.cells[r.image_id] = [sparse_cells(r.input_cm), *(sparse_cells(r.cms[n]) for n in self.strategies)]
+
+    def intervals(self, subset: str, miou: Mapping[str, float]) -> dict[str, Any] | None:
+        """The bootstrap of ``subset`` (``None`` without draws or images): each strategy's mIoU
+        change against the input and against the first strategy (from ``miou``, the subset's
+        scores by column), each with its interval ``[low, high]`` (``None`` under
+        :data:`~sepl_tree.bootstrap.BOOTSTRAP_MIN_IMAGES` images)."""
+        members = sorted(i for i in self.cells if subset in self.details[i]["subsets"])  # draws by id
+        if not self.bootstrap or not members:
+            return None
+        draws = self.bootstrap if len(members) >= BOOTSTRAP_MIN_IMAGES else 0
+        drawn = bootstrap_miou([self.cells[i] for i in members], self.num_classes, draws)
+        first = self.strategies[0]
+        doc: dict[str, Any] = {"draws": self.bootstrap, "level": BOOTSTRAP_LEVEL, "seed": BOOTSTRAP_SEED,
+                               "against_input": {}, "against": first, "against_first": {}}
+        for c, name in enumerate(self.strategies, start=1):
+            doc["against_input"][name] = _change(miou[name] - miou["input"], drawn[c] - drawn[0] if draws else None)
+            if name != first:
+                doc["against_first"][name] = _change(miou[name] - miou[first], drawn[c] - drawn[1] if draws else None)
+        return doc
 
     def table(self) -> list[dict[str, Any]]:
         """Per-image rows sorted by id (the ``compare.csv`` content)."""
@@ -235,12 +278,16 @@ class CompareTotals:
         for subset in self.subsets:
             n = self.images[subset]
             before = scores(self.cm[subset]["input"])
+            miou = {"input": before.miou}
             entry: dict[str, Any] = {"images": n, "input": scores_to_json(before, class_names, n), "strategies": {}}
             for name in self.strategies:
                 after = scores(self.cm[subset][name])
+                miou[name] = after.miou
                 doc = scores_to_json(after, class_names, n)
                 doc["delta"] = {m: _num(getattr(after, a) - getattr(before, a)) for m, a in METRICS.items()}
                 entry["strategies"][name] = doc
+            if (drawn := self.intervals(subset, miou)) is not None:
+                entry["bootstrap"] = drawn
             out[subset] = entry
         return out
 
@@ -290,7 +337,7 @@ def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
 
     ``executor`` is one of :data:`sepl_tree.executors.EXECUTORS` (``ray`` takes ``ray_address``).
     """
-    totals = CompareTotals(config.strategies, config.subsets, config.inputs.num_classes)
+    totals = CompareTotals(config.strategies, config.subsets, config.inputs.num_classes, config.bootstrap)
     if not ids:
         raise SeplError("no images to compare")
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -335,6 +382,7 @@ def compare_document(config: CompareConfig, selectors: Mapping[str, Selector], r
                    "images": None if images_dir is None else str(images_dir),
                    "plugins": list(typed.get("plugins", c.plugins))},
         "subsets": list(config.subsets),
+        "bootstrap": config.bootstrap,
         "thresholds": {name: getattr(subsets_module, name) for name in THRESHOLD_NAMES},
         "counts": {"images": n, "synthetic_masks": totals.synthetic_masks,
                    "kept_without_masks": totals.kept_without_masks, "outputs_computed": computed,

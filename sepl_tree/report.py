@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 
+from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text
 from sepl_tree.files import atomic_folder, atomic_write_bytes
 from sepl_tree.label_maps import IGNORE, voc_palette
 
@@ -222,6 +223,28 @@ def _cell(value: float | None, delta: float | None = None) -> str:
     return f"{value:.2f}" if delta is None else f"{value:.2f} ({delta:+.2f})"
 
 
+def _interval_lines(summary: Mapping[str, Any], strategies: Sequence[str]) -> list[str]:
+    """The section of the mIoU changes with their bootstrap intervals (none without draws)."""
+    drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
+    if not drawn:
+        return []
+    first, level, draws = drawn[0]["against"], drawn[0]["level"], drawn[0]["draws"]
+    lines = ["## mIoU changes, with bootstrap intervals", "",
+             f"Each change with its {level:.0%} interval over {draws} draws of the subset's images (with "
+             "replacement, the same draws for every column: a paired percentile bootstrap, seed "
+             f"{drawn[0]['seed']}). An interval that does not hold 0 is a change the images support. A subset "
+             f"of fewer than {BOOTSTRAP_MIN_IMAGES} images gets none.", "",
+             f"| subset | strategy | vs input | vs {first} |", "|---|---|---:|---:|"]
+    for subset, entry in summary.items():
+        if "bootstrap" not in entry:
+            continue
+        boot = entry["bootstrap"]
+        for name in strategies:
+            versus = "" if name == first else change_text(boot["against_first"][name])
+            lines.append(f"| {subset} | {name} | {change_text(boot['against_input'][name])} | {versus} |")
+    return [*lines, ""]
+
+
 def report_markdown(summary: Mapping[str, Any], strategies: Sequence[str], charts: Mapping[str, str],
                     strips: Mapping[str, str], meta: Mapping[str, Any]) -> str:
     """``report.md``: the settings, one table per metric, the charts and the strips.
@@ -246,6 +269,7 @@ def report_markdown(summary: Mapping[str, Any], strategies: Sequence[str], chart
         lines.append("")
         if metric in charts:
             lines += [f"![{metric} per subset]({charts[metric]})", ""]
+    lines += _interval_lines(summary, strategies)
     lines += ["## Where the strategies disagree most", ""]
     if not strips:
         lines += ["The strategies agree on every pixel of every image.", ""]

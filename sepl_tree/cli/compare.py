@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text
 from sepl_tree.cli.common import (
     DatasetConfigOpt,
     Executor,
@@ -87,6 +89,36 @@ def print_compare(summary: dict[str, Any], strategies: list[str]) -> None:
     console.print(table)
 
 
+def _change(change: dict[str, Any] | None) -> str:
+    """A change and its interval, green or red when the whole interval lies on one side of 0."""
+    text = escape(change_text(change))
+    interval = None if change is None else change["interval"]
+    colour = None if interval is None else "green" if interval[0] > 0 else "red" if interval[1] < 0 else None
+    return text if colour is None else f"[{colour}]{text}[/{colour}]"
+
+
+def print_intervals(summary: dict[str, Any], strategies: list[str]) -> None:
+    """Each subset's mIoU changes with their bootstrap intervals (when drawn): against the
+    input, and against the first strategy."""
+    drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
+    if not drawn:
+        return
+    first, level, draws = drawn[0]["against"], drawn[0]["level"], drawn[0]["draws"]
+    table = Table(title=f"mIoU change, {level:.0%} interval over {draws} bootstrap draws of the images "
+                        f"(none under {BOOTSTRAP_MIN_IMAGES} images)")
+    for column in ("subset", "strategy", "vs input", f"vs {first}"):
+        table.add_column(column, justify="left" if column in ("subset", "strategy") else "right")
+    for subset, entry in summary.items():
+        if "bootstrap" not in entry:
+            continue
+        boot = entry["bootstrap"]
+        for n, name in enumerate(strategies):
+            versus = "" if name == first else _change(boot["against_first"][name])
+            table.add_row(subset if n == 0 else "", name, _change(boot["against_input"][name]), versus)
+        table.add_section()
+    console.print(table)
+
+
 def _strategies(text: str, host: PluginHost) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -151,6 +183,7 @@ def compare_command(
     strips: Annotated[int, typer.Option("--strips", min=0, metavar="N", help="Image strips in report.md (most disagreement first).")] = 6,
     missing_masks: MissingMasksOpt = MissingMasks.error,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute outputs that already exist.")] = False,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, metavar="N", help="Draws of the images for the 95 % intervals of the mIoU changes (0: none).")] = 1000,
     plugin: PluginOpt = None,
     preset: DatasetConfigOpt = None,
 ) -> None:
@@ -175,7 +208,7 @@ def compare_command(
         # Absolute paths: workers may run elsewhere (a Ray cluster) or in another directory.
         inputs = InputConfig(pseudo_labels.resolve(), masks.resolve(), gt.resolve(), reader, to_reader, num_classes,
                              absolute_plugin_paths(plugin), labels and labels.resolve(), missing_masks.value)
-        config = CompareConfig(inputs, out.resolve(), tuple(names), per_strategy, chosen, overwrite)
+        config = CompareConfig(inputs, out.resolve(), tuple(names), per_strategy, chosen, overwrite, bootstrap=bootstrap)
         selectors, reader_in = CompareJob(config).resolve(host)  # parameter errors before any work
         # --labels read once, here: the workers and the strips get them with the config
         config = dataclasses.replace(config, inputs=config.inputs.with_labels_read(reader_in.context.image_labels))
@@ -202,6 +235,7 @@ def compare_command(
         computed = sum(made.values())
         summary = totals.summary(class_names)
         print_compare(summary, names)
+        print_intervals(summary, names)
         warn_kept_without_masks(totals.kept_without_masks, len(id_list))
         if totals.synthetic_masks:
             err_console.print(f"[yellow]SYNTHETIC masks[/yellow] in {totals.synthetic_masks} of {len(id_list)} images "
