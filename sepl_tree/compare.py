@@ -215,7 +215,9 @@ class CompareTotals:
                  bootstrap: int = 0) -> None:
         self.strategies, self.subsets, self.num_classes = tuple(strategies), tuple(subsets), num_classes
         self.bootstrap = bootstrap
-        self.cells: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        #: With ``bootstrap``: per image, its columns' non-zero cells packed in one ``int32 (2, n)``
+        #: array (indices, counts) and where each column's run starts (about 1 KB an image).
+        self.cells: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {}
         shape = (num_classes, num_classes + 1)
         columns = ("input", *self.strategies)
         self.cm = {s: {col: np.zeros(shape, np.int64) for col in columns} for s in self.subsets}
@@ -242,7 +244,14 @@ class CompareTotals:
         self.rows[r.image_id] = row
         self.details[r.image_id] = {"subsets": [s for s in self.subsets if r.flags.get(s)], "details": r.details}
         if self.bootstrap:
-            self.cells[r.image_id] = [sparse_cells(r.input_cm), *(sparse_cells(r.cms[n]) for n in self.strategies)]
+            parts = [sparse_cells(r.input_cm), *(sparse_cells(r.cms[n]) for n in self.strategies)]
+            starts = tuple(np.cumsum([0, *(len(idx) for idx, _ in parts)]).tolist())
+            packed = np.concatenate([np.stack([idx, counts.astype(np.int32)]) for idx, counts in parts], axis=1)
+            self.cells[r.image_id] = (packed, starts)
+
+    def _columns(self, image_id: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        packed, starts = self.cells[image_id]
+        return [(packed[0, a:b], packed[1, a:b]) for a, b in zip(starts, starts[1:])]
 
     def intervals(self, subset: str, miou: Mapping[str, float]) -> dict[str, Any] | None:
         """The bootstrap of ``subset`` (``None`` without draws or images): each strategy's mIoU
@@ -253,7 +262,7 @@ class CompareTotals:
         if not self.bootstrap or not members:
             return None
         draws = self.bootstrap if len(members) >= BOOTSTRAP_MIN_IMAGES else 0
-        drawn = bootstrap_miou([self.cells[i] for i in members], self.num_classes, draws)
+        drawn = bootstrap_miou([self._columns(i) for i in members], self.num_classes, draws)
         first = self.strategies[0]
         doc: dict[str, Any] = {"draws": self.bootstrap, "level": BOOTSTRAP_LEVEL, "seed": BOOTSTRAP_SEED,
                                "against_input": {}, "against": first, "against_first": {}}
