@@ -159,7 +159,11 @@ def _png_folder(tmp_path, n=4):
 def test_metadata_csv_with_extra_columns_is_read(tmp_path):
     folder = _png_folder(tmp_path)
     back = read_masks(tmp_path, "img")
-    assert [r["level"] for r in back.records] == ["0", "1", "2", "0"]
+    # read as the RLE layout's JSON holds them (they were strings, which the tree took for no level)
+    assert [r["level"] for r in back.records] == [0, 1, 2, 0]
+    from sepl_tree.tree import build_tree
+
+    assert [build_tree(back).nodes[i].get("level") for i in range(4)] == [0, 1, 2, 0]
     assert back.score("predicted_iou").tolist() == pytest.approx([0, 0.1, 0.2, 0.3])
     assert (folder / "metadata.csv").read_text().splitlines()[0] == AMG_CSV_HEADER + ",level"
 

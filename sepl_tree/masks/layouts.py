@@ -4,7 +4,7 @@
 - folder: ``MASKS/<id>/<n>.png`` (255 = mask) and an optional ``metadata.csv`` with header
   ``id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,
   stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h`` (more columns may follow,
-  such as our ``level``) and one row per ``<n>.png``, ``id`` = n: a header without these
+  such as our ``level``, read as numbers where they are) and one row per ``<n>.png``, ``id`` = n: a header without these
   columns, a PNG without a row, or a row (or a repeated id) without its PNG is an ``InputError``;
 - RLE: ``MASKS/<id>.json``, a list of records ``{segmentation, area, bbox, predicted_iou,
   point_coords, stability_score, crop_box}`` (extra keys, such as ``level`` or ``kind``, are kept).
@@ -132,6 +132,21 @@ def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
         raise InputError(path, f"corrupt RLE: {exc}") from None
 
 
+def _csv_value(text: str) -> int | float | str:
+    """A further ``metadata.csv`` column's value as the RLE layout's JSON would hold it: an
+    integer (our ``level``) or a number where it reads as one, else the text.
+
+    >>> [_csv_value(v) for v in ("2", "-1", "0.5", "1e-3", "object", "")]
+    [2, -1, 0.5, 0.001, 'object', '']
+    """
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _read_csv(path: Path, pngs: Mapping[int, Path]) -> dict[int, dict[str, Any]]:
     """The records of ``metadata.csv``, id -> record, checked one for one against ``pngs``
     (n -> ``<n>.png``): amg.py's columns in the header (more may follow), one row per PNG."""
@@ -170,7 +185,7 @@ def _read_csv(path: Path, pngs: Mapping[int, Path]) -> dict[int, dict[str, Any]]
             if n not in pngs:
                 raise InputError(path, f"line {line} (id {n}) names {n}.png, which is not in the folder")
             lines[n] = line
-            rec.update({k: v for k, v in row.items() if k not in _AMG_COLUMNS and k})
+            rec.update({k: _csv_value(v) for k, v in row.items() if k not in _AMG_COLUMNS and k})
             out[n] = rec
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read metadata.csv: {exc}") from None
