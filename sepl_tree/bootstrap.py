@@ -30,7 +30,8 @@ BOOTSTRAP_SEED = 0
 #: Fewer images get no interval: draws of a handful of images repeat the same few, and the
 #: interval they give is narrower than what the images can tell (one image: no width at all).
 BOOTSTRAP_MIN_IMAGES = 10
-#: Drawn image indices held at once (draws x images), to bound the memory of a large set.
+#: Draws scored at once are bounded so that neither their image indices (draws x images) nor
+#: their summed matrices (draws x K(K+1)) pass this many values (32 MB each as float64).
 _DRAWN_AT_ONCE = 4_000_000
 
 
@@ -65,11 +66,13 @@ def mean_iou(cms: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
-def draw_indices(n: int, draws: int, seed: int = BOOTSTRAP_SEED) -> Iterator[np.ndarray]:
+def draw_indices(n: int, draws: int, seed: int = BOOTSTRAP_SEED, cells: int = 1) -> Iterator[np.ndarray]:
     """The bootstrap draws of ``n`` images, in chunks: ``int64 (b, n)`` arrays of image indices
-    (each row one draw of ``n`` with replacement), ``draws`` rows in all, from one seeded stream."""
+    (each row one draw of ``n`` with replacement), ``draws`` rows in all, from one seeded stream
+    (the same rows however they are chunked); ``cells``: the size of a matrix, which also bounds
+    a chunk."""
     rng = np.random.default_rng(seed)
-    chunk = max(1, _DRAWN_AT_ONCE // max(n, 1))
+    chunk = max(1, _DRAWN_AT_ONCE // max(n, cells, 1))
     for start in range(0, draws, chunk):
         yield rng.integers(0, n, size=(min(chunk, draws - start), n))
 
@@ -96,7 +99,7 @@ def bootstrap_miou(cells: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], num
         data = np.concatenate([cells[i][c][1] for i in range(n)]).astype(np.float64) if lengths.sum() else np.zeros(0)
         matrices.append(sparse.csr_matrix((data, indices, indptr), shape=(n, size)).T.tocsr())
     done = 0
-    for drawn in draw_indices(n, draws, seed):
+    for drawn in draw_indices(n, draws, seed, size):
         b = len(drawn)
         flat = (drawn + np.arange(b)[:, None] * n).reshape(-1)
         times = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)  # how often each image

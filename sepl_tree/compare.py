@@ -246,6 +246,7 @@ class CompareTotals:
         if self.bootstrap:
             parts = [sparse_cells(r.input_cm), *(sparse_cells(r.cms[n]) for n in self.strategies)]
             starts = tuple(np.cumsum([0, *(len(idx) for idx, _ in parts)]).tolist())
+            # (int32 holds any count: an image has at most files.MAX_PIXELS, about 89M, pixels)
             packed = np.concatenate([np.stack([idx, counts.astype(np.int32)]) for idx, counts in parts], axis=1)
             self.cells[r.image_id] = (packed, starts)
 

@@ -55,5 +55,7 @@ def one_line(exc: BaseException, typed: bool = False) -> str:
     >>> one_line(ValueError("bad\\n  value"), typed=True)
     'ValueError: bad value'
     """
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
     return f"{type(exc).__name__}: {text}" if typed and not isinstance(exc, SeplError) else text

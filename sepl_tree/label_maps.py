@@ -22,12 +22,12 @@ def more_classes_hint(value: int, num_classes: int) -> str:
     >>> more_classes_hint(1000, 21)
     ' (no K can hold it: labels are 0..254 and 255; is this a label map?)'
     >>> more_classes_hint(90, 81)
-    " (COCO's category ids, 1..90, for its class indices 1..80? configs/coco.toml maps them)"
+    " (COCO's category ids, 1..90, for its class indices 1..80? sepl-tree coco-gt writes class indices)"
     """
     if not 0 <= value < IGNORE:
         return f" (no K can hold it: labels are 0..{IGNORE - 1} and {IGNORE}; is this a label map?)"
     if num_classes == 81 and value <= 90:
-        return " (COCO's category ids, 1..90, for its class indices 1..80? configs/coco.toml maps them)"
+        return " (COCO's category ids, 1..90, for its class indices 1..80? sepl-tree coco-gt writes class indices)"
     return " (more classes? set --num-classes" + (", e.g. 81 for COCO)" if num_classes < 81 else ")")
 
 

@@ -233,15 +233,19 @@ def _interval_lines(summary: Mapping[str, Any], strategies: Sequence[str]) -> li
              f"Each change with its {level:.0%} interval over {draws} draws of the subset's images (with "
              "replacement, the same draws for every column: a paired percentile bootstrap, seed "
              f"{drawn[0]['seed']}). An interval that does not hold 0 is a change the images support. A subset "
-             f"of fewer than {BOOTSTRAP_MIN_IMAGES} images gets none.", "",
-             f"| subset | strategy | vs input | vs {first} |", "|---|---|---:|---:|"]
+             f"of fewer than {BOOTSTRAP_MIN_IMAGES} images gets none.", ""]
+    several = len(strategies) > 1  # else no column against the first
+    lines += ([f"| subset | strategy | vs input | vs {first} |", "|---|---|---:|---:|"] if several
+              else ["| subset | strategy | vs input |", "|---|---|---:|"])
     for subset, entry in summary.items():
         if "bootstrap" not in entry:
             continue
         boot = entry["bootstrap"]
         for name in strategies:
-            versus = "" if name == first else change_text(boot["against_first"][name])
-            lines.append(f"| {subset} | {name} | {change_text(boot['against_input'][name])} | {versus} |")
+            cells = [name, change_text(boot["against_input"][name])]
+            if several:
+                cells.append("" if name == first else change_text(boot["against_first"][name]))
+            lines.append(f"| {subset} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

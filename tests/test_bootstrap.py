@@ -54,7 +54,8 @@ def test_the_draws_do_not_depend_on_how_many_are_held_at_once(monkeypatch):
     rng = np.random.default_rng(5)
     cells = [[sparse_cells(cm)] for cm in random_confusions(rng, 25)]
     whole = bootstrap_miou(cells, K, 40)
-    monkeypatch.setattr(bootstrap, "_DRAWN_AT_ONCE", 60)  # two draws of 25 images at a time
+    monkeypatch.setattr(bootstrap, "_DRAWN_AT_ONCE", 100)  # 100 // K(K+1) = 3 draws at a time, the last alone
+    assert [len(chunk) for chunk in draw_indices(25, 40, cells=K * (K + 1))] == [3] * 13 + [1]
     assert np.array_equal(bootstrap_miou(cells, K, 40), whole)
     assert not np.array_equal(bootstrap_miou(cells, K, 40, seed=1), whole)
 
@@ -103,6 +104,16 @@ def test_compare_gives_each_change_its_interval_and_none_to_small_subsets(compar
     assert f"{every['strategies']['official']['delta']['miou']:+.2f} [{low:+.2f}, {high:+.2f}]" in said
     report = (tmp_path / "a" / "report.md").read_text()
     assert "## mIoU changes, with bootstrap intervals" in report and "| all | official |" in report
+
+
+def test_with_one_strategy_there_is_no_column_against_the_first(compared):
+    args, tmp_path = compared
+    args = [a if a != "threshold,official" else "official" for a in args]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "vs input" in result.output and "vs official" not in result.output
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "| subset | strategy | vs input |\n" in report and "| all | official | " in report
 
 
 def test_compare_without_draws_has_no_intervals(compared):

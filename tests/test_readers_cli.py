@@ -258,7 +258,7 @@ def test_labels_are_read_once_per_command(tmp_path, monkeypatch):
                                  "--out", str(tmp_path / "cmp"), "--images", str(images), "--subset", "all"])
     assert result.exit_code == 0, result.output
     assert len(reads) == 2 and list((tmp_path / "cmp").rglob("*.png"))
-    assert "change nothing here" not in result.output  # irn restricts its argmax to the labels
+    assert "may change nothing here" not in result.output  # irn restricts its argmax to the labels
 
 
 def test_labels_a_reader_does_not_use_are_said_to_change_nothing(tmp_path):
@@ -270,7 +270,7 @@ def test_labels_a_reader_does_not_use_are_said_to_change_nothing(tmp_path):
     labels = tmp_path / "cls_labels.npy"
     np.save(labels, {int(i.replace("_", "")): np.eye(20, dtype=np.float32)[0] for i in ids})
     said = (f"--labels {labels}: reader 'png' does not use image-level labels (it did not look at them for "
-            "'2007_000033'); they change nothing here")
+            "'2007_000033'); they may change nothing here")
     for command in (["run", "--pseudo-labels", str(pseudo_dir), "--masks", str(masks_dir), "--out", str(tmp_path / "r")],
                     ["compare", "-s", "threshold", "--pseudo-labels", str(pseudo_dir), "--masks", str(masks_dir),
                      "--gt", str(gt_dir), "--out", str(tmp_path / "c"), "--subset", "all"],

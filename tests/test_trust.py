@@ -595,7 +595,7 @@ def test_eval_says_when_predictions_hold_values_that_are_no_label(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert (f"1 of 3 predictions hold values that are no label at K = 81 (e.g. {tmp_path / 'pred' / 'im0'}.png: 90); "
             "they count as misses of the GT class (README, Conventions) (COCO's category ids, 1..90, for its class "
-            "indices 1..80? configs/coco.toml maps them)") in " ".join(result.output.split())  # (255 is not reported)
+            "indices 1..80? sepl-tree coco-gt writes class indices)") in " ".join(result.output.split())  # (255 is not reported)
     assert "mIoU over 1 of 81 classes (a class absent from both ground truth and prediction is left out" in (
         " ".join(result.output.split()))
 

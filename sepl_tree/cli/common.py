@@ -316,7 +316,7 @@ def warn_if_labels_unused(inputs: Any, ids: list[str], labels: Path | None) -> N
     ``png`` reader: label maps are read as stored), tried on the first id."""
     if labels is not None and ids and not inputs.reads_image_labels(ids[0]):
         warn(f"--labels {labels}: reader {inputs.reader.name!r} does not use image-level labels "
-             f"(it did not look at them for {ids[0]!r}); they change nothing here")
+             f"(it did not look at them for {ids[0]!r}); they may change nothing here")
 
 
 def get_host(plugins: list[str] | None) -> PluginHost:

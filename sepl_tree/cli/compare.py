@@ -106,15 +106,16 @@ def print_intervals(summary: dict[str, Any], strategies: list[str]) -> None:
     first, level, draws = drawn[0]["against"], drawn[0]["level"], drawn[0]["draws"]
     table = Table(title=f"mIoU change, {level:.0%} interval over {draws} bootstrap draws of the images "
                         f"(none under {BOOTSTRAP_MIN_IMAGES} images)")
-    for column in ("subset", "strategy", "vs input", f"vs {first}"):
+    several = len(strategies) > 1  # else no column against the first
+    for column in ("subset", "strategy", "vs input", *([f"vs {first}"] if several else [])):
         table.add_column(column, justify="left" if column in ("subset", "strategy") else "right")
     for subset, entry in summary.items():
         if "bootstrap" not in entry:
             continue
         boot = entry["bootstrap"]
         for n, name in enumerate(strategies):
-            versus = "" if name == first else _change(boot["against_first"][name])
-            table.add_row(subset if n == 0 else "", name, _change(boot["against_input"][name]), versus)
+            versus = ["" if name == first else _change(boot["against_first"][name])] if several else []
+            table.add_row(subset if n == 0 else "", name, _change(boot["against_input"][name]), *versus)
         table.add_section()
     console.print(table)
 
