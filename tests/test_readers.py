@@ -432,3 +432,33 @@ def test_a_file_of_another_format_names_the_reader_to_use(host, tmp_path):
     for name in ("irn", "psa-crf"):
         with pytest.raises(InputError, match="PSA-style .* dictionary .*; try --reader psa$"):
             read(host, name, tmp_path)
+
+
+@pytest.mark.parametrize(("name", "write"), [
+    ("irn", write_irn), ("sipe", write_sipe), ("puzzlecam", write_puzzlecam), ("recurseed", write_recurseed),
+    ("clip-es", write_clip_es), ("psa", write_class_dict), ("seam", write_class_dict),
+    ("transcam", write_class_dict), ("l2g", write_per_class),
+])
+def test_every_cam_reader_keeps_to_the_image_level_labels(host, tmp_path, name, write):
+    """(With --labels saying the image holds only a dog, no pixel may be an aeroplane.)"""
+    write(tmp_path)
+    free = read(host, name, tmp_path)
+    assert 1 in free and 12 in free  # both classes win somewhere without the labels
+    only_dog = read(host, name, tmp_path, ctx=ReadContext(num_classes=21, image_labels={"2007_000032": frozenset({12})}))
+    assert 1 not in only_dog and 12 in only_dog
+
+
+def test_each_reader_declares_its_methods_default():
+    """The defaults docs/readers.md gives for each baseline (its own script's setting)."""
+    from sepl_tree.plugins import load_host
+
+    host = load_host(autoload=False)
+    declared = {name: {k: p.default for k, p in host.reader(name).params.items()}
+                for name in ("psa", "seam", "eps", "ppc", "transcam", "clip-es", "irn", "puzzlecam", "recurseed",
+                             "l2g", "rca")}
+    assert declared == {
+        "psa": {"bg": 0.2}, "seam": {"bg": 0.26}, "eps": {"bg": 0.2}, "ppc": {"bg": 0.2}, "transcam": {"bg": 0.42},
+        "clip-es": {"bg": 2.0, "key": "attn_highres"}, "irn": {"bg": 0.15, "bg_low": -1.0},
+        "puzzlecam": {"bg": 0.25, "key": "auto", "bg_low": -1.0}, "recurseed": {"bg": 2.0}, "l2g": {"bg": 0.25},
+        "rca": {"bg": 4.0},
+    }

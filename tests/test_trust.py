@@ -646,3 +646,32 @@ def test_compare_makes_an_image_again_when_one_strategys_output_is_older_than_it
     assert "1 image(s)' outputs in" in " ".join(result.output.split())
     assert json.loads((d / "cmp" / "compare.json").read_text())["counts"]["outputs_computed"] == 2
 
+
+
+def test_a_colour_label_png_or_a_16_bit_value_of_256_is_refused_not_read(tmp_path: Path) -> None:
+    """(A VOC SegmentationClass PNG saved as RGB would be read as three channels of colour; a
+    16-bit 256 would wrap to 0, background, in uint8.)"""
+    from sepl_tree.errors import InputError
+    from sepl_tree.files import read_label_png
+
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(rgb)
+    with pytest.raises(InputError, match=r"rgb\.png: a label PNG must be palette or greyscale, got 3-D pixels"):
+        read_label_png(rgb, 21)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.array([[0, 256]], np.uint16)).save(wide)
+    with pytest.raises(InputError, match="label value 256 is out of range 0..20 or 255"):
+        read_label_png(wide, 21)
+
+
+@pytest.mark.parametrize("image_id", ["a/../../x", "a/..", "./../x", "/abs"])
+def test_an_id_that_climbs_out_anywhere_in_its_path_is_refused(tmp_path: Path, image_id: str) -> None:
+    from sepl_tree.cli.common import read_ids
+    from sepl_tree.errors import SeplError
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"img0\n{image_id}\n")
+    with pytest.raises(SeplError, match="would name a file outside the folders"):
+        read_ids(ids)
+    ids.write_text("img0\nsub/img1\n")
+    assert read_ids(ids) == ["img0", "sub/img1"]  # a sub-folder of the folder is fine
