@@ -104,6 +104,8 @@ def test_coco_json_errors(tmp_path):
     path = _coco_json(tmp_path / "instances.json")
     with pytest.raises(InputError, match="instances.json: 80 categories, but K = 21"):
         load_image_labels(path, 21)
+    with pytest.raises(InputError, match=r"instances.json: 80 categories, but K = 91 needs 90 \(set --num-classes\)"):
+        load_image_labels(path, 91)  # fewer categories than K needs: the classes would not be COCO's 1..80
     (tmp_path / "bad.json").write_text('{"images": []}')
     with pytest.raises(InputError, match="bad.json: not a COCO instances file"):
         load_image_labels(tmp_path / "bad.json", 81)

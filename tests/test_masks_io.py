@@ -223,3 +223,20 @@ def test_a_png_not_named_n_png_is_an_error_not_a_mask_left_out(tmp_path, name):
     with pytest.raises(InputError, match=r"is not named <n>.png") as info:
         read_masks(tmp_path, "img")
     assert str(info.value).startswith(str(folder / name))
+
+
+def test_a_png_folder_is_written_as_amg_py_writes_it(tmp_path):
+    """(0/255 PNGs; metadata.csv's point as x, y; a record without crop_box gets the whole image,
+    x0, y0, w, h, on a set that is not square.)"""
+    masks = np.zeros((2, 3, 5), bool)
+    masks[0, :2, 1:4] = True
+    masks[1, 2, :] = True
+    write_masks_png_folder(tmp_path / "img", MaskSet(masks, [{"point_coords": [[4.0, 1.0]]}, {}]))
+    with Image.open(tmp_path / "img" / "0.png") as img:
+        assert sorted(np.unique(np.array(img)).tolist()) == [0, 255]
+    row = (tmp_path / "img" / "metadata.csv").read_text().splitlines()[1].split(",")
+    header = AMG_CSV_HEADER.split(",")
+    assert [float(row[header.index(k)]) for k in ("point_input_x", "point_input_y")] == [4.0, 1.0]
+    assert [float(row[header.index(f"crop_box_{k}")]) for k in ("x0", "y0", "w", "h")] == [0, 0, 5, 3]
+    back = read_masks(tmp_path, "img")
+    assert np.array_equal(back.dense, masks) and back.records[0]["point_coords"] == [[4.0, 1.0]]

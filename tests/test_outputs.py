@@ -47,3 +47,15 @@ def test_other_settings_are_refused_and_overwrite_removes_the_outputs(tmp_path):
     claim_folder(tmp_path, "run.json", other, True, _pngs(tmp_path, []))
     assert not (tmp_path / "a.png").exists()
     assert json.loads((tmp_path / "run.json").read_text())["settings"] == other
+
+
+def test_settings_are_compared_as_they_read_back_from_json(tmp_path):
+    """(A tuple or a path in the settings reads back as a list or a string: the same settings, so
+    a resume, not a refusal naming a change that is none.)"""
+    from pathlib import Path
+
+    settings = {"strategy": "threshold", "plugins": ("a.py",), "inputs": {"masks": Path("/data/masks")}}
+    claim_folder(tmp_path, "run.json", settings, False, _pngs(tmp_path, []))
+    (tmp_path / "a.png").write_bytes(b"")
+    claim_folder(tmp_path, "run.json", settings, False, _pngs(tmp_path, []))  # no error: it resumes
+    assert json.loads((tmp_path / "run.json").read_text())["settings"]["plugins"] == ["a.py"]

@@ -537,3 +537,13 @@ def test_binding_a_strategy_for_a_class_count_the_cli_refuses_is_an_error(k):
 
     with pytest.raises(SeplError, match=f"num_classes must be 2..255 .*got {k}"):
         bind_strategy(load_host([]), "threshold", {}, k)
+
+
+def test_ranges_and_booleans_read_as_declared():
+    from sepl_tree.registry import Param, Range
+
+    tau = Range(0, 1, low_open=True)
+    assert 0 not in tau and 1e-9 in tau and 1 in tau and float("nan") not in tau
+    assert 1 not in Range(0, 1, high_open=True) and 0 in Range(0, 1)
+    flag = Param("flag", False, bool)
+    assert [flag.coerce(v) for v in ("True", "yes", "ON", "false", "0")] == [True, True, True, False, False]
