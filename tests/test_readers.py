@@ -462,3 +462,10 @@ def test_each_reader_declares_its_methods_default():
         "puzzlecam": {"bg": 0.25, "key": "auto", "bg_low": -1.0}, "recurseed": {"bg": 2.0}, "l2g": {"bg": 0.25},
         "rca": {"bg": 4.0},
     }
+
+
+def test_puzzlecam_auto_takes_the_random_walk_scores_when_a_file_has_both(host, tmp_path):
+    keys = np.pad(torch.tensor([0, 11]) + 1, (1, 0), mode="constant")
+    save_npy(tmp_path / "2007_000032.npy", {"keys": keys, "hr_cam": SCORES.copy(), "rw": SCORES * 0.5})
+    assert read(host, "puzzlecam", tmp_path).tolist() == HIGH_BG  # rw's halved scores
+    assert read(host, "puzzlecam", tmp_path, key="hr_cam").tolist() == LOW_BG
