@@ -269,8 +269,8 @@ def test_labels_a_reader_does_not_use_are_said_to_change_nothing(tmp_path):
     pseudo_dir, masks_dir, gt_dir = write_dataset(tmp_path, {i: (pseudo, masks, pseudo) for i in ids})
     labels = tmp_path / "cls_labels.npy"
     np.save(labels, {int(i.replace("_", "")): np.eye(20, dtype=np.float32)[0] for i in ids})
-    said = (f"--labels {labels}: reader 'png' does not use image-level labels (it did not look at them for "
-            "'2007_000033'); they may change nothing here")
+    said = (f"--labels {labels}: reader 'png' did not look at the image-level labels for '2007_000033'; "
+            "they may change nothing here")
     for command in (["run", "--pseudo-labels", str(pseudo_dir), "--masks", str(masks_dir), "--out", str(tmp_path / "r")],
                     ["compare", "-s", "threshold", "--pseudo-labels", str(pseudo_dir), "--masks", str(masks_dir),
                      "--gt", str(gt_dir), "--out", str(tmp_path / "c"), "--subset", "all"],

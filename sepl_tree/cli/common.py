@@ -213,11 +213,11 @@ def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: in
                   made_again: int | None = None) -> None:
     """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``);
     ``made_again``: of those written, the outputs made again because their inputs were newer."""
+    from sepl_tree.outputs import write_status
+
     counts = {"images": images, "written": written, "skipped_existing": images - written}
     if made_again is not None:
         counts["made_again_older_than_inputs"] = made_again
-    from sepl_tree.outputs import write_status
-
     write_status(out, manifest, settings, "finished", counts=counts)
     console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
 
@@ -315,8 +315,8 @@ def warn_if_labels_unused(inputs: Any, ids: list[str], labels: Path | None) -> N
     """A warning line when ``--labels`` was given but the reader does not look at them (the
     ``png`` reader: label maps are read as stored), tried on the first id."""
     if labels is not None and ids and not inputs.reads_image_labels(ids[0]):
-        warn(f"--labels {labels}: reader {inputs.reader.name!r} does not use image-level labels "
-             f"(it did not look at them for {ids[0]!r}); they may change nothing here")
+        warn(f"--labels {labels}: reader {inputs.reader.name!r} did not look at the image-level labels for "
+             f"{ids[0]!r}; they may change nothing here")
 
 
 def get_host(plugins: list[str] | None) -> PluginHost:
