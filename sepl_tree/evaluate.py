@@ -84,14 +84,14 @@ class EvalJob:
 
 
 def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
-                     on_image: Callable[[int], None] | None = None,
+                     on_image: Callable[[], None] | None = None,
                      workers: int = 1) -> tuple[np.ndarray, int, dict[str, int]]:
     """Pool the confusion matrix of ``<pred>/<id>.png`` against ``<gt_dir>/<id>.png``.
 
     Returns the ``(K, K+1)`` matrix, the number of images and, for each prediction holding a
     value that is no label (K..254: counted as a miss, by the convention), its first such value;
     ``workers`` processes read and count (integer sums: the same matrix for any number);
-    ``on_image`` sees the count so far. Missing files, size mismatches and GT values out of
+    ``on_image`` is called once per image done. Missing files, size mismatches and GT values out of
     range raise ``InputError`` naming the file.
     """
     from sepl_tree.executors import execute
@@ -102,13 +102,12 @@ def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: 
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     cells_of = cm.reshape(-1)  # a view: adding to it adds to cm
     not_labels: dict[str, int] = {}
-    for done, (image_id, cells, counts, odd) in enumerate(execute(EvalJob(Path(pred), Path(gt_dir), num_classes),
-                                                                  ids, workers=workers), 1):
+    for image_id, cells, counts, odd in execute(EvalJob(Path(pred), Path(gt_dir), num_classes), ids, workers=workers):
         cells_of[cells] += counts
         if odd is not None:
             not_labels[image_id] = odd
         if on_image is not None:
-            on_image(done)
+            on_image()
     return cm, len(ids), dict(sorted(not_labels.items()))
 
 

@@ -106,8 +106,7 @@ def eval_command(
         if ids is None:
             _say_unscored(gt, id_list)
         with image_progress("evaluating", len(id_list)) as step:
-            cm, count, not_labels = evaluate_folders(pred, gt, id_list, num_classes, workers=workers,
-                                                     on_image=lambda _done: step())
+            cm, count, not_labels = evaluate_folders(pred, gt, id_list, num_classes, workers=workers, on_image=step)
         if not_labels:
             first = next(iter(not_labels))
             warn(f"{len(not_labels)} of {count} predictions hold values that are no label at K = {num_classes} "
