@@ -100,8 +100,8 @@ class CompareConfig:
     subsets: tuple[str, ...] = SUBSETS
     overwrite: bool = False
     bootstrap: int = 0
-    #: Ids whose outputs are made again although they are there: older than their inputs
-    #: (:meth:`sepl_tree.inputs.InputReader.newer_than`).
+    #: Ids whose outputs are made again although they are there: out of date
+    #: (:meth:`sepl_tree.inputs.InputReader.out_of_date`).
     redo: frozenset[str] = frozenset()
 
     def output_path(self, strategy: str, image_id: str) -> Path:

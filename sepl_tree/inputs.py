@@ -21,6 +21,7 @@ from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import mtime_ns, naming_hint, read_label_png
 from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
+from sepl_tree.outputs import inputs_changed
 from sepl_tree.registry import ReadContext, Reader, coerce_params
 
 __all__ = ["MISSING_MASKS", "ImageInputs", "InputConfig", "InputReader", "check_label", "check_same_size"]
@@ -257,23 +258,26 @@ class InputReader:
                     newest[image_id] = max(newest.get(image_id, t), t)
         return newest
 
-    def newer_than(self, ids: Iterable[str], outputs: Callable[[str], Iterable[Path]]) -> list[str]:
-        """The ids of which an existing output is older than one of its :meth:`input_times`: the
-        inputs changed after it was made (regenerated pseudo-labels or masks), so it is made again.
+    def out_of_date(self, ids: Iterable[str], outputs: Callable[[str], Iterable[tuple[Path, Mapping[str, tuple[int, ...]]]]]
+                    ) -> tuple[list[str], dict[str, tuple[int, ...]]]:
+        """``(stale, now)``: the ids of which an existing output is out of date, and every id's
+        :meth:`input_times` now (what the outputs made from here on are recorded as made from).
 
-        The rule ``make`` uses; it sees what rewrites a file or adds one (a copy that keeps the
-        old times, ``cp -p``, is not seen). One ``stat`` per file.
+        ``outputs(id)`` gives each output path of the id with the records of its folder
+        (:meth:`sepl_tree.outputs.MadeFrom.read`); an output is out of date when its inputs'
+        times differ from its record, or, with none, when one is newer than it
+        (:func:`sepl_tree.outputs.inputs_changed`). One ``stat`` per file.
         """
         listed = self.listed_times() if self.reader.list_ids is not None else None
-        stale = []
+        stale, now = [], {}
         for image_id in ids:
-            made = [t for path in outputs(image_id) if (t := mtime_ns(path)) is not None]
-            if not made:
-                continue
-            oldest = min(made)
-            if any(t > oldest for t in self.input_times(image_id, listed)):
-                stale.append(image_id)
-        return stale
+            times = now[image_id] = tuple(self.input_times(image_id, listed))
+            for path, records in outputs(image_id):
+                made = mtime_ns(path)
+                if made is not None and inputs_changed(made, records.get(image_id), times):
+                    stale.append(image_id)
+                    break
+        return stale, now
 
     def check(self, ids: Iterable[str]) -> None:
         """Before any work: every id has masks (unless ``missing_masks="keep"``) and a GT file.

@@ -8,6 +8,12 @@ settings, or holding outputs no manifest accounts for, is refused with one line 
 differs, unless ``overwrite``, which removes the old outputs first, so the manifest always
 describes the files beside it. Every output is written atomically (:mod:`sepl_tree.files`); an
 empty or cut file (a full disk, a copy cut short) is not done.
+
+An output is also made again when its inputs changed after it was made. Each folder keeps
+:data:`MADE_FROM`, the times of the input files each output was made from (:class:`MadeFrom`):
+an input whose time differs from the one recorded, newer (regenerated) or older (a copy that keeps
+its source's times, ``cp -p``, ``rsync -a``), makes its outputs again. An output with no record
+(made before the folder kept one) falls back to make's rule: made again when older than an input.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from sepl_tree.errors import SeplError, one_line
 from sepl_tree.files import PNG_SIGNATURE, atomic_write_bytes, read_json
 
 __all__ = [
+    "MADE_FROM",
+    "MadeFrom",
     "check_apart",
     "claim_folder",
     "describe_changes",
+    "inputs_changed",
     "noting_a_stop",
     "output_done",
     "pending_ids",
@@ -220,6 +229,7 @@ def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overw
     if overwrite:
         for output in list(outputs(folder)):
             output.unlink(missing_ok=True)
+        (folder / MADE_FROM).unlink(missing_ok=True)
     elif previous is None:  # (a resume, same settings, lists nothing: 100k paths are seconds and 40 MiB)
         names = [p.name for p in outputs(folder)]
         if names:
@@ -250,3 +260,93 @@ def noting_a_stop(folder: Path, manifest: str, settings: Mapping[str, Any]) -> I
         with contextlib.suppress(Exception):  # the error the user sees is the one that stopped the run
             write_status(folder, manifest, settings, "stopped", error=why)
         raise
+
+
+#: The file of an output folder that records what each output was made from (:class:`MadeFrom`).
+MADE_FROM = "made_from.jsonl"
+
+#: A :class:`MadeFrom` log is rewritten, its old lines dropped, when it holds more than this many
+#: lines per image it records (a rerun after regenerated inputs appends a line per output made again).
+_LINES_PER_IMAGE = 2
+
+
+class MadeFrom:
+    """What each output of a folder was made from: the modification times (ns) of its input files
+    (:meth:`sepl_tree.inputs.InputReader.input_times`), taken before the run read them.
+
+    One JSON line per output written, appended by the main process once the output is in place
+    (``{"id": ..., "inputs": [...]}``); an id's last line wins. A line cut short by a killed
+    run is skipped, so its output has the record it had before, or none: either way it is made
+    again unless its inputs are as that record says (:func:`inputs_changed`).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with MadeFrom(Path(d)) as log:
+    ...         log.note("a", (1, 2)); log.note("b", (3,)); log.note("a", (4, 5))
+    ...     MadeFrom(Path(d)).read()
+    {'a': (4, 5), 'b': (3,)}
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / MADE_FROM
+        self._file: Any = None
+        self._lines = 0
+
+    def read(self) -> dict[str, tuple[int, ...]]:
+        """Each id's recorded input times (none: ``{}``)."""
+        records: dict[str, tuple[int, ...]] = {}
+        self._lines = 0
+        try:
+            with open(self.path, "rb") as f:
+                for line in f:
+                    self._lines += 1
+                    try:
+                        entry = json.loads(line)
+                        records[entry["id"]] = tuple(int(t) for t in entry["inputs"])
+                    except (ValueError, TypeError, KeyError):
+                        continue  # cut short by a killed run, or not ours: that output has no record
+        except FileNotFoundError:
+            pass
+        if self._lines > _LINES_PER_IMAGE * len(records) + 100:
+            atomic_write_bytes(self.path, b"".join(_line(i, t) for i, t in records.items()))
+            self._lines = len(records)
+        return records
+
+    def note(self, image_id: str, times: Iterable[int]) -> None:
+        """Record that ``image_id``'s output was made from inputs of ``times`` (flushed at once)."""
+        if self._file is None:
+            self._file = open(self.path, "ab+")
+            if self._file.seek(0, os.SEEK_END) and (self._file.seek(-1, os.SEEK_END), self._file.read(1))[1] != b"\n":
+                self._file.write(b"\n")  # after a line cut short, else the next one is lost in it
+        self._file.write(_line(image_id, times))
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> MadeFrom:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _line(image_id: str, times: Iterable[int]) -> bytes:
+    return (json.dumps({"id": image_id, "inputs": list(times)}) + "\n").encode()
+
+
+def inputs_changed(made: int, recorded: tuple[int, ...] | None, now: tuple[int, ...]) -> bool:
+    """Whether an output made at ``made`` (its modification time, ns) is out of date: its inputs'
+    times ``now`` differ from those it was ``recorded`` as made from, or, with no record, one of
+    them is newer than the output (make's rule, which a copy keeping old times gets past).
+
+    >>> inputs_changed(100, (50, 60), (50, 60)), inputs_changed(100, (50, 60), (50, 40))
+    (False, True)
+    >>> inputs_changed(100, None, (50, 60)), inputs_changed(100, None, (50, 160))
+    (False, True)
+    """
+    if recorded is not None:
+        return recorded != now
+    return any(t > made for t in now)

@@ -40,8 +40,8 @@ class RunConfig:
     strategy: str = "threshold"
     params: Mapping[str, Any] = field(default_factory=dict)
     overwrite: bool = False
-    #: Ids whose output is made again although it is there: older than its inputs
-    #: (:meth:`sepl_tree.inputs.InputReader.newer_than`).
+    #: Ids whose output is made again although it is there: its inputs changed since it was made
+    #: (:meth:`sepl_tree.inputs.InputReader.out_of_date`).
     redo: frozenset[str] = frozenset()
 
     def output_path(self, image_id: str) -> Path:

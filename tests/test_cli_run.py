@@ -95,7 +95,7 @@ def test_resume_skips_existing_outputs_unless_overwrite(dataset, tmp_path):
     assert _run(*args).exit_code == 0
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["counts"] == {"images": 4, "written": 1, "skipped_existing": 3, "kept_without_masks": 0,
-                                  "made_again_older_than_inputs": 0}
+                                  "made_again_inputs_changed": 0}
     assert np.array_equal(read_png(out / "img0.png"), marker)
     assert (out / "img1.png").exists()
     assert _run(*args, "--overwrite").exit_code == 0
@@ -279,7 +279,7 @@ def test_demo_runs_without_inputs_and_says_it_is_synthetic(tmp_path, monkeypatch
     assert json.loads((out / "run.json").read_text())["settings"]["strategy"] == "threshold"
     # The demo's inputs are written once: a rerun reuses its outputs (they are not older than the inputs).
     again = _run("--strategy", "threshold", env={"COLUMNS": "200"})
-    assert again.exit_code == 0 and "older than their inputs" not in again.output
+    assert again.exit_code == 0 and "out of date" not in again.output
     assert json.loads((out / "run.json").read_text())["counts"]["skipped_existing"] == 16
 
 

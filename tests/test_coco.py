@@ -240,9 +240,28 @@ def test_coco_gt_makes_label_maps_older_than_the_instances_file_again(tmp_path):
         os.utime(out / name, (earlier, earlier))
     tiny_instances(path, lambda data: data["annotations"].clear())  # the file edited in place
     result = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)], env={"COLUMNS": "300"})
-    assert result.exit_code == 0 and "2 label map(s) in " in result.output and "are older than their inputs (e.g. im" in result.output
+    assert result.exit_code == 0 and "2 label map(s) in " in result.output and "are out of date (e.g. im" in result.output
     assert not np.array(Image.open(out / "im1.png")).any()  # the edited file's (empty) label map
-    assert json.loads((out / "coco-gt.json").read_text())["counts"]["made_again_older_than_inputs"] == 2
+    assert json.loads((out / "coco-gt.json").read_text())["counts"]["made_again_inputs_changed"] == 2
+    again = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
+    assert again.exit_code == 0 and "0 written, 2 skipped" in again.output
+
+
+def test_coco_gt_sees_an_instances_file_copied_with_its_old_time(tmp_path):
+    """(``cp -p`` of another instances JSON over the one the label maps were made from: its time is
+    older than theirs, which make's rule took for "up to date".)"""
+    import os
+
+    path = tiny_instances(tmp_path / "inst.json")
+    out = tmp_path / "gt"
+    runner = CliRunner()
+    assert runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)]).exit_code == 0
+    tiny_instances(path, lambda data: data["annotations"].clear())
+    old = (out / "im1.png").stat().st_mtime - 3600
+    os.utime(path, (old, old))
+    result = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "2 label map(s) in " in result.output and "are out of date" in result.output
+    assert not np.array(Image.open(out / "im1.png")).any()
     again = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
     assert again.exit_code == 0 and "0 written, 2 skipped" in again.output
 
@@ -377,7 +396,7 @@ def test_coco_gt_bad_instances_keep_earlier_outputs(tmp_path):
     good = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
     assert good.exit_code == 0, good.output
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert sorted(before) == ["coco-gt.json", "im1.png", "im2.png"]
+    assert sorted(before) == ["coco-gt.json", "im1.png", "im2.png", "made_from.jsonl"]
     tiny_instances(path, annotation(category_id=999))
     bad = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out), "--overwrite"])
     assert bad.exit_code == 1 and "category_id 999 is not among the file's categories" in bad.output

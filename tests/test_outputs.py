@@ -59,3 +59,37 @@ def test_settings_are_compared_as_they_read_back_from_json(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     claim_folder(tmp_path, "run.json", settings, False, _pngs(tmp_path, []))  # no error: it resumes
     assert json.loads((tmp_path / "run.json").read_text())["settings"]["plugins"] == ["a.py"]
+
+
+def test_a_made_from_log_keeps_each_ids_last_record_and_is_rewritten_when_mostly_old_lines(tmp_path):
+    from sepl_tree.outputs import MADE_FROM, MadeFrom
+
+    with MadeFrom(tmp_path) as log:
+        for n in range(150):  # one image made again 150 times (150 reruns after its inputs changed)
+            log.note("a", (n, n + 1))
+        log.note("b", (7,))
+    path = tmp_path / MADE_FROM
+    assert len(path.read_text().splitlines()) == 151
+    assert MadeFrom(tmp_path).read() == {"a": (149, 150), "b": (7,)}
+    assert path.read_text().splitlines() == ['{"id": "a", "inputs": [149, 150]}', '{"id": "b", "inputs": [7]}']
+    with MadeFrom(tmp_path) as log:  # a few old lines stay until they outnumber the records
+        log.note("b", (8,))
+    assert MadeFrom(tmp_path).read() == {"a": (149, 150), "b": (8,)} and len(path.read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("line", ["not json", '{"id": "a"}', '{"id": "a", "inputs": ["x"]}', "[1, 2]", '"a"'])
+def test_a_made_from_line_that_is_not_a_record_is_no_record(tmp_path, line):
+    from sepl_tree.outputs import MADE_FROM, MadeFrom
+
+    (tmp_path / MADE_FROM).write_text(f'{{"id": "b", "inputs": [1]}}\n{line}\n')
+    assert MadeFrom(tmp_path).read() == {"b": (1,)}
+
+
+def test_overwrite_removes_the_made_from_log_with_the_outputs(tmp_path):
+    from sepl_tree.outputs import MADE_FROM, MadeFrom
+
+    claim_folder(tmp_path, "run.json", SETTINGS, False, lambda d: d.glob("*.png"))
+    with MadeFrom(tmp_path) as log:
+        log.note("a", (1,))
+    claim_folder(tmp_path, "run.json", SETTINGS, True, lambda d: d.glob("*.png"))
+    assert not (tmp_path / MADE_FROM).exists()

@@ -393,12 +393,12 @@ def test_an_output_older_than_its_inputs_is_made_again(d: Path, changed: str) ->
     write_dataset(d, {"img1": (pseudo, masks, gt)})
     result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "1 output(s) in " in result.output and "older than their inputs (e.g. img1.png" in result.output
+    assert "1 output(s) in " in result.output and "out of date (e.g. img1.png" in result.output
     counts = json.loads((d / "out" / "run.json").read_text())["counts"]
-    assert counts["made_again_older_than_inputs"] == 1 and counts["skipped_existing"] == 2 and counts["written"] == 1
+    assert counts["made_again_inputs_changed"] == 1 and counts["skipped_existing"] == 2 and counts["written"] == 1
     assert (d / "out" / "img1.png").read_bytes() != old
     again = runner.invoke(app, _run(d))  # and then it is up to date
-    assert again.exit_code == 0 and "older than their inputs" not in again.output
+    assert again.exit_code == 0 and "out of date" not in again.output
 
 
 def test_convert_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
@@ -411,12 +411,12 @@ def test_convert_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
     write_dataset(d, {"img1": (np.zeros_like(pseudo), masks, gt)})  # a regenerated input
     result = runner.invoke(app, argv, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "1 output(s) in " in result.output and "older than their inputs (e.g. img1.png: its input file" in result.output
+    assert "1 output(s) in " in result.output and "out of date (e.g. img1.png: its input file" in result.output
     assert not np.array(Image.open(d / "conv" / "img1.png")).any()  # the new input's labels, not the old ones
     counts = json.loads((d / "conv" / "convert.json").read_text())["counts"]
-    assert counts["made_again_older_than_inputs"] == 1 and counts["written"] == 1
+    assert counts["made_again_inputs_changed"] == 1 and counts["written"] == 1
     again = runner.invoke(app, argv)
-    assert again.exit_code == 0 and "older than their inputs" not in again.output and "0 written" in again.output
+    assert again.exit_code == 0 and "out of date" not in again.output and "0 written" in again.output
 
 
 def test_compare_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
@@ -430,6 +430,76 @@ def test_compare_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1 image(s)' outputs in " in result.output and "(e.g. img0:" in result.output
     assert json.loads((d / "cmp" / "compare.json").read_text())["counts"]["outputs_reused"] == 4
+
+
+def _copied_with_old_times(path: Path, write: Callable[[], None]) -> None:
+    """``write`` a new ``path`` and give it a time well before now, as ``cp -p`` of an older file would."""
+    write()
+    old = path.stat().st_mtime - 3600
+    os.utime(path, (old, old))
+
+
+_COMMANDS = {  # each command's arguments, and the output folder whose made_from.jsonl it keeps
+    "run": (lambda d: _run(d), "out"),
+    "convert": (lambda d: ["convert", "-r", "png", "-i", str(d / "pseudo"), "-o", str(d / "conv")], "conv"),
+    "compare": (lambda d: ["compare", "-s", "threshold,official", "--pseudo-labels", str(d / "pseudo"), "--masks",
+                           str(d / "masks"), "--gt", str(d / "gt"), "--out", str(d / "cmp"), "--bootstrap", "0"],
+                "cmp/official"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(_COMMANDS))
+def test_an_input_copied_with_its_old_time_makes_its_output_again(d: Path, command: str) -> None:
+    """(``cp -p`` or ``rsync -a`` of another version of a pseudo-label: older than the output, so
+    make's rule reused the output made from the old one, and the scores were of labels made from
+    inputs no longer there. Each folder's made_from.jsonl records the times its outputs were made from.)"""
+    argv, folder = _COMMANDS[command]
+    assert runner.invoke(app, argv(d)).exit_code == 0
+    records = [json.loads(line) for line in (d / folder / "made_from.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == ["img0", "img1", "img2"]
+    assert {r["id"]: r["inputs"][0] for r in records}["img1"] == (d / "pseudo" / "img1.png").stat().st_mtime_ns
+    pseudo, masks, gt = _items()["img1"]
+    _copied_with_old_times(d / "pseudo" / "img1.png",
+                           lambda: Image.fromarray(np.zeros_like(pseudo)).save(d / "pseudo" / "img1.png"))
+    assert (d / "pseudo" / "img1.png").stat().st_mtime < (d / folder / "img1.png").stat().st_mtime
+    result = runner.invoke(app, argv(d), env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "are out of date (e.g. img1" in result.output
+    assert not np.array(Image.open(d / folder / "img1.png")).any()  # made from the copy (no class), not the old map
+    again = runner.invoke(app, argv(d), env={"COLUMNS": "300"})
+    assert again.exit_code == 0 and "out of date" not in again.output
+
+
+def test_a_folder_without_a_record_falls_back_to_makes_rule(d: Path) -> None:
+    """(A folder made before made_from.jsonl existed: an output older than an input is made again,
+    one newer is reused; and from then on the folder has its record.)"""
+    (d / "out" / "made_from.jsonl").unlink()
+    earlier = (d / "out" / "img1.png").stat().st_mtime - 5
+    os.utime(d / "out" / "img1.png", (earlier, earlier))  # older than its inputs
+    os.utime(d / "pseudo" / "img2.png", (earlier - 5, earlier - 5))  # a copy's old time: not seen without a record
+    result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    counts = json.loads((d / "out" / "run.json").read_text())["counts"]
+    assert counts["made_again_inputs_changed"] == 1 and counts["written"] == 1 and counts["skipped_existing"] == 2
+    assert [json.loads(line)["id"] for line in (d / "out" / "made_from.jsonl").read_text().splitlines()] == ["img1"]
+
+
+def test_a_record_cut_short_by_a_killed_run_is_read_as_no_record(d: Path) -> None:
+    """(The main process appends a line as each output is in place; kill -9 may cut the last one.)"""
+    log = d / "out" / "made_from.jsonl"
+    lines = log.read_text().splitlines()
+    cut = json.loads(lines[-1])["id"]
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])
+    result = runner.invoke(app, _run(d, "--overwrite"))  # a fresh log: every output recorded again
+    assert result.exit_code == 0, result.output
+    assert sorted(json.loads(line)["id"] for line in log.read_text().splitlines()) == ["img0", "img1", "img2"]
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])
+    (d / "out" / f"{cut}.png").unlink()  # made again, its line appended after the cut one, not lost in it
+    result = runner.invoke(app, _run(d))
+    assert result.exit_code == 0, result.output
+    from sepl_tree.outputs import MadeFrom
+
+    assert sorted(MadeFrom(d / "out").read()) == ["img0", "img1", "img2"]
 
 
 def test_convert_says_it_finished(d: Path) -> None:
@@ -504,18 +574,15 @@ def test_a_mask_folder_changed_after_its_output_makes_it_again(tmp_path: Path) -
     args = ["run", "--pseudo-labels", str(tmp_path / "pseudo"), "--masks", str(tmp_path / "masks"),
             "--out", str(tmp_path / "out")]
     assert runner.invoke(app, args).exit_code == 0
-    for name in ("img0", "img2"):
+    for name in ("img0", "img2"):  # older than their inputs, but made from them: the record decides, not make's rule
         earlier = (tmp_path / "out" / f"{name}.png").stat().st_mtime - 5
         os.utime(tmp_path / "out" / f"{name}.png", (earlier, earlier))
-    os.utime(tmp_path / "pseudo" / "img0.png", (earlier - 10, earlier - 10))  # the pseudo-label is older still
     (tmp_path / "masks" / "img0" / "0.png").replace(tmp_path / "masks" / "img0" / "moved.png")
     (tmp_path / "masks" / "img0" / "moved.png").replace(tmp_path / "masks" / "img0" / "0.png")  # the folder: now
-    os.utime(tmp_path / "masks" / "img2", (earlier - 10, earlier - 10))
-    os.utime(tmp_path / "pseudo" / "img2.png", (earlier - 10, earlier - 10))  # img2: nothing newer than its output
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "1 output(s) in " in result.output and "(e.g. img0.png" in result.output
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["made_again_older_than_inputs"] == 1
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["made_again_inputs_changed"] == 1
 
 
 def test_a_per_class_map_rewritten_after_its_output_makes_it_again(tmp_path: Path) -> None:
@@ -533,14 +600,12 @@ def test_a_per_class_map_rewritten_after_its_output_makes_it_again(tmp_path: Pat
     for image_id in items:
         earlier = (tmp_path / "out" / f"{image_id}.png").stat().st_mtime - 5
         os.utime(tmp_path / "out" / f"{image_id}.png", (earlier, earlier))
-        for path in (cams / f"{image_id}_0.png", tmp_path / "masks" / f"{image_id}.json"):
-            os.utime(path, (earlier - 10, earlier - 10))
     Image.fromarray(np.zeros(SHAPE, np.uint8)).save(cams / "img1_0.png")  # regenerated: now
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "1 output(s) in " in result.output and "(e.g. img1.png" in result.output
     counts = json.loads((tmp_path / "out" / "run.json").read_text())["counts"]
-    assert counts["made_again_older_than_inputs"] == 1 and counts["skipped_existing"] == 2
+    assert counts["made_again_inputs_changed"] == 1 and counts["skipped_existing"] == 2
 
 
 @pytest.mark.parametrize("pred, gt, message", [

@@ -29,7 +29,7 @@ from sepl_tree.files import atomic_write_bytes, mtime_ns, read_json, write_label
 from sepl_tree import __version__
 from sepl_tree.classes import COCO_CATEGORY_IDS
 from sepl_tree.errors import SeplError
-from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
+from sepl_tree.outputs import MadeFrom, check_apart, claim_folder, inputs_changed, noting_a_stop, output_done, pending_ids
 
 __all__ = ["NameBy", "Rule", "coco_gt_command"]
 
@@ -108,17 +108,21 @@ def coco_gt_command(
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
-        made = instances.stat().st_mtime_ns  # every label map is made from this one file
+        now = (instances.stat().st_mtime_ns,)  # every label map is made from this one file
+        made_from = MadeFrom(out)
+        recorded = {} if overwrite else made_from.read()
         stale = frozenset(() if overwrite else (
-            i for i in wanted if (t := mtime_ns(out / f"{names[i]}.png")) is not None and t < made))
+            i for i in wanted if (t := mtime_ns(out / f"{names[i]}.png")) is not None
+            and inputs_changed(t, recorded.get(names[i]), now)))
         if stale:
             warn_made_again(len(stale), out, f"{names[min(stale)]}.png", f"{instances} changed", what="label map(s)")
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
-        with noting_a_stop(out, "coco-gt.json", settings), image_progress("coco-gt", len(todo)) as step:
+        with noting_a_stop(out, "coco-gt.json", settings), made_from, image_progress("coco-gt", len(todo)) as step:
             for image_id in todo:
                 label = coco.label(image_id, rule.value)
                 write_label_png(out / f"{names[image_id]}.png", label)
+                made_from.note(names[image_id], now)
                 found = np.bincount(label.reshape(-1), minlength=256)
                 counts += found
                 images += found > 0

@@ -212,12 +212,12 @@ def config_class_names(ctx: typer.Context, config: Path | None, num_classes: int
 def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: int, written: int,
                   made_again: int | None = None) -> None:
     """Mark ``out/manifest`` finished with its counts and say what was written (``convert``, ``coco-gt``);
-    ``made_again``: of those written, the outputs made again because their inputs were newer."""
+    ``made_again``: of those written, the outputs made again because their inputs changed."""
     from sepl_tree.outputs import write_status
 
     counts = {"images": images, "written": written, "skipped_existing": images - written}
     if made_again is not None:
-        counts["made_again_older_than_inputs"] = made_again
+        counts["made_again_inputs_changed"] = made_again
     write_status(out, manifest, settings, "finished", counts=counts)
     console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
 
@@ -296,10 +296,30 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def out_of_date(inputs: Any, ids: list[str], folders: list[Path], overwrite: bool, changed: str,
+                example: Callable[[str], str] = lambda i: f"{i}.png", what: str = "output(s)",
+                ) -> tuple[frozenset[str], dict[str, tuple[int, ...]], list[Any]]:
+    """``(stale, now, logs)`` for outputs ``<folder>/<id>.png``: the ids whose outputs are there but
+    out of date (their inputs changed since they were made: :mod:`sepl_tree.outputs`), said in one
+    line (``changed``: what changed, ``example`` an output's name); every id's input times ``now``;
+    and each folder's :class:`~sepl_tree.outputs.MadeFrom`, to note each output made. With
+    ``overwrite`` nothing is stale (every output is made again anyway)."""
+    from sepl_tree.outputs import MadeFrom
+
+    logs = [MadeFrom(folder) for folder in folders]
+    records = [{} if overwrite else log.read() for log in logs]
+    stale, now = inputs.out_of_date(ids, lambda i: [] if overwrite else [
+        (folder / f"{i}.png", recorded) for folder, recorded in zip(folders, records)])
+    if stale:
+        warn_made_again(len(stale), folders[0] if len(folders) == 1 else folders[0].parent, example(stale[0]), changed,
+                        what)
+    return frozenset(stale), now, logs
+
+
 def warn_made_again(count: int, folder: Path, example: str, changed: str, what: str = "output(s)") -> None:
-    """The one line saying that ``count`` outputs in ``folder`` (``example`` one of them) are older
-    than their inputs (``changed``: what changed after it was made) and are made again."""
-    warn(f"{count} {what} in {folder} are older than their inputs (e.g. {example}: {changed} after it was made): "
+    """The one line saying that ``count`` outputs in ``folder`` (``example`` one of them) are out of
+    date (``changed``: what changed since it was made) and are made again."""
+    warn(f"{count} {what} in {folder} are out of date (e.g. {example}: {changed} since it was made): "
          "they are made again")
 
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,13 +37,13 @@ from sepl_tree.cli.common import (
     get_host,
     image_progress,
     input_ids,
+    out_of_date,
     parse_params,
     run_guarded,
     say_checking,
     warn,
     warn_if_labels_unused,
     warn_kept_without_masks,
-    warn_made_again,
 )
 from sepl_tree.compare import (
     CompareConfig,
@@ -138,8 +139,10 @@ def _subsets(given: list[str] | None) -> tuple[str, ...]:
     return subset_names(given)
 
 
-def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any]):
-    """Run the comparison with a progress bar: ``(totals, outputs computed per strategy, seconds)``."""
+def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any],
+         written: Callable[[str, str], None]):
+    """Run the comparison with a progress bar, ``written(strategy, id)`` told each output written:
+    ``(totals, outputs computed per strategy, seconds)``."""
     t0 = time.perf_counter()
     computed = dict.fromkeys(config.strategies, 0)
     with image_progress("compare", len(ids)) as step:
@@ -147,6 +150,7 @@ def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, opt
         def on_image(result: Any) -> None:
             for name in result.computed:
                 computed[name] += 1
+                written(name, result.image_id)
             step()
 
         totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
@@ -222,13 +226,16 @@ def compare_command(
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)
-        if not overwrite and (stale := reader_in.newer_than(id_list, lambda i: [config.output_path(n, i) for n in names])):
-            warn_made_again(len(stale), out, stale[0], "its pseudo-label or masks changed", what="image(s)' outputs")
-            config = dataclasses.replace(config, redo=frozenset(stale))
+        stale, now, logs = out_of_date(reader_in, id_list, [config.out_dir / n for n in names], overwrite,
+                                       "its pseudo-label or masks changed", example=str, what="image(s)' outputs")
+        config = dataclasses.replace(config, redo=stale)
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
-            for name in names:
+            for name, log in zip(names, logs):
                 stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name]))
-            totals, made, seconds = _run(config, id_list, workers, executor.value, options)
+                stack.enter_context(log)
+            made_from = dict(zip(names, logs))
+            totals, made, seconds = _run(config, id_list, workers, executor.value, options,
+                                         lambda name, i: made_from[name].note(i, now[i]))
         for name in names:
             write_status(config.out_dir / name, "run.json", settings[name], "finished",
                          counts={"images": len(id_list), "written": made[name],

@@ -23,11 +23,11 @@ from sepl_tree.cli.common import (
     get_host,
     image_progress,
     input_ids,
+    out_of_date,
     parse_params,
     run_guarded,
     say_checking,
     warn_if_labels_unused,
-    warn_made_again,
 )
 from sepl_tree.convert import ConvertJob, convert_settings
 from sepl_tree.errors import SeplError
@@ -65,15 +65,14 @@ def convert_command(
         settings = convert_settings(inputs)
         claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))
         say_checking(all_ids, f"outputs already in {out}")
-        stale = frozenset(() if overwrite else inputs.newer_than(all_ids, lambda i: [out / f"{i}.png"]))
-        if stale:
-            warn_made_again(len(stale), out, f"{min(stale)}.png", "its input file changed")
+        stale, now, (made_from,) = out_of_date(inputs, all_ids, [out], overwrite, "its input file changed")
         todo = pending_ids(all_ids, lambda i: i not in stale and output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config.with_labels_read(inputs.context.image_labels), out.resolve())
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
-        with noting_a_stop(out, "convert.json", settings), image_progress(f"convert ({inputs.reader.name})",
-                                                                          len(todo)) as step:
+        with noting_a_stop(out, "convert.json", settings), made_from, \
+                image_progress(f"convert ({inputs.reader.name})", len(todo)) as step:
             for result in execute(job, todo, workers=workers):
+                made_from.note(result.image_id, now[result.image_id])
                 counts += result.counts
                 images += result.counts > 0
                 step()
