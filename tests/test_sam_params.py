@@ -46,14 +46,17 @@ def _benchmark_keep_all() -> dict:
     ("sam", {"box_nms_thresh": -1.0}, "'box_nms_thresh': must be in [0, 1], got -1.0"),
     ("sam", {"box_nms_thresh": True}, "'box_nms_thresh': expected a number in [0, 1], got True"),
     ("sam", {"crop_nms_thresh": 1.2}, "'crop_nms_thresh': must be in [0, 1], got 1.2"),
-    ("sam", {"crop_n_layers": -1}, "'crop_n_layers': must be in [0, inf), got -1"),
-    ("sam", {"crop_n_layers": 1.5}, "'crop_n_layers': expected an integer in [0, inf), got 1.5"),
+    ("sam", {"crop_n_layers": -1}, "'crop_n_layers': must be in [0, 5], got -1"),
+    ("sam", {"crop_n_layers": 1.5}, "'crop_n_layers': expected an integer in [0, 5], got 1.5"),
+    ("sam", {"crop_n_layers": 6}, "'crop_n_layers': must be in [0, 5], got 6"),  # 5461 crops an image
+    ("sam", {"points_per_side": 1, "crop_n_layers": 40}, "'crop_n_layers': must be in [0, 5], got 40"),
     ("sam", {"crop_overlap_ratio": 1.0}, "'crop_overlap_ratio': must be in [0, 1), got 1.0"),
     ("sam", {"crop_n_points_downscale_factor": 0}, "'crop_n_points_downscale_factor': must be in [1, inf), got 0"),
     ("sam", {"min_mask_region_area": -5}, "'min_mask_region_area': must be in [0, inf), got -5"),
     ("sam", {"points_per_side": 4, "crop_n_layers": 3, "crop_n_points_downscale_factor": 2},
      "'points_per_side': 4 leaves no point in crop layer 3 (4 / crop_n_points_downscale_factor**3 = 4 / 2**3 < 1)"),
-    ("sam", {"crop_n_layers": 10**9, "crop_n_points_downscale_factor": 2}, "leaves no point in crop layer 1000000000"),
+    ("sam", {"points_per_side": 16, "crop_n_layers": 5, "crop_n_points_downscale_factor": 2},
+     "leaves no point in crop layer 5 (16 / crop_n_points_downscale_factor**5 = 16 / 2**5 < 1)"),
     ("sam", {"output_mode": "png"}, "'output_mode': must be one of binary_mask, uncompressed_rle, coco_rle"),
     ("sam2", {"pred_iou_thresh": 2.0}, f"{SAM2} 'pred_iou_thresh': must be in [0, 1], got 2.0"),
     ("sam2", {"mask_threshold": math.nan}, f"{SAM2} 'mask_threshold': expected a finite number, got nan"),
@@ -73,7 +76,7 @@ def test_a_bad_setting_is_one_line_naming_it_its_value_and_its_range(family: str
     {"pred_iou_thresh": 0, "stability_score_thresh": 1, "box_nms_thresh": 0.0, "crop_nms_thresh": 1},  # ints ok
     {"stability_score_offset": 0.002, "crop_overlap_ratio": 0.0, "min_mask_region_area": 0},
     {"points_per_side": 8, "crop_n_layers": 3, "crop_n_points_downscale_factor": 2},  # 1 point per side at layer 3
-    {"points_per_side": 1, "crop_n_layers": 40},  # factor 1: every layer keeps its point
+    {"points_per_side": 1, "crop_n_layers": 5},  # factor 1: every layer keeps its point
     {"points_per_side": None, "point_grids": [[[0.5, 0.5]]]},  # the libraries' alternative
     {"output_mode": "coco_rle"},
 ])

@@ -16,7 +16,8 @@ from typing import Any
 from sepl_tree.errors import SeplError
 from sepl_tree.registry import Param, Range, coerce_params
 
-__all__ = ["FAMILIES", "OUTPUT_MODES", "PRESETS", "check_settings", "generator_class", "generator_params", "generator_settings"]
+__all__ = ["FAMILIES", "MAX_CROP_LAYERS", "OUTPUT_MODES", "PRESETS", "check_settings", "generator_class",
+           "generator_params", "generator_settings"]
 
 #: Model families: the library that runs each, its PyPI name, and the sepl-tree extra installing it.
 FAMILIES: dict[str, tuple[str, str, str]] = {
@@ -46,6 +47,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 _NOT_PARAMS = ("self", "model", "point_grids", "output_mode")
 
 _UNIT = Range(0, 1)
+#: The most crop layers a run may ask for (``crop_n_layers``; the presets use 0 or 1).
+MAX_CROP_LAYERS = 5
 #: The type and range of each generator argument, checked before any work. The libraries check
 #: none of them: a 0 where they divide (``points_per_side``, ``points_per_batch``,
 #: ``crop_n_points_downscale_factor``) is a ZeroDivisionError deep in the first image, a threshold
@@ -63,7 +66,9 @@ _RULES: dict[str, tuple[type, Range | None]] = {
     "mask_threshold": (float, None),  # SAM 2: the logit cutoff, any finite value
     # An IoU cutoff: 1 keeps every mask (no suppression, the keep-all setting), 0 any overlap.
     "box_nms_thresh": (float, _UNIT),
-    "crop_n_layers": (int, Range(0)),
+    # Layer i cuts the image into 4**i crops, each encoded and prompted like a whole image: 5 layers
+    # are 1365 encoder passes an image, and 10, a typo's, a million (a run that never shows progress).
+    "crop_n_layers": (int, Range(0, MAX_CROP_LAYERS)),
     "crop_nms_thresh": (float, _UNIT),
     # The share of the short image side by which neighbouring crops overlap: at 1 a square image's
     # crops are all the whole image, above 1 they start before it.
