@@ -149,7 +149,8 @@ def _name(func: Callable[..., Any]) -> str:
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
     """``func``'s parameter annotations, resolved (string annotations, as ``from __future__ import
     annotations`` makes them, in the function's module), ``Annotated`` extras kept. One that
-    does not resolve (a name imported only for type checkers) stays a string, the others resolved."""
+    does not resolve (a name imported only for type checkers) stays a string, the others resolved:
+    the sample's may (it is not read), a tunable parameter's is refused (:func:`_declared`)."""
     try:
         return typing.get_type_hints(func, include_extras=True)
     except Exception:  # resolve them one by one
@@ -198,6 +199,10 @@ def _declared(func: Callable[..., Any], p: inspect.Parameter, hint: Any, help: s
     """The :class:`Param` of ``p``: the type its annotation names, else its default's; a default
     of another type, or one that does not fit the annotation, is a ``TypeError`` naming it."""
     where = f"{_name(func)}: parameter {p.name!r}"
+    if isinstance(hint, str):  # a range it declares (Share, Tau) would be lost without a word
+        raise TypeError(f"{where}: its annotation {hint!r} does not resolve in the function's module (a name "
+                        "imported inside a function, or only for type checkers?); import what it names at the "
+                        "module's top level")
     kind, optional, declared = _plain_type(hint)
     if kind is None:
         if p.default is None:

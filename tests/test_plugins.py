@@ -110,6 +110,27 @@ def test_parameter_types_survive_an_annotation_that_does_not_resolve(tmp_path):
         "low": (float, None, "[0, 1]")}
 
 
+def test_a_parameter_annotation_that_does_not_resolve_is_refused_not_read_as_unbounded(tmp_path):
+    """(``Share`` imported inside a function, under ``from __future__ import annotations``: the
+    annotation stayed a string, and the parameter registered as a float with no range.)"""
+    path = tmp_path / "local.py"
+    path.write_text(textwrap.dedent('''
+        from __future__ import annotations
+        from sepl_tree import Strategy, hookimpl
+
+        def rule(sample, share: Share = 0.5):
+            return sample.pseudo
+
+        @hookimpl
+        def register_strategies(register):
+            from sepl_tree import Share  # too late: the annotation is resolved in the module
+            register(Strategy("local", rule))
+        '''))
+    with pytest.raises(Exception) as caught:
+        load_host([str(path)], autoload=False)
+    assert "parameter 'share': its annotation 'Share' does not resolve in the function's module" in str(caught.value)
+
+
 def test_a_partial_registers_with_its_parameters():
     import functools
 
