@@ -240,3 +240,23 @@ def test_a_png_folder_is_written_as_amg_py_writes_it(tmp_path):
     assert [float(row[header.index(f"crop_box_{k}")]) for k in ("x0", "y0", "w", "h")] == [0, 0, 5, 3]
     back = read_masks(tmp_path, "img")
     assert np.array_equal(back.dense, masks) and back.records[0]["point_coords"] == [[4.0, 1.0]]
+
+
+def test_a_generator_record_is_written_the_same_whatever_types_its_batch_gave_it():
+    """(An empty batch turns a crop's boxes into floats, and numpy scalars are not JSON: the same
+    mask must write the same bytes however the work was batched.)"""
+    import json
+
+    from sepl_tree.sam.writing import amg_record
+
+    rle = {"size": [4, 5], "counts": "abc"}
+    ints = {"segmentation": rle, "area": np.int64(6), "bbox": [1, 2, 3, 2], "predicted_iou": np.float32(0.75),
+            "point_coords": [[np.int64(2), 3]], "stability_score": 1, "crop_box": [0, 0, 5, 4], "level": 2}
+    floats = {"level": 2, "crop_box": [0.0, 0.0, 5.0, 4.0], "stability_score": 1.0, "point_coords": [[2.0, 3.0]],
+              "predicted_iou": 0.75, "bbox": [1.0, 2.0, 3.0, 2.0], "area": 6.0, "segmentation": rle}
+    a, b = amg_record(ints), amg_record(floats)
+    assert json.dumps(a) == json.dumps(b)
+    assert list(a) == ["segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score",
+                       "crop_box", "level"]  # amg.py's order, extra fields after
+    assert type(a["area"]) is int and all(type(v) is float for v in [*a["bbox"], *a["crop_box"], *a["point_coords"][0]])
+    assert a["segmentation"] is rle  # written as the generator gave it, never decoded
