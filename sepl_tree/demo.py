@@ -127,11 +127,21 @@ def write_demo(root: Path, n_images: int = 16, seed: int = 0, num_classes: int =
         atomic_write_bytes(root / "gt" / f"{image_id}.png", encode_label_png(scene.gt))
         atomic_write_bytes(root / "pseudo" / f"{image_id}.png", encode_label_png(scene.pseudo))
         (root / "masks").mkdir(parents=True, exist_ok=True)
-        if n % 4 == 3:
-            write_masks_png_folder(root / "masks" / image_id, scene.masks)
+        if n % 4 == 3:  # the records' tags (synthetic, kind, level, ...) as further metadata.csv columns
+            write_masks_png_folder(root / "masks" / image_id, scene.masks, _tag_columns(scene.masks.records))
         else:
             write_masks_rle(root / "masks" / f"{image_id}.json", scene.masks)
     return ids
+
+
+#: The record fields amg.py's ``metadata.csv`` has columns for (``segmentation`` is the PNG itself).
+_AMG_FIELDS = ("segmentation", "area", "bbox", "point_coords", "predicted_iou", "stability_score", "crop_box")
+
+
+def _tag_columns(records: list[dict]) -> dict[str, list]:
+    """The fields of ``records`` that amg.py's ``metadata.csv`` has no column for, one column each."""
+    names = [k for k in dict.fromkeys(k for r in records for k in r) if k not in _AMG_FIELDS]
+    return {k: [r.get(k, "") for r in records] for k in names}
 
 
 def _already_there(root: Path, settings: dict, ids: list[str]) -> bool:

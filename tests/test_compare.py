@@ -306,3 +306,18 @@ def test_an_image_missing_from_images_costs_its_photo_not_the_report(demo, tmp_p
     assert result.exit_code == 0, result.output
     assert result.output.count(": its strip has no photo") == 2 and f"{images}: no image for " in result.output
     assert (tmp_path / "out" / "compare.json").is_file() and (tmp_path / "out" / "report.md").is_file()
+
+
+def test_every_demo_image_counts_as_synthetic_its_png_folders_too(demo, tmp_path):
+    """(Every fourth demo image is an amg.py PNG folder, whose metadata.csv held none of the
+    records' tags: compare said "SYNTHETIC masks in 6 of 8 images" of masks that are all synthetic.)"""
+    from sepl_tree.masks import read_masks
+    from sepl_tree.synth import KINDS
+
+    root, ids = demo
+    folder = read_masks(root / "masks", ids[3])
+    assert {r["synthetic"] for r in folder.records} == {True} and {type(r["level"]) for r in folder.records} == {int}
+    assert {r["kind"] for r in folder.records} <= set(KINDS)
+    out = tmp_path / "cmp"
+    assert _compare(demo, out, "--bootstrap", "0").exit_code == 0
+    assert json.loads((out / "compare.json").read_text())["counts"]["synthetic_masks"] == len(ids)

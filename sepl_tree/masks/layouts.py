@@ -132,13 +132,16 @@ def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
         raise InputError(path, f"corrupt RLE: {exc}") from None
 
 
-def _csv_value(text: str) -> int | float | str:
-    """A further ``metadata.csv`` column's value as the RLE layout's JSON would hold it: an
-    integer (our ``level``) or a number where it reads as one, else the text.
+def _csv_value(text: str) -> bool | int | float | str:
+    """A further ``metadata.csv`` column's value as the RLE layout's JSON would hold it: a bool
+    where Python or JSON spells one (the demo's ``synthetic``), an integer (our ``level``) or a
+    number where it reads as one, else the text.
 
-    >>> [_csv_value(v) for v in ("2", "-1", "0.5", "1e-3", "object", "")]
-    [2, -1, 0.5, 0.001, 'object', '']
+    >>> [_csv_value(v) for v in ("2", "-1", "0.5", "1e-3", "object", "", "True", "false")]
+    [2, -1, 0.5, 0.001, 'object', '', True, False]
     """
+    if text in ("True", "true", "False", "false"):
+        return text in ("True", "true")
     for kind in (int, float):
         try:
             return kind(text)
