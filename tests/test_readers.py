@@ -353,6 +353,18 @@ def test_label_png_given_to_per_class_reader(host, tmp_path):
         read(host, "l2g", tmp_path)
 
 
+def test_per_class_map_given_to_the_png_reader_names_the_per_class_readers(host, tmp_path):
+    """(The png reader lists an L2G folder's ``<id>_<class>.png`` as ids of their own, and called a
+    score of 230 a label out of range, with the hint to set --num-classes.)"""
+    Image.fromarray(AERO_U8, mode="L").save(tmp_path / "2007_000032_0.png")
+    with pytest.raises(InputError, match=r"2007_000032_0.png: this looks like a per-class CAM PNG \(L2G, RCA\); "
+                                         r"try --reader l2g$"):
+        read(host, "png", tmp_path, image_id="2007_000032_0")
+    Image.fromarray(np.array([[0, 30]], np.uint8), mode="L").save(tmp_path / "2007_000033_0.png")
+    with pytest.raises(InputError, match=r"2007_000033_0.png: label value 30 is out of range"):  # could be labels
+        read(host, "png", tmp_path, image_id="2007_000033_0")
+
+
 def test_unrecognised_npy_keeps_the_plain_problem(host, tmp_path):
     save_npy(tmp_path / "2007_000032.npy", np.zeros((2, 3)))
     with pytest.raises(InputError, match="expected IRN's dictionary"):
