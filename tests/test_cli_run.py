@@ -149,6 +149,27 @@ def test_the_dataset_presets_are_configs_of_eval_and_compare(dataset, tmp_path):
     assert doc["num_classes"] == 81 and doc["class_names"] == list(COCO_CLASSES)
 
 
+def test_config_keys_are_the_options_long_names_and_a_bad_value_names_the_file(dataset, tmp_path):
+    """(eval's --json had the key json_out, its Python name; and a bad value in a preset was an
+    error about the option, not about the file it came from.)"""
+    config, scores = tmp_path / "c.toml", tmp_path / "s.json"
+    config.write_text(f'json = "{scores}"\nallow_missing = true\n')
+    argv = ["eval", "--pred", str(dataset["pseudo"]), "--gt", str(dataset["gt"]), "--config", str(config)]
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "per_class" in json.loads(scores.read_text())
+    config.write_text(f'json_out = "{scores}"\n')
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: unknown key 'json_out'; valid keys: allow_missing, gt, ids, json," in (
+        " ".join(result.output.split()))
+    config.write_text("num_classes = 300\n")
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: num_classes = 300: " in " ".join(result.output.split())
+    config.write_text('executor = "dask"\n')
+    result = runner.invoke(app, ["run", "--config", str(config)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: executor = 'dask': " in " ".join(result.output.split())
+
+
 def test_eval_and_compare_configs_take_dataset_keys_only(dataset, tmp_path):
     config = tmp_path / "c.toml"
     eval_args = ["eval", "--pred", str(dataset["pseudo"]), "--gt", str(dataset["gt"]), "--config", str(config)]

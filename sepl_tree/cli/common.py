@@ -138,11 +138,18 @@ def _check_palette(path: Path, palette: Any) -> None:
                                  "(configs/voc.toml lists it); another palette is not supported")
 
 
+def _config_key(option: Any) -> str:
+    """An option's key in a ``--config`` file: its long name, dashes as underscores (``--num-classes``:
+    ``num_classes``, ``eval --json``: ``json``)."""
+    long = next((o for o in option.opts if o.startswith("--")), None)
+    return long[2:].replace("-", "_") if long else option.name
+
+
 def _load_config(ctx: typer.Context, path: Path | None, tables: tuple[str, ...], itself: str | None) -> Path | None:
     """``--config`` callback: the file's option values become the command's defaults.
 
     Options given on the command line still win; a key that is neither another option of the
-    command (``itself`` is the ``--config`` option's name) nor one of ``tables`` (of
+    command (:func:`_config_key`; ``itself`` is the ``--config`` option's name) nor one of ``tables`` (of
     :data:`CONFIG_TABLES`) is an error naming the valid ones. The tables are kept in ``ctx.meta["config_tables"]``
     (see :func:`config_tables`).
     """
@@ -157,12 +164,18 @@ def _load_config(ctx: typer.Context, path: Path | None, tables: tuple[str, ...],
         raise typer.BadParameter(f"{path}: invalid TOML ({exc})") from None
     except UnicodeDecodeError as exc:
         raise typer.BadParameter(f"{path}: invalid TOML (not UTF-8 text, byte {exc.start})") from None
-    options = {p.name for p in ctx.command.params
-               if getattr(p, "param_type_name", "") == "option" and p.name not in (itself, "help")}
-    valid = sorted(options - {"param", "plugin"}) + list(tables) + list(DATASET_KEYS)
+    options = {_config_key(p): p for p in ctx.command.params
+               if getattr(p, "param_type_name", "") == "option" and p.name not in (itself, "help", "param", "plugin")}
+    valid = sorted(options) + list(tables) + list(DATASET_KEYS)
     unknown = [key for key in data if key not in valid]
     if unknown:
         raise typer.BadParameter(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+    for key in sorted(data.keys() & options.keys()):
+        if options[key].callback is None:  # (none has one; a callback might act, not only check)
+            try:  # here, so that a bad value names the file, not only the option it stands for
+                options[key].process_value(ctx, data[key])
+            except typer.BadParameter as exc:
+                raise typer.BadParameter(f"{path}: {key} = {data[key]!r}: {exc.message}") from None
     for key, kind in (("params", dict), ("reader_params", dict), ("class_names", list), ("name", str)):
         if key in data and not isinstance(data[key], kind):
             shape = {dict: "a table ([params] NAME = VALUE)", list: "a list of names", str: "a string"}[kind]
@@ -171,7 +184,7 @@ def _load_config(ctx: typer.Context, path: Path | None, tables: tuple[str, ...],
         raise typer.BadParameter(f"{path}: class_names must be a list of names (strings)")
     if "palette" in data:
         _check_palette(path, data["palette"])
-    ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in data.items() if k in options}}
+    ctx.default_map = {**(ctx.default_map or {}), **{options[k].name: v for k, v in data.items() if k in options}}
     ctx.meta["config_tables"] = {k: v for k, v in data.items() if k in tables}
     return path
 
