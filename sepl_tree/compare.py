@@ -265,7 +265,7 @@ class CompareTotals:
         draws = self.bootstrap if len(members) >= BOOTSTRAP_MIN_IMAGES else 0
         drawn = bootstrap_miou([self._columns(i) for i in members], self.num_classes, draws)
         first = self.strategies[0]
-        doc: dict[str, Any] = {"draws": self.bootstrap, "level": BOOTSTRAP_LEVEL, "seed": BOOTSTRAP_SEED,
+        doc: dict[str, Any] = {"draws": draws, "level": BOOTSTRAP_LEVEL, "seed": BOOTSTRAP_SEED,
                                "against_input": {}, "against": first, "against_first": {}}
         for c, name in enumerate(self.strategies, start=1):
             doc["against_input"][name] = _change(miou[name] - miou["input"], drawn[c] - drawn[0] if draws else None)

@@ -228,7 +228,8 @@ def _interval_lines(summary: Mapping[str, Any], strategies: Sequence[str]) -> li
     drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
     if not drawn:
         return []
-    first, level, draws = drawn[0]["against"], drawn[0]["level"], drawn[0]["draws"]
+    # (a subset too small for an interval has 0 draws: the count is the largest)
+    first, level, draws = drawn[0]["against"], drawn[0]["level"], max(d["draws"] for d in drawn)
     lines = ["## mIoU changes, with bootstrap intervals", "",
              f"Each change with its {level:.0%} interval over {draws} draws of the subset's images (with "
              "replacement, the same draws for every column: a paired percentile bootstrap, seed "

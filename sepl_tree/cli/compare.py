@@ -104,7 +104,8 @@ def print_intervals(summary: dict[str, Any], strategies: list[str]) -> None:
     drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
     if not drawn:
         return
-    first, level, draws = drawn[0]["against"], drawn[0]["level"], drawn[0]["draws"]
+    # (a subset too small for an interval has 0 draws: the count is the largest)
+    first, level, draws = drawn[0]["against"], drawn[0]["level"], max(d["draws"] for d in drawn)
     table = Table(title=f"mIoU change, {level:.0%} interval over {draws} bootstrap draws of the images "
                         f"(none under {BOOTSTRAP_MIN_IMAGES} images)")
     several = len(strategies) > 1  # else no column against the first
