@@ -23,6 +23,7 @@ from sepl_tree.sam.presets import FAMILIES
 
 __all__ = [
     "CheckpointError",
+    "INSTALL",
     "MODEL_TYPES",
     "SAM2_CONFIGS",
     "SamBuilder",
@@ -71,6 +72,16 @@ def family_of(builder: Callable[..., Any]) -> str:
     return family
 
 
+#: How each extra is installed (docs/sam.md, "Installing"): against the torch pair that
+#: ``constraints.txt`` pins, and ``sam2``, a source package whose build imports torch, after it,
+#: without build isolation (else pip installs a second torch to build it).
+INSTALL = {
+    "sam": "pip install 'sepl-tree[sam]' -c constraints.txt",
+    "sam2": "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'sepl-tree[sam2]' -c constraints.txt, with torch "
+            "installed first (docs/sam.md, Installing)",
+}
+
+
 def require_family(family: str, model_type: str | None = None) -> None:
     """Raise a one-line ``SeplError`` naming the extra to install when torch or the family's library is missing."""
     module, package, extra = FAMILIES[family]
@@ -79,7 +90,7 @@ def require_family(family: str, model_type: str | None = None) -> None:
         try:
             __import__(name)
         except ImportError:
-            raise SeplError(f"{what} needs {dist}, which is not installed: pip install 'sepl-tree[{extra}]'") from None
+            raise SeplError(f"{what} needs {dist}, which is not installed: {INSTALL[extra]}") from None
 
 
 def read_checkpoint(path: str | Path) -> Any:
