@@ -241,6 +241,8 @@ class CocoInstances:
     catmap: dict[int, int]
     images: dict[str, dict[str, Any]]
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Each class's name, by label value: ``background``, then the categories' ``name``.
+    class_names: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> CocoInstances:
@@ -253,7 +255,11 @@ class CocoInstances:
                 raise InputError(path, f"{key!r} is not a list")
         catmap = check_categories(path, data["categories"])
         images = index_images(path, data["images"])
-        return cls(path, catmap, images, _index_annotations(path, data["annotations"], images, catmap))
+        names = ["background"] + [f"class{k}" for k in range(1, len(catmap) + 1)]
+        for cat in data["categories"]:
+            if isinstance(cat.get("name"), str) and cat["name"]:
+                names[catmap[cat["id"]]] = cat["name"]
+        return cls(path, catmap, images, _index_annotations(path, data["annotations"], images, catmap), names)
 
     @property
     def num_classes(self) -> int:

@@ -276,7 +276,7 @@ def test_empty_or_missing_input_folder(tmp_path):
         result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
         assert result.exit_code == 1, (command, result.output)
         assert result.output.strip() == (f"error: {tmp_path / 'p'}: no pseudo-labels found for reader 'png' "
-                                         "(<id>.png); the files there look like an IRN/CLIMS CAM file: try --reader irn")
+                                         "(<id>.png); a file there looks like an IRN/CLIMS CAM file: try --reader irn")
     result = _run("--pseudo-labels", tmp_path / "nope", "--masks", tmp_path / "m", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "nope: pseudo-label folder not found" in result.output
     result = _run("--pseudo-labels", tmp_path / "p")

@@ -225,6 +225,8 @@ def test_coco_gt_says_when_the_categories_are_not_cocos_80(tmp_path):
                                 env={"COLUMNS": "300"})
     assert result.exit_code == 0 and f"{tiny}: its 1 categories are not COCO's 80, so classes are numbered 1..1" in (
         result.output)
+    rows = [line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") == 4]
+    assert rows == ["background", "a"]  # the class table names the file's category, not "class1" or "aeroplane"
 
 
 def test_coco_gt_makes_label_maps_older_than_the_instances_file_again(tmp_path):

@@ -245,7 +245,7 @@ CASES = [
            "reader 'bad' (file {d}/bad_reader.py) failed on image 'img0': OSError: image file is truncated"),
       ]),
     Case("both <id>.json and <id>/", _both_layouts, lambda d: _run(d, out="fresh"), 1,
-         "img1.json: and {d}/masks/img1/ both hold masks for image 'img1'; keep one of them"),
+         "img1.json: both this file and {d}/masks/img1/ hold masks for image 'img1'; keep one of them"),
     # 8. lists, configs and options that are not what they claim to be
     Case("an id list that is not UTF-8", lambda d: (d / "ids.txt").write_bytes(b"img0\nim\xffg1\n"),
          lambda d: _run(d, "--ids", str(d / "ids.txt"), out="fresh"), 1, "ids.txt: the id list is not UTF-8 text"),

@@ -129,6 +129,6 @@ def coco_gt_command(
                 step()
         finish_folder(out, "coco-gt.json", settings, len(wanted), len(todo), made_again=len(stale))
         if todo:
-            console.print(class_table("COCO ground truth", counts, images, coco.num_classes))
+            console.print(class_table("COCO ground truth", counts, images, coco.num_classes, coco.class_names))
 
     run_guarded(body)

@@ -235,9 +235,11 @@ def finish_folder(out: Path, manifest: str, settings: dict[str, Any], images: in
     console.print(f"{written} written, {images - written} skipped (existing; --overwrite to redo) in {out}/")
 
 
-def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes: int) -> Table:
-    """Per label value: images holding it and its share of all pixels."""
-    names = default_class_names(num_classes)
+def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes: int,
+                names: list[str] | None = None) -> Table:
+    """Per label value: images holding it and its share of all pixels (``names``: the classes',
+    else the dataset preset's of K classes)."""
+    names = names or default_class_names(num_classes)
     table = Table(title=title)
     for column in ("class", "images", "pixels %"):
         table.add_column(column, justify="left" if column == "class" else "right")

@@ -189,7 +189,7 @@ def run_command(
         warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
-        stale, now, (made_from,) = out_of_date(inputs, all_ids, [cfg.out_dir], overwrite,
+        stale, now, (made_from,) = out_of_date(inputs, all_ids, [folders[3]], overwrite,
                                                "its pseudo-label or masks changed")
         cfg = dataclasses.replace(cfg, redo=stale)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -72,7 +72,7 @@ def find_mask_source(masks_dir: Path, image_id: str) -> Path | None:
     rle, folder = masks_dir / f"{image_id}.json", masks_dir / image_id
     has_rle, has_folder = rle.is_file(), folder.is_dir()
     if has_rle and has_folder:
-        raise InputError(rle, f"and {folder}/ both hold masks for image {image_id!r}; keep one of them")
+        raise InputError(rle, f"both this file and {folder}/ hold masks for image {image_id!r}; keep one of them")
     if not (has_rle or has_folder):  # something there under either name is not what it should be
         if rle.is_dir():
             raise InputError(rle, f"is a folder, not a file (masks are {image_id}.json, a file of RLE "
@@ -277,7 +277,8 @@ def read_masks(masks_dir: Path, image_id: str, shape: tuple[int, int] | None = N
     """
     source = find_mask_source(masks_dir, image_id)
     if source is None:
-        raise InputError(masks_dir / f"{image_id}.json", "no masks for this image (neither <id>.json nor <id>/)")
+        raise InputError(masks_dir / f"{image_id}.json",
+                         f"no masks for this image (neither {image_id}.json nor {image_id}/)")
     if source.suffix == ".json" and source.is_file():
         return _read_rle_json(source, shape)
     return _read_png_folder(source, shape)

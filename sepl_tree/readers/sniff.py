@@ -159,5 +159,5 @@ def no_inputs(folder: Path, reader: Any) -> InputError:
     hint = ""
     if guess is not None and guess not in reader.names:
         what = next(w for w, suggestion, _ in FORMATS.values() if suggestion == guess)
-        hint = f"; the files there look like {what}: try --reader {guess}"
+        hint = f"; a file there looks like {what}: try --reader {guess}"
     return InputError(folder, f"no pseudo-labels found for reader {reader.name!r}{pattern}{hint}")
