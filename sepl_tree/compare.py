@@ -101,7 +101,7 @@ class CompareConfig:
     overwrite: bool = False
     bootstrap: int = 0
     #: Ids whose outputs are made again although they are there: out of date
-    #: (:meth:`sepl_tree.inputs.InputReader.out_of_date`).
+    #: (:func:`sepl_tree.outputs.stale_outputs`).
     redo: frozenset[str] = frozenset()
 
     def output_path(self, strategy: str, image_id: str) -> Path:

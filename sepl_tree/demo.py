@@ -139,8 +139,10 @@ _AMG_FIELDS = ("segmentation", "area", "bbox", "point_coords", "predicted_iou", 
 
 
 def _tag_columns(records: list[dict]) -> dict[str, list]:
-    """The fields of ``records`` that amg.py's ``metadata.csv`` has no column for, one column each."""
-    names = [k for k in dict.fromkeys(k for r in records for k in r) if k not in _AMG_FIELDS]
+    """The fields of ``records`` that amg.py's ``metadata.csv`` has no column for, one column each,
+    those that hold one value per mask (a merge's lists of instances and classes have no column)."""
+    names = [k for k in dict.fromkeys(k for r in records for k in r) if k not in _AMG_FIELDS
+             and all(isinstance(r.get(k, ""), (bool, int, float, str)) for r in records)]
     return {k: [r.get(k, "") for r in records] for k in names}
 
 

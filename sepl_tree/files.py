@@ -41,6 +41,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_pixels",
     "encode_label_png",
+    "file_stamp",
     "mtime_ns",
     "naming_hint",
     "new_file_mode",
@@ -124,6 +125,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise SeplError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
         raise
+
+
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """``path``'s modification and inode-change times in ns, ``(mtime_ns, ctime_ns)`` (one
+    ``stat``), or ``None`` when it is not there. The change time moves whenever the file is
+    written, replaced or copied in, and no copy can set it back (``cp -p`` and ``rsync -a``
+    keep only the modification time)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ctime_ns
 
 
 def mtime_ns(path: str | Path) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from sepl_tree.errors import InputError, SeplError
-from sepl_tree.files import mtime_ns, naming_hint, read_label_png
+from sepl_tree.files import file_stamp, naming_hint, read_label_png
 from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
-from sepl_tree.outputs import inputs_changed
 from sepl_tree.registry import ReadContext, Reader, coerce_params
 
 __all__ = ["MISSING_MASKS", "ImageInputs", "InputConfig", "InputReader", "check_label", "check_same_size"]
@@ -218,66 +217,51 @@ class InputReader:
         gt = None if self.config.gt_dir is None else self.gt(image_id, pseudo.shape)
         return ImageInputs(image_id, pseudo, masks, gt, no_masks)
 
-    def input_times(self, image_id: str, listed: Mapping[str, int] | None = None) -> Iterator[int]:
-        """The modification times (ns) of the files an output of ``image_id`` is made from: its
-        pseudo-label file ``<id><suffix>`` (for a reader that lists its own ids, the newest of
-        its files, from ``listed``: :meth:`listed_times`) and its masks (the ``<id>.json`` file,
-        else the ``<id>/`` folder, whose time changes when a mask file is added, removed or
-        replaced by a rename, as writers such as ours and amg.py's do). Lazily, one ``stat``
-        each, on plain strings: a resume at 100k ids makes ~300k."""
+    def input_stamps(self, ids: Iterable[str]) -> dict[str, tuple[tuple[int, int], ...]]:
+        """Each id's input files, as ``(mtime_ns, ctime_ns)`` pairs (:func:`sepl_tree.files.file_stamp`),
+        what an output of it is made from: its pseudo-label file ``<id><suffix>`` (for a reader
+        that lists its own ids, each of the id's files, in name order, from one listing of the
+        folder: :meth:`_listed_stamps`) and its masks (the ``<id>.json`` file, else the ``<id>/``
+        folder, whose times change when a mask file is added, removed or replaced by a rename, as
+        writers such as ours and amg.py's do). One ``stat`` per file, on plain strings: a resume
+        at 100k ids makes ~200k."""
         c = self.config
-        if self.reader.list_ids is None:
-            if (t := mtime_ns(os.path.join(c.pseudo_dir, image_id + self.reader.suffix))) is not None:
-                yield t
-        elif listed is not None and (t := listed.get(image_id)) is not None:
-            yield t
-        if c.masks_dir is not None:
-            masks = os.path.join(c.masks_dir, image_id)
-            t = mtime_ns(masks + ".json")  # else the folder (both there is refused before this)
-            if t is not None or (t := mtime_ns(masks)) is not None:
-                yield t
+        listed = self._listed_stamps() if self.reader.list_ids is not None else None
+        stamps = {}
+        for image_id in ids:
+            found = []
+            if listed is not None:
+                found += listed.get(image_id, ())
+            elif (t := file_stamp(os.path.join(c.pseudo_dir, image_id + self.reader.suffix))) is not None:
+                found.append(t)
+            if c.masks_dir is not None:
+                masks = os.path.join(c.masks_dir, image_id)
+                t = file_stamp(masks + ".json")  # else the folder (both there is refused before this)
+                if t is not None or (t := file_stamp(masks)) is not None:
+                    found.append(t)
+            stamps[image_id] = tuple(found)
+        return stamps
 
-    def listed_times(self) -> dict[str, int]:
+    def _listed_stamps(self) -> dict[str, list[tuple[int, int]]]:
         """For a reader that lists its own ids, whose images have several files (``l2g``'s and
-        ``rca``'s ``<id>_<class>.png``): the newest time of the ``<suffix>`` files of each id,
-        from one listing of the folder. A file ``<stem><suffix>`` counts for the ids ``<stem>``
-        and ``<stem>`` less its last ``_<part>``: a file counted for a neighbour's id can only
-        make an output be made again, never one be reused."""
-        newest: dict[str, int] = {}
+        ``rca``'s ``<id>_<class>.png``): the stamps of each id's ``<suffix>`` files, in name
+        order, from one listing of the folder. A file ``<stem><suffix>`` counts for the ids
+        ``<stem>`` and ``<stem>`` less its last ``_<part>``: a file counted for a neighbour's id
+        can only make an output be made again, never one be reused."""
+        named: dict[str, list[tuple[str, tuple[int, int]]]] = {}
         suffix = self.reader.suffix
         with os.scandir(self.config.pseudo_dir) as entries:
             for entry in entries:
                 if not entry.name.endswith(suffix) or entry.name.startswith("."):
                     continue
                 try:
-                    t = entry.stat().st_mtime_ns
+                    st = entry.stat()
                 except OSError:
                     continue
                 stem = entry.name[: -len(suffix)]
                 for image_id in {stem, stem.rsplit("_", 1)[0]}:
-                    newest[image_id] = max(newest.get(image_id, t), t)
-        return newest
-
-    def out_of_date(self, ids: Iterable[str], outputs: Callable[[str], Iterable[tuple[Path, Mapping[str, tuple[int, ...]]]]]
-                    ) -> tuple[list[str], dict[str, tuple[int, ...]]]:
-        """``(stale, now)``: the ids of which an existing output is out of date, and every id's
-        :meth:`input_times` now (what the outputs made from here on are recorded as made from).
-
-        ``outputs(id)`` gives each output path of the id with the records of its folder
-        (:meth:`sepl_tree.outputs.MadeFrom.read`); an output is out of date when its inputs'
-        times differ from its record, or, with none, when one is newer than it
-        (:func:`sepl_tree.outputs.inputs_changed`). One ``stat`` per file.
-        """
-        listed = self.listed_times() if self.reader.list_ids is not None else None
-        stale, now = [], {}
-        for image_id in ids:
-            times = now[image_id] = tuple(self.input_times(image_id, listed))
-            for path, records in outputs(image_id):
-                made = mtime_ns(path)
-                if made is not None and inputs_changed(made, records.get(image_id), times):
-                    stale.append(image_id)
-                    break
-        return stale, now
+                    named.setdefault(image_id, []).append((entry.name, (st.st_mtime_ns, st.st_ctime_ns)))
+        return {image_id: [t for _, t in sorted(files)] for image_id, files in named.items()}
 
     def check(self, ids: Iterable[str]) -> None:
         """Before any work: every id has masks (unless ``missing_masks="keep"``) and a GT file.

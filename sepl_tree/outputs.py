@@ -9,11 +9,12 @@ differs, unless ``overwrite``, which removes the old outputs first, so the manif
 describes the files beside it. Every output is written atomically (:mod:`sepl_tree.files`); an
 empty or cut file (a full disk, a copy cut short) is not done.
 
-An output is also made again when its inputs changed after it was made. Each folder keeps
-:data:`MADE_FROM`, the times of the input files each output was made from (:class:`MadeFrom`):
-an input whose time differs from the one recorded, newer (regenerated) or older (a copy that keeps
-its source's times, ``cp -p``, ``rsync -a``), makes its outputs again. An output with no record
-(made before the folder kept one) falls back to make's rule: made again when older than an input.
+An output is also made again when its inputs changed after it was made (:func:`stale_outputs`).
+Each folder keeps :data:`MADE_FROM`, the change times (``ctime``) of the input files each output
+was made from (:class:`MadeFrom`): an input written, replaced or copied in since (``cp -p`` and
+``rsync -a`` keep a source's modification time, never its change time) makes its outputs again,
+as does an output the log does not account for. In a folder from before the log, make's rule
+decides (made again when older than an input), and the outputs it keeps are recorded.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import SeplError, one_line
-from sepl_tree.files import PNG_SIGNATURE, atomic_write_bytes, read_json
+from sepl_tree.files import PNG_SIGNATURE, atomic_write_bytes, mtime_ns, read_json
 
 __all__ = [
     "MADE_FROM",
@@ -37,12 +38,13 @@ __all__ = [
     "check_apart",
     "claim_folder",
     "describe_changes",
-    "inputs_changed",
+    "is_out_of_date",
     "noting_a_stop",
     "output_done",
     "pending_ids",
     "plugin_fingerprints",
     "prepare_folder",
+    "stale_outputs",
     "write_status",
 ]
 
@@ -269,37 +271,46 @@ MADE_FROM = "made_from.jsonl"
 #: lines per image it records (a rerun after regenerated inputs appends a line per output made again).
 _LINES_PER_IMAGE = 2
 
+Stamps = tuple[tuple[int, int], ...]  # an image's input files, (mtime_ns, ctime_ns) each
+
+
+def _record(stamps: Stamps) -> tuple[int, ...]:
+    """What :class:`MadeFrom` records of an image's input stamps: their change times (``cp -p``
+    and ``rsync -a`` set a copy's modification time back, never its change time)."""
+    return tuple(ctime for _, ctime in stamps)
+
 
 class MadeFrom:
-    """What each output of a folder was made from: the modification times (ns) of its input files
-    (:meth:`sepl_tree.inputs.InputReader.input_times`), taken before the run read them.
+    """What each output of a folder was made from: the change times (ns) of its input files,
+    taken before the run read them (:meth:`sepl_tree.inputs.InputReader.input_stamps`).
 
     One JSON line per output written, appended by the main process once the output is in place
-    (``{"id": ..., "inputs": [...]}``); an id's last line wins. A line cut short by a killed
-    run is skipped, so its output has the record it had before, or none: either way it is made
-    again unless its inputs are as that record says (:func:`inputs_changed`).
+    (``{"id": ..., "inputs": [...]}``); an id's last line wins, and a line cut short by a killed
+    run is no line. The file is there from the start of every run that keeps it
+    (:func:`stale_outputs`), so an output without a line in a folder that has the file was
+    written and not recorded (an error in another image or a kill stopped the run first).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     with MadeFrom(Path(d)) as log:
-    ...         log.note("a", (1, 2)); log.note("b", (3,)); log.note("a", (4, 5))
+    ...         log.note("a", ((1, 2),)); log.note("b", ((3, 4),)); log.note("a", ((5, 6), (7, 8)))
     ...     MadeFrom(Path(d)).read()
-    {'a': (4, 5), 'b': (3,)}
+    {'a': (6, 8), 'b': (4,)}
     """
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / MADE_FROM
         self._file: Any = None
-        self._lines = 0
+        self.lines = 0  # in the file, as :meth:`read` found it
 
     def read(self) -> dict[str, tuple[int, ...]]:
-        """Each id's recorded input times (none: ``{}``)."""
+        """Each id's recorded change times (no file: ``{}``)."""
         records: dict[str, tuple[int, ...]] = {}
-        self._lines = 0
+        self.lines = 0
         try:
             with open(self.path, "rb") as f:
                 for line in f:
-                    self._lines += 1
+                    self.lines += 1
                     try:
                         entry = json.loads(line)
                         records[entry["id"]] = tuple(int(t) for t in entry["inputs"])
@@ -307,18 +318,29 @@ class MadeFrom:
                         continue  # cut short by a killed run, or not ours: that output has no record
         except FileNotFoundError:
             pass
-        if self._lines > _LINES_PER_IMAGE * len(records) + 100:
-            atomic_write_bytes(self.path, b"".join(_line(i, t) for i, t in records.items()))
-            self._lines = len(records)
         return records
 
-    def note(self, image_id: str, times: Iterable[int]) -> None:
-        """Record that ``image_id``'s output was made from inputs of ``times`` (flushed at once)."""
+    def tidy(self, records: Mapping[str, tuple[int, ...]]) -> None:
+        """Rewrite the file with ``records`` alone (what :meth:`read` gave) when most of its lines
+        are old ones."""
+        if self.lines > _LINES_PER_IMAGE * len(records) + 100:
+            atomic_write_bytes(self.path, b"".join(_line(i, t) for i, t in records.items()))
+            self.lines = len(records)
+
+    def open(self) -> MadeFrom:
+        """Create the file if it is not there, and keep it open for :meth:`note`."""
         if self._file is None:
             self._file = open(self.path, "ab+")
-            if self._file.seek(0, os.SEEK_END) and (self._file.seek(-1, os.SEEK_END), self._file.read(1))[1] != b"\n":
-                self._file.write(b"\n")  # after a line cut short, else the next one is lost in it
-        self._file.write(_line(image_id, times))
+            end = self._file.seek(0, os.SEEK_END)
+            if end:
+                self._file.seek(end - 1)
+                if self._file.read(1) != b"\n":  # a line cut short: end it, else the next one is lost in it
+                    self._file.write(b"\n")
+        return self
+
+    def note(self, image_id: str, stamps: Stamps) -> None:
+        """Record that ``image_id``'s output was made from inputs of ``stamps`` (flushed at once)."""
+        self.open()._file.write(_line(image_id, _record(stamps)))
         self._file.flush()
 
     def close(self) -> None:
@@ -327,7 +349,7 @@ class MadeFrom:
             self._file = None
 
     def __enter__(self) -> MadeFrom:
-        return self
+        return self.open()
 
     def __exit__(self, *_: object) -> None:
         self.close()
@@ -337,16 +359,50 @@ def _line(image_id: str, times: Iterable[int]) -> bytes:
     return (json.dumps({"id": image_id, "inputs": list(times)}) + "\n").encode()
 
 
-def inputs_changed(made: int, recorded: tuple[int, ...] | None, now: tuple[int, ...]) -> bool:
-    """Whether an output made at ``made`` (its modification time, ns) is out of date: its inputs'
-    times ``now`` differ from those it was ``recorded`` as made from, or, with no record, one of
-    them is newer than the output (make's rule, which a copy keeping old times gets past).
+def is_out_of_date(made: int, recorded: tuple[int, ...] | None, stamps: Stamps, logged: bool) -> bool:
+    """Whether an output whose modification time is ``made`` (ns) is out of date, its inputs
+    being ``stamps`` now: its ``recorded`` change times are not theirs; or it has no record in a
+    folder that keeps a log (``logged``: written but not recorded, so what it was made from is
+    unknown); or, in a folder from before logs, one of its inputs is newer than it (make's rule).
 
-    >>> inputs_changed(100, (50, 60), (50, 60)), inputs_changed(100, (50, 60), (50, 40))
+    >>> now = ((50, 55), (60, 65))
+    >>> is_out_of_date(100, (55, 65), now, True), is_out_of_date(100, (55, 64), now, True)
     (False, True)
-    >>> inputs_changed(100, None, (50, 60)), inputs_changed(100, None, (50, 160))
-    (False, True)
+    >>> is_out_of_date(100, None, now, True), is_out_of_date(100, None, now, False)
+    (True, False)
+    >>> is_out_of_date(100, None, ((150, 155),), False)
+    True
     """
     if recorded is not None:
-        return recorded != now
-    return any(t > made for t in now)
+        return recorded != _record(stamps)
+    return logged or any(mtime > made for mtime, _ in stamps)
+
+
+def stale_outputs(ids: Iterable[str], stamps: Mapping[str, Stamps], folders: Sequence[Path],
+                  file_name: Callable[[str], str] = lambda i: f"{i}.png") -> tuple[list[str], list[MadeFrom]]:
+    """``(stale, logs)``: the ids (in order) of which an output ``<folder>/<file_name(id)>`` is
+    there but out of date (:func:`is_out_of_date`), and each folder's :class:`MadeFrom`, open.
+
+    In a folder from before logs, the outputs that make's rule keeps are recorded as made from
+    their inputs as they are now, so that from then on every output has a record.
+    """
+    ids = list(ids)
+    stale: set[str] = set()
+    logs = [MadeFrom(folder) for folder in folders]
+    for folder, log in zip(folders, logs):
+        logged = log.path.exists()
+        records = log.read()
+        log.tidy(records)
+        kept = []
+        for image_id in ids:
+            made = mtime_ns(folder / file_name(image_id))
+            if made is None:
+                continue
+            if is_out_of_date(made, records.get(image_id), stamps[image_id], logged):
+                stale.add(image_id)
+            elif not logged:
+                kept.append(image_id)
+        log.open()
+        for image_id in kept:
+            log.note(image_id, stamps[image_id])
+    return [i for i in ids if i in stale], logs

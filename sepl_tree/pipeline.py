@@ -41,7 +41,7 @@ class RunConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     #: Ids whose output is made again although it is there: its inputs changed since it was made
-    #: (:meth:`sepl_tree.inputs.InputReader.out_of_date`).
+    #: (:func:`sepl_tree.outputs.stale_outputs`).
     redo: frozenset[str] = frozenset()
 
     def output_path(self, image_id: str) -> Path:

@@ -228,7 +228,9 @@ def _interval_lines(summary: Mapping[str, Any], strategies: Sequence[str]) -> li
     drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
     if not drawn:
         return []
-    # (a subset too small for an interval has 0 draws: the count is the largest)
+    if not any(d["draws"] for d in drawn):  # (a subset too small for an interval has 0 draws)
+        return ["## mIoU changes, with bootstrap intervals", "",
+                f"None: every subset has fewer than {BOOTSTRAP_MIN_IMAGES} images.", ""]
     first, level, draws = drawn[0]["against"], drawn[0]["level"], max(d["draws"] for d in drawn)
     lines = ["## mIoU changes, with bootstrap intervals", "",
              f"Each change with its {level:.0%} interval over {draws} draws of the subset's images (with "

@@ -124,3 +124,19 @@ def test_compare_without_draws_has_no_intervals(compared):
     assert doc["bootstrap"] == 0 and all("bootstrap" not in entry for entry in doc["results"].values())
     assert "bootstrap" not in result.output
     assert "bootstrap intervals" not in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_when_every_subset_is_too_small_it_says_so_not_over_0_draws(tmp_path):
+    from sepl_tree.demo import write_demo
+
+    root = tmp_path / "demo"
+    write_demo(root, n_images=6)
+    out = tmp_path / "small"
+    result = CliRunner().invoke(app, ["compare", "-s", "threshold,official", "--pseudo-labels", str(root / "pseudo"),
+                                      "--masks", str(root / "masks"), "--gt", str(root / "gt"), "--strips", "0",
+                                      "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "no mIoU change has an interval: every subset has fewer than 10 images" in said and "0 bootstrap" not in said
+    report = (out / "report.md").read_text()
+    assert "None: every subset has fewer than 10 images." in report and "over 0 draws" not in report

@@ -227,6 +227,10 @@ def test_coco_gt_says_when_the_categories_are_not_cocos_80(tmp_path):
         result.output)
     rows = [line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") == 4]
     assert rows == ["background", "a"]  # the class table names the file's category, not "class1" or "aeroplane"
+    odd = tiny_instances(tmp_path / "odd.json", lambda data: data["categories"][0].update(name="a[/b]"))
+    result = CliRunner().invoke(app, ["coco-gt", "--instances", str(odd), "--out", str(tmp_path / "odd")],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "│ a[/b] " in result.output  # a name, not rich markup (which raised)
 
 
 def test_coco_gt_makes_label_maps_older_than_the_instances_file_again(tmp_path):
@@ -266,6 +270,32 @@ def test_coco_gt_sees_an_instances_file_copied_with_its_old_time(tmp_path):
     assert not np.array(Image.open(out / "im1.png")).any()
     again = runner.invoke(app, ["coco-gt", "--instances", str(path), "--out", str(out)])
     assert again.exit_code == 0 and "0 written, 2 skipped" in again.output
+
+
+@pytest.mark.parametrize("name_by", ["stem", "id"])
+def test_coco_gt_sees_an_instances_file_replaced_while_it_was_read(tmp_path, monkeypatch, name_by):
+    """(COCO train's file takes seconds to read: one replaced meanwhile must not be recorded as
+    the one the label maps were made from. Its time is taken before it is read.)"""
+    import sepl_tree.coco as coco
+
+    path = tiny_instances(tmp_path / "inst.json")
+    out = tmp_path / "gt"
+    argv = ["coco-gt", "--instances", str(path), "--out", str(out), "--name-by", name_by]
+    load = coco.CocoInstances.load
+
+    def load_then_replace(cls, file):
+        loaded = load(file)
+        tiny_instances(path, lambda data: data["annotations"].clear())  # the new version lands mid-run
+        return loaded
+
+    monkeypatch.setattr(coco.CocoInstances, "load", classmethod(load_then_replace))
+    assert CliRunner().invoke(app, argv).exit_code == 0
+    monkeypatch.undo()
+    first = sorted(p.name for p in out.glob("*.png"))
+    assert any(np.array(Image.open(out / name)).any() for name in first)  # made from the file as it was read
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "2 label map(s) in " in result.output, result.output
+    assert not any(np.array(Image.open(out / name)).any() for name in first)  # the new version's (empty) maps
 
 
 def test_coco_gt_says_what_it_reads_and_checks_on_big_inputs(tmp_path, monkeypatch):

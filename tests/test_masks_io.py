@@ -260,3 +260,22 @@ def test_a_generator_record_is_written_the_same_whatever_types_its_batch_gave_it
                        "crop_box", "level"]  # amg.py's order, extra fields after
     assert type(a["area"]) is int and all(type(v) is float for v in [*a["bbox"], *a["crop_box"], *a["point_coords"][0]])
     assert a["segmentation"] is rle  # written as the generator gave it, never decoded
+
+
+def test_a_further_column_with_a_comma_is_quoted_and_read_back(tmp_path):
+    masks = np.zeros((2, 4, 5), bool)
+    masks[0, :2], masks[1, 2:] = True, True
+    write_masks_png_folder(tmp_path / "a", MaskSet(masks, [{}, {}]), {"note": ["x, y", "z"], "level": [0, 2]})
+    records = read_masks(tmp_path, "a").records
+    assert [(r["note"], r["level"]) for r in records] == [("x, y", 0), ("z", 2)]
+
+
+def test_every_demo_mask_folder_reads_back_whatever_its_seed(tmp_path):
+    """(A merge's record holds lists, its instances and classes: written as further metadata.csv
+    columns, their commas gave rows more fields than the header, and run refused the demo.)"""
+    from sepl_tree.demo import write_demo
+
+    ids = write_demo(tmp_path, n_images=16, seed=1)
+    for image_id in ids[3::4]:
+        records = read_masks(tmp_path / "masks", image_id).records
+        assert records and all(r["synthetic"] is True for r in records)

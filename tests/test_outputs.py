@@ -61,20 +61,26 @@ def test_settings_are_compared_as_they_read_back_from_json(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["settings"]["plugins"] == ["a.py"]
 
 
-def test_a_made_from_log_keeps_each_ids_last_record_and_is_rewritten_when_mostly_old_lines(tmp_path):
+def test_a_made_from_log_keeps_each_ids_last_record_and_is_tidied_when_mostly_old_lines(tmp_path):
     from sepl_tree.outputs import MADE_FROM, MadeFrom
 
     with MadeFrom(tmp_path) as log:
         for n in range(150):  # one image made again 150 times (150 reruns after its inputs changed)
-            log.note("a", (n, n + 1))
-        log.note("b", (7,))
+            log.note("a", ((0, n), (0, n + 1)))  # (mtime, ctime) of each input: the change times are kept
+        log.note("b", ((9, 7),))
     path = tmp_path / MADE_FROM
-    assert len(path.read_text().splitlines()) == 151
-    assert MadeFrom(tmp_path).read() == {"a": (149, 150), "b": (7,)}
+    log = MadeFrom(tmp_path)
+    records = log.read()
+    assert records == {"a": (149, 150), "b": (7,)} and log.lines == 151
+    assert len(path.read_text().splitlines()) == 151  # reading changes nothing
+    log.tidy(records)
     assert path.read_text().splitlines() == ['{"id": "a", "inputs": [149, 150]}', '{"id": "b", "inputs": [7]}']
     with MadeFrom(tmp_path) as log:  # a few old lines stay until they outnumber the records
-        log.note("b", (8,))
-    assert MadeFrom(tmp_path).read() == {"a": (149, 150), "b": (8,)} and len(path.read_text().splitlines()) == 3
+        log.note("b", ((9, 8),))
+    log = MadeFrom(tmp_path)
+    records = log.read()
+    log.tidy(records)
+    assert records == {"a": (149, 150), "b": (8,)} and len(path.read_text().splitlines()) == 3
 
 
 @pytest.mark.parametrize("line", ["not json", '{"id": "a"}', '{"id": "a", "inputs": ["x"]}', "[1, 2]", '"a"'])
@@ -90,6 +96,6 @@ def test_overwrite_removes_the_made_from_log_with_the_outputs(tmp_path):
 
     claim_folder(tmp_path, "run.json", SETTINGS, False, lambda d: d.glob("*.png"))
     with MadeFrom(tmp_path) as log:
-        log.note("a", (1,))
+        log.note("a", ((1, 2),))
     claim_folder(tmp_path, "run.json", SETTINGS, True, lambda d: d.glob("*.png"))
     assert not (tmp_path / MADE_FROM).exists()

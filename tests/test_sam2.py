@@ -180,9 +180,9 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, 
                                  "--out", str(tmp_path / "out"), "--model-type", model_type])
     assert result.exit_code == 1
     package = {"segment_anything": "segment-anything"}.get(hidden, hidden)
-    install = {"sam": "pip install 'sepl-tree[sam]' -c constraints.txt",
-               "sam2": "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'sepl-tree[sam2]' -c constraints.txt, "
-                       "with torch installed first (docs/sam.md, Installing)"}[extra]
+    install = {"sam": "pip install -e '.[sam]' -c constraints.txt in the checkout (docs/sam.md, Installing)",
+               "sam2": "SAM2_BUILD_CUDA=0 pip install --no-build-isolation -e '.[sam2]' -c constraints.txt in the "
+                       "checkout, torch first (docs/sam.md, Installing)"}[extra]
     assert " ".join(result.output.split()) == (f"error: sepl-tree masks --model-type {model_type} needs {package}, "
                                                f"which is not installed: {install}")
     assert not (tmp_path / "out").exists()

@@ -378,7 +378,7 @@ def test_a_stopped_run_says_so_in_its_manifest_and_resumes(d: Path) -> None:
 
 
 @pytest.mark.parametrize("changed", ["pseudo", "masks"])
-def test_an_output_older_than_its_inputs_is_made_again(d: Path, changed: str) -> None:
+def test_an_output_whose_inputs_were_regenerated_is_made_again(d: Path, changed: str) -> None:
     """(Pseudo-labels or masks regenerated into the same folders: reusing the old outputs would
     score the new inputs with labels made from the old ones.)"""
     old = (d / "out" / "img1.png").read_bytes()
@@ -401,7 +401,7 @@ def test_an_output_older_than_its_inputs_is_made_again(d: Path, changed: str) ->
     assert again.exit_code == 0 and "out of date" not in again.output
 
 
-def test_convert_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
+def test_convert_makes_outputs_of_regenerated_inputs_again(d: Path) -> None:
     argv = ["convert", "-r", "png", "-i", str(d / "pseudo"), "-o", str(d / "conv")]
     assert runner.invoke(app, argv).exit_code == 0
     items = _items()
@@ -419,7 +419,7 @@ def test_convert_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
     assert again.exit_code == 0 and "out of date" not in again.output and "0 written" in again.output
 
 
-def test_compare_makes_outputs_older_than_their_inputs_again(d: Path) -> None:
+def test_compare_makes_outputs_of_regenerated_inputs_again(d: Path) -> None:
     args = ["compare", "-s", "threshold,official", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
             "--gt", str(d / "gt"), "--out", str(d / "cmp")]
     assert runner.invoke(app, args).exit_code == 0
@@ -470,36 +470,68 @@ def test_an_input_copied_with_its_old_time_makes_its_output_again(d: Path, comma
     assert again.exit_code == 0 and "out of date" not in again.output
 
 
-def test_a_folder_without_a_record_falls_back_to_makes_rule(d: Path) -> None:
+@pytest.mark.parametrize("command", sorted(_COMMANDS))
+def test_a_folder_from_before_the_log_falls_back_to_makes_rule_and_then_has_one(d: Path, command: str) -> None:
     """(A folder made before made_from.jsonl existed: an output older than an input is made again,
-    one newer is reused; and from then on the folder has its record.)"""
-    (d / "out" / "made_from.jsonl").unlink()
-    earlier = (d / "out" / "img1.png").stat().st_mtime - 5
-    os.utime(d / "out" / "img1.png", (earlier, earlier))  # older than its inputs
-    os.utime(d / "pseudo" / "img2.png", (earlier - 5, earlier - 5))  # a copy's old time: not seen without a record
-    result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
+    one newer is kept, and from then on every output of the folder has its record.)"""
+    argv, folder = _COMMANDS[command]
+    assert runner.invoke(app, argv(d)).exit_code == 0
+    for log in d.glob(f"{folder.split('/')[0]}/**/made_from.jsonl"):
+        log.unlink()
+    earlier = (d / folder / "img1.png").stat().st_mtime - 5
+    os.utime(d / folder / "img1.png", (earlier, earlier))  # older than its inputs
+    pseudo = _items()["img2"][0]
+    _copied_with_old_times(d / "pseudo" / "img2.png",  # a copy with an old time: not seen without a record
+                           lambda: Image.fromarray(np.zeros_like(pseudo)).save(d / "pseudo" / "img2.png"))
+    result = runner.invoke(app, argv(d), env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    counts = json.loads((d / "out" / "run.json").read_text())["counts"]
-    assert counts["made_again_inputs_changed"] == 1 and counts["written"] == 1 and counts["skipped_existing"] == 2
-    assert [json.loads(line)["id"] for line in (d / "out" / "made_from.jsonl").read_text().splitlines()] == ["img1"]
+    assert "are out of date (e.g. img1" in result.output and np.array(Image.open(d / folder / "img2.png")).any()
+    from sepl_tree.outputs import MadeFrom
+
+    records = MadeFrom(d / folder).read()
+    assert sorted(records) == ["img0", "img1", "img2"]
+    inputs = [d / "pseudo" / "img2.png"] + ([] if command == "convert" else [d / "masks" / "img2.json"])
+    assert records["img2"] == tuple(path.stat().st_ctime_ns for path in inputs)
+    again = runner.invoke(app, argv(d), env={"COLUMNS": "300"})
+    assert again.exit_code == 0 and "out of date" not in again.output
 
 
-def test_a_record_cut_short_by_a_killed_run_is_read_as_no_record(d: Path) -> None:
-    """(The main process appends a line as each output is in place; kill -9 may cut the last one.)"""
+def test_an_output_the_log_does_not_account_for_is_made_again(d: Path) -> None:
+    """(The main process appends an output's line once it is in place and its result is back: an
+    error in another image, or kill -9, can stop the run between the two, and a last line may be
+    cut. What such an output was made from is unknown, so it is made again.)"""
     log = d / "out" / "made_from.jsonl"
     lines = log.read_text().splitlines()
     cut = json.loads(lines[-1])["id"]
-    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])
-    result = runner.invoke(app, _run(d, "--overwrite"))  # a fresh log: every output recorded again
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])  # its line cut short
+    result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert sorted(json.loads(line)["id"] for line in log.read_text().splitlines()) == ["img0", "img1", "img2"]
-    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])
-    (d / "out" / f"{cut}.png").unlink()  # made again, its line appended after the cut one, not lost in it
-    result = runner.invoke(app, _run(d))
-    assert result.exit_code == 0, result.output
+    assert f"1 output(s) in {d / 'out'} are out of date (e.g. {cut}.png" in " ".join(result.output.split())
     from sepl_tree.outputs import MadeFrom
 
-    assert sorted(MadeFrom(d / "out").read()) == ["img0", "img1", "img2"]
+    assert sorted(MadeFrom(d / "out").read()) == ["img0", "img1", "img2"]  # its new line not lost in the cut one
+    assert "out of date" not in runner.invoke(app, _run(d)).output
+
+
+def test_a_per_class_map_added_with_an_old_time_makes_its_output_again(tmp_path: Path) -> None:
+    """(l2g/rca: an image's pseudo-label is several <id>_<class>.png files. Only the newest time of
+    them was recorded, so a class map copied in with an older one changed nothing that was checked.)"""
+    items = _items()
+    write_dataset(tmp_path, items)
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    for image_id, (pseudo, _, _) in items.items():
+        Image.fromarray(((pseudo == 1) * 255).astype(np.uint8)).save(cams / f"{image_id}_0.png")  # class 1
+    args = ["run", "--reader", "l2g", "--pseudo-labels", str(cams), "--masks", str(tmp_path / "masks"),
+            "--out", str(tmp_path / "out")]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (tmp_path / "out" / "img1.png").read_bytes()
+    _copied_with_old_times(cams / "img1_1.png",  # a class-2 map, copied with an old time
+                           lambda: Image.fromarray(np.full(SHAPE, 250, np.uint8)).save(cams / "img1_1.png"))
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) in " in result.output and "(e.g. img1.png" in result.output
+    assert (tmp_path / "out" / "img1.png").read_bytes() != before
 
 
 def test_convert_says_it_finished(d: Path) -> None:
@@ -698,10 +730,13 @@ def test_a_rerun_with_other_reader_parameters_or_missing_masks_rule_is_refused(d
 
 
 def test_compare_makes_an_image_again_when_one_strategys_output_is_older_than_its_inputs(d: Path) -> None:
-    """(An image has one output per strategy: the oldest of them decides, not the newest.)"""
+    """(An image has one output per strategy: under make's rule, in folders from before the log,
+    the oldest of them decides, not the newest.)"""
     args = ["compare", "-s", "threshold,official", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
             "--gt", str(d / "gt"), "--out", str(d / "cmp"), "--subset", "all"]
     assert runner.invoke(app, args).exit_code == 0
+    for name in ("threshold", "official"):
+        (d / "cmp" / name / "made_from.jsonl").unlink()
     now = (d / "cmp" / "official" / "img1.png").stat().st_mtime
     os.utime(d / "cmp" / "threshold" / "img1.png", (now - 20, now - 20))  # made before the inputs changed
     for path in (d / "pseudo" / "img1.png", d / "masks" / "img1.json"):

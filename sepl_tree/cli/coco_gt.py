@@ -25,11 +25,12 @@ from sepl_tree.cli.common import (
     warn,
     warn_made_again,
 )
-from sepl_tree.files import atomic_write_bytes, mtime_ns, read_json, write_label_png
+from sepl_tree.files import atomic_write_bytes, file_stamp, read_json, write_label_png
 from sepl_tree import __version__
 from sepl_tree.classes import COCO_CATEGORY_IDS
 from sepl_tree.errors import SeplError
-from sepl_tree.outputs import MadeFrom, check_apart, claim_folder, inputs_changed, noting_a_stop, output_done, pending_ids
+from sepl_tree.outputs import (MadeFrom, check_apart, claim_folder, noting_a_stop, output_done, pending_ids,
+                               stale_outputs)
 
 __all__ = ["NameBy", "Rule", "coco_gt_command"]
 
@@ -91,6 +92,7 @@ def coco_gt_command(
         if instances.is_file() and instances.stat().st_size >= SAY_READING_BYTES:  # COCO train's: 450 MB, seconds
             err_console.print(f"reading {instances} ({instances.stat().st_size / 1e6:.0f} MB) ...", highlight=False,
                               soft_wrap=True)
+        stamp = file_stamp(instances)  # before reading it: a file replaced meanwhile is not taken for the one read
         coco = CocoInstances.load(instances)  # the whole file is checked here, before anything is written
         if sorted(coco.catmap) != sorted(COCO_CATEGORY_IDS):
             warn(f"{instances}: its {len(coco.catmap)} categories are not COCO's 80, so classes are numbered "
@@ -108,21 +110,22 @@ def coco_gt_command(
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
-        now = (instances.stat().st_mtime_ns,)  # every label map is made from this one file
-        made_from = MadeFrom(out)
-        recorded = {} if overwrite else made_from.read()
-        stale = frozenset(() if overwrite else (
-            i for i in wanted if (t := mtime_ns(out / f"{names[i]}.png")) is not None
-            and inputs_changed(t, recorded.get(names[i]), now)))
-        if stale:
-            warn_made_again(len(stale), out, f"{names[min(stale)]}.png", f"{instances} changed", what="label map(s)")
+        stamps = dict.fromkeys(wanted, (stamp,))  # every label map is made from this one file
+        if overwrite:
+            stale, made_from = frozenset(), MadeFrom(out).open()
+        else:
+            changed, (made_from,) = stale_outputs(wanted, stamps, [out], lambda i: f"{names[i]}.png")
+            stale = frozenset(changed)
+            if changed:
+                warn_made_again(len(changed), out, f"{names[changed[0]]}.png", f"{instances} changed",
+                                what="label map(s)")
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with noting_a_stop(out, "coco-gt.json", settings), made_from, image_progress("coco-gt", len(todo)) as step:
             for image_id in todo:
                 label = coco.label(image_id, rule.value)
                 write_label_png(out / f"{names[image_id]}.png", label)
-                made_from.note(names[image_id], now)
+                made_from.note(image_id, stamps[image_id])
                 found = np.bincount(label.reshape(-1), minlength=256)
                 counts += found
                 images += found > 0

@@ -176,6 +176,8 @@ def _load_config(ctx: typer.Context, path: Path | None, tables: tuple[str, ...],
                 options[key].process_value(ctx, data[key])
             except typer.BadParameter as exc:
                 raise typer.BadParameter(f"{path}: {key} = {data[key]!r}: {exc.message}") from None
+            except (TypeError, ValueError) as exc:  # (click 8.1 converts a TOML list or number this way)
+                raise typer.BadParameter(f"{path}: {key} = {data[key]!r}: {exc}") from None
     for key, kind in (("params", dict), ("reader_params", dict), ("class_names", list), ("name", str)):
         if key in data and not isinstance(data[key], kind):
             shape = {dict: "a table ([params] NAME = VALUE)", list: "a list of names", str: "a string"}[kind]
@@ -248,7 +250,7 @@ def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes:
     if images[IGNORE]:
         rows.append(("ignore (255)", images[IGNORE], counts[IGNORE]))
     for name, n_images, pixels in rows:
-        table.add_row(name, str(int(n_images)), f"{100 * pixels / total:.2f}")
+        table.add_row(escape(name), str(int(n_images)), f"{100 * pixels / total:.2f}")  # (a file's name: not markup)
     return table
 
 
@@ -313,22 +315,23 @@ def warn(message: str) -> None:
 
 def out_of_date(inputs: Any, ids: list[str], folders: list[Path], overwrite: bool, changed: str,
                 example: Callable[[str], str] = lambda i: f"{i}.png", what: str = "output(s)",
-                ) -> tuple[frozenset[str], dict[str, tuple[int, ...]], list[Any]]:
-    """``(stale, now, logs)`` for outputs ``<folder>/<id>.png``: the ids whose outputs are there but
-    out of date (their inputs changed since they were made: :mod:`sepl_tree.outputs`), said in one
-    line (``changed``: what changed, ``example`` an output's name); every id's input times ``now``;
-    and each folder's :class:`~sepl_tree.outputs.MadeFrom`, to note each output made. With
+                ) -> tuple[frozenset[str], dict[str, Any], list[Any]]:
+    """``(stale, stamps, logs)`` for outputs ``<folder>/<id>.png`` made from ``inputs`` (an
+    :class:`~sepl_tree.inputs.InputReader`): the ids whose outputs are there but out of date
+    (:func:`sepl_tree.outputs.stale_outputs`), said in one line (``changed``: what changed,
+    ``example`` an output's name); every id's input stamps now, what each output made from here
+    on is recorded with; and each folder's :class:`~sepl_tree.outputs.MadeFrom`, open. With
     ``overwrite`` nothing is stale (every output is made again anyway)."""
-    from sepl_tree.outputs import MadeFrom
+    from sepl_tree.outputs import MadeFrom, stale_outputs
 
-    logs = [MadeFrom(folder) for folder in folders]
-    records = [{} if overwrite else log.read() for log in logs]
-    stale, now = inputs.out_of_date(ids, lambda i: [] if overwrite else [
-        (folder / f"{i}.png", recorded) for folder, recorded in zip(folders, records)])
+    stamps = inputs.input_stamps(ids)
+    if overwrite:
+        return frozenset(), stamps, [MadeFrom(folder).open() for folder in folders]
+    stale, logs = stale_outputs(ids, stamps, folders)
     if stale:
         warn_made_again(len(stale), folders[0] if len(folders) == 1 else folders[0].parent, example(stale[0]), changed,
                         what)
-    return frozenset(stale), now, logs
+    return frozenset(stale), stamps, logs
 
 
 def warn_made_again(count: int, folder: Path, example: str, changed: str, what: str = "output(s)") -> None:
@@ -471,7 +474,7 @@ def print_scores(title: str, names: list[str], columns: dict[str, Any]) -> None:
     for label in columns:
         table.add_column(f"IoU {label}", justify="right")
     for k, name in enumerate(names):
-        table.add_row(name, *(fmt(s.iou[k]) for s in columns.values()))
+        table.add_row(escape(name), *(fmt(s.iou[k]) for s in columns.values()))  # (a preset's name: not markup)
     table.add_section()
     for metric, attr in (("mIoU", "miou"), ("precision", "mean_precision"), ("recall", "mean_recall")):
         table.add_row(f"[bold]{metric}[/bold]", *(f"[bold]{fmt(getattr(s, attr))}[/bold]" for s in columns.values()))

@@ -104,7 +104,9 @@ def print_intervals(summary: dict[str, Any], strategies: list[str]) -> None:
     drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
     if not drawn:
         return
-    # (a subset too small for an interval has 0 draws: the count is the largest)
+    if not any(d["draws"] for d in drawn):  # (a subset too small for an interval has 0 draws)
+        console.print(f"no mIoU change has an interval: every subset has fewer than {BOOTSTRAP_MIN_IMAGES} images")
+        return
     first, level, draws = drawn[0]["against"], drawn[0]["level"], max(d["draws"] for d in drawn)
     table = Table(title=f"mIoU change, {level:.0%} interval over {draws} bootstrap draws of the images "
                         f"(none under {BOOTSTRAP_MIN_IMAGES} images)")
@@ -227,7 +229,7 @@ def compare_command(
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)
-        stale, now, logs = out_of_date(reader_in, id_list, [out / n for n in names], overwrite,
+        stale, stamps, logs = out_of_date(reader_in, id_list, [out / n for n in names], overwrite,
                                        "its pseudo-label or masks changed", example=str, what="image(s)' outputs")
         config = dataclasses.replace(config, redo=stale)
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
@@ -236,7 +238,7 @@ def compare_command(
                 stack.enter_context(log)
             made_from = dict(zip(names, logs))
             totals, made, seconds = _run(config, id_list, workers, executor.value, options,
-                                         lambda name, i: made_from[name].note(i, now[i]))
+                                         lambda name, i: made_from[name].note(i, stamps[i]))
         for name in names:
             write_status(config.out_dir / name, "run.json", settings[name], "finished",
                          counts={"images": len(id_list), "written": made[name],

@@ -189,7 +189,7 @@ def run_command(
         warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
-        stale, now, (made_from,) = out_of_date(inputs, all_ids, [folders[3]], overwrite,
+        stale, stamps, (made_from,) = out_of_date(inputs, all_ids, [folders[3]], overwrite,
                                                "its pseudo-label or masks changed")
         cfg = dataclasses.replace(cfg, redo=stale)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -197,7 +197,7 @@ def run_command(
             todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
             checks = round(time.perf_counter() - t_begin, 3)
             counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options,
-                                                  lambda i: made_from.note(i, now[i]))
+                                                  lambda i: made_from.note(i, stamps[i]))
         counts["made_again_inputs_changed"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
         warn_kept_without_masks(counts["kept_without_masks"], counts["written"])

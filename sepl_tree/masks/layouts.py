@@ -322,7 +322,9 @@ def write_masks_png_folder(folder: Path, maskset: MaskSet,
     :func:`sepl_tree.files.atomic_write_bytes` files do).
     """
     columns = dict(columns or {})
-    lines = [",".join([AMG_CSV_HEADER, *columns])]
+    text = io.StringIO()
+    rows = csv.writer(text, lineterminator="\n")  # (a further column's text may hold a comma: quoted)
+    rows.writerow([*_AMG_COLUMNS, *columns])
     with atomic_folder(folder) as tmp:
         for n, (mask, rec, box) in enumerate(zip(maskset.dense, maskset.records, maskset.boxes)):
             Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / f"{n}.png")
@@ -330,5 +332,5 @@ def write_masks_png_folder(folder: Path, maskset: MaskSet,
             (px, py), = r["point_coords"][:1] or [[0.0, 0.0]]
             row = [n, r["area"], *r["bbox"], px, py, r["predicted_iou"], r["stability_score"], *r["crop_box"],
                    *(values[n] for values in columns.values())]
-            lines.append(",".join(str(v) for v in row))
-        (tmp / "metadata.csv").write_text("\n".join(lines) + "\n")
+            rows.writerow(row)
+        (tmp / "metadata.csv").write_text(text.getvalue())

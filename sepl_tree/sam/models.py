@@ -76,9 +76,9 @@ def family_of(builder: Callable[..., Any]) -> str:
 #: ``constraints.txt`` pins, and ``sam2``, a source package whose build imports torch, after it,
 #: without build isolation (else pip installs a second torch to build it).
 INSTALL = {
-    "sam": "pip install 'sepl-tree[sam]' -c constraints.txt",
-    "sam2": "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'sepl-tree[sam2]' -c constraints.txt, with torch "
-            "installed first (docs/sam.md, Installing)",
+    "sam": "pip install -e '.[sam]' -c constraints.txt in the checkout (docs/sam.md, Installing)",
+    "sam2": "SAM2_BUILD_CUDA=0 pip install --no-build-isolation -e '.[sam2]' -c constraints.txt in the checkout, "
+            "torch first (docs/sam.md, Installing)",
 }
 
 
