@@ -513,18 +513,24 @@ def test_an_output_the_log_does_not_account_for_is_made_again(d: Path) -> None:
     assert "out of date" not in runner.invoke(app, _run(d)).output
 
 
-def test_a_per_class_map_added_with_an_old_time_makes_its_output_again(tmp_path: Path) -> None:
-    """(l2g/rca: an image's pseudo-label is several <id>_<class>.png files. Only the newest time of
-    them was recorded, so a class map copied in with an older one changed nothing that was checked.)"""
+def _l2g_run(tmp_path: Path) -> tuple[list[str], Path]:
+    """``run --reader l2g`` on the items as class-1 maps ``cams/<id>_0.png``, done once: its arguments and ``cams/``."""
     items = _items()
     write_dataset(tmp_path, items)
     cams = tmp_path / "cams"
     cams.mkdir()
     for image_id, (pseudo, _, _) in items.items():
-        Image.fromarray(((pseudo == 1) * 255).astype(np.uint8)).save(cams / f"{image_id}_0.png")  # class 1
+        Image.fromarray(((pseudo == 1) * 255).astype(np.uint8)).save(cams / f"{image_id}_0.png")
     args = ["run", "--reader", "l2g", "--pseudo-labels", str(cams), "--masks", str(tmp_path / "masks"),
             "--out", str(tmp_path / "out")]
     assert runner.invoke(app, args).exit_code == 0
+    return args, cams
+
+
+def test_a_per_class_map_added_with_an_old_time_makes_its_output_again(tmp_path: Path) -> None:
+    """(l2g/rca: an image's pseudo-label is several <id>_<class>.png files. Only the newest time of
+    them was recorded, so a class map copied in with an older one changed nothing that was checked.)"""
+    args, cams = _l2g_run(tmp_path)
     before = (tmp_path / "out" / "img1.png").read_bytes()
     _copied_with_old_times(cams / "img1_1.png",  # a class-2 map, copied with an old time
                            lambda: Image.fromarray(np.full(SHAPE, 250, np.uint8)).save(cams / "img1_1.png"))
@@ -620,16 +626,8 @@ def test_a_mask_folder_changed_after_its_output_makes_it_again(tmp_path: Path) -
 def test_a_per_class_map_rewritten_after_its_output_makes_it_again(tmp_path: Path) -> None:
     """(l2g/rca: an image's pseudo-label is several <id>_<class>.png files, which the stale check
     did not look at: a regenerated map left the old output in place, scored as the new one.)"""
-    items = _items()
-    write_dataset(tmp_path, items)
-    cams = tmp_path / "cams"
-    cams.mkdir()
-    for image_id, (pseudo, _, _) in items.items():
-        Image.fromarray(((pseudo == 1) * 255).astype(np.uint8)).save(cams / f"{image_id}_0.png")  # class 1
-    args = ["run", "--reader", "l2g", "--pseudo-labels", str(cams), "--masks", str(tmp_path / "masks"),
-            "--out", str(tmp_path / "out")]
-    assert runner.invoke(app, args).exit_code == 0
-    for image_id in items:
+    args, cams = _l2g_run(tmp_path)
+    for image_id in _items():
         earlier = (tmp_path / "out" / f"{image_id}.png").stat().st_mtime - 5
         os.utime(tmp_path / "out" / f"{image_id}.png", (earlier, earlier))
     Image.fromarray(np.zeros(SHAPE, np.uint8)).save(cams / "img1_0.png")  # regenerated: now
