@@ -101,7 +101,7 @@ class CompareConfig:
     overwrite: bool = False
     bootstrap: int = 0
     #: Ids whose outputs are made again although they are there: out of date
-    #: (:func:`sepl_tree.outputs.stale_outputs`).
+    #: (:func:`sepl_tree.outputs.refresh_made_from`).
     redo: frozenset[str] = frozenset()
 
     def output_path(self, strategy: str, image_id: str) -> Path:

@@ -221,12 +221,15 @@ class InputReader:
         """Each id's input files, as ``(mtime_ns, ctime_ns)`` pairs (:func:`sepl_tree.files.file_stamp`),
         what an output of it is made from: its pseudo-label file ``<id><suffix>`` (for a reader
         that lists its own ids, each of the id's files, in name order, from one listing of the
-        folder: :meth:`_listed_stamps`) and its masks (the ``<id>.json`` file, else the ``<id>/``
-        folder, whose times change when a mask file is added, removed or replaced by a rename, as
-        writers such as ours and amg.py's do). One ``stat`` per file, on plain strings: a resume
-        at 100k ids makes ~200k."""
+        folder: :meth:`_listed_stamps`), its masks (the ``<id>.json`` file, else the ``<id>/``
+        folder, whose times change when a mask file is added, removed or renamed; not when one is
+        rewritten in place) and its image-level labels (``--labels``: the file, or the
+        ``<id>.xml`` of an Annotations folder), which decide a CAM reader's classes. One ``stat``
+        per file, on plain strings: a resume at 100k ids makes ~200k."""
         c = self.config
         listed = self._listed_stamps() if self.reader.list_ids is not None else None
+        labels_dir = c.labels is not None and os.path.isdir(c.labels)
+        labels = file_stamp(c.labels) if c.labels is not None and not labels_dir else None
         stamps = {}
         for image_id in ids:
             found = []
@@ -239,6 +242,10 @@ class InputReader:
                 t = file_stamp(masks + ".json")  # else the folder (both there is refused before this)
                 if t is not None or (t := file_stamp(masks)) is not None:
                     found.append(t)
+            if labels_dir and (t := file_stamp(os.path.join(c.labels, image_id + ".xml"))) is not None:
+                found.append(t)
+            elif labels is not None:
+                found.append(labels)
             stamps[image_id] = tuple(found)
         return stamps
 
@@ -258,7 +265,7 @@ class InputReader:
                     st = entry.stat()
                 except OSError:
                     continue
-                stem = entry.name[: -len(suffix)]
+                stem = entry.name[: len(entry.name) - len(suffix)]  # (a suffix may be "")
                 for image_id in {stem, stem.rsplit("_", 1)[0]}:
                     named.setdefault(image_id, []).append((entry.name, (st.st_mtime_ns, st.st_ctime_ns)))
         return {image_id: [t for _, t in sorted(files)] for image_id, files in named.items()}

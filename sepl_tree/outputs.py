@@ -9,12 +9,13 @@ differs, unless ``overwrite``, which removes the old outputs first, so the manif
 describes the files beside it. Every output is written atomically (:mod:`sepl_tree.files`); an
 empty or cut file (a full disk, a copy cut short) is not done.
 
-An output is also made again when its inputs changed after it was made (:func:`stale_outputs`).
+An output is also made again when its inputs changed after it was made (:func:`refresh_made_from`).
 Each folder keeps :data:`MADE_FROM`, the change times (``ctime``) of the input files each output
 was made from (:class:`MadeFrom`): an input written, replaced or copied in since (``cp -p`` and
 ``rsync -a`` keep a source's modification time, never its change time) makes its outputs again,
 as does an output the log does not account for. In a folder from before the log, make's rule
-decides (made again when older than an input), and the outputs it keeps are recorded.
+decides (made again when an input was written or changed after it), and the outputs it keeps are
+recorded.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from sepl_tree.errors import SeplError, one_line
 from sepl_tree.files import PNG_SIGNATURE, atomic_write_bytes, mtime_ns, read_json
 
 __all__ = [
+    "CHANGED",
     "MADE_FROM",
     "MadeFrom",
+    "UNRECORDED",
     "check_apart",
     "claim_folder",
     "describe_changes",
@@ -44,7 +47,7 @@ __all__ = [
     "pending_ids",
     "plugin_fingerprints",
     "prepare_folder",
-    "stale_outputs",
+    "refresh_made_from",
     "write_status",
 ]
 
@@ -284,64 +287,73 @@ class MadeFrom:
     """What each output of a folder was made from: the change times (ns) of its input files,
     taken before the run read them (:meth:`sepl_tree.inputs.InputReader.input_stamps`).
 
-    One JSON line per output written, appended by the main process once the output is in place
-    (``{"id": ..., "inputs": [...]}``); an id's last line wins, and a line cut short by a killed
-    run is no line. The file is there from the start of every run that keeps it
-    (:func:`stale_outputs`), so an output without a line in a folder that has the file was
-    written and not recorded (an error in another image or a kill stopped the run first).
+    One JSON line per output (``{"id": ..., "inputs": [...]}``), written before the run makes it
+    (:func:`refresh_made_from`); an id's last line wins, and a line cut short is no line. The
+    first line, written when the file is made, says since when the folder keeps it
+    (``{"since": ns}``, the file's own time then): an output made since that has no line was not
+    made by a run that kept the log, while one made before it comes from before the log.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     with MadeFrom(Path(d)) as log:
     ...         log.note("a", ((1, 2),)); log.note("b", ((3, 4),)); log.note("a", ((5, 6), (7, 8)))
-    ...     MadeFrom(Path(d)).read()
-    {'a': (6, 8), 'b': (4,)}
+    ...     again = MadeFrom(Path(d))
+    ...     again.read(), again.since > 0
+    ({'a': (6, 8), 'b': (4,)}, True)
     """
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / MADE_FROM
         self._file: Any = None
         self.lines = 0  # in the file, as :meth:`read` found it
+        self.since: int | None = None  # no file (or one without its first line): every output is from before it
 
     def read(self) -> dict[str, tuple[int, ...]]:
-        """Each id's recorded change times (no file: ``{}``)."""
+        """Each id's recorded change times (no file: ``{}``); sets :attr:`since`."""
         records: dict[str, tuple[int, ...]] = {}
-        self.lines = 0
+        self.lines, self.since = 0, None
         try:
             with open(self.path, "rb") as f:
                 for line in f:
                     self.lines += 1
                     try:
                         entry = json.loads(line)
-                        records[entry["id"]] = tuple(int(t) for t in entry["inputs"])
-                    except (ValueError, TypeError, KeyError):
+                        if "since" in entry:
+                            self.since = int(entry["since"]) if self.since is None else self.since
+                        else:
+                            records[entry["id"]] = tuple(int(t) for t in entry["inputs"])
+                    except (ValueError, TypeError, KeyError, OverflowError):
                         continue  # cut short by a killed run, or not ours: that output has no record
         except FileNotFoundError:
             pass
         return records
 
     def tidy(self, records: Mapping[str, tuple[int, ...]]) -> None:
-        """Rewrite the file with ``records`` alone (what :meth:`read` gave) when most of its lines
-        are old ones."""
+        """Rewrite the file with ``records`` alone (what :meth:`read` gave), its first line kept,
+        when most of its lines are old ones."""
         if self.lines > _LINES_PER_IMAGE * len(records) + 100:
-            atomic_write_bytes(self.path, b"".join(_line(i, t) for i, t in records.items()))
-            self.lines = len(records)
+            head = b"" if self.since is None else _since_line(self.since)
+            atomic_write_bytes(self.path, head + b"".join(_line(i, t) for i, t in records.items()))
+            self.lines = len(records) + bool(head)
 
     def open(self) -> MadeFrom:
-        """Create the file if it is not there, and keep it open for :meth:`note`."""
+        """Create the file, with its first line, if it is not there, and keep it open for :meth:`note`."""
         if self._file is None:
             self._file = open(self.path, "ab+")
             end = self._file.seek(0, os.SEEK_END)
-            if end:
+            if not end:
+                self.since = os.fstat(self._file.fileno()).st_mtime_ns  # the clock the outputs' times come from
+                self._file.write(_since_line(self.since))
+                self._file.flush()
+            else:
                 self._file.seek(end - 1)
                 if self._file.read(1) != b"\n":  # a line cut short: end it, else the next one is lost in it
                     self._file.write(b"\n")
         return self
 
     def note(self, image_id: str, stamps: Stamps) -> None:
-        """Record that ``image_id``'s output was made from inputs of ``stamps`` (flushed at once)."""
+        """Record that ``image_id``'s output is made from inputs of ``stamps`` (written at :meth:`close`)."""
         self.open()._file.write(_line(image_id, _record(stamps)))
-        self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:
@@ -355,54 +367,78 @@ class MadeFrom:
         self.close()
 
 
+def _since_line(since: int) -> bytes:
+    return (json.dumps({"since": since}) + "\n").encode()
+
+
 def _line(image_id: str, times: Iterable[int]) -> bytes:
     return (json.dumps({"id": image_id, "inputs": list(times)}) + "\n").encode()
 
 
-def is_out_of_date(made: int, recorded: tuple[int, ...] | None, stamps: Stamps, logged: bool) -> bool:
-    """Whether an output whose modification time is ``made`` (ns) is out of date, its inputs
-    being ``stamps`` now: its ``recorded`` change times are not theirs; or it has no record in a
-    folder that keeps a log (``logged``: written but not recorded, so what it was made from is
-    unknown); or, in a folder from before logs, one of its inputs is newer than it (make's rule).
+#: Why an output is made again (:func:`is_out_of_date`).
+CHANGED, UNRECORDED = "changed", "unrecorded"
+
+
+def is_out_of_date(made: int, recorded: tuple[int, ...] | None, stamps: Stamps, since: int | None) -> str | None:
+    """Why an output whose modification time is ``made`` (ns) is out of date, its inputs being
+    ``stamps`` now, or ``None``: :data:`CHANGED` when its ``recorded`` change times are not
+    theirs, or, with no record, when it is from before the folder's log (``since``; ``None``: no
+    log) and one of its inputs was written or changed after it (make's rule, on the later of each
+    input's times); :data:`UNRECORDED` when it was made under the log and has no record (no run
+    that kept the log made it: what it was made from is unknown).
 
     >>> now = ((50, 55), (60, 65))
-    >>> is_out_of_date(100, (55, 65), now, True), is_out_of_date(100, (55, 64), now, True)
-    (False, True)
-    >>> is_out_of_date(100, None, now, True), is_out_of_date(100, None, now, False)
-    (True, False)
-    >>> is_out_of_date(100, None, ((150, 155),), False)
-    True
+    >>> is_out_of_date(100, (55, 65), now, 10), is_out_of_date(100, (55, 64), now, 10)
+    (None, 'changed')
+    >>> is_out_of_date(100, None, now, 90), is_out_of_date(100, None, now, 110), is_out_of_date(100, None, now, None)
+    ('unrecorded', None, None)
+    >>> is_out_of_date(100, None, ((50, 150),), None)  # (a copy with an old time, cp -p, after the output)
+    'changed'
     """
     if recorded is not None:
-        return recorded != _record(stamps)
-    return logged or any(mtime > made for mtime, _ in stamps)
+        return None if recorded == _record(stamps) else CHANGED
+    if since is not None and made >= since:
+        return UNRECORDED
+    return CHANGED if any(max(mtime, ctime) > made for mtime, ctime in stamps) else None
 
 
-def stale_outputs(ids: Iterable[str], stamps: Mapping[str, Stamps], folders: Sequence[Path],
-                  file_name: Callable[[str], str] = lambda i: f"{i}.png") -> tuple[list[str], list[MadeFrom]]:
-    """``(stale, logs)``: the ids (in order) of which an output ``<folder>/<file_name(id)>`` is
-    there but out of date (:func:`is_out_of_date`), and each folder's :class:`MadeFrom`, open.
+def refresh_made_from(ids: Iterable[str], stamps: Mapping[str, Stamps], folders: Sequence[Path],
+                      file_name: Callable[[str], str] = lambda i: f"{i}.png") -> dict[str, str]:
+    """Before a run: judge each output ``<folder>/<file_name(id)>`` against its folder's log, remove
+    those out of date, and record what every output the run will make is made from.
 
-    In a folder from before logs, the outputs that make's rule keeps are recorded as made from
-    their inputs as they are now, so that from then on every output has a record.
+    Returns the ids (in order) whose outputs were out of date, each with why
+    (:func:`is_out_of_date`; an id out of date in one folder is made again in all). Each of them,
+    and each id with no output yet, is recorded as made from its ``stamps`` (taken before any
+    input is read): an output the run then writes was made from inputs read after them, so if an
+    input changed meanwhile its record no longer matches and the next run makes it again; and a
+    run stopped at any point (an error, Ctrl-C, ``kill -9``) leaves each output it wrote with its
+    record, so nothing it finished is made again. The outputs from before a folder's log that
+    make's rule keeps are recorded as made from their inputs as they are now.
     """
     ids = list(ids)
-    stale: set[str] = set()
+    why: dict[str, str] = {}
     logs = [MadeFrom(folder) for folder in folders]
+    to_note: list[list[str]] = []
     for folder, log in zip(folders, logs):
-        logged = log.path.exists()
         records = log.read()
         log.tidy(records)
-        kept = []
+        note = []
         for image_id in ids:
             made = mtime_ns(folder / file_name(image_id))
+            recorded = records.get(image_id)
             if made is None:
-                continue
-            if is_out_of_date(made, records.get(image_id), stamps[image_id], logged):
-                stale.add(image_id)
-            elif not logged:
-                kept.append(image_id)
-        log.open()
-        for image_id in kept:
-            log.note(image_id, stamps[image_id])
-    return [i for i in ids if i in stale], logs
+                if recorded != _record(stamps[image_id]):
+                    note.append(image_id)
+            elif (reason := is_out_of_date(made, recorded, stamps[image_id], log.since)) is not None:
+                why.setdefault(image_id, reason)
+            elif recorded is None:
+                note.append(image_id)  # from before the log, kept by make's rule
+        to_note.append(note)
+    for folder, log, note in zip(folders, logs, to_note):
+        with log:
+            for image_id in [i for i in ids if i in why] + note:
+                if image_id in why:
+                    (folder / file_name(image_id)).unlink(missing_ok=True)  # never left beside a record it does not match
+                log.note(image_id, stamps[image_id])
+    return {i: why[i] for i in ids if i in why}

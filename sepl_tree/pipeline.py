@@ -41,7 +41,7 @@ class RunConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     #: Ids whose output is made again although it is there: its inputs changed since it was made
-    #: (:func:`sepl_tree.outputs.stale_outputs`).
+    #: (:func:`sepl_tree.outputs.refresh_made_from`).
     redo: frozenset[str] = frozenset()
 
     def output_path(self, image_id: str) -> Path:

@@ -298,10 +298,10 @@ class Reader:
 
     ``suffix`` lists the image ids of a folder (every ``<id><suffix>`` file directly in it; a
     suffix holds no ``/``), unless ``list_ids(folder)`` is given. A rerun makes an output again
-    when its input is newer: the input of an id is its ``<id><suffix>`` file, or, with
-    ``list_ids``, the newest of its ``<id><suffix>`` and ``<id>_<part><suffix>`` files directly
-    in the folder (as ``l2g``'s per-class PNGs). Files in sub-folders are not looked at: after
-    changing those, rerun with ``--overwrite``.
+    when its input changed since it was made: the input of an id is its ``<id><suffix>`` file,
+    or, with ``list_ids``, each of its ``<id><suffix>`` and ``<id>_<part><suffix>`` files
+    directly in the folder (as ``l2g``'s per-class PNGs). Files in sub-folders are not looked
+    at: after changing those, rerun with ``--overwrite``.
     """
 
     name: str

@@ -71,16 +71,17 @@ def test_a_made_from_log_keeps_each_ids_last_record_and_is_tidied_when_mostly_ol
     path = tmp_path / MADE_FROM
     log = MadeFrom(tmp_path)
     records = log.read()
-    assert records == {"a": (149, 150), "b": (7,)} and log.lines == 151
-    assert len(path.read_text().splitlines()) == 151  # reading changes nothing
+    assert records == {"a": (149, 150), "b": (7,)} and log.lines == 152  # (the first says since when)
+    assert len(path.read_text().splitlines()) == 152  # reading changes nothing
     log.tidy(records)
-    assert path.read_text().splitlines() == ['{"id": "a", "inputs": [149, 150]}', '{"id": "b", "inputs": [7]}']
+    assert path.read_text().splitlines() == [f'{{"since": {log.since}}}', '{"id": "a", "inputs": [149, 150]}',
+                                             '{"id": "b", "inputs": [7]}']
     with MadeFrom(tmp_path) as log:  # a few old lines stay until they outnumber the records
         log.note("b", ((9, 8),))
     log = MadeFrom(tmp_path)
     records = log.read()
     log.tidy(records)
-    assert records == {"a": (149, 150), "b": (8,)} and len(path.read_text().splitlines()) == 3
+    assert records == {"a": (149, 150), "b": (8,)} and len(path.read_text().splitlines()) == 4
 
 
 @pytest.mark.parametrize("line", ["not json", '{"id": "a"}', '{"id": "a", "inputs": ["x"]}', "[1, 2]", '"a"'])

@@ -456,8 +456,8 @@ def test_an_input_copied_with_its_old_time_makes_its_output_again(d: Path, comma
     argv, folder = _COMMANDS[command]
     assert runner.invoke(app, argv(d)).exit_code == 0
     records = [json.loads(line) for line in (d / folder / "made_from.jsonl").read_text().splitlines()]
-    assert sorted(r["id"] for r in records) == ["img0", "img1", "img2"]
-    assert {r["id"]: r["inputs"][0] for r in records}["img1"] == (d / "pseudo" / "img1.png").stat().st_mtime_ns
+    assert "since" in records[0] and sorted(r["id"] for r in records[1:]) == ["img0", "img1", "img2"]
+    assert {r["id"]: r["inputs"][0] for r in records[1:]}["img1"] == (d / "pseudo" / "img1.png").stat().st_ctime_ns
     pseudo, masks, gt = _items()["img1"]
     _copied_with_old_times(d / "pseudo" / "img1.png",
                            lambda: Image.fromarray(np.zeros_like(pseudo)).save(d / "pseudo" / "img1.png"))
@@ -473,7 +473,8 @@ def test_an_input_copied_with_its_old_time_makes_its_output_again(d: Path, comma
 @pytest.mark.parametrize("command", sorted(_COMMANDS))
 def test_a_folder_from_before_the_log_falls_back_to_makes_rule_and_then_has_one(d: Path, command: str) -> None:
     """(A folder made before made_from.jsonl existed: an output older than an input is made again,
-    one newer is kept, and from then on every output of the folder has its record.)"""
+    and so is one whose input was copied in after it with an old time (make's rule on the later of
+    an input's two times); the others are kept, and from then on have their record.)"""
     argv, folder = _COMMANDS[command]
     assert runner.invoke(app, argv(d)).exit_code == 0
     for log in d.glob(f"{folder.split('/')[0]}/**/made_from.jsonl"):
@@ -481,32 +482,68 @@ def test_a_folder_from_before_the_log_falls_back_to_makes_rule_and_then_has_one(
     earlier = (d / folder / "img1.png").stat().st_mtime - 5
     os.utime(d / folder / "img1.png", (earlier, earlier))  # older than its inputs
     pseudo = _items()["img2"][0]
-    _copied_with_old_times(d / "pseudo" / "img2.png",  # a copy with an old time: not seen without a record
+    _copied_with_old_times(d / "pseudo" / "img2.png",  # a copy with an old time, after the output
                            lambda: Image.fromarray(np.zeros_like(pseudo)).save(d / "pseudo" / "img2.png"))
+    kept = (d / folder / "img0.png").read_bytes()
     result = runner.invoke(app, argv(d), env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "are out of date (e.g. img1" in result.output and np.array(Image.open(d / folder / "img2.png")).any()
+    assert "2 " in result.output and "are out of date (e.g. img1" in result.output
+    assert not np.array(Image.open(d / folder / "img2.png")).any() and (d / folder / "img0.png").read_bytes() == kept
     from sepl_tree.outputs import MadeFrom
 
     records = MadeFrom(d / folder).read()
     assert sorted(records) == ["img0", "img1", "img2"]
-    inputs = [d / "pseudo" / "img2.png"] + ([] if command == "convert" else [d / "masks" / "img2.json"])
-    assert records["img2"] == tuple(path.stat().st_ctime_ns for path in inputs)
+    inputs = [d / "pseudo" / "img0.png"] + ([] if command == "convert" else [d / "masks" / "img0.json"])
+    assert records["img0"] == tuple(path.stat().st_ctime_ns for path in inputs)  # kept, and now recorded
     again = runner.invoke(app, argv(d), env={"COLUMNS": "300"})
     assert again.exit_code == 0 and "out of date" not in again.output
 
 
+def test_a_folder_from_before_the_log_resumed_on_some_ids_keeps_the_others(d: Path) -> None:
+    """(The log starts with the run that makes it: the outputs of other ids, from before it, are
+    still judged by make's rule, not taken for outputs written and never recorded.)"""
+    (d / "out" / "made_from.jsonl").unlink()
+    some = d / "some.txt"
+    some.write_text("img1\n")
+    assert runner.invoke(app, _run(d, "--ids", str(some))).exit_code == 0
+    result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "made again" not in result.output
+    assert json.loads((d / "out" / "run.json").read_text())["counts"]["written"] == 0
+
+
+def test_an_image_level_labels_file_changed_makes_the_outputs_again(tmp_path: Path) -> None:
+    """(--labels decides a CAM reader's classes, but only its path was in the settings: a new
+    cls_labels.npy left every output as it was.)"""
+    items = _items()
+    write_dataset(tmp_path, items)
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    for image_id, (pseudo, _, _) in items.items():
+        for c, score in ((0, 200), (1, 250)):  # classes 1 and 2 where class 1 is, class 2 the stronger
+            Image.fromarray(((pseudo == 1) * score).astype(np.uint8)).save(cams / f"{image_id}_{c}.png")
+    labels = tmp_path / "cls_labels.npy"
+    np.save(labels, {i: np.eye(20, dtype=np.float32)[0] + np.eye(20, dtype=np.float32)[1] for i in items})
+    argv = ["convert", "-r", "l2g", "-i", str(cams), "-o", str(tmp_path / "conv"), "--labels", str(labels)]
+    assert runner.invoke(app, argv).exit_code == 0
+    assert 2 in np.array(Image.open(tmp_path / "conv" / "img0.png"))
+    np.save(labels, {i: np.eye(20, dtype=np.float32)[0] for i in items})  # class 2 no longer in the images
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "3 output(s) in " in result.output, result.output
+    assert 2 not in np.array(Image.open(tmp_path / "conv" / "img0.png"))
+
+
 def test_an_output_the_log_does_not_account_for_is_made_again(d: Path) -> None:
-    """(The main process appends an output's line once it is in place and its result is back: an
-    error in another image, or kill -9, can stop the run between the two, and a last line may be
-    cut. What such an output was made from is unknown, so it is made again.)"""
+    """(Each output's line is written before the run makes it, so every output a run of ours wrote
+    has one; an output without one, here its line cut short, was made from what no one knows.)"""
     log = d / "out" / "made_from.jsonl"
     lines = log.read_text().splitlines()
     cut = json.loads(lines[-1])["id"]
     log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:12])  # its line cut short
     result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert f"1 output(s) in {d / 'out'} are out of date (e.g. {cut}.png" in " ".join(result.output.split())
+    assert (f"1 output(s) in {d / 'out'} have no line in its made_from.jsonl (e.g. {cut}.png): what they were made "
+            "from is unknown") in " ".join(result.output.split())
     from sepl_tree.outputs import MadeFrom
 
     assert sorted(MadeFrom(d / "out").read()) == ["img0", "img1", "img2"]  # its new line not lost in the cut one
@@ -773,3 +810,29 @@ def test_an_id_that_climbs_out_anywhere_in_its_path_is_refused(tmp_path: Path, i
         read_ids(ids)
     ids.write_text("img0\nsub/img1\n")
     assert read_ids(ids) == ["img0", "sub/img1"]  # a sub-folder of the folder is fine
+
+
+def test_a_listing_reader_without_a_suffix_records_its_files(tmp_path: Path) -> None:
+    """(A plugin reader may list its own ids and read files with no suffix: ``name[:-0]`` is ``""``,
+    so every file was counted for the id "" and the real ids recorded no pseudo-label at all.)"""
+    plugin = tmp_path / "raw.py"
+    plugin.write_text(
+        "import numpy as np\n"
+        "from sepl_tree import Reader, hookimpl\n\n"
+        "def list_ids(folder):\n"
+        "    return sorted(p.name for p in folder.iterdir() if p.is_file())\n\n"
+        "def read_raw(folder, image_id, ctx):\n"
+        "    return np.frombuffer((folder / image_id).read_bytes(), np.uint8).reshape(2, 3).copy()\n\n"
+        "@hookimpl\n"
+        "def register_readers(register):\n"
+        "    register(Reader('raw', read_raw, suffix='', list_ids=list_ids))\n")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "x").write_bytes(bytes([3] * 6))
+    argv = ["convert", "-r", "raw", "-i", str(raw), "-o", str(tmp_path / "conv"), "--plugin", str(plugin)]
+    first = runner.invoke(app, argv)
+    assert first.exit_code == 0, first.output
+    (raw / "x").write_bytes(bytes([5] * 6))
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "1 output(s) in " in result.output, result.output
+    assert set(np.array(Image.open(tmp_path / "conv" / "x.png")).ravel()) == {5}

@@ -29,8 +29,7 @@ from sepl_tree.files import atomic_write_bytes, file_stamp, read_json, write_lab
 from sepl_tree import __version__
 from sepl_tree.classes import COCO_CATEGORY_IDS
 from sepl_tree.errors import SeplError
-from sepl_tree.outputs import (MadeFrom, check_apart, claim_folder, noting_a_stop, output_done, pending_ids,
-                               stale_outputs)
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, refresh_made_from
 
 __all__ = ["NameBy", "Rule", "coco_gt_command"]
 
@@ -110,22 +109,16 @@ def coco_gt_command(
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
-        stamps = dict.fromkeys(wanted, (stamp,))  # every label map is made from this one file
-        if overwrite:
-            stale, made_from = frozenset(), MadeFrom(out).open()
-        else:
-            changed, (made_from,) = stale_outputs(wanted, stamps, [out], lambda i: f"{names[i]}.png")
-            stale = frozenset(changed)
-            if changed:
-                warn_made_again(len(changed), out, f"{names[changed[0]]}.png", f"{instances} changed",
-                                what="label map(s)")
+        changed = refresh_made_from(wanted, dict.fromkeys(wanted, (stamp,)), [out], lambda i: f"{names[i]}.png")
+        if not overwrite:  # (every map is made from this one file)
+            warn_made_again(changed, out, lambda i: f"{names[i]}.png", f"{instances} changed", what="label map(s)")
+        stale = frozenset(changed)
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
-        with noting_a_stop(out, "coco-gt.json", settings), made_from, image_progress("coco-gt", len(todo)) as step:
+        with noting_a_stop(out, "coco-gt.json", settings), image_progress("coco-gt", len(todo)) as step:
             for image_id in todo:
                 label = coco.label(image_id, rule.value)
                 write_label_png(out / f"{names[image_id]}.png", label)
-                made_from.note(image_id, stamps[image_id])
                 found = np.bincount(label.reshape(-1), minlength=256)
                 counts += found
                 images += found > 0

@@ -314,31 +314,36 @@ def warn(message: str) -> None:
 
 
 def out_of_date(inputs: Any, ids: list[str], folders: list[Path], overwrite: bool, changed: str,
-                example: Callable[[str], str] = lambda i: f"{i}.png", what: str = "output(s)",
-                ) -> tuple[frozenset[str], dict[str, Any], list[Any]]:
-    """``(stale, stamps, logs)`` for outputs ``<folder>/<id>.png`` made from ``inputs`` (an
-    :class:`~sepl_tree.inputs.InputReader`): the ids whose outputs are there but out of date
-    (:func:`sepl_tree.outputs.stale_outputs`), said in one line (``changed``: what changed,
-    ``example`` an output's name); every id's input stamps now, what each output made from here
-    on is recorded with; and each folder's :class:`~sepl_tree.outputs.MadeFrom`, open. With
-    ``overwrite`` nothing is stale (every output is made again anyway)."""
-    from sepl_tree.outputs import MadeFrom, stale_outputs
+                example: Callable[[str], str] = lambda i: f"{i}.png", what: str = "output(s)") -> frozenset[str]:
+    """The ids whose outputs ``<folder>/<id>.png``, made from ``inputs`` (an
+    :class:`~sepl_tree.inputs.InputReader`), are out of date, said in one line per reason
+    (``changed``: what changed, ``example`` an output's name); their outputs are removed, and
+    what every output this run will make is made from is recorded
+    (:func:`sepl_tree.outputs.refresh_made_from`). With ``overwrite`` (the outputs are gone
+    already) nothing is out of date."""
+    from sepl_tree.outputs import refresh_made_from
 
-    stamps = inputs.input_stamps(ids)
-    if overwrite:
-        return frozenset(), stamps, [MadeFrom(folder).open() for folder in folders]
-    stale, logs = stale_outputs(ids, stamps, folders)
-    if stale:
-        warn_made_again(len(stale), folders[0] if len(folders) == 1 else folders[0].parent, example(stale[0]), changed,
-                        what)
-    return frozenset(stale), stamps, logs
+    stale = refresh_made_from(ids, inputs.input_stamps(ids), folders)
+    if not overwrite:
+        warn_made_again(stale, folders[0] if len(folders) == 1 else folders[0].parent, example, changed, what)
+    return frozenset(stale)
 
 
-def warn_made_again(count: int, folder: Path, example: str, changed: str, what: str = "output(s)") -> None:
-    """The one line saying that ``count`` outputs in ``folder`` (``example`` one of them) are out of
-    date (``changed``: what changed since it was made) and are made again."""
-    warn(f"{count} {what} in {folder} are out of date (e.g. {example}: {changed} since it was made): "
-         "they are made again")
+def warn_made_again(stale: dict[str, str], folder: Path, example: Callable[[str], str], changed: str,
+                    what: str = "output(s)") -> None:
+    """A line for each reason some outputs in ``folder`` are made again (``stale``: id -> reason,
+    :func:`sepl_tree.outputs.refresh_made_from`; ``example`` names an id's output, ``changed`` says
+    what changed)."""
+    from sepl_tree.outputs import CHANGED
+
+    for reason in dict.fromkeys(stale.values()):
+        ids = [i for i, r in stale.items() if r == reason]
+        if reason == CHANGED:
+            warn(f"{len(ids)} {what} in {folder} are out of date (e.g. {example(ids[0])}: {changed} since it was "
+                 "made): they are made again")
+        else:
+            warn(f"{len(ids)} {what} in {folder} have no line in its made_from.jsonl (e.g. {example(ids[0])}): what "
+                 "they were made from is unknown, so they are made again")
 
 
 def warn_kept_without_masks(kept: int, images: int) -> None:

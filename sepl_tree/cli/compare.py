@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -142,10 +141,8 @@ def _subsets(given: list[str] | None) -> tuple[str, ...]:
     return subset_names(given)
 
 
-def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any],
-         written: Callable[[str, str], None]):
-    """Run the comparison with a progress bar, ``written(strategy, id)`` told each output written:
-    ``(totals, outputs computed per strategy, seconds)``."""
+def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any]):
+    """Run the comparison with a progress bar: ``(totals, outputs computed per strategy, seconds)``."""
     t0 = time.perf_counter()
     computed = dict.fromkeys(config.strategies, 0)
     with image_progress("compare", len(ids)) as step:
@@ -153,7 +150,6 @@ def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, opt
         def on_image(result: Any) -> None:
             for name in result.computed:
                 computed[name] += 1
-                written(name, result.image_id)
             step()
 
         totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
@@ -229,16 +225,13 @@ def compare_command(
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)
-        stale, stamps, logs = out_of_date(reader_in, id_list, [out / n for n in names], overwrite,
-                                       "its pseudo-label or masks changed", example=str, what="image(s)' outputs")
+        stale = out_of_date(reader_in, id_list, [out / n for n in names], overwrite,
+                            "its pseudo-label or masks changed", example=str, what="image(s)' outputs")
         config = dataclasses.replace(config, redo=stale)
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
-            for name, log in zip(names, logs):
+            for name in names:
                 stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name]))
-                stack.enter_context(log)
-            made_from = dict(zip(names, logs))
-            totals, made, seconds = _run(config, id_list, workers, executor.value, options,
-                                         lambda name, i: made_from[name].note(i, stamps[i]))
+            totals, made, seconds = _run(config, id_list, workers, executor.value, options)
         for name in names:
             write_status(config.out_dir / name, "run.json", settings[name], "finished",
                          counts={"images": len(id_list), "written": made[name],

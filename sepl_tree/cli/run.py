@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,9 +97,8 @@ def _config(host: PluginHost, folders: tuple[Path, Path, Path | None, Path, bool
 
 
 def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, executor: str,
-             options: dict[str, Any], written: Callable[[str], None]) -> tuple[dict[str, int], np.ndarray | None, float]:
-    """Run the ``todo`` ids (every id when scoring), ``written`` told each id whose output is
-    written; ``(counts, summed confusion or None, seconds)``."""
+             options: dict[str, Any]) -> tuple[dict[str, int], np.ndarray | None, float]:
+    """Run the ``todo`` ids (every id when scoring); ``(counts, summed confusion or None, seconds)``."""
     scoring = cfg.inputs.gt_dir is not None
     counts = {"images": len(all_ids), "written": 0, "skipped_existing": len(all_ids) - len(todo),
               "kept_without_masks": 0}
@@ -111,8 +109,6 @@ def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, 
     with image_progress(cfg.strategy, len(ids)) as step:
         for result in run_images(cfg, ids, workers=workers, executor=executor, **options):
             counts["written"] += result.written
-            if result.written:
-                written(result.image_id)
             counts["kept_without_masks"] += result.no_masks
             if confusion is not None:
                 confusion += result.confusion
@@ -189,15 +185,13 @@ def run_command(
         warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
-        stale, stamps, (made_from,) = out_of_date(inputs, all_ids, [folders[3]], overwrite,
-                                               "its pseudo-label or masks changed")
+        stale = out_of_date(inputs, all_ids, [folders[3]], overwrite, "its pseudo-label or masks changed")
         cfg = dataclasses.replace(cfg, redo=stale)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        with noting_a_stop(cfg.out_dir, "run.json", settings), made_from:
+        with noting_a_stop(cfg.out_dir, "run.json", settings):
             todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
             checks = round(time.perf_counter() - t_begin, 3)
-            counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options,
-                                                  lambda i: made_from.note(i, stamps[i]))
+            counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options)
         counts["made_again_inputs_changed"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
         warn_kept_without_masks(counts["kept_without_masks"], counts["written"])
