@@ -19,17 +19,17 @@ from sepl_tree.cli.common import (
     err_console,
     finish_folder,
     image_progress,
+    out_of_date,
     read_ids,
     run_guarded,
     say_checking,
     warn,
-    warn_made_again,
 )
 from sepl_tree.files import atomic_write_bytes, file_stamp, read_json, write_label_png
 from sepl_tree import __version__
 from sepl_tree.classes import COCO_CATEGORY_IDS
 from sepl_tree.errors import SeplError
-from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids, refresh_made_from
+from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, output_done, pending_ids
 
 __all__ = ["NameBy", "Rule", "coco_gt_command"]
 
@@ -109,10 +109,8 @@ def coco_gt_command(
         claim_folder(out, "coco-gt.json", settings, overwrite, lambda d: d.glob("*.png"))
         names = {i: (str(coco.images[i]["id"]) if name_by is NameBy.id else i) for i in wanted}
         say_checking(wanted, f"label maps already in {out}")
-        changed = refresh_made_from(wanted, dict.fromkeys(wanted, (stamp,)), [out], lambda i: f"{names[i]}.png")
-        if not overwrite:  # (every map is made from this one file)
-            warn_made_again(changed, out, lambda i: f"{names[i]}.png", f"{instances} changed", what="label map(s)")
-        stale = frozenset(changed)
+        stale = out_of_date(dict.fromkeys(wanted, (stamp,)), [out], overwrite, f"{instances} changed",  # (one file)
+                            lambda i: f"{names[i]}.png", what="label map(s)")
         todo = pending_ids(wanted, lambda i: i not in stale and output_done(out / f"{names[i]}.png"), overwrite)
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)
         with noting_a_stop(out, "coco-gt.json", settings), image_progress("coco-gt", len(todo)) as step:

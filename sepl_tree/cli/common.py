@@ -313,19 +313,21 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def out_of_date(inputs: Any, ids: list[str], folders: list[Path], overwrite: bool, changed: str,
-                example: Callable[[str], str] = lambda i: f"{i}.png", what: str = "output(s)") -> frozenset[str]:
-    """The ids whose outputs ``<folder>/<id>.png``, made from ``inputs`` (an
-    :class:`~sepl_tree.inputs.InputReader`), are out of date, said in one line per reason
-    (``changed``: what changed, ``example`` an output's name); their outputs are removed, and
-    what every output this run will make is made from is recorded
-    (:func:`sepl_tree.outputs.refresh_made_from`). With ``overwrite`` (the outputs are gone
-    already) nothing is out of date."""
+def out_of_date(stamps: dict[str, Any], folders: list[Path], overwrite: bool, changed: str,
+                file_name: Callable[[str], str] = lambda i: f"{i}.png", example: Callable[[str], str] | None = None,
+                what: str = "output(s)") -> frozenset[str]:
+    """The ids of ``stamps`` (each id's input stamps, e.g.
+    :meth:`~sepl_tree.inputs.InputReader.input_stamps`) whose outputs ``<folder>/<file_name(id)>``
+    are out of date, said in one line per reason (``changed``: what changed, ``example`` an
+    output's name, by default its file name); their outputs are removed, and what every output
+    this run will make is made from is recorded (:func:`sepl_tree.outputs.refresh_made_from`).
+    With ``overwrite`` (the outputs are gone already) nothing is out of date."""
     from sepl_tree.outputs import refresh_made_from
 
-    stale = refresh_made_from(ids, inputs.input_stamps(ids), folders)
+    stale = refresh_made_from(list(stamps), stamps, folders, file_name)  # (the ids in their order)
     if not overwrite:
-        warn_made_again(stale, folders[0] if len(folders) == 1 else folders[0].parent, example, changed, what)
+        warn_made_again(stale, folders[0] if len(folders) == 1 else folders[0].parent, example or file_name, changed,
+                        what)
     return frozenset(stale)
 
 

@@ -225,7 +225,7 @@ def compare_command(
         if images is not None and not images.is_dir():  # (read only for the strips, after every strategy ran)
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)
-        stale = out_of_date(reader_in, id_list, [out / n for n in names], overwrite,
+        stale = out_of_date(reader_in.input_stamps(id_list), [out / n for n in names], overwrite,
                             "its pseudo-label or masks changed", example=str, what="image(s)' outputs")
         config = dataclasses.replace(config, redo=stale)
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error

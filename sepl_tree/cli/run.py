@@ -185,7 +185,7 @@ def run_command(
         warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
-        stale = out_of_date(inputs, all_ids, [folders[3]], overwrite, "its pseudo-label or masks changed")
+        stale = out_of_date(inputs.input_stamps(all_ids), [folders[3]], overwrite, "its pseudo-label or masks changed")
         cfg = dataclasses.replace(cfg, redo=stale)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with noting_a_stop(cfg.out_dir, "run.json", settings):
