@@ -16,12 +16,13 @@ their counts), which at COCO's K = 81 is a few hundred bytes instead of 53 KB. P
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP_LEVEL", "BOOTSTRAP_MIN_IMAGES", "BOOTSTRAP_SEED", "bootstrap_miou", "change_text", "draw_indices", "interval",
-           "mean_iou", "sparse_cells"]
+__all__ = ["BOOTSTRAP_LEVEL", "BOOTSTRAP_MIN_IMAGES", "BOOTSTRAP_SEED", "bootstrap_miou", "change_text", "draw_indices",
+           "drawn_subsets", "interval", "mean_iou", "sparse_cells"]
 
 #: The share of the draws an interval holds.
 BOOTSTRAP_LEVEL = 0.95
@@ -123,6 +124,18 @@ def interval(values: np.ndarray, level: float = BOOTSTRAP_LEVEL) -> tuple[float,
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def drawn_subsets(summary: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
+    """The bootstrap entries of a ``compare`` summary's subsets (subset -> entry, for those that
+    have one) and the draws behind their intervals: the largest count, as a subset too small for
+    an interval has 0 (so 0: no subset has one).
+
+    >>> drawn_subsets({"all": {"bootstrap": {"draws": 1000}}, "few": {"bootstrap": {"draws": 0}}, "none": {}})
+    ({'all': {'draws': 1000}, 'few': {'draws': 0}}, 1000)
+    """
+    drawn = {subset: entry["bootstrap"] for subset, entry in summary.items() if "bootstrap" in entry}
+    return drawn, max((boot["draws"] for boot in drawn.values()), default=0)
 
 
 def change_text(change: dict | None) -> str:

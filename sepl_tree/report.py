@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 
-from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text
+from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text, drawn_subsets
 from sepl_tree.files import atomic_folder, atomic_write_bytes
 from sepl_tree.label_maps import IGNORE, voc_palette
 
@@ -225,25 +225,23 @@ def _cell(value: float | None, delta: float | None = None) -> str:
 
 def _interval_lines(summary: Mapping[str, Any], strategies: Sequence[str]) -> list[str]:
     """The section of the mIoU changes with their bootstrap intervals (none without draws)."""
-    drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
+    drawn, draws = drawn_subsets(summary)
     if not drawn:
         return []
-    if not any(d["draws"] for d in drawn):  # (a subset too small for an interval has 0 draws)
+    if not draws:
         return ["## mIoU changes, with bootstrap intervals", "",
                 f"None: every subset has fewer than {BOOTSTRAP_MIN_IMAGES} images.", ""]
-    first, level, draws = drawn[0]["against"], drawn[0]["level"], max(d["draws"] for d in drawn)
+    some = next(iter(drawn.values()))  # (against, level and seed are every subset's)
+    first = some["against"]
     lines = ["## mIoU changes, with bootstrap intervals", "",
-             f"Each change with its {level:.0%} interval over {draws} draws of the subset's images (with "
+             f"Each change with its {some['level']:.0%} interval over {draws} draws of the subset's images (with "
              "replacement, the same draws for every column: a paired percentile bootstrap, seed "
-             f"{drawn[0]['seed']}). An interval that does not hold 0 is a change the images support. A subset "
+             f"{some['seed']}). An interval that does not hold 0 is a change the images support. A subset "
              f"of fewer than {BOOTSTRAP_MIN_IMAGES} images gets none.", ""]
     several = len(strategies) > 1  # else no column against the first
     lines += ([f"| subset | strategy | vs input | vs {first} |", "|---|---|---:|---:|"] if several
               else ["| subset | strategy | vs input |", "|---|---|---:|"])
-    for subset, entry in summary.items():
-        if "bootstrap" not in entry:
-            continue
-        boot = entry["bootstrap"]
+    for subset, boot in drawn.items():
         for name in strategies:
             cells = [name, change_text(boot["against_input"][name])]
             if several:

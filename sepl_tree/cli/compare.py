@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text
+from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text, drawn_subsets
 from sepl_tree.cli.common import (
     DatasetConfigOpt,
     Executor,
@@ -89,7 +89,7 @@ def print_compare(summary: dict[str, Any], strategies: list[str]) -> None:
     console.print(table)
 
 
-def _change(change: dict[str, Any] | None) -> str:
+def _coloured(change: dict[str, Any] | None) -> str:
     """A change and its interval, green or red when the whole interval lies on one side of 0."""
     text = escape(change_text(change))
     interval = None if change is None else change["interval"]
@@ -100,25 +100,23 @@ def _change(change: dict[str, Any] | None) -> str:
 def print_intervals(summary: dict[str, Any], strategies: list[str]) -> None:
     """Each subset's mIoU changes with their bootstrap intervals (when drawn): against the
     input, and against the first strategy."""
-    drawn = [entry["bootstrap"] for entry in summary.values() if "bootstrap" in entry]
+    drawn, draws = drawn_subsets(summary)
     if not drawn:
         return
-    if not any(d["draws"] for d in drawn):  # (a subset too small for an interval has 0 draws)
+    if not draws:
         console.print(f"no mIoU change has an interval: every subset has fewer than {BOOTSTRAP_MIN_IMAGES} images")
         return
-    first, level, draws = drawn[0]["against"], drawn[0]["level"], max(d["draws"] for d in drawn)
-    table = Table(title=f"mIoU change, {level:.0%} interval over {draws} bootstrap draws of the images "
+    some = next(iter(drawn.values()))  # (against and level are every subset's)
+    first = some["against"]
+    table = Table(title=f"mIoU change, {some['level']:.0%} interval over {draws} bootstrap draws of the images "
                         f"(none under {BOOTSTRAP_MIN_IMAGES} images)")
     several = len(strategies) > 1  # else no column against the first
     for column in ("subset", "strategy", "vs input", *([f"vs {first}"] if several else [])):
         table.add_column(column, justify="left" if column in ("subset", "strategy") else "right")
-    for subset, entry in summary.items():
-        if "bootstrap" not in entry:
-            continue
-        boot = entry["bootstrap"]
+    for subset, boot in drawn.items():
         for n, name in enumerate(strategies):
-            versus = ["" if name == first else _change(boot["against_first"][name])] if several else []
-            table.add_row(subset if n == 0 else "", name, _change(boot["against_input"][name]), *versus)
+            versus = ["" if name == first else _coloured(boot["against_first"][name])] if several else []
+            table.add_row(subset if n == 0 else "", name, _coloured(boot["against_input"][name]), *versus)
         table.add_section()
     console.print(table)
 
