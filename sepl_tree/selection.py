@@ -23,13 +23,14 @@ from sepl_tree.sample import Sample
 __all__ = ["Selector", "bind_strategy", "route_params"]
 
 
-def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
-                 reader: Reader) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy], reader: Reader,
+                 origin: str = "--param") -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """Send each ``--param`` to the strategies and reader that declare it.
 
     ``STRATEGY:NAME=VALUE`` goes to that strategy only, ``reader:NAME=VALUE`` to the reader;
     a bare ``NAME=VALUE`` goes to the reader if it declares NAME, else to every listed strategy
-    that declares it. A name nobody declares is an error.
+    that declares it. A name nobody declares is an error, naming the key after ``origin`` (where
+    the parameters come from: ``--param``, or a config file's ``[params]`` table).
 
     >>> from sepl_tree.plugins import load_host
     >>> host = load_host(autoload=False)
@@ -47,7 +48,7 @@ def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
             elif owner in strategies:
                 per[owner][name] = value
             else:
-                raise SeplError(f"--param {key}: {owner!r} is neither 'reader' nor a strategy of this run "
+                raise SeplError(f"{origin} {key}: {owner!r} is neither 'reader' nor a strategy of this run "
                                 f"({', '.join(strategies)})")
         elif key in reader.params:
             to_reader[key] = value
@@ -55,7 +56,7 @@ def route_params(given: Mapping[str, str], strategies: Mapping[str, Strategy],
             takers = [s for s, strat in strategies.items() if key in strat.params]
             if not takers:
                 declared = "; ".join(f"strategy {n!r}: {', '.join(st.params) or 'none'}" for n, st in strategies.items())
-                raise SeplError(f"--param {key}: no such parameter ({declared}; reader {reader.name!r}: "
+                raise SeplError(f"{origin} {key}: no such parameter ({declared}; reader {reader.name!r}: "
                                 f"{', '.join(reader.params) or 'none'})")
             for s in takers:
                 per[s][key] = value

@@ -170,6 +170,27 @@ def test_config_keys_are_the_options_long_names_and_a_bad_value_names_the_file(d
     assert result.exit_code == 2 and "c.toml: executor = 'dask': " in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("table, expected", [
+    ("[params]\nt9 = 0.3\n", "c.toml: [params] t9: no such parameter (strategy 'threshold': t1, t2;"),
+    ('[params]\nt1 = "abc"\n', "c.toml: [params] strategy 'threshold': parameter 't1': expected float, got 'abc'"),
+    ("[params]\nt1 = 1.5\n", "c.toml: [params] strategy 'threshold': parameter 't1': must be in [0, 1], got 1.5"),
+    ("[reader_params]\nbg = 0.3\n", "c.toml: [reader_params] reader 'png' has no parameter 'bg'"),
+])
+def test_a_bad_parameter_in_a_config_file_names_the_file_and_table(dataset, tmp_path, table, expected):
+    """(It named --param, which the command line did not have.) Checked before anything is written;
+    a bad --param on the command line is still named as one."""
+    config, out = tmp_path / "c.toml", tmp_path / "o"
+    config.write_text(table)
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out,
+                  "--config", config, env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and expected in " ".join(result.output.split()), result.output
+    assert not out.exists()
+    config.write_text("[params]\nt1 = 0.3\n")
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", out,
+                  "--config", config, "--param", "t9=1", env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "error: --param t9: no such parameter" in result.output, result.output
+
+
 def test_eval_and_compare_configs_take_dataset_keys_only(dataset, tmp_path):
     config = tmp_path / "c.toml"
     eval_args = ["eval", "--pred", str(dataset["pseudo"]), "--gt", str(dataset["gt"]), "--config", str(config)]

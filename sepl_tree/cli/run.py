@@ -52,6 +52,7 @@ from sepl_tree.metrics import scores
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, pending_ids
 from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest, run_settings
 from sepl_tree.plugins import PluginHost
+from sepl_tree.registry import coerce_params
 from sepl_tree.selection import route_params
 
 __all__ = ["run_command"]
@@ -81,6 +82,25 @@ def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, g
         if folder is not None and not folder.is_dir():
             raise SeplError(f"{folder}: {what} folder not found")
     return pseudo_labels, masks, gt, out_dir, False
+
+
+def _check_file_params(host: PluginHost, strategy: str, reader: str, config: Path | None,
+                       tables: dict[str, Any]) -> None:
+    """The ``[params]`` and ``[reader_params]`` tables of the ``--config`` file checked on their own,
+    so that a bad one is an error naming the file and table (the command line's ``--param`` are
+    checked with them afterwards, by :func:`_config` and the job)."""
+    file_params, file_reader = tables.get("params", {}), tables.get("reader_params", {})
+    if config is None or not (file_params or file_reader):
+        return
+    strat, rdr = host.strategy(strategy), host.reader(reader)
+    per, to_reader = route_params(file_params, {strat.name: strat}, rdr, origin=f"{config}: [params]")
+    for table, owner, declared, given in (("params", f"strategy {strat.name!r}", strat.params, per[strat.name]),
+                                          ("params", f"reader {rdr.name!r}", rdr.params, to_reader),
+                                          ("reader_params", f"reader {rdr.name!r}", rdr.params, file_reader)):
+        try:
+            coerce_params(owner, declared, given)
+        except SeplError as exc:
+            raise SeplError(f"{config}: [{table}] {exc}") from None
 
 
 def _config(host: PluginHost, folders: tuple[Path, Path, Path | None, Path, bool], strategy: str, reader: str,
@@ -169,9 +189,10 @@ def run_command(
         options = executor_options(executor.value, ray_address, workers)
         tables = config_tables(ctx)
         names = config_class_names(ctx, config, num_classes)  # before any work (the demo's data included)
+        host = get_host(plugin)
+        _check_file_params(host, strategy, reader, config, tables)
         folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         given = {**tables.get("params", {}), **parse_params(param)}
-        host = get_host(plugin)
         cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
                       missing_masks.value, overwrite, plugin)
         selector, inputs = RunJob(cfg).resolve(host)  # parameter errors before any work
