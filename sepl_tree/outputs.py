@@ -16,11 +16,18 @@ was made from (:class:`MadeFrom`): an input written, replaced or copied in since
 as does an output the log does not account for. In a folder from before the log, make's rule
 decides (made again when an input was written or changed after it), and the outputs it keeps are
 recorded.
+
+While a command writes a folder it holds :data:`LOCK` there (an exclusive ``flock``, let go when the
+command ends, however it ends; the file is removed but after a ``kill -9``, when the next command
+takes it over): a second command claiming the folder meanwhile, from another
+process, is refused in one line. Without it, a second run with ``--overwrite`` and other settings
+would clear the folder while the first went on writing outputs of its own settings into it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,6 +42,7 @@ from sepl_tree.files import PNG_SIGNATURE, atomic_write_bytes, mtime_ns, read_js
 
 __all__ = [
     "CHANGED",
+    "LOCK",
     "MADE_FROM",
     "MadeFrom",
     "UNRECORDED",
@@ -48,6 +56,7 @@ __all__ = [
     "plugin_fingerprints",
     "prepare_folder",
     "refresh_made_from",
+    "release_folders",
     "write_status",
 ]
 
@@ -209,6 +218,63 @@ def _normal(settings: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(settings), default=str))
 
 
+#: The lock file a command holds in each folder it writes (see the module's text).
+LOCK = ".sepl-tree.lock"
+_held: dict[Path, tuple[Path, int]] = {}  # folder -> (its lock file, descriptor), for those this process holds
+
+
+def _hold(folder: Path, option: str) -> None:
+    """Hold ``folder``'s :data:`LOCK` until :func:`release_folders`, or refuse in one line if
+    another process holds it. A folder this process already holds is held once; a file system
+    without ``flock`` is written without the lock.
+
+    The lock file is removed when let go of, so a taker checks that the file it locked is still
+    the one at the path (else it locked a file just removed, and tries again)."""
+    key = folder.resolve()
+    if key in _held:
+        return
+    try:
+        import fcntl
+    except ImportError:  # (not POSIX)
+        return
+    path = folder / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # (a folder that refuses files: the manifest's write names the problem)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                by = f" (process {holder})" if holder.isdigit() else ""
+                raise SeplError(f"{folder}: another sepl-tree command is writing this folder{by}; wait for "
+                                f"it to end, or use another {option}") from None
+            return  # (ENOLCK, EOPNOTSUPP: a file system without locks)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[key] = (path, fd)
+
+
+def release_folders() -> None:
+    """Let go of every folder this process holds (:func:`claim_folder`), removing its lock file;
+    the CLI does this when a command ends."""
+    while _held:
+        path, fd = _held.popitem()[1]
+        with contextlib.suppress(OSError):
+            path.unlink()  # (while still locked: see _hold)
+        os.close(fd)
+
+
 def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overwrite: bool,
                  outputs: Callable[[Path], Iterable[Path]], option: str = "--out") -> None:
     """Make ``folder`` the output folder of ``settings``, or refuse it in one line.
@@ -226,8 +292,12 @@ def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overw
     outputs
         The output files a folder holds (e.g. its ``*.png``): the ones removed by ``overwrite``,
         and the ones that make a folder without a manifest someone else's.
+
+    The folder is held (:data:`LOCK`) until :func:`release_folders`: a claim of it by another
+    process meanwhile is refused.
     """
     prepare_folder(folder, option)
+    _hold(folder, option)
     path = folder / manifest
     settings = _normal(settings)
     previous = read_json(path).get("settings") if path.is_file() else None

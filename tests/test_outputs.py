@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -100,3 +101,74 @@ def test_overwrite_removes_the_made_from_log_with_the_outputs(tmp_path):
         log.note("a", ((1, 2),))
     claim_folder(tmp_path, "run.json", SETTINGS, True, lambda d: d.glob("*.png"))
     assert not (tmp_path / MADE_FROM).exists()
+
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from sepl_tree.outputs import claim_folder
+claim_folder(Path(sys.argv[1]), "run.json", {"strategy": "threshold"}, sys.argv[2] == "overwrite",
+             lambda d: d.glob("*.png"))
+print("held", flush=True)
+sys.stdin.read()  # hold the folder until the test closes our stdin
+"""
+
+
+def _holding(folder, overwrite=False):
+    """A process that claims ``folder`` (with ``overwrite``) and holds it until its stdin is closed."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), "overwrite" if overwrite else "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_folder_another_process_writes_is_refused_and_free_again_when_it_ends(tmp_path):
+    """(A second run with --overwrite and other settings cleared the folder while the first went on
+    writing outputs of its own settings into it.)"""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from sepl_tree.cli import app
+    from tests.helpers import write_dataset
+
+    pseudo = np.zeros((6, 8), np.uint8)
+    pseudo[1:4, 2:6] = 1
+    masks = np.zeros((1, 6, 8), bool)
+    masks[0, 1:5, 2:7] = True
+    pseudo_dir, masks_dir, _ = write_dataset(tmp_path / "in", {"a": (pseudo, masks, pseudo)}, "rle")
+    out = tmp_path / "out"
+    argv = ["run", "--pseudo-labels", str(pseudo_dir), "--masks", str(masks_dir), "--out", str(out), "--overwrite"]
+    holder = _holding(out)
+    (out / "kept.png").write_bytes(b"x")  # an output of the holder's
+    try:
+        result = CliRunner().invoke(app, argv, env={"COLUMNS": "300"})
+        assert result.exit_code == 1
+        assert (f"{out}: another sepl-tree command is writing this folder (process {holder.pid}); wait for it "
+                "to end, or use another --out") in " ".join(result.output.split())
+        assert (out / "kept.png").exists()  # nothing removed
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert not (out / "kept.png").exists() and (out / "a.png").exists()
+    holder = _holding(out, overwrite=True)  # the command let go of the folder when it ended
+    holder.stdin.close()
+    assert holder.wait(10) == 0
+
+
+def test_a_process_claims_a_folder_it_holds_again(tmp_path):
+    from sepl_tree.outputs import LOCK, release_folders
+
+    settings = {"strategy": "threshold"}
+    claim_folder(tmp_path, "run.json", settings, False, lambda d: d.glob("*.png"))
+    claim_folder(tmp_path, "run.json", settings, False, lambda d: d.glob("*.png"))
+    assert (tmp_path / LOCK).read_text().strip() == str(os.getpid())
+    release_folders()
+    assert not (tmp_path / LOCK).exists()
+    holder = _holding(tmp_path)
+    holder.stdin.close()
+    assert holder.wait(10) == 0

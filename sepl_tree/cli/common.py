@@ -26,6 +26,7 @@ from rich.table import Table
 from sepl_tree.classes import default_class_names
 from sepl_tree.errors import SeplError
 from sepl_tree.label_maps import IGNORE
+from sepl_tree.outputs import release_folders
 from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plugin_file
 
 __all__ = [
@@ -273,6 +274,8 @@ def run_guarded(func: Callable[[], T]) -> T:
         err_console.print(f"[red]error:[/red] {escape(where + (exc.strerror or str(exc)))}", highlight=False,
                           soft_wrap=True)
         raise typer.Exit(1) from None
+    finally:
+        release_folders()
 
 
 def executor_options(executor: str, ray_address: str | None, workers: int = 1) -> dict[str, Any]:
