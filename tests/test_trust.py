@@ -530,6 +530,7 @@ def test_an_image_level_labels_file_changed_makes_the_outputs_again(tmp_path: Pa
     np.save(labels, {i: np.eye(20, dtype=np.float32)[0] for i in items})  # class 2 no longer in the images
     result = runner.invoke(app, argv, env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "3 output(s) in " in result.output, result.output
+    assert "its input file or --labels changed since it was made" in result.output  # (named the input file only)
     assert 2 not in np.array(Image.open(tmp_path / "conv" / "img0.png"))
 
 
@@ -634,6 +635,23 @@ def test_eval_without_ids_says_how_much_ground_truth_has_no_prediction(d: Path) 
         " ".join(result.output.split()))
     (d / "gt" / "img9.png").unlink()
     assert "ground-truth file(s)" not in runner.invoke(app, ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt")]).output
+
+
+def test_run_and_compare_say_how_much_ground_truth_has_no_pseudo_label(d: Path) -> None:
+    """(They scored the images with a pseudo-label and said nothing of the others: a baseline's
+    dump with images missing gave another mIoU without a word, where eval said so.)"""
+    (d / "pseudo" / "img2.png").unlink()
+    note = f"scoring the 2 image(s) with a pseudo-label; 1 ground-truth file(s) in {d / 'gt'} have none"
+    result = runner.invoke(app, _run(d, "--gt", str(d / "gt"), out="scored"), env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and note in " ".join(result.output.split()), result.output
+    assert json.loads((d / "scored" / "run.json").read_text())["eval"]["input"]["images"] == 2
+    compared = runner.invoke(app, ["compare", "-s", "threshold", "--pseudo-labels", str(d / "pseudo"), "--masks",
+                                   str(d / "masks"), "--gt", str(d / "gt"), "--out", str(d / "cmp")],
+                             env={"COLUMNS": "300"})
+    assert compared.exit_code == 0 and note in " ".join(compared.output.split()), compared.output
+    (d / "ids.txt").write_text("img0\nimg1\n")  # the ids listed: nothing left out by chance
+    result = runner.invoke(app, _run(d, "--gt", str(d / "gt"), "--ids", str(d / "ids.txt"), out="listed"))
+    assert result.exit_code == 0 and "ground-truth file(s)" not in result.output
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

@@ -316,6 +316,26 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def note_unscored(gt: Path, scored: list[str], having: str) -> None:
+    """Without ``--ids`` the inputs say what is scored: say so when the ground truth has more
+    (``having``: what a scored image has, e.g. ``a prediction``).
+
+    (A VOC ``SegmentationClass`` folder holds train and val: more than a folder of one split, so
+    this is a note, not an error; ``--ids`` makes every listed image required.)
+    """
+    scored_ids = set(scored)
+    others = sum(1 for p in gt.glob("*.png") if p.stem not in scored_ids)
+    if others:
+        console.print(f"note: scoring the {len(scored)} image(s) with {having}; {others} ground-truth file(s) "
+                      f"in {gt} have none (--ids FILE requires {having} for every listed image)",
+                      highlight=False, soft_wrap=True)
+
+
+def inputs_changed(named: str, labels: Path | None) -> str:
+    """The warning's cause of an out-of-date output: ``named`` inputs, and ``--labels`` when given."""
+    return f"{named} or --labels changed" if labels is not None else f"{named} changed"
+
+
 def out_of_date(stamps: dict[str, Any], folders: list[Path], overwrite: bool, changed: str,
                 file_name: Callable[[str], str] = lambda i: f"{i}.png", example: Callable[[str], str] | None = None,
                 what: str = "output(s)") -> frozenset[str]:

@@ -36,6 +36,8 @@ from sepl_tree.cli.common import (
     get_host,
     image_progress,
     input_ids,
+    inputs_changed,
+    note_unscored,
     out_of_date,
     parse_params,
     run_guarded,
@@ -215,6 +217,8 @@ def compare_command(
         # --labels read once, here: the workers and the strips get them with the config
         config = dataclasses.replace(config, inputs=config.inputs.with_labels_read(reader_in.context.image_labels))
         id_list = input_ids(reader_in, ids, pseudo_labels)
+        if ids is None:
+            note_unscored(gt, id_list, "a pseudo-label")
         check_apart(out, "--out", {"--pseudo-labels": pseudo_labels, "--masks": masks, "--gt": gt, "--images": images,
                                    "--labels": labels})
         say_checking(id_list, f"inputs, and outputs already in {out}")
@@ -224,7 +228,7 @@ def compare_command(
             raise SeplError(f"{images}: image folder not found (--images)")
         settings = claim_strategy_folders(config, selectors, reader_in)
         stale = out_of_date(reader_in.input_stamps(id_list), [out / n for n in names], overwrite,
-                            "its pseudo-label or masks changed", example=str, what="image(s)' outputs")
+                            inputs_changed("its pseudo-label or masks", labels), example=str, what="image(s)' outputs")
         config = dataclasses.replace(config, redo=stale)
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
             for name in names:

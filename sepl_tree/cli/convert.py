@@ -23,6 +23,7 @@ from sepl_tree.cli.common import (
     get_host,
     image_progress,
     input_ids,
+    inputs_changed,
     out_of_date,
     parse_params,
     run_guarded,
@@ -65,7 +66,7 @@ def convert_command(
         settings = convert_settings(inputs)
         claim_folder(out, "convert.json", settings, overwrite, lambda d: d.glob("*.png"))
         say_checking(all_ids, f"outputs already in {out}")
-        stale = out_of_date(inputs.input_stamps(all_ids), [out], overwrite, "its input file changed")
+        stale = out_of_date(inputs.input_stamps(all_ids), [out], overwrite, inputs_changed("its input file", labels))
         todo = pending_ids(all_ids, lambda i: i not in stale and output_done(out / f"{i}.png"), overwrite)
         job = ConvertJob(config.with_labels_read(inputs.context.image_labels), out.resolve())
         counts, images = np.zeros(256, np.int64), np.zeros(256, np.int64)

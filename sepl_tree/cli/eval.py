@@ -16,6 +16,7 @@ from sepl_tree.cli.common import (
     config_class_names,
     console,
     image_progress,
+    note_unscored,
     print_scores,
     read_ids,
     run_guarded,
@@ -70,20 +71,6 @@ def _check_json_out(json_out: Path | None, pred: Path, gt: Path) -> None:
                             "give a .json file name")
 
 
-def _say_unscored(gt: Path, scored: list[str]) -> None:
-    """Without ``--ids`` the predictions say what is scored: say so when the ground truth has more.
-
-    (A VOC ``SegmentationClass`` folder holds train and val: more than a prediction folder of one
-    split, so this is a note, not an error; ``--ids`` makes every listed image required.)
-    """
-    scored_ids = set(scored)
-    others = sum(1 for p in gt.glob("*.png") if p.stem not in scored_ids)
-    if others:
-        console.print(f"note: scoring the {len(scored)} image(s) with a prediction; {others} ground-truth file(s) "
-                      f"in {gt} have none (--ids FILE requires a prediction for every listed image)",
-                      highlight=False, soft_wrap=True)
-
-
 def eval_command(
     ctx: typer.Context,
     pred: Annotated[Path, typer.Option("--pred", metavar="DIR", help="Folder of predicted label PNGs (<id>.png).")],
@@ -104,7 +91,7 @@ def eval_command(
         _check_json_out(json_out, pred, gt)
         id_list = _missing(_ids(pred, ids), pred, gt, allow_missing)
         if ids is None:
-            _say_unscored(gt, id_list)
+            note_unscored(gt, id_list, "a prediction")
         with image_progress("evaluating", len(id_list)) as step:
             cm, count, not_labels = evaluate_folders(pred, gt, id_list, num_classes, workers=workers, on_image=step)
         if not_labels:

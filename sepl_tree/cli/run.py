@@ -36,6 +36,8 @@ from sepl_tree.cli.common import (
     get_host,
     image_progress,
     input_ids,
+    inputs_changed,
+    note_unscored,
     out_of_date,
     parse_params,
     print_scores,
@@ -201,12 +203,15 @@ def run_command(
         check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
                                           "--labels": labels})
         all_ids = input_ids(inputs, ids)
+        if folders[2] is not None and ids is None:
+            note_unscored(folders[2], all_ids, "a pseudo-label")
         say_checking(all_ids, f"inputs, and outputs already in {folders[3]}")
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
         warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
         claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
-        stale = out_of_date(inputs.input_stamps(all_ids), [folders[3]], overwrite, "its pseudo-label or masks changed")
+        stale = out_of_date(inputs.input_stamps(all_ids), [folders[3]], overwrite,
+                            inputs_changed("its pseudo-label or masks", labels))
         cfg = dataclasses.replace(cfg, redo=stale)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with noting_a_stop(cfg.out_dir, "run.json", settings):
