@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from sepl_tree import __version__
 from sepl_tree.cli import app
 from tests.helpers import write_dataset
 
@@ -625,6 +626,36 @@ def test_eval_allow_missing_scores_the_rest_and_says_so(d: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1 of 3 prediction file(s) are missing (e.g. img9.png); scoring the other 2" in " ".join(result.output.split())
     assert "(2 images)" in " ".join(result.output.split())  # (the table's title wraps with a long path)
+
+
+def test_eval_json_says_what_was_scored(d: Path) -> None:
+    """(It held the scores only: a saved score file could not be traced to its folders or K.)"""
+    (d / "ids.txt").write_text("img0\nimg1\nimg9\n")
+    (d / "gt" / "img9.png").write_bytes((d / "gt" / "img0.png").read_bytes())
+    result = runner.invoke(app, ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt"), "--ids", str(d / "ids.txt"),
+                                 "--allow-missing", "--num-classes", "3", "--json", str(d / "s.json")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((d / "s.json").read_text())
+    assert doc["images"] == 2 and len(doc["per_class"]) == 3
+    assert doc["source"] == {"pred": str((d / "out").resolve()), "gt": str((d / "gt").resolve()), "num_classes": 3,
+                             "ids": str((d / "ids.txt").resolve()), "missing_predictions": 1,
+                             "sepl_tree": __version__}
+
+
+@pytest.mark.parametrize("where", ["pred", "gt"])
+@pytest.mark.parametrize("allow_missing", [False, True])
+def test_eval_a_folder_named_like_a_label_map_is_an_error_not_missing(d: Path, where: str, allow_missing: bool) -> None:
+    """(It was 'file not found', and with --allow-missing a prediction left out without a word.)"""
+    folder = d / ("out" if where == "pred" else "gt")
+    (folder / "img1.png").unlink()
+    (folder / "img1.png").mkdir()
+    argv = ["eval", "--pred", str(d / "out"), "--gt", str(d / "gt")] + ["--allow-missing"] * allow_missing
+    if where == "gt":  # (without --ids the predictions list the ids)
+        argv += ["--ids", str(d / "ids.txt")]
+        (d / "ids.txt").write_text("img0\nimg1\nimg2\n")
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert f"{folder / 'img1.png'}: is a folder, not a label map PNG" in " ".join(result.output.split())
 
 
 def test_eval_without_ids_says_how_much_ground_truth_has_no_prediction(d: Path) -> None:

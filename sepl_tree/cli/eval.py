@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sepl_tree import __version__
 from sepl_tree.cli.common import (
     DatasetConfigOpt,
     IdsOpt,
@@ -22,7 +24,7 @@ from sepl_tree.cli.common import (
     run_guarded,
     warn,
 )
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import InputError, SeplError, not_a_file
 from sepl_tree.evaluate import evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes, naming_hint
 from sepl_tree.label_maps import more_classes_hint
@@ -42,14 +44,27 @@ def _ids(pred: Path, ids_file: Path | None) -> list[str]:
     return ids
 
 
+def _absent(folder: Path, ids: list[str]) -> list[str]:
+    """The ids without an ``<id>.png`` in ``folder``; a folder or broken link of that name is an
+    error, not a missing file (``--allow-missing`` would leave it out without a word)."""
+    absent = []
+    for image_id in ids:
+        path = folder / f"{image_id}.png"
+        if not path.is_file():
+            if os.path.lexists(path):
+                raise not_a_file(path, "label map PNG")
+            absent.append(image_id)
+    return absent
+
+
 def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[str]:
     """The ids to score; a missing ground-truth file is an error, a missing prediction too unless
     ``allow_missing`` (then the rest is scored and a warning says how many were left out)."""
-    no_gt = [i for i in ids if not (gt / f"{i}.png").is_file()]
+    no_gt = _absent(gt, ids)
     if no_gt:
         raise InputError(gt / f"{no_gt[0]}.png", f"file not found ({len(no_gt)} of {len(ids)} ground-truth files "
                                                  "are missing)" + naming_hint(gt, no_gt[0], (".png",)))
-    no_pred = [i for i in ids if not (pred / f"{i}.png").is_file()]
+    no_pred = _absent(pred, ids)
     if no_pred and not allow_missing:
         raise InputError(pred / f"{no_pred[0]}.png", f"file not found ({len(no_pred)} of {len(ids)} predictions are "
                                                      "missing; --allow-missing scores the rest)"
@@ -89,7 +104,8 @@ def eval_command(
         if not gt.is_dir():
             raise SeplError(f"{gt}: ground-truth folder not found")
         _check_json_out(json_out, pred, gt)
-        id_list = _missing(_ids(pred, ids), pred, gt, allow_missing)
+        listed = _ids(pred, ids)
+        id_list = _missing(listed, pred, gt, allow_missing)
         if ids is None:
             note_unscored(gt, id_list, "a prediction")
         with image_progress("evaluating", len(id_list)) as step:
@@ -104,7 +120,11 @@ def eval_command(
         if json_out is not None:
             if json_out.is_dir():
                 raise SeplError(f"--json {json_out}: is a folder; give a file name, e.g. {json_out / 'scores.json'}")
-            atomic_write_bytes(json_out, json.dumps(scores_to_json(s, names, count), indent=2).encode())
+            doc = {**scores_to_json(s, names, count), "source": {
+                "pred": str(pred.resolve()), "gt": str(gt.resolve()), "num_classes": num_classes,
+                "ids": ids and str(ids.resolve()), "missing_predictions": len(listed) - len(id_list),
+                "sepl_tree": __version__}}
+            atomic_write_bytes(json_out, json.dumps(doc, indent=2).encode())
             console.print(f"scores written to {json_out}")
 
     run_guarded(body)
