@@ -338,6 +338,7 @@ def test_gt_evaluation_matches_eval_of_the_folders(dataset, tmp_path, workers):
         assert runner.invoke(app, ["eval", "--pred", str(folder), "--gt", str(dataset["gt"]),
                                    "--json", str(report)]).exit_code == 0
         expected = json.loads(report.read_text())
+        assert expected.pop("source")["pred"] == str(folder.resolve())
         assert manifest[side] == expected
     assert manifest["input"]["miou"] != manifest["output"]["miou"]
 
