@@ -59,12 +59,12 @@ T = TypeVar("T")
 class UnknownName(SeplError):
     """A strategy, reader or model name that no loaded plugin registered."""
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
-        self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid choices: {', '.join(self.valid)}")
+    def __init__(self, kind: str, name: str, valid: Iterable[str], where: str = "") -> None:
+        self.kind, self.name, self.valid, self.where = kind, name, sorted(valid), where
+        super().__init__(f"{where}unknown {kind} {name!r}; valid choices: {', '.join(self.valid)}")
 
     def __reduce__(self):
-        return (type(self), (self.kind, self.name, self.valid))
+        return (type(self), (self.kind, self.name, self.valid, self.where))
 
 
 def _load_file(path: Path) -> ModuleType:

@@ -191,6 +191,22 @@ def test_a_bad_parameter_in_a_config_file_names_the_file_and_table(dataset, tmp_
     assert result.exit_code == 1 and "error: --param t9: no such parameter" in result.output, result.output
 
 
+def test_an_unknown_strategy_or_reader_from_a_config_file_names_the_file(dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (where the demo would write its inputs)
+    config = tmp_path / "c.toml"
+    config.write_text('strategy = "tree-promt"\n')
+    result = _run("--config", config, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: strategy: unknown strategy 'tree-promt'; valid choices: " in (
+        " ".join(result.output.split())), result.output
+    config.write_text('reader = "pngg"\n')
+    result = _run("--pseudo-labels", dataset["pseudo"], "--masks", dataset["masks"], "--out", tmp_path / "o",
+                  "--config", config, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "c.toml: reader: unknown reader 'pngg'" in " ".join(result.output.split())
+    result = _run("--config", config, "--reader", "nope", env={"COLUMNS": "300"})  # the command line's own
+    assert result.exit_code == 2 and "error: unknown reader 'nope'" in result.output
+    assert not (tmp_path / "sepl-demo-output").exists()  # refused before the demo wrote anything
+
+
 def test_eval_and_compare_configs_take_dataset_keys_only(dataset, tmp_path):
     config = tmp_path / "c.toml"
     eval_args = ["eval", "--pred", str(dataset["pseudo"]), "--gt", str(dataset["gt"]), "--config", str(config)]

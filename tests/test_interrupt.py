@@ -42,7 +42,9 @@ def test_killed_run_resumes_without_half_written_files(tmp_path, sig):
     for path in done:  # every visible output is a complete, decodable label map
         assert read_label_png(path, 21).shape == (60, 80)
     if sig == signal.SIGINT:
-        assert proc.returncode != 0 and not list(out.glob(".*.tmp"))
+        assert proc.returncode == 130 and not list(out.glob(".*.tmp"))
+        assert proc.stderr.read().decode().strip() == ("interrupted; the outputs written so far are whole, and the "
+                                                      "same command resumes from them")
     rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert len(list(out.glob("im*.png"))) == 150 and not list(out.glob(".*.tmp"))

@@ -125,4 +125,4 @@ def coco_gt_command(
         if todo:
             console.print(class_table("COCO ground truth", counts, images, coco.num_classes, coco.class_names))
 
-    run_guarded(body)
+    run_guarded(body, resumes=True)

@@ -258,13 +258,18 @@ def class_table(title: str, counts: np.ndarray, images: np.ndarray, num_classes:
 T = TypeVar("T")
 
 
-def run_guarded(func: Callable[[], T]) -> T:
-    """Run a command body; user errors become one line on stderr and exit code 1."""
+def run_guarded(func: Callable[[], T], resumes: bool = False) -> T:
+    """Run a command body; user errors become one line on stderr and exit code 1, Ctrl-C one line
+    and exit code 130 (``resumes``: the command's outputs are resumed by a rerun, and it says so)."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit():  # the consoles were made at import: follow the width the command runs in
         console.width = err_console.width = int(columns)
     try:
         return func()
+    except KeyboardInterrupt:
+        err_console.print("interrupted" + ("; the outputs written so far are whole, and the same command resumes "
+                                           "from them" if resumes else ""), highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     except SeplError as exc:
         # The message is plain text (paths may hold brackets): escape it from rich's markup.
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -258,4 +258,4 @@ def compare_command(
         report = write_report(out, doc, totals.table(), names, strip_bytes, meta)
         console.print(f"report: {report['report.md']} (compare.json, compare.csv, figures/ in {out})")
 
-    run_guarded(body)
+    run_guarded(body, resumes=True)

@@ -80,4 +80,4 @@ def convert_command(
         if todo:
             console.print(class_table(f"convert: {inputs.reader.name} -> label PNGs", counts, images, num_classes))
 
-    run_guarded(body)
+    run_guarded(body, resumes=True)

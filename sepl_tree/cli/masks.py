@@ -140,4 +140,4 @@ def masks_command(
             raise SeplError(f"{run.summary.failed} image(s) failed and were skipped; see {run.log} "
                             "(rerun to retry them)")
 
-    run_guarded(body)
+    run_guarded(body, resumes=True)

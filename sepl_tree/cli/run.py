@@ -53,7 +53,7 @@ from sepl_tree.inputs import InputConfig
 from sepl_tree.metrics import scores
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, pending_ids
 from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest, run_settings
-from sepl_tree.plugins import PluginHost
+from sepl_tree.plugins import PluginHost, UnknownName
 from sepl_tree.registry import coerce_params
 from sepl_tree.selection import route_params
 
@@ -86,11 +86,20 @@ def _folders(pseudo_labels: Path | None, masks: Path | None, out: Path | None, g
     return pseudo_labels, masks, gt, out_dir, False
 
 
-def _check_file_params(host: PluginHost, strategy: str, reader: str, config: Path | None,
-                       tables: dict[str, Any]) -> None:
-    """The ``[params]`` and ``[reader_params]`` tables of the ``--config`` file checked on their own,
-    so that a bad one is an error naming the file and table (the command line's ``--param`` are
-    checked with them afterwards, by :func:`_config` and the job)."""
+def _check_names(ctx: typer.Context, host: PluginHost, strategy: str, reader: str, config: Path | None,
+                 tables: dict[str, Any]) -> None:
+    """The strategy and reader looked up, and the ``[params]`` and ``[reader_params]`` tables of the
+    ``--config`` file checked on their own, before the demo or any output is written: a bad one that
+    came from the file is an error naming the file (the command line's ``--param`` are checked with
+    them afterwards, by :func:`_config` and the job)."""
+    for option, kind, name in (("strategy", "strategy", strategy), ("reader", "reader", reader)):
+        try:
+            getattr(host, kind)(name)
+        except UnknownName as exc:
+            source = ctx.get_parameter_source(option)  # (by name: typer 0.29 has its own copy of click)
+            if config is None or getattr(source, "name", None) != "DEFAULT_MAP":
+                raise
+            raise UnknownName(exc.kind, exc.name, exc.valid, where=f"{config}: {option}: ") from None
     file_params, file_reader = tables.get("params", {}), tables.get("reader_params", {})
     if config is None or not (file_params or file_reader):
         return
@@ -192,7 +201,7 @@ def run_command(
         tables = config_tables(ctx)
         names = config_class_names(ctx, config, num_classes)  # before any work (the demo's data included)
         host = get_host(plugin)
-        _check_file_params(host, strategy, reader, config, tables)
+        _check_names(ctx, host, strategy, reader, config, tables)
         folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         given = {**tables.get("params", {}), **parse_params(param)}
         cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
@@ -230,4 +239,4 @@ def run_command(
         atomic_write_bytes(cfg.out_dir / "run.json", json.dumps(manifest, indent=2, default=str).encode())
         console.print(f"outputs in {folders[3]}/ (manifest: {folders[3] / 'run.json'})")
 
-    run_guarded(body)
+    run_guarded(body, resumes=True)

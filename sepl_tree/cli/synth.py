@@ -83,4 +83,4 @@ def synth_command(
         _print_summary(len(todo), len(all_ids) - len(todo), objects, missed, totals)
         console.print(f"SYNTHETIC masks in {out}/ (manifest {manifest.name})")
 
-    run_guarded(body)
+    run_guarded(body, resumes=True)

@@ -37,7 +37,7 @@ What happens when the cluster changes under a run:
   with the other executors, once the ids its task finished before it are handed out (they are
   written and counted); it is not retried.
 
-Ctrl-C (SIGINT) ends a run as in the process pool: exit status 130, nothing printed, the
+Ctrl-C (SIGINT) ends a run as in the process pool: exit status 130, one line (the CLI's), the
 workers killed and their half-written temporaries removed, the finished images kept for a rerun:
 
 - It is this process's alone: Ray starts its own processes (GCS, raylet, and the workers the
