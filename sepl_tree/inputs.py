@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sepl_tree.errors import InputError, SeplError
+from sepl_tree.errors import InputError, SeplError, not_a_file
 from sepl_tree.files import file_stamp, naming_hint, read_label_png
 from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
@@ -249,6 +249,21 @@ class InputReader:
             stamps[image_id] = tuple(found)
         return stamps
 
+    def _check_pseudo(self, image_id: str, listed: set[str] | None) -> None:
+        """An ``InputError`` when ``image_id`` has no pseudo-label file (``listed``: the ids of a
+        reader that lists its own, e.g. from l2g's ``<id>_<class>.png`` files)."""
+        c, suffix = self.config, self.reader.suffix
+        if listed is not None:
+            if image_id not in listed:
+                raise InputError(c.pseudo_dir, f"no pseudo-label for image {image_id!r} (the {self.reader.name!r} "
+                                               "reader finds no file of it in this folder)")
+            return
+        path = c.pseudo_dir / f"{image_id}{suffix}"
+        if not path.is_file():
+            if os.path.lexists(path):
+                raise not_a_file(path, "pseudo-label file")
+            raise InputError(path, f"no pseudo-label for image {image_id!r}" + naming_hint(c.pseudo_dir, image_id, (suffix,)))
+
     def _listed_stamps(self) -> dict[str, list[tuple[int, int]]]:
         """For a reader that lists its own ids, whose images have several files (``l2g``'s and
         ``rca``'s ``<id>_<class>.png``): the stamps of each id's ``<suffix>`` files, in name
@@ -271,14 +286,17 @@ class InputReader:
         return {image_id: [t for _, t in sorted(files)] for image_id, files in named.items()}
 
     def check(self, ids: Iterable[str]) -> None:
-        """Before any work: every id has masks (unless ``missing_masks="keep"``) and a GT file.
+        """Before any work: every id has a pseudo-label (an ``--ids`` list may name one that has
+        none), masks (unless ``missing_masks="keep"``) and a GT file.
 
         Raises an ``InputError`` naming the first file that is missing.
         """
         c = self.config
         if c.missing_masks not in MISSING_MASKS:
             raise SeplError(f"--missing-masks must be one of {', '.join(MISSING_MASKS)}, got {c.missing_masks!r}")
+        listed = set(self.ids()) if self.reader.list_ids is not None else None
         for image_id in ids:
+            self._check_pseudo(image_id, listed)
             if c.masks_dir is not None and c.missing_masks == "error" and find_mask_source(c.masks_dir, image_id) is None:
                 raise InputError(c.masks_dir / f"{image_id}.json",
                                  f"no masks for image {image_id!r} (neither {image_id}.json nor {image_id}/); "

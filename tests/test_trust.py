@@ -183,6 +183,14 @@ CASES = [
     Case("run --gt with a GT file missing", lambda d: (d / "gt" / "img2.png").unlink(),
          lambda d: _run(d, "--gt", str(d / "gt"), out="fresh"), 1, "img2.png: no ground truth for image 'img2'",
          ("pseudo", "masks", "gt", "out", "fresh")),
+    Case("run --ids with an id that has no pseudo-label", lambda d: (d / "ids.txt").write_text("img0\nimg9\n"),
+         lambda d: _run(d, "--ids", str(d / "ids.txt"), out="fresh"), 1,  # (it named its masks, checked first)
+         "img9.png: no pseudo-label for image 'img9'", ("pseudo", "masks", "gt", "out", "fresh")),
+    Case("compare --ids with a folder named like a pseudo-label",
+         lambda d: ((d / "ids.txt").write_text("img0\nimg9\n"), (d / "pseudo" / "img9.png").mkdir()),
+         lambda d: ["compare", "-s", "threshold", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
+                    "--gt", str(d / "gt"), "--out", str(d / "fresh"), "--ids", str(d / "ids.txt")], 1,
+         "img9.png: is a folder, not a pseudo-label file", ("masks", "gt", "out", "fresh")),
     # 4. content over suffix
     Case("a JPEG named .png as pseudo-label", lambda d: _jpeg_named_png(d / "pseudo" / "img1.png"),
          lambda d: _run(d, out="fresh"), 1, "img1.png: not a PNG file (it holds JPEG data"),
@@ -564,6 +572,17 @@ def _l2g_run(tmp_path: Path) -> tuple[list[str], Path]:
             "--out", str(tmp_path / "out")]
     assert runner.invoke(app, args).exit_code == 0
     return args, cams
+
+
+def test_a_listed_id_a_per_class_reader_finds_no_file_of_is_one_line_before_any_work(tmp_path: Path) -> None:
+    args, cams = _l2g_run(tmp_path)
+    (tmp_path / "ids.txt").write_text("img0\nimg7\n")
+    result = runner.invoke(app, [*args[:-1], str(tmp_path / "fresh"), "--ids", str(tmp_path / "ids.txt")],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert f"{cams}: no pseudo-label for image 'img7' (the 'l2g' reader finds no file of it in this folder)" in (
+        " ".join(result.output.split()))
+    assert not list((tmp_path / "fresh").glob("*.png"))
 
 
 def test_a_per_class_map_added_with_an_old_time_makes_its_output_again(tmp_path: Path) -> None:
