@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from os import PathLike
 
-__all__ = ["InputError", "PluginError", "SeplError", "StrategyError", "not_a_file", "one_line"]
+__all__ = ["InputError", "PluginError", "SeplError", "StrategyError", "is_input_file", "not_a_file", "one_line"]
 
 
 class SeplError(Exception):
@@ -46,6 +46,20 @@ def not_a_file(path: str | PathLike[str], noun: str, article: str = "a") -> Inpu
     if os.path.isdir(path):
         return InputError(path, f"is a folder, not {article} {noun}")
     return InputError(path, f"is not a readable {noun} (a broken link?)")
+
+
+def is_input_file(path: str | PathLike[str], noun: str, article: str = "a") -> bool:
+    """Whether ``path`` is a file: ``False`` when nothing is there; something else named like one
+    (a folder, a broken link) is :func:`not_a_file`'s error.
+
+    >>> is_input_file("/nonexistent/x.png", "label map PNG")
+    False
+    """
+    if os.path.isfile(path):
+        return True
+    if os.path.lexists(path):
+        raise not_a_file(path, noun, article)
+    return False
 
 
 def one_line(exc: BaseException, typed: bool = False) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sepl_tree.errors import InputError, SeplError, not_a_file
+from sepl_tree.errors import InputError, SeplError, is_input_file
 from sepl_tree.files import file_stamp, naming_hint, read_label_png
 from sepl_tree.label_maps import IGNORE, first_bad_label
 from sepl_tree.masks import MaskSet, find_mask_source, read_masks
@@ -142,6 +142,7 @@ class InputReader:
         self.config = config
         self.reader = reader
         self.source = source
+        self._ids: list[str] | None = None
         self.reader_params = coerce_params(f"reader {reader.name!r}", reader.params, config.reader_params)
         image_labels = config.image_labels  # read once by the parent (with_labels_read), else read here
         if image_labels is None and config.labels is not None:
@@ -156,8 +157,11 @@ class InputReader:
         return cls(config, host.reader(config.reader), source=host.readers[config.reader].source)
 
     def ids(self) -> list[str]:
-        """Every image id the reader finds in the pseudo-label folder, sorted."""
-        return self.reader.ids(self.config.pseudo_dir)
+        """Every image id the reader finds in the pseudo-label folder, sorted (listed once: the
+        run's ids and :meth:`check` share the listing)."""
+        if self._ids is None:
+            self._ids = self.reader.ids(self.config.pseudo_dir)
+        return list(self._ids)
 
     def pseudo(self, image_id: str) -> np.ndarray:
         """The pseudo-label of ``image_id`` through the reader plugin, checked (:func:`check_label`);
@@ -259,9 +263,7 @@ class InputReader:
                                                "reader finds no file of it in this folder)")
             return
         path = c.pseudo_dir / f"{image_id}{suffix}"
-        if not path.is_file():
-            if os.path.lexists(path):
-                raise not_a_file(path, "pseudo-label file")
+        if not is_input_file(path, "pseudo-label file"):
             raise InputError(path, f"no pseudo-label for image {image_id!r}" + naming_hint(c.pseudo_dir, image_id, (suffix,)))
 
     def _listed_stamps(self) -> dict[str, list[tuple[int, int]]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +23,7 @@ from sepl_tree.cli.common import (
     run_guarded,
     warn,
 )
-from sepl_tree.errors import InputError, SeplError, not_a_file
+from sepl_tree.errors import InputError, SeplError, is_input_file
 from sepl_tree.evaluate import evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes, naming_hint
 from sepl_tree.label_maps import more_classes_hint
@@ -47,14 +46,7 @@ def _ids(pred: Path, ids_file: Path | None) -> list[str]:
 def _absent(folder: Path, ids: list[str]) -> list[str]:
     """The ids without an ``<id>.png`` in ``folder``; a folder or broken link of that name is an
     error, not a missing file (``--allow-missing`` would leave it out without a word)."""
-    absent = []
-    for image_id in ids:
-        path = folder / f"{image_id}.png"
-        if not path.is_file():
-            if os.path.lexists(path):
-                raise not_a_file(path, "label map PNG")
-            absent.append(image_id)
-    return absent
+    return [i for i in ids if not is_input_file(folder / f"{i}.png", "label map PNG")]
 
 
 def _missing(ids: list[str], pred: Path, gt: Path, allow_missing: bool) -> list[str]:

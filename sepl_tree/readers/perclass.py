@@ -32,14 +32,13 @@ A plain ``<id>.png`` (no ``_<class>`` suffix) is a label map, not a per-class ma
 from __future__ import annotations
 
 import glob
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.errors import InputError, not_a_file
+from sepl_tree.errors import InputError, is_input_file, not_a_file
 from sepl_tree.files import PNG_GREY, PNG_PALETTE, png_colour_type, read_label_png, read_png
 from sepl_tree.label_maps import IGNORE, label_values
 from sepl_tree.readers.cam import Background, allowed_classes, cam_to_label
@@ -75,8 +74,7 @@ def read_per_class(folder: Path, image_id: str, ctx: ReadContext, reader: str,
     candidates = range(1, ctx.num_classes) if allowed is None else sorted(allowed)
     found = [(c, folder / f"{image_id}_{c - 1}.png") for c in candidates]
     for _, path in found:
-        if os.path.lexists(path):
-            _check_file(path)  # a class whose map is a folder or a broken link: an error, not left out
+        is_input_file(path, ".png file")  # a class whose map is a folder or a broken link: an error, not left out
     found = [(c, p) for c, p in found if is_map(p)]
     if not found:
         plain = folder / f"{image_id}.png"
