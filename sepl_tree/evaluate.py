@@ -4,7 +4,9 @@ Label maps are ``<id>.png`` of class indices as stored (palette or greyscale, ``
 0 background, 1..K-1 classes; ground-truth 255 is ignored (left out of every count), a
 ground-truth value outside 0..K-1 and 255 is an error naming the file, and a predicted value
 outside 0..K-1 (255 included) counts as a miss of the ground-truth class. One confusion matrix
-is summed over the dataset and scored once (:func:`sepl_tree.metrics.scores`).
+is summed over the dataset and scored once (:func:`sepl_tree.metrics.scores`). Another
+reading of non-label predictions (``non_labels``, :class:`sepl_tree.metrics.Convention`) is
+applied to each image before it is counted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import read_png
 from sepl_tree.label_maps import first_bad_label
-from sepl_tree.metrics import Scores, confusion_matrix
+from sepl_tree.metrics import Scores, apply_pixel_rule, confusion_matrix
 
 __all__ = ["EvalJob", "class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]
 
@@ -65,18 +67,21 @@ def image_confusion(pred_map: np.ndarray, gt: np.ndarray, num_classes: int, pred
 class EvalJob:
     """The per-image job of ``sepl-tree eval`` (a :class:`sepl_tree.executors.JobSpec`): the
     confusion matrix of ``<pred_dir>/<id>.png`` against ``<gt_dir>/<id>.png``, sent back as its
-    non-zero cells (a few dozen numbers, where the whole matrix is 53 KB for COCO's 81 classes)."""
+    non-zero cells (a few dozen numbers, where the whole matrix is 53 KB for COCO's 81 classes).
+    ``non_labels``: what a predicted non-label does (:func:`sepl_tree.metrics.apply_pixel_rule`)."""
 
     pred_dir: Path
     gt_dir: Path
     num_classes: int
+    non_labels: str = "miss"
 
     def setup(self) -> Callable[[str], tuple[str, np.ndarray, np.ndarray, int | None]]:
         def process(image_id: str) -> tuple[str, np.ndarray, np.ndarray, int | None]:
             pred_path, gt_path = self.pred_dir / f"{image_id}.png", self.gt_dir / f"{image_id}.png"
-            pred = _read_plain(pred_path)
-            cm = image_confusion(pred, read_ground_truth(self.gt_dir, image_id), self.num_classes,
-                                 pred_path, gt_path).ravel()
+            pred, gt = _read_plain(pred_path), read_ground_truth(self.gt_dir, image_id)
+            if pred.shape == gt.shape:  # (else image_confusion names the mismatch)
+                pred, gt = apply_pixel_rule(pred, gt, self.num_classes, self.non_labels)
+            cm = image_confusion(pred, gt, self.num_classes, pred_path, gt_path).ravel()
             cells = np.flatnonzero(cm)
             return image_id, cells, cm[cells], first_bad_label(pred, self.num_classes)
 
@@ -84,14 +89,14 @@ class EvalJob:
 
 
 def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: int,
-                     on_image: Callable[[], None] | None = None,
-                     workers: int = 1) -> tuple[np.ndarray, int, dict[str, int]]:
+                     on_image: Callable[[], None] | None = None, workers: int = 1,
+                     non_labels: str = "miss") -> tuple[np.ndarray, int, dict[str, int]]:
     """Pool the confusion matrix of ``<pred>/<id>.png`` against ``<gt_dir>/<id>.png``.
 
     Returns the ``(K, K+1)`` matrix, the number of images and, for each prediction holding a
     value that is no label (K..254: counted as a miss, by the convention), its first such value;
     ``workers`` processes read and count (integer sums: the same matrix for any number);
-    ``on_image`` is called once per image done. Missing files, size mismatches and GT values out of
+    ``on_image`` is called once per image done; ``non_labels``: :class:`EvalJob`'s. Missing files, size mismatches and GT values out of
     range raise ``InputError`` naming the file.
     """
     from sepl_tree.executors import execute
@@ -102,7 +107,7 @@ def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: 
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     cells_of = cm.reshape(-1)  # a view: adding to it adds to cm
     not_labels: dict[str, int] = {}
-    for image_id, cells, counts, odd in execute(EvalJob(Path(pred), Path(gt_dir), num_classes), ids, workers=workers):
+    for image_id, cells, counts, odd in execute(EvalJob(Path(pred), Path(gt_dir), num_classes, non_labels), ids, workers=workers):
         cells_of[cells] += counts
         if odd is not None:
             not_labels[image_id] = odd

@@ -657,7 +657,7 @@ def test_eval_json_says_what_was_scored(d: Path) -> None:
     doc = json.loads((d / "s.json").read_text())
     assert doc["images"] == 2 and len(doc["per_class"]) == 3
     assert doc["source"] == {"pred": str((d / "out").resolve()), "gt": str((d / "gt").resolve()), "num_classes": 3,
-                             "ids": str((d / "ids.txt").resolve()), "missing_predictions": 1,
+                             "ids": str((d / "ids.txt").resolve()), "missing_predictions": 1, "convention": "default",
                              "sepl_tree": __version__}
 
 

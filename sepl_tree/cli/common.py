@@ -514,7 +514,9 @@ def print_scores(title: str, names: list[str], columns: dict[str, Any]) -> None:
     for metric, attr in (("mIoU", "miou"), ("precision", "mean_precision"), ("recall", "mean_recall")):
         table.add_row(f"[bold]{metric}[/bold]", *(f"[bold]{fmt(getattr(s, attr))}[/bold]" for s in columns.values()))
     console.print(table)
-    counted = sorted({int(np.isfinite(s.iou).sum()) for s in columns.values()})
-    if counted != [len(names)]:  # the mean leaves out classes absent from GT and prediction: say how many it has
-        console.print(f"mIoU over {' / '.join(map(str, counted))} of {len(names)} classes (a class absent from "
-                      "both ground truth and prediction is left out; README, Conventions)", highlight=False)
+    counted = sorted({s.miou_classes for s in columns.values()})
+    if counted != [len(names)]:  # the mean leaves classes out: say how many it has
+        which = ("only the classes the ground truth holds count" if any(s.averaged is not None for s in columns.values())
+                 else "a class absent from both ground truth and prediction is left out")
+        console.print(f"mIoU over {' / '.join(map(str, counted))} of {len(names)} classes ({which}; README, "
+                      "Conventions)", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +28,17 @@ from sepl_tree.errors import InputError, SeplError, is_input_file
 from sepl_tree.evaluate import evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes, naming_hint
 from sepl_tree.label_maps import more_classes_hint
-from sepl_tree.metrics import scores
+from sepl_tree.metrics import CONVENTIONS, scores
+
+#: ``--convention``'s choices: the names of :data:`sepl_tree.metrics.CONVENTIONS`.
+ConventionName = Enum("ConventionName", [(name.replace("-", "_"), name) for name in CONVENTIONS], type=str)
+
+#: What the warning about non-label predictions says happened to them, by rule.
+_NON_LABELS_COUNT_AS = {
+    "miss": "they count as misses of the GT class",
+    "drop": "those pixels are left out",
+    "background": "those pixels are left out (255 reads as background)",
+}
 
 __all__ = ["eval_command"]
 
@@ -88,10 +99,12 @@ def eval_command(
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Score the images that have a prediction when some have none (says how many).")] = False,
     workers: WorkersOpt = 1,
     config: DatasetConfigOpt = None,
+    convention: Annotated[ConventionName, typer.Option("--convention", help="Score as a baseline's own script does, to reproduce its number: " + "; ".join(f"{name}: {c.rule}" for name, c in CONVENTIONS.items() if name != "default") + " (README, Conventions).")] = ConventionName.default,
 ) -> None:
     """mIoU, precision and recall of label maps against ground truth (published conventions)."""
 
     def body() -> None:
+        rules = CONVENTIONS[convention.value]
         names = config_class_names(ctx, config, num_classes)
         if not gt.is_dir():
             raise SeplError(f"{gt}: ground-truth folder not found")
@@ -101,20 +114,24 @@ def eval_command(
         if ids is None:
             note_unscored(gt, id_list, "a prediction")
         with image_progress("evaluating", len(id_list)) as step:
-            cm, count, not_labels = evaluate_folders(pred, gt, id_list, num_classes, workers=workers, on_image=step)
+            cm, count, not_labels = evaluate_folders(pred, gt, id_list, num_classes, workers=workers, on_image=step,
+                                                     non_labels=rules.non_labels)
         if not_labels:
             first = next(iter(not_labels))
             warn(f"{len(not_labels)} of {count} predictions hold values that are no label at K = {num_classes} "
-                 f"(e.g. {pred / first}.png: {not_labels[first]}); they count as misses of the GT class (README, "
-                 "Conventions)" + more_classes_hint(not_labels[first], num_classes))
-        s = scores(cm)
+                 f"(e.g. {pred / first}.png: {not_labels[first]}); {_NON_LABELS_COUNT_AS[rules.non_labels]} "
+                 "(README, Conventions)" + more_classes_hint(not_labels[first], num_classes))
+        s = scores(cm, rules.average)
         print_scores(f"{pred} ({count} images)", names, {"": s})
+        if convention.value != "default":
+            console.print(f"scored as {rules.follows}: {rules.rule}", highlight=False)
         if json_out is not None:
             if json_out.is_dir():
                 raise SeplError(f"--json {json_out}: is a folder; give a file name, e.g. {json_out / 'scores.json'}")
             doc = {**scores_to_json(s, names, count), "source": {
                 "pred": str(pred.resolve()), "gt": str(gt.resolve()), "num_classes": num_classes,
                 "ids": ids and str(ids.resolve()), "missing_predictions": len(listed) - len(id_list),
+                "convention": convention.value,
                 "sepl_tree": __version__}}
             atomic_write_bytes(json_out, json.dumps(doc, indent=2).encode())
             console.print(f"scores written to {json_out}")
