@@ -49,13 +49,14 @@ class Convention:
 #: The conventions ``eval --convention`` offers, by name ("default" is this package's own).
 CONVENTIONS: dict[str, Convention] = {
     "default": Convention("miss", "defined", "sepl-tree's own", "README, Conventions"),
-    "irn": Convention("background", "defined", "IRN's and ReCAM's step/eval_sem_seg.py",
+    "irn": Convention("background", "defined", "IRN's, ReCAM's and AMN's step/eval_sem_seg.py",
                       "a predicted 255 is background, other non-labels are left out"),
-    "seam": Convention("miss", "all", "SEAM's evaluation.py (also TransCAM's, PuzzleCAM's)",
+    "seam": Convention("miss", "all", "SEAM's evaluation.py (also TransCAM's, MCTformer's, PuzzleCAM's)",
                        "every class counts in the means, an empty one as 0"),
-    "eps": Convention("drop", "defined", "EPS's evaluate_png.py (also L2G's; SIPE's eval_sem_seg.py)",
+    "eps": Convention("drop", "defined", "EPS's evaluate_png.py (also SIPE's eval_sem_seg.py)",
                       "pixels predicted as a non-label (255 included) are left out"),
-    "clip-es": Convention("miss", "gt", "CLIP-ES's eval_cam.py", "the means are over the classes the GT holds"),
+    "clip-es": Convention("miss", "gt", "CLIP-ES's eval_cam.py (also ToCo's scores)",
+                          "the means are over the classes the GT holds"),
 }
 
 

@@ -323,8 +323,10 @@ def write_status(folder: Path, manifest: str, settings: Mapping[str, Any], statu
 
 
 @contextlib.contextmanager
-def noting_a_stop(folder: Path, manifest: str, settings: Mapping[str, Any]) -> Iterator[None]:
-    """If the block raises (an error, Ctrl-C), the manifest says ``stopped`` and why, not ``running``.
+def noting_a_stop(folder: Path, manifest: str, settings: Mapping[str, Any],
+                  so_far: Callable[[], Mapping[str, Any]] | None = None) -> Iterator[None]:
+    """If the block raises (an error, Ctrl-C), the manifest says ``stopped`` and why, not ``running``,
+    with what ``so_far()`` returns then (e.g. the counts up to the stop).
 
     The outputs written before the stop are whole, and a rerun with the same settings resumes them.
     """
@@ -333,7 +335,7 @@ def noting_a_stop(folder: Path, manifest: str, settings: Mapping[str, Any]) -> I
     except BaseException as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else one_line(exc)
         with contextlib.suppress(Exception):  # the error the user sees is the one that stopped the run
-            write_status(folder, manifest, settings, "stopped", error=why)
+            write_status(folder, manifest, settings, "stopped", error=why, **(so_far() if so_far else {}))
         raise
 
 

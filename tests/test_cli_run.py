@@ -160,7 +160,7 @@ def test_config_keys_are_the_options_long_names_and_a_bad_value_names_the_file(d
     assert "per_class" in json.loads(scores.read_text())
     config.write_text(f'json_out = "{scores}"\n')
     result = runner.invoke(app, argv, env={"COLUMNS": "300"})
-    assert result.exit_code == 2 and "c.toml: unknown key 'json_out'; valid keys: allow_missing, gt, ids, json," in (
+    assert result.exit_code == 2 and "c.toml: unknown key 'json_out'; valid keys: allow_missing, convention, gt, ids, json," in (
         " ".join(result.output.split()))
     config.write_text("num_classes = 300\n")
     result = runner.invoke(app, argv, env={"COLUMNS": "300"})

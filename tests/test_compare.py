@@ -277,19 +277,21 @@ def test_each_strategy_folder_says_finished_or_stopped(demo, tmp_path):
         assert doc["status"] == "finished" and doc["settings"]["strategy"] == name
         assert doc["counts"] == {"images": len(ids), "written": len(ids), "skipped_existing": 0}
     (out / "official" / f"{ids[2]}.png").unlink()
-    (root / "gt" / f"{ids[0]}.png").rename(tmp_path / "gt0.png")  # the rerun fails on reading ids[0]'s GT
-    (root / "gt" / f"{ids[0]}.png").write_bytes(b"not a png")
+    (root / "gt" / f"{ids[3]}.png").rename(tmp_path / "gt3.png")  # the rerun fails on reading ids[3]'s GT
+    (root / "gt" / f"{ids[3]}.png").write_bytes(b"not a png")
     try:
         failed = _compare(demo, out)
     finally:
-        (tmp_path / "gt0.png").replace(root / "gt" / f"{ids[0]}.png")
+        (tmp_path / "gt3.png").replace(root / "gt" / f"{ids[3]}.png")
     assert failed.exit_code == 1 and "not a PNG file" in failed.output
+    assert (out / "official" / f"{ids[2]}.png").is_file()  # made again before the stop, and kept
     for name in STRATEGIES.split(","):
         doc = json.loads((out / name / "run.json").read_text())
         assert doc["status"] == "stopped" and "not a PNG file" in doc["error"]
+        assert doc["counts"] == {"images": len(ids), "written": 1 if name == "official" else 0}  # (up to the stop)
     assert _compare(demo, out).exit_code == 0
     doc = json.loads((out / "official" / "run.json").read_text())
-    assert doc["status"] == "finished" and doc["counts"]["written"] == 1
+    assert doc["status"] == "finished" and doc["counts"]["written"] == 0  # (the stopped run's output is reused)
 
 
 def test_an_image_missing_from_images_costs_its_photo_not_the_report(demo, tmp_path):

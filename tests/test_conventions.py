@@ -99,7 +99,8 @@ def test_each_convention_gives_its_scripts_number(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_clip_es_averages_over_the_classes_the_ground_truth_holds(tmp_path, seed):
-    # (no non-label predictions: CLIP-ES's _fast_hist miscounts a predicted 255 into another cell)
+    # (no non-label predictions: CLIP-ES's _fast_hist counts a predicted v >= K in cell K * gt + v, another
+    # class's, or raises when that index passes K * K)
     preds, gts = _dataset(tmp_path, seed, non_labels=False)
     doc, output = _eval(tmp_path, "clip-es")
     assert doc["miou"] == pytest.approx(clip_es_miou(preds, gts, K), abs=1e-4)
@@ -138,7 +139,7 @@ def test_the_convention_is_named_in_the_table_and_the_json(tmp_path):
     doc, output = _eval(tmp_path, "eps")
     assert doc["source"]["convention"] == "eps"
     flat = " ".join(output.split())
-    assert "scored as EPS's evaluate_png.py (also L2G's; SIPE's eval_sem_seg.py): pixels predicted" in flat
+    assert "scored as EPS's evaluate_png.py (also SIPE's eval_sem_seg.py): pixels predicted" in flat
     assert "those pixels are left out (README, Conventions)" in flat  # the non-label warning says what happened
     doc, output = _eval(tmp_path, "default")
     assert doc["source"]["convention"] == "default" and "scored as" not in output

@@ -141,10 +141,11 @@ def _subsets(given: list[str] | None) -> tuple[str, ...]:
     return subset_names(given)
 
 
-def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, options: dict[str, Any]):
-    """Run the comparison with a progress bar: ``(totals, outputs computed per strategy, seconds)``."""
+def _run(config: CompareConfig, ids: list[str], computed: dict[str, int], workers: int, executor: str,
+         options: dict[str, Any]):
+    """Run the comparison with a progress bar, counting in ``computed`` the outputs each strategy
+    made (a stopped run records them): ``(totals, seconds)``."""
     t0 = time.perf_counter()
-    computed = dict.fromkeys(config.strategies, 0)
     with image_progress("compare", len(ids)) as step:
 
         def on_image(result: Any) -> None:
@@ -153,7 +154,7 @@ def _run(config: CompareConfig, ids: list[str], workers: int, executor: str, opt
             step()
 
         totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
-    return totals, computed, round(time.perf_counter() - t0, 3)
+    return totals, round(time.perf_counter() - t0, 3)
 
 
 def _strip_panels(config: Any, image_id: str, images: Path | None, host: Any) -> list[tuple[str, Any]]:
@@ -230,10 +231,12 @@ def compare_command(
         stale = out_of_date(reader_in.input_stamps(id_list), [out / n for n in names], overwrite,
                             inputs_changed("its pseudo-label or masks", labels), example=str, what="image(s)' outputs")
         config = dataclasses.replace(config, redo=stale)
-        with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, and why, on an error
+        made = dict.fromkeys(names, 0)
+        with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, why, and what it wrote
             for name in names:
-                stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name]))
-            totals, made, seconds = _run(config, id_list, workers, executor.value, options)
+                stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name], lambda name=name: {
+                    "counts": {"images": len(id_list), "written": made[name]}}))
+            totals, seconds = _run(config, id_list, made, workers, executor.value, options)
         for name in names:
             write_status(config.out_dir / name, "run.json", settings[name], "finished",
                          counts={"images": len(id_list), "written": made[name],

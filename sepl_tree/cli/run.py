@@ -127,12 +127,12 @@ def _config(host: PluginHost, folders: tuple[Path, Path, Path | None, Path, bool
     return RunConfig(inputs, out_dir.resolve(), strat.name, per_strategy[strat.name], overwrite)
 
 
-def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, executor: str,
-             options: dict[str, Any]) -> tuple[dict[str, int], np.ndarray | None, float]:
-    """Run the ``todo`` ids (every id when scoring); ``(counts, summed confusion or None, seconds)``."""
+def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], counts: dict[str, int], workers: int,
+             executor: str, options: dict[str, Any]) -> tuple[np.ndarray | None, float]:
+    """Run the ``todo`` ids (every id when scoring), keeping ``counts`` up to date as it goes (a
+    stopped run records them); ``(summed confusion or None, seconds)``."""
     scoring = cfg.inputs.gt_dir is not None
-    counts = {"images": len(all_ids), "written": 0, "skipped_existing": len(all_ids) - len(todo),
-              "kept_without_masks": 0}
+    counts.update(images=len(all_ids), written=0, skipped_existing=len(all_ids) - len(todo), kept_without_masks=0)
     k = cfg.inputs.num_classes
     confusion = np.zeros((2, k, k + 1), np.int64) if scoring else None
     t0 = time.perf_counter()
@@ -144,7 +144,7 @@ def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], workers: int, 
             if confusion is not None:
                 confusion += result.confusion
             step()  # every image (a resumed --gt run reads back and scores the ones it skips)
-    return counts, confusion, round(time.perf_counter() - t0, 3)
+    return confusion, round(time.perf_counter() - t0, 3)
 
 
 def _print_summary(strategy: str, counts: dict[str, int], checks: float, seconds: float, demo: bool) -> None:
@@ -223,10 +223,11 @@ def run_command(
                             inputs_changed("its pseudo-label or masks", labels))
         cfg = dataclasses.replace(cfg, redo=stale)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        with noting_a_stop(cfg.out_dir, "run.json", settings):
+        counts: dict[str, int] = {}
+        with noting_a_stop(cfg.out_dir, "run.json", settings, lambda: {"counts": dict(counts)} if counts else {}):
             todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
             checks = round(time.perf_counter() - t_begin, 3)
-            counts, confusion, seconds = _execute(cfg, all_ids, todo, workers, executor.value, options)
+            confusion, seconds = _execute(cfg, all_ids, todo, counts, workers, executor.value, options)
         counts["made_again_inputs_changed"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
         warn_kept_without_masks(counts["kept_without_masks"], counts["written"])
