@@ -106,9 +106,14 @@ class Selector:
             raise StrategyError(f"{self._who(sample)} returned a bool array (a mask?); a label map holds the "
                                 f"labels 0..{self.num_classes - 1} or {IGNORE}")
         if out.dtype != np.uint8:
-            if out.dtype.kind not in "iu" or (out.size and (out.min() < 0 or out.max() > IGNORE)):
-                raise StrategyError(f"{self._who(sample)} returned {out.dtype} values that are not labels "
-                                    f"0..{self.num_classes - 1} or {IGNORE}")
+            if out.dtype.kind not in "iu":  # (float labels from np.where or a division: say what to do)
+                raise StrategyError(f"{self._who(sample)} returned an array of {out.dtype}; a label map holds the "
+                                    f"integers 0..{self.num_classes - 1} or {IGNORE} (if its values are labels, "
+                                    "return out.astype(np.uint8))")
+            if out.size and (out.min() < 0 or out.max() > IGNORE):
+                bad = int(out.min()) if out.min() < 0 else int(out.max())
+                raise StrategyError(f"{self._who(sample)} returned label {bad}, outside "
+                                    f"0..{self.num_classes - 1} and {IGNORE}")
             out = out.astype(np.uint8)
         if (bad := first_bad_label(out, self.num_classes)) is not None:
             raise StrategyError(f"{self._who(sample)} returned label {bad}, outside "

@@ -90,6 +90,21 @@ def test_corrupt_json_names_the_file(tmp_path, content, message):
     assert str(info.value).startswith(str(tmp_path / "bad.json"))
 
 
+@pytest.mark.parametrize("value", ['"0.93"', "true", "[0.9]"])
+@pytest.mark.parametrize("key", ["predicted_iou", "stability_score"])
+def test_a_score_that_is_not_a_number_is_an_error(tmp_path, key, value):
+    """(It read as "no score": tree-prompt then quietly ranked that mask last.)"""
+    good = mask_utils.encode(np.asfortranarray(np.ones((2, 2), np.uint8)))
+    seg = {"size": [2, 2], "counts": good["counts"].decode()}
+    (tmp_path / "a.json").write_text(f'[{{"segmentation": {json.dumps(seg)}, "predicted_iou": 0.9}}, '
+                                     f'{{"segmentation": {json.dumps(seg)}, "{key}": {value}}}]')
+    with pytest.raises(InputError, match=rf"a\.json: record 1: {key} .* is not a number"):
+        read_masks(tmp_path, "a", shape=(2, 2))
+    for fine in ("NaN", "null", "1"):  # (no score, no score, a number)
+        (tmp_path / "a.json").write_text(f'[{{"segmentation": {json.dumps(seg)}, "{key}": {fine}}}]')
+        assert len(read_masks(tmp_path, "a", shape=(2, 2)).records) == 1
+
+
 def test_size_mismatch_and_missing_masks(tmp_path):
     write_masks_rle(tmp_path / "a.json", MaskSet(np.ones((1, 3, 3), bool)))
     with pytest.raises(InputError, match="masks are 3x3 .* pseudo-label is 4x4"):

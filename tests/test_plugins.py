@@ -460,8 +460,11 @@ def test_plugin_using_the_old_tree_attribute_gets_an_error_saying_what_changed(t
     ("return sample.pseudo[:, :3]", "returned (1, 3), expected an array of shape (1, 10)"),
     ("return [[0] * 10]", "returned list, expected an array of shape (1, 10)"),
     ("return sample.pseudo + 30", "returned label 30, outside 0..20 and 255"),
-    ("return sample.pseudo.astype(float) + 0.5", "returned float64 values that are not labels 0..20 or 255"),
-    ("return sample.pseudo.astype(np.int64) - 1", "returned int64 values that are not labels 0..20 or 255"),
+    ("return sample.pseudo.astype(float) + 0.5", "returned an array of float64; a label map holds the integers "
+                                                  "0..20 or 255 (if its values are labels, return out.astype(np.uint8))"),
+    ("return sample.pseudo.astype(float)", "returned an array of float64"),  # (whole values too: the dtype is the fault)
+    ("return sample.pseudo.astype(np.int64) - 1", "returned label -1, outside 0..20 and 255"),
+    ("return sample.pseudo.astype(np.int64) + 300", "returned label 304, outside 0..20 and 255"),
     ("return sample.pseudo > 0", "returned a bool array (a mask?); a label map holds the labels 0..20 or 255"),
     ("return paint_kept(sample, np.flatnonzero(sample.sepl_keep()))",
      "failed: ValueError: keep must be bool (2,), one flag per mask, got int64 (2,)"),

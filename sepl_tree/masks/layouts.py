@@ -103,6 +103,10 @@ def _check_claimed_size(path: Path, masks: int, height: int, width: int) -> None
                                f"the limit of {MAX_MASK_BYTES / 2**30:.0f} GiB")
 
 
+#: The per-mask scores SAM writes; a record's value must be a number (NaN or null: no score).
+SCORE_FIELDS = ("predicted_iou", "stability_score")
+
+
 def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
     records = read_json(path)
     if not isinstance(records, list):
@@ -112,6 +116,9 @@ def _read_rle_json(path: Path, shape: tuple[int, int] | None) -> MaskSet:
         seg = rec.get("segmentation") if isinstance(rec, dict) else None
         if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
             raise InputError(path, f"record {n} has no COCO RLE 'segmentation' with 'size' and 'counts'")
+        for key in SCORE_FIELDS:  # (a string or bool would read as "no score", quietly changing tree-prompt's pick)
+            if (value := rec.get(key)) is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InputError(path, f"record {n}: {key} {value!r} is not a number")
         rles.append(seg)
     sizes = {_rle_size(path, n, seg) for n, seg in enumerate(rles)}
     if len(sizes) > 1:
