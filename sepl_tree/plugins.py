@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sepl_tree.readers.png",
     "sepl_tree.sam.models",
     "sepl_tree.readers.irn",
+    "sepl_tree.readers.amn",
     "sepl_tree.readers.sipe",
     "sepl_tree.readers.puzzlecam",
     "sepl_tree.readers.recurseed",

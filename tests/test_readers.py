@@ -65,6 +65,16 @@ def write_irn(folder: Path, image_id: str = "2007_000032") -> Path:
                     {"keys": valid_cat, "cam": torch.from_numpy(SCORES[:, :1, :1].copy()), "high_res": SCORES.copy()})
 
 
+def write_amn(folder: Path) -> Path:
+    """AMN step/make_amn_cam.py: IRN's keys (0-based LongTensor), high_res with the background map first."""
+    label = torch.zeros(20)
+    label[[0, 11]] = 1
+    saved_bg = np.full_like(AERO, 0.95)  # (AMN's own background, which its eval_amn_cam.py drops)
+    return save_npy(folder / "2007_000032.npy", {"keys": torch.nonzero(label)[:, 0],
+                                                 "cam": torch.from_numpy(SCORES[:, :1, :1].copy()),
+                                                 "high_res": np.stack([saved_bg, AERO, DOG])})
+
+
 def write_sipe(folder: Path) -> Path:
     """SIPE make_cam.py: keys include background 0 (label padded with 1); IS_CAM has the bg map first."""
     bg = np.array([[0.1, 0.1, 0.5], [0.1, 0.9, 0.2]], np.float32)
@@ -152,6 +162,18 @@ def test_irn_restricted_by_image_labels(host, tmp_path):
     missing = ReadContext(num_classes=21, image_labels={"2007_000033": frozenset({12})})
     with pytest.raises(InputError, match="no entry in the image-level labels"):
         read(host, "irn", tmp_path, ctx=missing)
+
+
+def test_amn_drops_its_saved_background_and_pads_its_threshold(host, tmp_path):
+    write_amn(tmp_path)
+    assert read(host, "amn", tmp_path).tolist() == LOW_BG  # 0.25 (cam_eval_thres in AMN's run_sample.py)
+    assert read(host, "amn", tmp_path, bg=0.45).tolist() == HIGH_BG
+    ctx = ReadContext(num_classes=21, image_labels={"2007_000032": frozenset({12})})
+    assert read(host, "amn", tmp_path, ctx=ctx, bg=0.15).tolist() == DOG_ONLY
+    save_npy(tmp_path / "2007_000032.npy", {"keys": np.array([0, 11]), "high_res": np.zeros((4, 2, 3), np.float32)})
+    with pytest.raises(InputError, match=r"2007_000032.npy: AMN's high_res holds the background and one map per "
+                                         r"key: 3 maps for 2 key\(s\), got 4$"):
+        read(host, "amn", tmp_path)
 
 
 def test_sipe_background_channel_argmax(host, tmp_path):
@@ -331,6 +353,8 @@ def test_rca_bad_final_labels_are_named(host, tmp_path):
     (write_crf_dict, "psa", "psa-crf"),
     (write_class_dict, "psa-crf", "psa"),
     (write_irn, "eps", "irn"),
+    (write_amn, "irn", "amn"),  # (it was "3 score maps but 2 class keys")
+    (write_irn, "amn", "irn"),
 ])
 def test_wrong_format_names_the_right_reader(host, tmp_path, writer, reader, suggestion):
     path = writer(tmp_path)
@@ -377,7 +401,7 @@ def test_missing_file_is_named(host, tmp_path):
 
 
 @pytest.mark.parametrize(("writer", "expected"), [
-    (write_irn, "irn"), (write_sipe, "sipe"), (write_puzzlecam, "puzzlecam"), (write_recurseed, "recurseed"),
+    (write_irn, "irn"), (write_amn, "amn"), (write_sipe, "sipe"), (write_puzzlecam, "puzzlecam"), (write_recurseed, "recurseed"),
     (write_clip_es, "clip-es"), (write_class_dict, "psa"), (write_crf_dict, "psa-crf"),
 ])
 def test_identify_each_format(tmp_path, writer, expected):

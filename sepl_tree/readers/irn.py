@@ -32,7 +32,7 @@ from sepl_tree.readers.cam import (
     require_keys,
     to_numpy,
 )
-from sepl_tree.readers.sniff import wrong_format
+from sepl_tree.readers.sniff import high_res_format, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_irn"]
@@ -54,6 +54,9 @@ def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.1
     if found is None:
         raise wrong_format(path, "irn", "expected IRN's dictionary with 'keys' and 'high_res'", obj)
     keys = to_numpy(found["keys"]).reshape(-1)
+    if high_res_format(found) == "amn":  # (one map more than keys: "3 score maps but 2 class keys" said too little)
+        raise wrong_format(path, "irn", "high_res holds one map more than keys (AMN's background first); "
+                                        "try --reader amn", obj)
     return cam_to_label(path, found["high_res"], keys + 1, ctx.num_classes, bg=bg,
                         allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
 

@@ -23,6 +23,7 @@ from sepl_tree.files import PNG_PALETTE, png_colour_type, read_png
 
 __all__ = [
     "FORMATS",
+    "high_res_format",
     "PER_CLASS_PNG",
     "identify",
     "looks_like_crf",
@@ -38,6 +39,7 @@ PER_CLASS_PNG = re.compile(r"^(?P<id>.+)_(?P<cls>\d{1,3})\.png$")
 #: Format id -> (what it is, the reader to suggest, every reader that reads it).
 FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "irn": ("an IRN/CLIMS CAM file", "irn", ("irn", "clims")),
+    "amn": ("an AMN CAM file (its high_res holds a background map first)", "amn", ("amn",)),
     "sipe": ("a SIPE CAM file", "sipe", ("sipe",)),
     "puzzlecam": ("a PuzzleCAM file", "puzzlecam", ("puzzlecam",)),
     "clip-es": ("a CLIP-ES CAM file", "clip-es", ("clip-es", "clipes")),
@@ -66,6 +68,24 @@ def looks_like_crf(obj: Mapping[Any, Any]) -> bool:
         return False
 
 
+def high_res_format(obj: Mapping[str, Any]) -> str | None:
+    """``"irn"`` or ``"amn"`` by how many ``high_res`` maps there are per ``keys`` entry: one
+    (IRN's), or one more (AMN's background first); ``None`` for any other count, ``"irn"`` when
+    the count cannot be told.
+
+    >>> high_res_format({"keys": [0, 11], "high_res": np.zeros((3, 2, 2))})
+    'amn'
+    """
+    shape, keys = getattr(obj.get("high_res"), "shape", None), obj.get("keys")
+    try:
+        maps, classes = int(shape[0]), np.asarray(keys).size
+    except (TypeError, ValueError, IndexError):
+        return "irn"
+    if shape is None or len(shape) != 3 or keys is None:
+        return "irn"
+    return {classes: "irn", classes + 1: "amn"}.get(maps)
+
+
 def _format_of_object(obj: Any) -> str | None:
     if not isinstance(obj, Mapping):
         return None
@@ -76,7 +96,7 @@ def _format_of_object(obj: Any) -> str | None:
     if "attn_highres" in obj or ("highres" in obj and "keys" in obj):
         return "clip-es"
     if "high_res" in obj:
-        return "irn"
+        return high_res_format(obj)
     if "seed" in obj and "keys" in obj:
         return "recurseed"
     if obj and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in obj):
