@@ -127,7 +127,7 @@ def masks_command(
             task = bar.add_task(f"masks {model_type}/{preset.value}", total=len(run.todo), rate="")
             results = execute(run.job, run.todo, executor=executor.value, workers=workers, **options) if run.todo else ()
             for result in results:
-                run.add(result)
+                result = run.add(result)  # (as counted: an image that changed meanwhile fails)
                 if result.error is not None:
                     err_console.print(f"[yellow]skipped[/yellow] {result.image_id}: {result.error}",
                                       highlight=False, soft_wrap=True)

@@ -1,8 +1,10 @@
 """A ``masks`` run over a folder: checks before anything is written, resume, logs and the summary.
 
 Output folders hold exactly what ``sepl-tree run --masks`` reads (``<id>.json`` or ``<id>/``),
-plus ``errors.log`` (``id<TAB>message``, one line per failed image) and ``masks_run.jsonl``
-(one JSON line when a run starts, one when it ends). A rerun skips finished images and, once
+plus ``errors.log`` (``id<TAB>message``, one line per failed image), ``masks_run.jsonl``
+(one JSON line when a run starts, one when it ends) and ``masks_made_from.jsonl`` (what each
+image's masks were made from, :mod:`sepl_tree.sam.images_log`). A rerun skips finished images
+whose image is unchanged (it remakes the others) and, once
 the folder holds masks, is refused when the model type, the checkpoint, the generator settings
 or the precision differ from the run that started the folder; the engine, ``batch_images``, the
 point batch, the device and the executor do not change the masks and may differ.
@@ -10,6 +12,8 @@ point batch, the device and the executor do not change the masks and may differ.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -35,6 +39,7 @@ from sepl_tree.sam.job import (
     default_torch_threads,
     resolve_device,
 )
+from sepl_tree.sam.images_log import IMAGES_LOG, ImagesLog, image_record, remove_masks, same_image, stat_of
 from sepl_tree.sam.models import family_of, require_family
 from sepl_tree.sam.presets import check_settings, generator_settings
 from sepl_tree.sam.workers import MaskResult
@@ -197,12 +202,30 @@ class MaskRun:
     summary: MaskRunSummary
     log: Path
     notes: list[str] = field(default_factory=list)
+    #: Each id to do: its image's (size, mtime) before the run read it (:mod:`sepl_tree.sam.images_log`).
+    stats: dict[str, tuple[int, int] | None] = field(default_factory=dict)
 
-    def add(self, result: MaskResult) -> None:
-        """Count a result; a failure also goes to ``errors.log``."""
+    def add(self, result: MaskResult) -> MaskResult:
+        """Count a result and return it as counted: a success is recorded in ``masks_made_from.jsonl``,
+        unless its image changed while it was read (its masks are then removed, and it fails);
+        a failure goes to ``errors.log``."""
+        if result.error is None:
+            path = self.job.images[result.image_id]
+            now, record = stat_of(path), None
+            if now is not None and now == self.stats.get(result.image_id, now):
+                with contextlib.suppress(OSError):  # (unreadable now: as changed)
+                    record = image_record(path, now)
+            if record is not None:
+                ImagesLog(self.job.out).note(result.image_id, record)
+            else:
+                if (source := find_mask_source(self.job.out, result.image_id)) is not None:
+                    remove_masks(source)
+                result = dataclasses.replace(result, n_masks=0, error=f"{path}: the image changed while its masks "
+                                             "were made; they were removed (rerun to make them again)")
         self.summary.add(result)
         if result.error is not None:
             append_error(self.log, result)
+        return result
 
     def finish(self, seconds: float, execution: Mapping[str, Any] | None = None) -> None:
         """Close the run log with the counts, images/s, seconds per stage and how it was executed
@@ -210,6 +233,45 @@ class MaskRun:
         self.summary.seconds = seconds
         append_run_log(self.job.out, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                       **self.summary.log_entry(), "execution": dict(execution or {})})
+
+
+def _record_of(path: Path, stat: tuple[int, int] | None = None) -> dict[str, Any]:
+    """:func:`~sepl_tree.sam.images_log.image_record`, an unreadable image an error naming it."""
+    try:
+        return image_record(path, stat)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _remake_changed(out: Path, found: Mapping[str, Path], sources: dict[str, Path | None]) -> list[str]:
+    """Judge each finished id's masks against ``masks_made_from.jsonl`` (:mod:`sepl_tree.sam.images_log`):
+    those whose image changed are removed (``sources[id]`` becomes ``None``) and their ids
+    returned; a copied image's new time and the masks from before the log are recorded."""
+    log = ImagesLog(out)
+    records = log.read()
+    changed, dirty = [], False
+    for image_id, source in sources.items():
+        if source is None:
+            continue
+        record = records.get(image_id)
+        if record is None:  # from before the log: kept, as made from the image as it is now
+            records[image_id], dirty = _record_of(found[image_id]), True
+            continue
+        try:
+            same, fresh = same_image(found[image_id], record)
+        except OSError as exc:
+            raise InputError(found[image_id], f"cannot be read ({exc.strerror or exc})") from None
+        if not same:
+            remove_masks(source)
+            sources[image_id] = None
+            del records[image_id]
+            changed.append(image_id)
+            dirty = True
+        elif fresh is not None:
+            records[image_id], dirty = fresh, True
+    if dirty:
+        log.rewrite(records)
+    return changed
 
 
 def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] | None = None,
@@ -237,7 +299,7 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     found = find_images(r.images, r.ids)
     if on_images is not None:
         on_images(list(found))
-    for name in (ERROR_LOG, RUN_LOG):  # an image named so would put its masks where the folder's logs go
+    for name in (ERROR_LOG, RUN_LOG, IMAGES_LOG):  # an image named so would put its masks where the folder's logs go
         if r.fmt == "png" and name in found:
             raise InputError(found[name], f"its masks would be {r.out / name}/, which is this folder's {name}; "
                                           "rename the image or use --format rle")
@@ -248,7 +310,9 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     prepare_folder(r.out)
     remove_stale_temporaries(r.out)
     sources = mask_sources(r.out, found)
+    changed = _remake_changed(r.out, found, sources)
     todo = [i for i, source in sources.items() if source is None]
+    stats = {i: stat_of(found[i]) for i in todo}  # (before any worker reads them)
     # finished in the other layout than --format (a resumed run keeps them as they are)
     kept = [i for i, source in sources.items() if source is not None and (source.suffix == ".json") != (r.fmt == "rle")]
     log = start_error_log(r.out, todo)
@@ -266,8 +330,11 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
         "format": r.fmt, "device": r.device, **({} if on_cluster else {"device_used": device}), "executor": r.executor, "workers": r.workers, "torch_threads": threads,
         "cores": available_cores(), "images": len(found), "to_do": len(todo), "versions": dict(versions or {})})
     notes = []
+    if changed:
+        notes.append(f"{len(changed)} image(s) changed since their masks were made (e.g. {found[changed[0]]}): "
+                     "their masks are made again")
     if kept:
         layout = "RLE (<id>.json)" if r.fmt == "png" else "PNG folders (<id>/)"
         notes.append(f"{len(kept)} image(s) in {r.out} already have their masks as {layout}, e.g. {kept[0]}: kept as "
                      f"they are (the same masks); --format {r.fmt} writes only the images without masks")
-    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes)
+    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes, stats)

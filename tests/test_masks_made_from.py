@@ -1,0 +1,115 @@
+"""``masks`` remakes the masks of an image that changed, and keeps those of one only copied
+(``OUT/masks_made_from.jsonl``, :mod:`sepl_tree.sam.images_log`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+pytest.importorskip("torch", reason="SAM needs the sam extra: pip install 'sepl-tree[sam]'")
+pytest.importorskip("segment_anything", reason="SAM needs the sam extra: pip install 'sepl-tree[sam]'")
+
+from sepl_tree.cli import app  # noqa: E402
+from sepl_tree.masks import find_mask_source, read_masks  # noqa: E402
+from sepl_tree.sam.images_log import IMAGES_LOG, ImagesLog, stat_of  # noqa: E402
+from sepl_tree.sam.run import MaskRun, MaskRunSummary  # noqa: E402
+from sepl_tree.sam.workers import MaskResult  # noqa: E402
+from tests.tiny_sam_helpers import TINY, blobs, load_plugin, masks_args  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return load_plugin(TINY).save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
+@pytest.fixture(autouse=True)
+def _quiet(single_torch_thread):
+    yield
+
+
+def _masks(images: Path, checkpoint: Path, out: Path, *extra: str):
+    result = runner.invoke(app, masks_args(images, checkpoint, out, "tiny", TINY, *extra))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _made(out: Path, image_id: str) -> int:
+    """When the image's masks (``<id>.json`` or ``<id>/``) were written."""
+    return os.stat(find_mask_source(out, image_id)).st_mtime_ns
+
+
+@pytest.mark.parametrize("fmt", ["rle", "png"])
+def test_a_changed_image_gets_new_masks_and_a_copied_one_keeps_its_own(images: Path, checkpoint: Path,
+                                                                        tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "masks"
+    _masks(images, checkpoint, out, "--format", fmt)
+    records = ImagesLog(out).read()
+    assert sorted(records) == ["img0", "img1", "img2", "img3"]
+    assert records["img2"]["sha1"] == hashlib.sha1((images / "img2.png").read_bytes()).hexdigest()
+    before = {i: _made(out, i) for i in records}
+    copied, changed = images / "img0.png", images / "img1.png"
+    shutil.copyfile(copied, tmp_path / "copy.png")
+    shutil.copyfile(tmp_path / "copy.png", copied)  # the same bytes, a new time (cp without -p)
+    os.utime(copied, ns=(records["img0"]["mtime_ns"] + 10**9,) * 2)
+    Image.fromarray(blobs(7)).save(changed)  # another photo under the same name
+    result = _masks(images, checkpoint, out, "--format", fmt)
+    flat = " ".join(result.output.split())
+    assert f"1 image(s) changed since their masks were made (e.g. {changed}): their masks are made again" in flat
+    after = {i: _made(out, i) for i in records}
+    assert after["img1"] != before["img1"] and len(read_masks(out, "img1")) == 48
+    assert {i: after[i] for i in ("img0", "img2", "img3")} == {i: before[i] for i in ("img0", "img2", "img3")}
+    now = ImagesLog(out).read()
+    assert now["img0"]["mtime_ns"] == stat_of(copied)[1]  # the copy's new time is recorded: no hashing next time
+    assert now["img1"]["sha1"] == hashlib.sha1(changed.read_bytes()).hexdigest()
+    third = _masks(images, checkpoint, out, "--format", fmt)
+    assert "changed since" not in third.output and {i: _made(out, i) for i in records} == after
+
+
+def test_masks_from_before_the_log_are_kept_and_recorded(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    _masks(images, checkpoint, out)
+    (out / IMAGES_LOG).unlink()  # a folder made before the log existed
+    (out / "img0.json").write_text("[]")  # a marker: kept, not remade
+    Image.fromarray(blobs(8)).save(images / "img2.png")  # changed, but nothing says what its masks were made from
+    result = _masks(images, checkpoint, out)
+    assert (out / "img0.json").read_text() == "[]" and "changed since" not in result.output
+    assert sorted(ImagesLog(out).read()) == ["img0", "img1", "img2", "img3"]  # from now on, watched
+    Image.fromarray(blobs(9)).save(images / "img2.png")
+    assert "1 image(s) changed since" in " ".join(_masks(images, checkpoint, out).output.split())
+
+
+def _one_image_run(tmp_path: Path, stats) -> tuple[MaskRun, Path, Path]:
+    image, out = tmp_path / "a.png", tmp_path / "out"
+    Image.fromarray(blobs(1)).save(image)
+    out.mkdir()
+    (out / "a.json").write_text("[]")  # what the worker wrote
+    job = SimpleNamespace(images={"a": image}, out=out)
+    run = MaskRun(job, ["a"], MaskRunSummary(total=1, skipped=0), out / "errors.log", stats={"a": stats(image)})
+    return run, image, out
+
+
+def test_an_image_changed_while_its_masks_were_made_fails_and_leaves_no_masks(tmp_path: Path) -> None:
+    run, image, out = _one_image_run(tmp_path, lambda image: (1, 2))  # not its size and time now
+    counted = run.add(MaskResult("a", n_masks=3))
+    assert counted.error.startswith(f"{image}: the image changed while its masks were made")
+    assert not (out / "a.json").exists() and run.summary.failed == 1 and run.summary.done == 0
+    assert (out / "errors.log").read_text().startswith("a\t") and ImagesLog(out).read() == {}
+
+
+def test_an_image_left_alone_is_recorded_as_its_masks_are_written(tmp_path: Path) -> None:
+    run, image, out = _one_image_run(tmp_path, stat_of)
+    assert run.add(MaskResult("a", n_masks=3)).error is None
+    assert (out / "a.json").exists() and run.summary.done == 1
+    record = json.loads((out / IMAGES_LOG).read_text())
+    assert record == {"id": "a", "size": image.stat().st_size, "mtime_ns": image.stat().st_mtime_ns,
+                      "sha1": hashlib.sha1(image.read_bytes()).hexdigest()}
