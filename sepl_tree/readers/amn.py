@@ -24,16 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
-from sepl_tree.readers.cam import (
-    Background,
-    LowBackground,
-    allowed_classes,
-    cam_to_label,
-    load_pickled,
-    require_keys,
-    to_numpy,
-)
-from sepl_tree.readers.sniff import wrong_format
+from sepl_tree.readers.cam import Background, LowBackground
+from sepl_tree.readers.irn import read_high_res
 from sepl_tree.registry import ReadContext, Reader
 
 __all__ = ["read_amn"]
@@ -49,19 +41,7 @@ def read_amn(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.2
     bg_low
         If 0 or more: background at bg but a class at bg_low becomes 255 (IR labels: bg=0.45, bg_low=0.15; no CRF).
     """
-    path = folder / f"{image_id}.npy"
-    obj = load_pickled(path)
-    found = require_keys(obj, ("keys", "high_res"))
-    if found is None:
-        raise wrong_format(path, "amn", "expected AMN's dictionary with 'keys' and 'high_res'", obj)
-    keys = to_numpy(found["keys"]).reshape(-1)
-    maps = to_numpy(found["high_res"])
-    if maps.ndim != 3 or maps.shape[0] != keys.size + 1:  # (an IRN file given to this reader is named as one)
-        got = maps.shape[0] if maps.ndim == 3 else f"an array of shape {maps.shape}"
-        raise wrong_format(path, "amn", f"AMN's high_res holds the background and one map per key: "
-                                        f"{keys.size + 1} maps for {keys.size} key(s), got {got}", obj)
-    return cam_to_label(path, maps[1:], keys + 1, ctx.num_classes, bg=bg,
-                        allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
+    return read_high_res(folder, image_id, ctx, "amn", bg, bg_low)
 
 
 @hookimpl

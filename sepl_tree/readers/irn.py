@@ -35,7 +35,33 @@ from sepl_tree.readers.cam import (
 from sepl_tree.readers.sniff import high_res_format, wrong_format
 from sepl_tree.registry import ReadContext, Reader
 
-__all__ = ["read_irn"]
+__all__ = ["read_high_res", "read_irn"]
+
+
+def read_high_res(folder: Path, image_id: str, ctx: ReadContext, reader: str, bg: float, bg_low: float) -> np.ndarray:
+    """The label map of an IRN-style dictionary (0-based ``keys``, ``high_res`` maps), for the
+    ``reader`` ``"irn"`` (one map per key) or ``"amn"`` (AMN's background map first, dropped as
+    its ``eval_amn_cam.py`` does); a file of the other layout is named as such."""
+    path = folder / f"{image_id}.npy"
+    obj = load_pickled(path)
+    who = "AMN" if reader == "amn" else "IRN"
+    found = require_keys(obj, ("keys", "high_res"))
+    if found is None:
+        raise wrong_format(path, reader, f"expected {who}'s dictionary with 'keys' and 'high_res'", obj)
+    keys = to_numpy(found["keys"]).reshape(-1)
+    maps, layout = found["high_res"], high_res_format(found)
+    if reader == "amn":
+        if layout != "amn":  # (an IRN file given to this reader is named as one)
+            shape = getattr(maps, "shape", ())
+            got = shape[0] if len(shape) == 3 else f"an array of shape {tuple(shape)}"
+            raise wrong_format(path, reader, f"AMN's high_res holds the background and one map per key: "
+                                             f"{keys.size + 1} maps for {keys.size} key(s), got {got}", obj)
+        maps = to_numpy(maps)[1:]
+    elif layout == "amn":  # (one map more than keys: "3 score maps but 2 class keys" said too little)
+        raise wrong_format(path, reader, "high_res holds one map more than keys (AMN's background first); "
+                                         "try --reader amn", obj)
+    return cam_to_label(path, maps, keys + 1, ctx.num_classes, bg=bg,
+                        allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
 
 
 def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.15, bg_low: LowBackground = -1.0) -> np.ndarray:
@@ -48,17 +74,7 @@ def read_irn(folder: Path, image_id: str, ctx: ReadContext, bg: Background = 0.1
     bg_low
         If 0 or more: background at bg but a class at bg_low becomes 255 (IR labels: bg=0.30, bg_low=0.05; no CRF).
     """
-    path = folder / f"{image_id}.npy"
-    obj = load_pickled(path)
-    found = require_keys(obj, ("keys", "high_res"))
-    if found is None:
-        raise wrong_format(path, "irn", "expected IRN's dictionary with 'keys' and 'high_res'", obj)
-    keys = to_numpy(found["keys"]).reshape(-1)
-    if high_res_format(found) == "amn":  # (one map more than keys: "3 score maps but 2 class keys" said too little)
-        raise wrong_format(path, "irn", "high_res holds one map more than keys (AMN's background first); "
-                                        "try --reader amn", obj)
-    return cam_to_label(path, found["high_res"], keys + 1, ctx.num_classes, bg=bg,
-                        allowed=allowed_classes(ctx, image_id, path), bg_low=None if bg_low < 0 else bg_low)
+    return read_high_res(folder, image_id, ctx, "irn", bg, bg_low)
 
 
 @hookimpl
