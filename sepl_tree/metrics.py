@@ -82,7 +82,8 @@ def apply_pixel_rule(pred: np.ndarray, gt: np.ndarray, num_classes: int, non_lab
         as_background = pred == IGNORE
         pred = np.where(as_background, 0, pred).astype(pred.dtype)
         outside &= ~as_background
-    return pred, np.where(outside, IGNORE, gt).astype(gt.dtype)
+    kept = gt.dtype if gt.dtype.kind == "u" else np.int64  # (a 1-bit GT is bool: 255 would turn into True)
+    return pred, np.where(outside, IGNORE, gt).astype(kept)
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:

@@ -122,6 +122,14 @@ def test_the_pixel_rules_by_hand():
         apply_pixel_rule(pred, gt, 3, "ignore")
 
 
+def test_a_1_bit_ground_truth_keeps_a_dropped_pixel_dropped():
+    """(A bool GT, as a 1-bit PNG reads, turned the dropped pixels' 255 into True: class 1.)"""
+    pred, gt = np.array([[1, 1, 255]], np.uint8), np.array([[True, True, False]])
+    for rule in ("drop", "background"):
+        cm = confusion_matrix(*apply_pixel_rule(pred, gt, 2, rule), 2)
+        assert cm.tolist() == ([[0, 0, 0], [0, 2, 0]] if rule == "drop" else [[1, 0, 0], [0, 2, 0]])
+
+
 def test_the_class_averages_by_hand():
     # class 0: IoU 50 (TP 1, FN 1); class 1: predicted only (IoU 0); class 2: nowhere (undefined)
     cm = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])

@@ -37,9 +37,9 @@ def _quiet(single_torch_thread):
     yield
 
 
-def _masks(images: Path, checkpoint: Path, out: Path, *extra: str):
+def _masks(images: Path, checkpoint: Path, out: Path, *extra: str, code: int = 0):
     result = runner.invoke(app, masks_args(images, checkpoint, out, "tiny", TINY, *extra))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result
 
 
@@ -93,7 +93,7 @@ def _one_image_run(tmp_path: Path, stats) -> tuple[MaskRun, Path, Path]:
     Image.fromarray(blobs(1)).save(image)
     out.mkdir()
     (out / "a.json").write_text("[]")  # what the worker wrote
-    job = SimpleNamespace(images={"a": image}, out=out)
+    job = SimpleNamespace(images={"a": image}, out=out, fmt="rle")
     run = MaskRun(job, ["a"], MaskRunSummary(total=1, skipped=0), out / "errors.log", stats={"a": stats(image)})
     return run, image, out
 
@@ -113,3 +113,86 @@ def test_an_image_left_alone_is_recorded_as_its_masks_are_written(tmp_path: Path
     record = json.loads((out / IMAGES_LOG).read_text())
     assert record == {"id": "a", "size": image.stat().st_size, "mtime_ns": image.stat().st_mtime_ns,
                       "sha1": hashlib.sha1(image.read_bytes()).hexdigest()}
+
+
+def _stored(path: Path, seed: int) -> None:
+    """An uncompressed PNG: its size depends on its dimensions only, so an edit keeps the size."""
+    Image.fromarray(blobs(seed)).save(path, compress_level=0)
+
+
+def test_an_edit_that_keeps_the_size_is_found_by_its_hash(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+    _stored(images / "img1.png", 1)
+    out = tmp_path / "masks"
+    _masks(images, checkpoint, out)
+    size = (images / "img1.png").stat().st_size
+    _stored(images / "img1.png", 11)  # other pixels, the same number of bytes
+    os.utime(images / "img1.png", ns=(ImagesLog(out).read()["img1"]["mtime_ns"] + 10**9,) * 2)
+    assert (images / "img1.png").stat().st_size == size
+    before = _made(out, "img1")
+    result = _masks(images, checkpoint, out)
+    assert "1 image(s) changed since" in " ".join(result.output.split()) and _made(out, "img1") != before
+
+
+def test_masks_of_a_changed_image_stay_until_new_ones_are_written(images: Path, checkpoint: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    _masks(images, checkpoint, out)
+    old = (out / "img2.json").read_bytes()
+    (images / "img2.png").write_bytes(b"not a png any more")  # changed, and this run cannot make its masks
+    failed = _masks(images, checkpoint, out, code=1)
+    assert "img2" in (out / "errors.log").read_text() and "1 image(s) failed" in " ".join(failed.output.split())
+    assert (out / "img2.json").read_bytes() == old  # kept until replaced ...
+    Image.fromarray(blobs(12)).save(images / "img2.png")
+    again = _masks(images, checkpoint, out)  # ... and still known to be out of date
+    assert "1 image(s) changed since" in " ".join(again.output.split()) and (out / "img2.json").read_bytes() != old
+
+
+def test_a_changed_image_in_the_other_layout_is_replaced_by_the_new_one(images: Path, checkpoint: Path,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    _masks(images, checkpoint, out)  # RLE
+    Image.fromarray(blobs(13)).save(images / "img0.png")
+    _masks(images, checkpoint, out, "--format", "png")
+    assert (out / "img0").is_dir() and not (out / "img0.json").exists() and len(read_masks(out, "img0")) == 48
+    assert (out / "img1.json").is_file() and not (out / "img1").exists()  # unchanged: kept in its layout
+
+
+def test_most_images_changed_is_taken_for_a_wrong_images_folder(images: Path, checkpoint: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    names = [f"im{n}.png" for n in range(8)]
+    first, other = tmp_path / "first", tmp_path / "other"
+    for folder, offset in ((first, 0), (other, 20)):
+        folder.mkdir()
+        for n, name in enumerate(names):
+            Image.fromarray(blobs(n + offset, 24, 32)).save(folder / name)
+    _masks(first, checkpoint, out)
+    before = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    refused = _masks(other, checkpoint, out, code=1)
+    flat = " ".join(refused.output.split())
+    assert "and 7 more of the 8 images with masks" in flat and "is --images the folder they were made from?" in flat
+    assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before  # nothing removed or written
+    _masks(other, checkpoint, out, "--remake-changed")
+    assert all((out / f"im{n}.json").read_bytes() != before[f"im{n}.json"] for n in range(8))
+
+
+def test_an_image_that_cannot_be_read_to_check_keeps_its_masks(images: Path, checkpoint: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import sepl_tree.sam.run as sam_run
+
+    out = tmp_path / "masks"
+    _masks(images, checkpoint, out)
+    os.utime(images / "img3.jpg", ns=(1, 1))  # to be hashed ...
+    real = sam_run.judge
+
+    def judge(path, record):
+        if path.name == "img3.jpg":
+            raise PermissionError(13, "Permission denied")  # ... and it cannot be read
+        return real(path, record)
+
+    monkeypatch.setattr(sam_run, "judge", judge)
+    before = _made(out, "img3")
+    result = _masks(images, checkpoint, out)
+    flat = " ".join(result.output.split())
+    assert "1 image(s) with masks could not be read to tell whether they changed" in flat
+    assert "Permission denied): their masks are kept as they are" in flat and _made(out, "img3") == before

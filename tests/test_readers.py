@@ -176,6 +176,14 @@ def test_amn_drops_its_saved_background_and_pads_its_threshold(host, tmp_path):
         read(host, "amn", tmp_path)
 
 
+@pytest.mark.parametrize("reader", ["amn", "irn"])
+def test_a_keys_only_file_of_an_image_without_classes_is_named(host, tmp_path, reader):
+    save_npy(tmp_path / "2007_000032.npy", {"keys": torch.zeros(0, dtype=torch.long)})
+    with pytest.raises(InputError, match=r"2007_000032.npy: holds only an empty 'keys': AMN's make_amn_cam_coco.py "
+                                         r"writes this for an image without classes"):
+        read(host, reader, tmp_path)
+
+
 def test_sipe_background_channel_argmax(host, tmp_path):
     write_sipe(tmp_path)
     # bg map [[.1,.1,.5],[.1,.9,.2]] against the classes: (0,2) and (1,1) are background, (1,2) aeroplane.

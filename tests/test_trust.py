@@ -383,7 +383,7 @@ def test_a_stopped_run_says_so_in_its_manifest_and_resumes(d: Path) -> None:
     assert manifest["status"] == "stopped" and "img1.png" in manifest["error"] and manifest["settings"]["strategy"]
     written = sorted(p.stem for p in (d / "fresh").glob("*.png"))  # (the counts up to the stop: README says so)
     assert written == ["img0"] and manifest["counts"] == {"images": len(_items()), "written": 1, "skipped_existing": 0,
-                                                          "kept_without_masks": 0}
+                                                          "kept_without_masks": 0, "made_again_inputs_changed": 0}
     write_dataset(d, {"img1": _items()["img1"]})
     assert runner.invoke(app, _run(d, out="fresh")).exit_code == 0
     assert json.loads((d / "fresh" / "run.json").read_text())["status"] == "finished"

@@ -80,6 +80,18 @@ def _versions() -> dict[str, str]:
     return found
 
 
+#: From this many images to hash on, a line says so (about a second per thousand).
+HASHING_NOTE_IMAGES = 1_000
+
+
+def _say_hashing(count: int) -> None:
+    """A line before the images with masks are read to tell whether they changed (a folder from
+    before masks_made_from.jsonl, or a dataset copied to another disk: once)."""
+    if count >= HASHING_NOTE_IMAGES:
+        err_console.print(f"reading {count} images with masks to tell whether they changed since (once: their "
+                          "SHA-1s are recorded in masks_made_from.jsonl)", highlight=False, soft_wrap=True)
+
+
 def _print_summary(title: str, rows: list[tuple[str, str]]) -> None:
     table = Table(title=title)
     table.add_column("")
@@ -108,6 +120,7 @@ def masks_command(
     executor: Annotated[Executor, typer.Option("--executor", help="process (local: one model per worker), serial, or ray (one model per GPU).")] = Executor.process,
     ray_address: RayAddressOpt = None,
     plugin: PluginOpt = None,
+    remake_changed: Annotated[bool, typer.Option("--remake-changed", help="Remake the masks of images that changed since they were made even when most did (refused without it: a wrong --images looks like that).")] = False,
 ) -> None:
     """Generate SAM masks for a folder of images, resumably, in the layouts `run` reads."""
     from sepl_tree import sam
@@ -118,8 +131,10 @@ def masks_command(
         check_apart(out, "--out", {"--images": images, "--checkpoint": checkpoint})
         request = sam.MaskRequest(images, checkpoint, out, model_type, fmt.value, device.value, read_ids(ids),
                                   preset.value, parse_params(param), engine.value, precision.value, batch_images,
-                                  point_batch, workers, threads, executor.value, absolute_plugin_paths(plugin))
-        run = sam.plan_masks_run(host, request, _versions(), lambda ids: say_checking(ids, f"masks already in {out}"))
+                                  point_batch, workers, threads, executor.value, absolute_plugin_paths(plugin),
+                                  remake_changed)
+        run = sam.plan_masks_run(host, request, _versions(), lambda ids: say_checking(ids, f"masks already in {out}"),
+                                 _say_hashing)
         for note in run.notes:
             warn(note)
         start = time.perf_counter()

@@ -132,7 +132,8 @@ def _execute(cfg: RunConfig, all_ids: list[str], todo: list[str], counts: dict[s
     """Run the ``todo`` ids (every id when scoring), keeping ``counts`` up to date as it goes (a
     stopped run records them); ``(summed confusion or None, seconds)``."""
     scoring = cfg.inputs.gt_dir is not None
-    counts.update(images=len(all_ids), written=0, skipped_existing=len(all_ids) - len(todo), kept_without_masks=0)
+    counts.update(images=len(all_ids), written=0, skipped_existing=len(all_ids) - len(todo), kept_without_masks=0,
+                  made_again_inputs_changed=len(cfg.redo))
     k = cfg.inputs.num_classes
     confusion = np.zeros((2, k, k + 1), np.int64) if scoring else None
     t0 = time.perf_counter()
@@ -228,7 +229,6 @@ def run_command(
             todo = pending_ids(all_ids, cfg.done, cfg.overwrite)
             checks = round(time.perf_counter() - t_begin, 3)
             confusion, seconds = _execute(cfg, all_ids, todo, counts, workers, executor.value, options)
-        counts["made_again_inputs_changed"] = len(cfg.redo)
         _print_summary(cfg.strategy, counts, checks, seconds, folders[4])
         warn_kept_without_masks(counts["kept_without_masks"], counts["written"])
         extra: dict[str, Any] = {"synthetic_demo": True} if folders[4] else {}

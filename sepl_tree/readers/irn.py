@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sepl_tree import hookimpl
+from sepl_tree.errors import InputError
 from sepl_tree.readers.cam import (
     Background,
     LowBackground,
@@ -47,6 +48,10 @@ def read_high_res(folder: Path, image_id: str, ctx: ReadContext, reader: str, bg
     who = "AMN" if reader == "amn" else "IRN"
     found = require_keys(obj, ("keys", "high_res"))
     if found is None:
+        if isinstance(obj, dict) and set(obj) == {"keys"} and to_numpy(obj["keys"]).size == 0:
+            raise InputError(path, "holds only an empty 'keys': AMN's make_amn_cam_coco.py writes this for an "
+                                   "image without classes, which its evaluation scores as all background; give it "
+                                   "a background label map or leave it out with --ids")
         raise wrong_format(path, reader, f"expected {who}'s dictionary with 'keys' and 'high_res'", obj)
     keys = to_numpy(found["keys"]).reshape(-1)
     maps, layout = found["high_res"], high_res_format(found)

@@ -4,11 +4,12 @@
 One JSON line per image whose masks a run wrote, ``{"id", "size", "mtime_ns", "sha1"}`` of the
 image file; an id's last line wins, and a line cut short (a killed run) is no line. A rerun
 takes an image whose size and modification time are those recorded as unchanged (one ``stat``);
-otherwise it hashes the file: the same SHA-1 (a copy, ``cp`` without ``-p``, a ``touch``) keeps
-the masks and records the new time, another one removes them and makes them again. Hashing, not
-the change time ``run`` uses, because masks cost GPU-hours: moving a dataset to another disk
-must not remake them. Masks from before this log are kept and recorded as made from their image
-as it is now.
+another size is a change; otherwise it hashes the file: the same SHA-1 (a copy, ``cp`` without
+``-p``, a ``touch``) keeps the masks and records the new time, another one makes them again (the
+new masks replace the old ones when written; until then the old line stays, so a run stopped
+before remakes them next time). Hashing, not the change time ``run`` uses, because masks cost
+GPU-hours: moving a dataset to another disk must not remake them. Masks from before this log
+are kept and recorded as made from their image as it is now.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.files import append_line, atomic_write_bytes
+from sepl_tree.files import append_line
 
-__all__ = ["IMAGES_LOG", "ImagesLog", "image_record", "remove_masks", "same_image", "stat_of"]
+__all__ = ["IMAGES_LOG", "ImagesLog", "image_record", "judge", "remove_masks", "stat_of"]
 
 #: The log of what each image's masks were made from, inside the output folder.
 IMAGES_LOG = "masks_made_from.jsonl"
@@ -54,25 +55,30 @@ def image_record(path: Path, stat: tuple[int, int] | None = None) -> dict[str, A
     return {"size": size, "mtime_ns": mtime, "sha1": _sha1(path)}
 
 
-def same_image(path: Path, record: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-    """Whether image ``path`` holds what ``record`` was taken of, and the record to keep for it
-    (``None``: ``record`` itself; else a new one, the same content with another time).
-
-    Same size and modification time: the same (no read). Otherwise the SHA-1 decides.
+def judge(path: Path, record: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """How image ``path`` stands against its ``record`` (``None``: masks from before the log):
+    ``("same", None)`` (same size and time: no read), ``("same", new record)`` (the same bytes
+    with another time, or no record yet: to append), or ``("changed", None)``. ``OSError`` when
+    the file cannot be read.
     """
-    now = stat_of(path)
-    if now is not None and now == (record.get("size"), record.get("mtime_ns")):
-        return True, None
-    if now is None or now[0] != record.get("size"):
-        return False, None
-    fresh = image_record(path, now)
-    return fresh["sha1"] == record.get("sha1"), fresh
+    now = os.stat(path)
+    stat = now.st_size, now.st_mtime_ns
+    if record is not None:
+        if stat == (record.get("size"), record.get("mtime_ns")):
+            return "same", None
+        if stat[0] != record.get("size"):
+            return "changed", None
+    fresh = image_record(path, stat)
+    return ("same" if record is None or fresh["sha1"] == record.get("sha1") else "changed"), fresh
 
 
 def remove_masks(source: Path) -> None:
-    """Remove an image's masks, ``<id>.json`` or the ``<id>/`` folder."""
+    """Remove an image's masks, ``<id>.json`` or the ``<id>/`` folder (renamed to a hidden
+    temporary name first, so that no reader sees a folder half removed)."""
     if source.is_dir() and not source.is_symlink():
-        shutil.rmtree(source)
+        aside = source.with_name(f".{source.name}.{os.getpid()}.removed.tmp")
+        os.replace(source, aside)
+        shutil.rmtree(aside, ignore_errors=True)
     else:
         source.unlink(missing_ok=True)
 
@@ -97,11 +103,6 @@ class ImagesLog:
         except FileNotFoundError:
             pass
         return records
-
-    def rewrite(self, records: Mapping[str, Mapping[str, Any]]) -> None:
-        """Replace the log by one line per record (atomically)."""
-        text = "".join(json.dumps({"id": i, **r}) + "\n" for i, r in records.items())
-        atomic_write_bytes(self.path, text.encode())
 
     def note(self, image_id: str, record: Mapping[str, Any]) -> None:
         """Append ``image_id``'s record (one line, flushed at once)."""

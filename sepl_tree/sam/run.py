@@ -39,7 +39,7 @@ from sepl_tree.sam.job import (
     default_torch_threads,
     resolve_device,
 )
-from sepl_tree.sam.images_log import IMAGES_LOG, ImagesLog, image_record, remove_masks, same_image, stat_of
+from sepl_tree.sam.images_log import IMAGES_LOG, ImagesLog, image_record, judge, remove_masks, stat_of
 from sepl_tree.sam.models import family_of, require_family
 from sepl_tree.sam.presets import check_settings, generator_settings
 from sepl_tree.sam.workers import MaskResult
@@ -191,6 +191,8 @@ class MaskRequest:
     threads: int | None = None
     executor: str = "process"
     plugins: tuple[str, ...] = ()
+    #: Remake the masks of changed images even when so many changed that --images looks wrong.
+    remake_changed: bool = False
 
 
 @dataclass
@@ -204,22 +206,28 @@ class MaskRun:
     notes: list[str] = field(default_factory=list)
     #: Each id to do: its image's (size, mtime) before the run read it (:mod:`sepl_tree.sam.images_log`).
     stats: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    #: Ids whose image changed: their old masks, removed once the new ones are written (when
+    #: those are not written in their place, in the other layout).
+    replacing: dict[str, Path] = field(default_factory=dict)
 
     def add(self, result: MaskResult) -> MaskResult:
-        """Count a result and return it as counted: a success is recorded in ``masks_made_from.jsonl``,
-        unless its image changed while it was read (its masks are then removed, and it fails);
-        a failure goes to ``errors.log``."""
+        """Count a result and return it as counted: a success is recorded in
+        ``masks_made_from.jsonl``, unless its image changed while it was read (its new masks are
+        then removed, and it fails); a failure goes to ``errors.log``."""
+        image_id = result.image_id
         if result.error is None:
-            path = self.job.images[result.image_id]
+            path, written = self.job.images[image_id], self.job.out / (image_id if self.job.fmt == "png" else
+                                                                      f"{image_id}.json")
             now, record = stat_of(path), None
-            if now is not None and now == self.stats.get(result.image_id, now):
+            if now is not None and now == self.stats.get(image_id, now):
                 with contextlib.suppress(OSError):  # (unreadable now: as changed)
                     record = image_record(path, now)
             if record is not None:
-                ImagesLog(self.job.out).note(result.image_id, record)
+                ImagesLog(self.job.out).note(image_id, record)
+                if (old := self.replacing.pop(image_id, None)) is not None and old != written:
+                    remove_masks(old)
             else:
-                if (source := find_mask_source(self.job.out, result.image_id)) is not None:
-                    remove_masks(source)
+                remove_masks(written)
                 result = dataclasses.replace(result, n_masks=0, error=f"{path}: the image changed while its masks "
                                              "were made; they were removed (rerun to make them again)")
         self.summary.add(result)
@@ -235,52 +243,67 @@ class MaskRun:
                                       **self.summary.log_entry(), "execution": dict(execution or {})})
 
 
-def _record_of(path: Path, stat: tuple[int, int] | None = None) -> dict[str, Any]:
-    """:func:`~sepl_tree.sam.images_log.image_record`, an unreadable image an error naming it."""
-    try:
-        return image_record(path, stat)
-    except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+#: More changed images than this share of those with masks (and than :data:`CHANGED_FEW`) is
+#: taken for a wrong ``--images`` (another folder with the same names), and refused.
+CHANGED_SHARE = 0.5
+CHANGED_FEW = 5
+#: Threads hashing images (file reads: they wait on the disk, not the GIL).
+HASH_THREADS = 8
 
 
-def _remake_changed(out: Path, found: Mapping[str, Path], sources: dict[str, Path | None]) -> list[str]:
-    """Judge each finished id's masks against ``masks_made_from.jsonl`` (:mod:`sepl_tree.sam.images_log`):
-    those whose image changed are removed (``sources[id]`` becomes ``None``) and their ids
-    returned; a copied image's new time and the masks from before the log are recorded."""
+def _judge_finished(out: Path, found: Mapping[str, Path], finished: list[str],
+                    on_hashing: Callable[[int], None] | None) -> tuple[list[str], dict[str, str]]:
+    """The ids of ``finished`` (those with masks in ``out``) whose image changed since their
+    masks were made (:func:`~sepl_tree.sam.images_log.judge`), and those that could not be read
+    (id -> why: their masks are kept). A new time of the same bytes, and an image whose masks
+    are from before the log, are recorded as they are found; ``on_hashing`` hears how many
+    images are to be hashed, before they are."""
+    from concurrent.futures import ThreadPoolExecutor
+
     log = ImagesLog(out)
     records = log.read()
-    changed, dirty = [], False
-    for image_id, source in sources.items():
-        if source is None:
-            continue
-        record = records.get(image_id)
-        if record is None:  # from before the log: kept, as made from the image as it is now
-            records[image_id], dirty = _record_of(found[image_id]), True
-            continue
+    changed, to_hash = [], []
+    for image_id in finished:  # one stat each settles most: the same size and time, or another size
+        record, now = records.get(image_id), stat_of(found[image_id])
+        if record is not None and now is not None:
+            if now == (record.get("size"), record.get("mtime_ns")):
+                continue
+            if now[0] != record.get("size"):
+                changed.append(image_id)
+                continue
+        to_hash.append(image_id)  # no record yet, no stat, or the same size with another time
+    unreadable: dict[str, str] = {}
+    if to_hash and on_hashing is not None:
+        on_hashing(len(to_hash))
+
+    def judged(image_id: str) -> tuple[str, dict[str, Any] | None] | OSError:
         try:
-            same, fresh = same_image(found[image_id], record)
+            return judge(found[image_id], records.get(image_id))
         except OSError as exc:
-            raise InputError(found[image_id], f"cannot be read ({exc.strerror or exc})") from None
-        if not same:
-            remove_masks(source)
-            sources[image_id] = None
-            del records[image_id]
-            changed.append(image_id)
-            dirty = True
-        elif fresh is not None:
-            records[image_id], dirty = fresh, True
-    if dirty:
-        log.rewrite(records)
-    return changed
+            return exc
+
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        for image_id, verdict in zip(to_hash, pool.map(judged, to_hash)):
+            if isinstance(verdict, OSError):
+                unreadable[image_id] = verdict.strerror or str(verdict)
+            elif verdict[0] == "changed":
+                changed.append(image_id)
+            elif verdict[1] is not None:
+                log.note(image_id, verdict[1])  # (as it goes: a stopped check keeps what it hashed)
+    order = {i: n for n, i in enumerate(finished)}
+    return sorted(changed, key=order.__getitem__), unreadable
 
 
 def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] | None = None,
-                   on_images: Callable[[list[str]], None] | None = None) -> MaskRun:
+                   on_images: Callable[[list[str]], None] | None = None,
+                   on_hashing: Callable[[int], None] | None = None) -> MaskRun:
     """Check everything that can be checked before writing, then open the folder and log the start.
 
     Raises a one-line ``SeplError`` for an unknown model type, a missing extra, bad options,
-    settings, checkpoint or images, or a folder made with other settings. ``on_images`` sees the
-    ids found, before the masks already in ``--out`` are looked for (seconds at 100k ids).
+    settings, checkpoint or images, a folder made with other settings, or so many images changed
+    since their masks were made that ``--images`` looks wrong. ``on_images`` sees the ids found,
+    before the masks already in ``--out`` are looked for (seconds at 100k ids); ``on_hashing``
+    how many images must be read to tell whether they changed.
     """
     r = request
     family = family_of(host.sam_model(r.model_type))  # an unknown model type lists the valid ones
@@ -310,7 +333,15 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     prepare_folder(r.out)
     remove_stale_temporaries(r.out)
     sources = mask_sources(r.out, found)
-    changed = _remake_changed(r.out, found, sources)
+    finished = [i for i, source in sources.items() if source is not None]
+    changed, unreadable = _judge_finished(r.out, found, finished, on_hashing)
+    if len(changed) > max(CHANGED_FEW, CHANGED_SHARE * len(finished)) and not r.remake_changed:
+        raise InputError(found[changed[0]], f"this and {len(changed) - 1} more of the {len(finished)} images with masks "
+                                            f"in {r.out} are not the images their masks were made from; is --images "
+                                            "the folder they were made from? (--remake-changed makes their masks again)")
+    replacing = {i: sources[i] for i in changed}
+    for image_id in changed:
+        sources[image_id] = None
     todo = [i for i, source in sources.items() if source is None]
     stats = {i: stat_of(found[i]) for i in todo}  # (before any worker reads them)
     # finished in the other layout than --format (a resumed run keeps them as they are)
@@ -333,8 +364,12 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     if changed:
         notes.append(f"{len(changed)} image(s) changed since their masks were made (e.g. {found[changed[0]]}): "
                      "their masks are made again")
+    if unreadable:
+        first = next(iter(unreadable))
+        notes.append(f"{len(unreadable)} image(s) with masks could not be read to tell whether they changed (e.g. "
+                     f"{found[first]}: {unreadable[first]}): their masks are kept as they are")
     if kept:
         layout = "RLE (<id>.json)" if r.fmt == "png" else "PNG folders (<id>/)"
         notes.append(f"{len(kept)} image(s) in {r.out} already have their masks as {layout}, e.g. {kept[0]}: kept as "
                      f"they are (the same masks); --format {r.fmt} writes only the images without masks")
-    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes, stats)
+    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes, stats, replacing)
