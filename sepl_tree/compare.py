@@ -328,7 +328,7 @@ def claim_strategy_folders(config: CompareConfig, selectors: Mapping[str, Select
     """Make each ``OUT/<strategy>/`` the folder of that strategy's settings (its ``run.json``, as
     ``run`` writes it), or refuse in one line (see :func:`sepl_tree.outputs.claim_folder`);
     return each strategy's settings."""
-    from sepl_tree.pipeline import run_settings
+    from sepl_tree.pipeline import FREE_SETTINGS, run_settings
 
     for name in config.strategies:
         if name in RESERVED_NAMES:
@@ -336,7 +336,7 @@ def claim_strategy_folders(config: CompareConfig, selectors: Mapping[str, Select
     settings = {name: run_settings(selector, inputs) for name, selector in selectors.items()}
     for name in selectors:
         claim_folder(config.out_dir / name, "run.json", settings[name], config.overwrite,
-                     lambda d: d.glob("*.png"), option=f"--out (strategy {name})")
+                     lambda d: d.glob("*.png"), option=f"--out (strategy {name})", free=FREE_SETTINGS)
     return settings
 
 

@@ -213,6 +213,12 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _bound(settings: Mapping[str, Any], free: Iterable[str]) -> dict[str, Any]:
+    """``settings`` less the ``free`` ones."""
+    free = set(free)
+    return {k: v for k, v in settings.items() if k not in free}
+
+
 def _normal(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``settings`` as they read back from JSON (tuples become lists, paths strings)."""
     return json.loads(json.dumps(dict(settings), default=str))
@@ -276,7 +282,7 @@ def release_folders() -> None:
 
 
 def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overwrite: bool,
-                 outputs: Callable[[Path], Iterable[Path]], option: str = "--out") -> None:
+                 outputs: Callable[[Path], Iterable[Path]], option: str = "--out", free: Iterable[str] = ()) -> None:
     """Make ``folder`` the output folder of ``settings``, or refuse it in one line.
 
     Parameters
@@ -292,6 +298,9 @@ def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overw
     outputs
         The output files a folder holds (e.g. its ``*.png``): the ones removed by ``overwrite``,
         and the ones that make a folder without a manifest someone else's.
+    free
+        Top-level settings a rerun may change without being refused (recorded as the rerun has
+        them): those whose effect on an output its inputs' record already keys.
 
     The folder is held (:data:`LOCK`) until :func:`release_folders`: a claim of it by another
     process meanwhile is refused.
@@ -310,8 +319,9 @@ def claim_folder(folder: Path, manifest: str, settings: Mapping[str, Any], overw
         if names:
             raise SeplError(f"{folder}: holds {len(names)} output(s) (e.g. {min(names)}) but no {manifest} "
                             f"saying how they were made; use --overwrite to replace them, or another {option}")
-    elif previous != settings:
-        raise SeplError(f"{folder}: made with other settings ({describe_changes(previous, settings)}); "
+    elif _bound(previous, free) != _bound(settings, free):
+        raise SeplError(f"{folder}: made with other settings "
+                        f"({describe_changes(_bound(previous, free), _bound(settings, free))}); "
                         f"use --overwrite to replace its outputs, or another {option}")
     write_status(folder, manifest, settings, "running")
 

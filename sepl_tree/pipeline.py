@@ -121,6 +121,13 @@ def run_images(config: RunConfig, ids: list[str], workers: int = 1, executor: st
     return execute(RunJob(config), ids, executor=executor, workers=workers, **executor_options)
 
 
+#: The settings of :func:`run_settings` a rerun may change (``claim_folder``'s ``free``):
+#: ``missing_masks`` only says what an id without masks gets, and such an output is recorded as
+#: made from no masks (``made_from.jsonl``), so it is made again once its masks appear, while
+#: ``error`` refuses an id without masks before any work. Either way no output is reused wrongly.
+FREE_SETTINGS = ("missing_masks",)
+
+
 def run_settings(selector: Selector, inputs: InputReader) -> dict[str, Any]:
     """What decides a strategy's outputs, as ``run.json`` records it and a resumed run must match:
     strategy and checked parameters, reader and checked parameters, K, what an id without masks

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from sepl_tree import __version__
 from sepl_tree.cli import app
+from sepl_tree.files import read_label_png
 from tests.helpers import write_dataset
 
 runner = CliRunner()
@@ -820,10 +821,29 @@ def test_a_16_bit_label_png_beyond_255_is_no_num_classes_matter(tmp_path: Path) 
     assert read_label_png(path, 31).tolist() == [[0, 30]]
 
 
-def test_a_rerun_with_other_reader_parameters_or_missing_masks_rule_is_refused(d: Path) -> None:
-    """(Both are run settings: outputs made with them are not reused for another value.)"""
-    result = runner.invoke(app, _run(d, "--missing-masks", "keep"), env={"COLUMNS": "300"})
-    assert result.exit_code == 1 and "missing_masks 'error' -> 'keep'" in " ".join(result.output.split())
+def test_the_missing_masks_rule_may_change_on_a_rerun_and_no_output_is_reused_wrongly(d: Path) -> None:
+    """(It refused the rerun, though the inputs' record already keys what the rule changes: an output
+    of an image without masks is recorded as made from no masks, so it is made again once they appear.)"""
+    result = runner.invoke(app, _run(d, "--missing-masks", "keep"))  # error -> keep: every output had masks
+    assert result.exit_code == 0, result.output
+    assert json.loads((d / "out" / "run.json").read_text())["counts"]["written"] == 0
+    assert json.loads((d / "out" / "run.json").read_text())["settings"]["missing_masks"] == "keep"
+    masks = d / "masks" / "img1.json"
+    masks.rename(d / "img1.json")
+    result = runner.invoke(app, _run(d, "--missing-masks", "keep", "--gt", str(d / "gt")))
+    assert result.exit_code == 0, result.output  # img1 is made again without masks: its pseudo-label, as it is
+    assert (read_label_png(d / "out" / "img1.png", 21) == _items()["img1"][0]).all()
+    refused = runner.invoke(app, _run(d))  # keep -> error, with img1 still without masks: refused before any work
+    assert refused.exit_code == 1 and "img1" in refused.output
+    (d / "img1.json").rename(masks)
+    result = runner.invoke(app, _run(d), env={"COLUMNS": "300"})  # keep -> error, img1 has masks again
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) in" in " ".join(result.output.split())  # out of date: made again with its masks
+    assert not (read_label_png(d / "out" / "img1.png", 21) == _items()["img1"][0]).all()
+
+
+def test_a_rerun_with_other_reader_parameters_is_refused(d: Path) -> None:
+    """(They are run settings: outputs made with them are not reused for another value.)"""
     cams = d / "cams"
     cams.mkdir()
     for image_id, (pseudo, _, _) in _items().items():

@@ -52,7 +52,7 @@ from sepl_tree.files import atomic_write_bytes
 from sepl_tree.inputs import InputConfig
 from sepl_tree.metrics import scores
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, pending_ids
-from sepl_tree.pipeline import RunConfig, RunJob, run_images, run_manifest, run_settings
+from sepl_tree.pipeline import FREE_SETTINGS, RunConfig, RunJob, run_images, run_manifest, run_settings
 from sepl_tree.plugins import PluginHost, UnknownName
 from sepl_tree.registry import coerce_params
 from sepl_tree.selection import route_params
@@ -219,7 +219,7 @@ def run_command(
         inputs.check(all_ids)  # every mask and GT file there, before anything is written
         warn_if_labels_unused(inputs, all_ids, labels)
         settings = run_settings(selector, inputs)
-        claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"))
+        claim_folder(cfg.out_dir, "run.json", settings, overwrite, lambda d: d.glob("*.png"), free=FREE_SETTINGS)
         stale = out_of_date(inputs.input_stamps(all_ids), [folders[3]], overwrite,
                             inputs_changed("its pseudo-label or masks", labels))
         cfg = dataclasses.replace(cfg, redo=stale)
