@@ -196,3 +196,14 @@ def test_an_image_that_cannot_be_read_to_check_keeps_its_masks(images: Path, che
     flat = " ".join(result.output.split())
     assert "1 image(s) with masks could not be read to tell whether they changed" in flat
     assert "Permission denied): their masks are kept as they are" in flat and _made(out, "img3") == before
+
+
+def test_the_log_is_tidied_when_it_holds_many_lines_per_image(tmp_path: Path) -> None:
+    log = ImagesLog(tmp_path)
+    for n in range(150):  # the same image moved 150 times: a line each
+        log.note("a", {"size": 1, "mtime_ns": n, "sha1": "x"})
+    log.note("b", {"size": 2, "mtime_ns": 0, "sha1": "y"})
+    records = log.read()
+    assert log.lines == 151 and records["a"]["mtime_ns"] == 149
+    log.tidy(records)
+    assert ImagesLog(tmp_path).read() == records and len((tmp_path / IMAGES_LOG).read_text().splitlines()) == 2

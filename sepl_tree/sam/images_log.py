@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sepl_tree.files import append_line
+from sepl_tree.files import append_line, atomic_write_bytes
 
 __all__ = ["IMAGES_LOG", "ImagesLog", "image_record", "judge", "remove_masks", "stat_of"]
 
@@ -88,13 +88,16 @@ class ImagesLog:
 
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / IMAGES_LOG
+        self.lines = 0  # in the file, as :meth:`read` found it
 
     def read(self) -> dict[str, dict[str, Any]]:
         """Each id's last whole record (no file: ``{}``)."""
         records: dict[str, dict[str, Any]] = {}
+        self.lines = 0
         try:
             with open(self.path, "rb") as f:
                 for line in f:
+                    self.lines += 1
                     try:
                         entry = json.loads(line)
                         records[str(entry["id"])] = {k: entry[k] for k in ("size", "mtime_ns", "sha1")}
@@ -103,6 +106,14 @@ class ImagesLog:
         except FileNotFoundError:
             pass
         return records
+
+    def tidy(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        """Rewrite the log as one line per record (atomically) when it holds more than twice as
+        many lines (each copy of a dataset appends a line per image)."""
+        if self.lines > 2 * len(records) + 100:
+            text = "".join(json.dumps({"id": i, **r}) + "\n" for i, r in records.items())
+            atomic_write_bytes(self.path, text.encode())
+            self.lines = len(records)
 
     def note(self, image_id: str, record: Mapping[str, Any]) -> None:
         """Append ``image_id``'s record (one line, flushed at once)."""

@@ -262,6 +262,7 @@ def _judge_finished(out: Path, found: Mapping[str, Path], finished: list[str],
 
     log = ImagesLog(out)
     records = log.read()
+    log.tidy(records)
     changed, to_hash = [], []
     for image_id in finished:  # one stat each settles most: the same size and time, or another size
         record, now = records.get(image_id), stat_of(found[image_id])
