@@ -6,10 +6,10 @@ image file; an id's last line wins, and a line cut short (a killed run) is no li
 takes an image whose size and modification time are those recorded as unchanged (one ``stat``);
 another size is a change; otherwise it hashes the file: the same SHA-1 (a copy, ``cp`` without
 ``-p``, a ``touch``) keeps the masks and records the new time, another one makes them again (the
-new masks replace the old ones when written; until then the old line stays, so a run stopped
-before remakes them next time). Hashing, not the change time ``run`` uses, because masks cost
-GPU-hours: moving a dataset to another disk must not remake them. Masks from before this log
-are kept and recorded as made from their image as it is now.
+stale masks are removed before the run: ``sepl_tree.sam.run``). Hashing, not the change time
+``run`` uses, because masks cost GPU-hours: moving a dataset to another disk must not remake
+them. Masks from before this log (its first line) are kept and recorded as made from their image
+as it is now; masks made since that no line accounts for are made again.
 """
 
 from __future__ import annotations
@@ -84,37 +84,60 @@ def remove_masks(source: Path) -> None:
 
 
 class ImagesLog:
-    """``OUT/masks_made_from.jsonl``: read once, appended to as masks are written."""
+    """``OUT/masks_made_from.jsonl``: read once, appended to as masks are written.
+
+    Its first line, written when the file is made, says since when the folder keeps it
+    (``{"since": ns}``, the file's own time then, on the clock the masks' times come from):
+    masks made since that have no line were written by a run that was stopped before it could
+    record them, so what they were made from is unknown; masks made before it are from before
+    the log.
+    """
 
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / IMAGES_LOG
         self.lines = 0  # in the file, as :meth:`read` found it
+        self.since: int | None = None
 
     def read(self) -> dict[str, dict[str, Any]]:
-        """Each id's last whole record (no file: ``{}``)."""
+        """Each id's last whole record (no file: ``{}``); sets :attr:`since`."""
         records: dict[str, dict[str, Any]] = {}
-        self.lines = 0
+        self.lines, self.since = 0, None
         try:
             with open(self.path, "rb") as f:
                 for line in f:
                     self.lines += 1
                     try:
                         entry = json.loads(line)
-                        records[str(entry["id"])] = {k: entry[k] for k in ("size", "mtime_ns", "sha1")}
-                    except (ValueError, TypeError, KeyError):
+                        if "since" in entry:
+                            self.since = int(entry["since"]) if self.since is None else self.since
+                        else:
+                            records[str(entry["id"])] = {k: entry[k] for k in ("size", "mtime_ns", "sha1")}
+                    except (ValueError, TypeError, KeyError, OverflowError):
                         continue  # cut short by a killed run, or not ours
         except FileNotFoundError:
             pass
         return records
 
+    def start(self) -> None:
+        """Make the file, with its first line, if it is not there (before any masks are written)."""
+        with open(self.path, "ab+") as f:
+            if not f.seek(0, os.SEEK_END):
+                self.since = os.fstat(f.fileno()).st_mtime_ns
+                f.write(_since_line(self.since))
+
     def tidy(self, records: Mapping[str, Mapping[str, Any]]) -> None:
-        """Rewrite the log as one line per record (atomically) when it holds more than twice as
-        many lines (each copy of a dataset appends a line per image)."""
+        """Rewrite the log as its first line and one line per record (atomically) when it holds
+        more than twice as many lines (each copy of a dataset appends a line per image)."""
         if self.lines > 2 * len(records) + 100:
+            head = b"" if self.since is None else _since_line(self.since)
             text = "".join(json.dumps({"id": i, **r}) + "\n" for i, r in records.items())
-            atomic_write_bytes(self.path, text.encode())
-            self.lines = len(records)
+            atomic_write_bytes(self.path, head + text.encode())
+            self.lines = len(records) + bool(head)
 
     def note(self, image_id: str, record: Mapping[str, Any]) -> None:
         """Append ``image_id``'s record (one line, flushed at once)."""
         append_line(self.path, json.dumps({"id": image_id, **record}))
+
+
+def _since_line(since: int) -> bytes:
+    return (json.dumps({"since": since}) + "\n").encode()

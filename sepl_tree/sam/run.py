@@ -206,9 +206,6 @@ class MaskRun:
     notes: list[str] = field(default_factory=list)
     #: Each id to do: its image's (size, mtime) before the run read it (:mod:`sepl_tree.sam.images_log`).
     stats: dict[str, tuple[int, int] | None] = field(default_factory=dict)
-    #: Ids whose image changed: their old masks, removed once the new ones are written (when
-    #: those are not written in their place, in the other layout).
-    replacing: dict[str, Path] = field(default_factory=dict)
 
     def add(self, result: MaskResult) -> MaskResult:
         """Count a result and return it as counted: a success is recorded in
@@ -224,10 +221,9 @@ class MaskRun:
                     record = image_record(path, now)
             if record is not None:
                 ImagesLog(self.job.out).note(image_id, record)
-                if (old := self.replacing.pop(image_id, None)) is not None and old != written:
-                    remove_masks(old)
             else:
-                remove_masks(written)
+                with contextlib.suppress(OSError):  # (then no line accounts for them: the next run remakes them)
+                    remove_masks(written)
                 result = dataclasses.replace(result, n_masks=0, error=f"{path}: the image changed while its masks "
                                              "were made; they were removed (rerun to make them again)")
         self.summary.add(result)
@@ -251,28 +247,38 @@ CHANGED_FEW = 5
 HASH_THREADS = 8
 
 
-def _judge_finished(out: Path, found: Mapping[str, Path], finished: list[str],
-                    on_hashing: Callable[[int], None] | None) -> tuple[list[str], dict[str, str]]:
-    """The ids of ``finished`` (those with masks in ``out``) whose image changed since their
-    masks were made (:func:`~sepl_tree.sam.images_log.judge`), and those that could not be read
-    (id -> why: their masks are kept). A new time of the same bytes, and an image whose masks
-    are from before the log, are recorded as they are found; ``on_hashing`` hears how many
-    images are to be hashed, before they are."""
+def _judge_finished(out: Path, found: Mapping[str, Path], sources: Mapping[str, Path | None],
+                    on_hashing: Callable[[int], None] | None) -> tuple[list[str], list[str], dict[str, str]]:
+    """Judge the ids with masks in ``out`` (``sources``) against ``masks_made_from.jsonl``
+    (:class:`~sepl_tree.sam.images_log.ImagesLog`; nothing is removed here): those whose image
+    changed since their masks were made (:func:`~sepl_tree.sam.images_log.judge`), those whose
+    masks no line accounts for though they were made under the log (a run stopped between
+    writing and recording them), and those whose image could not be read (id -> why: their
+    masks are kept). A new time of the same bytes, and an image whose masks are from before the
+    log, are recorded as they are found; ``on_hashing`` hears how many images are to be hashed,
+    before they are. Makes the log, with its first line, if it is not there."""
     from concurrent.futures import ThreadPoolExecutor
 
     log = ImagesLog(out)
     records = log.read()
     log.tidy(records)
-    changed, to_hash = [], []
-    for image_id in finished:  # one stat each settles most: the same size and time, or another size
+    since = log.since
+    changed, unrecorded, to_hash = [], [], []
+    for image_id, source in sources.items():  # one stat each settles most: the same size and time, or another size
+        if source is None:
+            continue
         record, now = records.get(image_id), stat_of(found[image_id])
+        if record is None and since is not None and (made := stat_of(source)) is not None and made[1] >= since:
+            unrecorded.append(image_id)
+            continue
         if record is not None and now is not None:
             if now == (record.get("size"), record.get("mtime_ns")):
                 continue
             if now[0] != record.get("size"):
                 changed.append(image_id)
                 continue
-        to_hash.append(image_id)  # no record yet, no stat, or the same size with another time
+        to_hash.append(image_id)  # from before the log, no stat, or the same size with another time
+    log.start()
     unreadable: dict[str, str] = {}
     if to_hash and on_hashing is not None:
         on_hashing(len(to_hash))
@@ -291,8 +297,19 @@ def _judge_finished(out: Path, found: Mapping[str, Path], finished: list[str],
                 changed.append(image_id)
             elif verdict[1] is not None:
                 log.note(image_id, verdict[1])  # (as it goes: a stopped check keeps what it hashed)
-    order = {i: n for n, i in enumerate(finished)}
-    return sorted(changed, key=order.__getitem__), unreadable
+    order = {i: n for n, i in enumerate(sources)}
+    return sorted(changed, key=order.__getitem__), unrecorded, unreadable
+
+
+def _remove_out_of_date(sources: dict[str, Path | None], ids: list[str]) -> None:
+    """Remove the masks of ``ids`` (out of date: made again by this run)."""
+    for image_id in ids:
+        source = sources[image_id]
+        try:
+            remove_masks(source)
+        except OSError as exc:
+            raise InputError(source, f"cannot remove these out-of-date masks ({exc.strerror or exc})") from None
+        sources[image_id] = None
 
 
 def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] | None = None,
@@ -334,15 +351,13 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     prepare_folder(r.out)
     remove_stale_temporaries(r.out)
     sources = mask_sources(r.out, found)
-    finished = [i for i, source in sources.items() if source is not None]
-    changed, unreadable = _judge_finished(r.out, found, finished, on_hashing)
-    if len(changed) > max(CHANGED_FEW, CHANGED_SHARE * len(finished)) and not r.remake_changed:
-        raise InputError(found[changed[0]], f"this and {len(changed) - 1} more of the {len(finished)} images with masks "
+    finished = sum(source is not None for source in sources.values())
+    changed, unrecorded, unreadable = _judge_finished(r.out, found, sources, on_hashing)
+    if len(changed) > max(CHANGED_FEW, CHANGED_SHARE * finished) and not r.remake_changed:
+        raise InputError(found[changed[0]], f"this and {len(changed) - 1} more of the {finished} images with masks "
                                             f"in {r.out} are not the images their masks were made from; is --images "
                                             "the folder they were made from? (--remake-changed makes their masks again)")
-    replacing = {i: sources[i] for i in changed}
-    for image_id in changed:
-        sources[image_id] = None
+    _remove_out_of_date(sources, changed + unrecorded)  # (stale: no run may read them meanwhile)
     todo = [i for i, source in sources.items() if source is None]
     stats = {i: stat_of(found[i]) for i in todo}  # (before any worker reads them)
     # finished in the other layout than --format (a resumed run keeps them as they are)
@@ -365,6 +380,10 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
     if changed:
         notes.append(f"{len(changed)} image(s) changed since their masks were made (e.g. {found[changed[0]]}): "
                      "their masks are made again")
+    if unrecorded:
+        notes.append(f"{len(unrecorded)} image(s) have masks that no line of {IMAGES_LOG} accounts for (a run stopped "
+                     f"between writing and recording them, e.g. {unrecorded[0]}): what "
+                     "they were made from is unknown, so they are made again")
     if unreadable:
         first = next(iter(unreadable))
         notes.append(f"{len(unreadable)} image(s) with masks could not be read to tell whether they changed (e.g. "
@@ -373,4 +392,4 @@ def plan_masks_run(host: Any, request: MaskRequest, versions: Mapping[str, str] 
         layout = "RLE (<id>.json)" if r.fmt == "png" else "PNG folders (<id>/)"
         notes.append(f"{len(kept)} image(s) in {r.out} already have their masks as {layout}, e.g. {kept[0]}: kept as "
                      f"they are (the same masks); --format {r.fmt} writes only the images without masks")
-    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes, stats, replacing)
+    return MaskRun(job, todo, MaskRunSummary(total=len(found), skipped=len(found) - len(todo)), log, notes, stats)
