@@ -213,10 +213,10 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _bound(settings: Mapping[str, Any], free: Iterable[str]) -> dict[str, Any]:
-    """``settings`` less the ``free`` ones."""
+def _bound(settings: Any, free: Iterable[str]) -> Any:
+    """``settings`` less the ``free`` ones (a manifest's settings that are no mapping: as they are)."""
     free = set(free)
-    return {k: v for k, v in settings.items() if k not in free}
+    return {k: v for k, v in settings.items() if k not in free} if isinstance(settings, Mapping) else settings
 
 
 def _normal(settings: Mapping[str, Any]) -> dict[str, Any]:
