@@ -75,14 +75,19 @@ def test_a_changed_image_gets_new_masks_and_a_copied_one_keeps_its_own(images: P
     assert "changed since" not in third.output and {i: _made(out, i) for i in records} == after
 
 
-def test_masks_from_before_the_log_are_kept_and_recorded(images: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_masks_from_before_the_log_are_kept_and_recorded(images: Path, checkpoint: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sepl_tree.cli.masks as masks_cli
+
     out = tmp_path / "masks"
     _masks(images, checkpoint, out)
     (out / IMAGES_LOG).unlink()  # a folder made before the log existed
     (out / "img0.json").write_text("[]")  # a marker: kept, not remade
     Image.fromarray(blobs(8)).save(images / "img2.png")  # changed, but nothing says what its masks were made from
+    monkeypatch.setattr(masks_cli, "HASHING_NOTE_IMAGES", 4)
     result = _masks(images, checkpoint, out)
     assert (out / "img0.json").read_text() == "[]" and "changed since" not in result.output
+    assert "reading 4 images with masks to tell whether they changed since" in " ".join(result.output.split())
     assert sorted(ImagesLog(out).read()) == ["img0", "img1", "img2", "img3"]  # from now on, watched
     Image.fromarray(blobs(9)).save(images / "img2.png")
     assert "1 image(s) changed since" in " ".join(_masks(images, checkpoint, out).output.split())

@@ -168,6 +168,8 @@ def test_amn_drops_its_saved_background_and_pads_its_threshold(host, tmp_path):
     write_amn(tmp_path)
     assert read(host, "amn", tmp_path).tolist() == LOW_BG  # 0.25 (cam_eval_thres in AMN's run_sample.py)
     assert read(host, "amn", tmp_path, bg=0.45).tolist() == HIGH_BG
+    # IR labels (amn_cam_to_ir_label.py's 0.45 / 0.15): aeroplane's 0.3 at (1, 2) is between: uncertain
+    assert read(host, "amn", tmp_path, bg=0.45, bg_low=0.15).tolist() == [[1, 12, 0], [12, 0, 255]]
     ctx = ReadContext(num_classes=21, image_labels={"2007_000032": frozenset({12})})
     assert read(host, "amn", tmp_path, ctx=ctx, bg=0.15).tolist() == DOG_ONLY
     save_npy(tmp_path / "2007_000032.npy", {"keys": np.array([0, 11]), "high_res": np.zeros((4, 2, 3), np.float32)})

@@ -842,6 +842,16 @@ def test_the_missing_masks_rule_may_change_on_a_rerun_and_no_output_is_reused_wr
     assert not (read_label_png(d / "out" / "img1.png", 21) == _items()["img1"][0]).all()
 
 
+def test_compare_takes_another_missing_masks_rule_on_a_rerun(d: Path) -> None:
+    args = ["compare", "-s", "threshold", "--pseudo-labels", str(d / "pseudo"), "--masks", str(d / "masks"),
+            "--gt", str(d / "gt"), "--out", str(d / "cmp"), "--bootstrap", "0"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--missing-masks", "keep"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((d / "cmp" / "threshold" / "run.json").read_text())
+    assert doc["settings"]["missing_masks"] == "keep" and doc["counts"]["written"] == 0  # resumed, nothing redone
+
+
 def test_a_rerun_with_other_reader_parameters_is_refused(d: Path) -> None:
     """(They are run settings: outputs made with them are not reused for another value.)"""
     cams = d / "cams"
