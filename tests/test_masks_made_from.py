@@ -72,7 +72,7 @@ def test_a_changed_image_gets_new_masks_and_a_copied_one_keeps_its_own(images: P
     assert now["img0"]["mtime_ns"] == stat_of(copied)[1]  # the copy's new time is recorded: no hashing next time
     assert now["img1"]["sha1"] == hashlib.sha1(changed.read_bytes()).hexdigest()
     third = _masks(images, checkpoint, out, "--format", fmt)
-    assert "changed since" not in third.output and {i: _made(out, i) for i in records} == after
+    assert "image(s) changed since" not in third.output and {i: _made(out, i) for i in records} == after
 
 
 def test_masks_from_before_the_log_are_kept_and_recorded(images: Path, checkpoint: Path, tmp_path: Path,
@@ -86,7 +86,7 @@ def test_masks_from_before_the_log_are_kept_and_recorded(images: Path, checkpoin
     Image.fromarray(blobs(8)).save(images / "img2.png")  # changed, but nothing says what its masks were made from
     monkeypatch.setattr(masks_cli, "HASHING_NOTE_IMAGES", 4)
     result = _masks(images, checkpoint, out)
-    assert (out / "img0.json").read_text() == "[]" and "changed since" not in result.output
+    assert (out / "img0.json").read_text() == "[]" and "image(s) changed since" not in result.output
     assert "reading 4 images with masks to tell whether they changed since" in " ".join(result.output.split())
     assert sorted(ImagesLog(out).read()) == ["img0", "img1", "img2", "img3"]  # from now on, watched
     Image.fromarray(blobs(9)).save(images / "img2.png")
@@ -149,7 +149,7 @@ def test_the_stale_masks_of_a_changed_image_go_even_when_this_run_cannot_make_ne
     assert find_mask_source(out, "img2") is None
     Image.fromarray(blobs(12)).save(images / "img2.png")
     again = _masks(images, checkpoint, out)
-    assert "changed since" not in again.output and len(read_masks(out, "img2")) == 48
+    assert "image(s) changed since" not in again.output and len(read_masks(out, "img2")) == 48
 
 
 def test_a_relative_out_keeps_the_new_masks_of_a_changed_image(images: Path, checkpoint: Path, tmp_path: Path,
