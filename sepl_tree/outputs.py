@@ -55,8 +55,10 @@ __all__ = [
     "pending_ids",
     "plugin_fingerprints",
     "prepare_folder",
+    "read_since_log",
     "refresh_made_from",
     "release_folders",
+    "since_line",
     "write_status",
 ]
 
@@ -392,29 +394,14 @@ class MadeFrom:
 
     def read(self) -> dict[str, tuple[int, ...]]:
         """Each id's recorded change times (no file: ``{}``); sets :attr:`since`."""
-        records: dict[str, tuple[int, ...]] = {}
-        self.lines, self.since = 0, None
-        try:
-            with open(self.path, "rb") as f:
-                for line in f:
-                    self.lines += 1
-                    try:
-                        entry = json.loads(line)
-                        if "since" in entry:
-                            self.since = int(entry["since"]) if self.since is None else self.since
-                        else:
-                            records[entry["id"]] = tuple(int(t) for t in entry["inputs"])
-                    except (ValueError, TypeError, KeyError, OverflowError):
-                        continue  # cut short by a killed run, or not ours: that output has no record
-        except FileNotFoundError:
-            pass
+        records, self.since, self.lines = read_since_log(self.path, lambda e: tuple(int(t) for t in e["inputs"]))
         return records
 
     def tidy(self, records: Mapping[str, tuple[int, ...]]) -> None:
         """Rewrite the file with ``records`` alone (what :meth:`read` gave), its first line kept,
         when most of its lines are old ones."""
         if self.lines > _LINES_PER_IMAGE * len(records) + 100:
-            head = b"" if self.since is None else _since_line(self.since)
+            head = b"" if self.since is None else since_line(self.since)
             atomic_write_bytes(self.path, head + b"".join(_line(i, t) for i, t in records.items()))
             self.lines = len(records) + bool(head)
 
@@ -425,7 +412,7 @@ class MadeFrom:
             end = self._file.seek(0, os.SEEK_END)
             if not end:
                 self.since = os.fstat(self._file.fileno()).st_mtime_ns  # the clock the outputs' times come from
-                self._file.write(_since_line(self.since))
+                self._file.write(since_line(self.since))
                 self._file.flush()
             else:
                 self._file.seek(end - 1)
@@ -449,7 +436,31 @@ class MadeFrom:
         self.close()
 
 
-def _since_line(since: int) -> bytes:
+def read_since_log(path: Path, value: Callable[[dict[str, Any]], Any]) -> tuple[dict[str, Any], int | None, int]:
+    """A log of one JSON line per id (the last wins) after a first ``{"since": ns}`` line, as
+    :class:`MadeFrom` and ``masks``' own log keep them: ``(id -> value(entry), since or None,
+    lines)``; a line cut short by a killed run, or not ours, is no line; no file, ``({}, None, 0)``."""
+    records: dict[str, Any] = {}
+    since, lines = None, 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                lines += 1
+                try:
+                    entry = json.loads(line)
+                    if "since" in entry:
+                        since = int(entry["since"]) if since is None else since
+                    else:
+                        records[str(entry["id"])] = value(entry)
+                except (ValueError, TypeError, KeyError, OverflowError, AttributeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return records, since, lines
+
+
+def since_line(since: int) -> bytes:
+    """The first line of a :func:`read_since_log` log."""
     return (json.dumps({"since": since}) + "\n").encode()
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sepl_tree.files import append_line, atomic_write_bytes
+from sepl_tree.outputs import read_since_log, since_line
 
 __all__ = ["IMAGES_LOG", "ImagesLog", "image_record", "judge", "remove_masks", "stat_of"]
 
@@ -30,6 +31,8 @@ __all__ = ["IMAGES_LOG", "ImagesLog", "image_record", "judge", "remove_masks", "
 IMAGES_LOG = "masks_made_from.jsonl"
 
 _CHUNK = 1 << 20
+#: The fields of a record.
+_FIELDS = ("size", "mtime_ns", "sha1")
 
 
 def stat_of(path: Path) -> tuple[int, int] | None:
@@ -100,22 +103,7 @@ class ImagesLog:
 
     def read(self) -> dict[str, dict[str, Any]]:
         """Each id's last whole record (no file: ``{}``); sets :attr:`since`."""
-        records: dict[str, dict[str, Any]] = {}
-        self.lines, self.since = 0, None
-        try:
-            with open(self.path, "rb") as f:
-                for line in f:
-                    self.lines += 1
-                    try:
-                        entry = json.loads(line)
-                        if "since" in entry:
-                            self.since = int(entry["since"]) if self.since is None else self.since
-                        else:
-                            records[str(entry["id"])] = {k: entry[k] for k in ("size", "mtime_ns", "sha1")}
-                    except (ValueError, TypeError, KeyError, OverflowError):
-                        continue  # cut short by a killed run, or not ours
-        except FileNotFoundError:
-            pass
+        records, self.since, self.lines = read_since_log(self.path, lambda e: {k: e[k] for k in _FIELDS})
         return records
 
     def start(self) -> None:
@@ -123,13 +111,13 @@ class ImagesLog:
         with open(self.path, "ab+") as f:
             if not f.seek(0, os.SEEK_END):
                 self.since = os.fstat(f.fileno()).st_mtime_ns
-                f.write(_since_line(self.since))
+                f.write(since_line(self.since))
 
     def tidy(self, records: Mapping[str, Mapping[str, Any]]) -> None:
         """Rewrite the log as its first line and one line per record (atomically) when it holds
         more than twice as many lines (each copy of a dataset appends a line per image)."""
         if self.lines > 2 * len(records) + 100:
-            head = b"" if self.since is None else _since_line(self.since)
+            head = b"" if self.since is None else since_line(self.since)
             text = "".join(json.dumps({"id": i, **r}) + "\n" for i, r in records.items())
             atomic_write_bytes(self.path, head + text.encode())
             self.lines = len(records) + bool(head)
@@ -139,5 +127,3 @@ class ImagesLog:
         append_line(self.path, json.dumps({"id": image_id, **record}))
 
 
-def _since_line(since: int) -> bytes:
-    return (json.dumps({"since": since}) + "\n").encode()
