@@ -51,12 +51,14 @@ def read_ground_truth(gt_dir: Path, image_id: str) -> np.ndarray:
 
 
 def image_confusion(pred_map: np.ndarray, gt: np.ndarray, num_classes: int, pred_name: str | Path,
-                    gt_path: Path) -> np.ndarray:
-    """One image's ``(K, K+1)`` confusion matrix; a size mismatch or a GT value out of range is
+                    gt_path: Path, non_labels: str = "miss") -> np.ndarray:
+    """One image's ``(K, K+1)`` confusion matrix, ``non_labels`` applied
+    (:func:`sepl_tree.metrics.apply_pixel_rule`); a size mismatch or a GT value out of range is
     an ``InputError`` naming the file."""
     if pred_map.shape != gt.shape:
         raise InputError(pred_name, f"is {pred_map.shape[0]}x{pred_map.shape[1]} but the ground truth "
                          f"{gt_path} is {gt.shape[0]}x{gt.shape[1]}")
+    pred_map, gt = apply_pixel_rule(pred_map, gt, num_classes, non_labels)
     try:
         return confusion_matrix(pred_map, gt, num_classes)
     except ValueError as exc:
@@ -78,10 +80,9 @@ class EvalJob:
     def setup(self) -> Callable[[str], tuple[str, np.ndarray, np.ndarray, int | None]]:
         def process(image_id: str) -> tuple[str, np.ndarray, np.ndarray, int | None]:
             pred_path, gt_path = self.pred_dir / f"{image_id}.png", self.gt_dir / f"{image_id}.png"
-            pred, gt = _read_plain(pred_path), read_ground_truth(self.gt_dir, image_id)
-            if pred.shape == gt.shape:  # (else image_confusion names the mismatch)
-                pred, gt = apply_pixel_rule(pred, gt, self.num_classes, self.non_labels)
-            cm = image_confusion(pred, gt, self.num_classes, pred_path, gt_path).ravel()
+            pred = _read_plain(pred_path)
+            cm = image_confusion(pred, read_ground_truth(self.gt_dir, image_id), self.num_classes, pred_path, gt_path,
+                                 self.non_labels).ravel()
             cells = np.flatnonzero(cm)
             return image_id, cells, cm[cells], first_bad_label(pred, self.num_classes)
 
@@ -96,8 +97,8 @@ def evaluate_folders(pred: Path, gt_dir: Path, ids: Iterable[str], num_classes: 
     Returns the ``(K, K+1)`` matrix, the number of images and, for each prediction holding a
     value that is no label (K..254: counted as a miss, by the convention), its first such value;
     ``workers`` processes read and count (integer sums: the same matrix for any number);
-    ``on_image`` is called once per image done; ``non_labels``: :class:`EvalJob`'s. Missing files, size mismatches and GT values out of
-    range raise ``InputError`` naming the file.
+    ``on_image`` is called once per image done; ``non_labels``: :class:`EvalJob`'s. Missing
+    files, size mismatches and GT values out of range raise ``InputError`` naming the file.
     """
     from sepl_tree.executors import execute
 

@@ -283,7 +283,7 @@ def _judge_finished(out: Path, found: Mapping[str, Path], sources: Mapping[str, 
     if to_hash and on_hashing is not None:
         on_hashing(len(to_hash))
 
-    def judged(image_id: str) -> tuple[str, dict[str, Any] | None] | OSError:
+    def judged(image_id: str) -> tuple[str, dict[str, Any]] | OSError:
         try:
             return judge(found[image_id], records.get(image_id))
         except OSError as exc:
@@ -295,7 +295,7 @@ def _judge_finished(out: Path, found: Mapping[str, Path], sources: Mapping[str, 
                 unreadable[image_id] = verdict.strerror or str(verdict)
             elif verdict[0] == "changed":
                 changed.append(image_id)
-            elif verdict[1] is not None:
+            else:
                 log.note(image_id, verdict[1])  # (as it goes: a stopped check keeps what it hashed)
     order = {i: n for n, i in enumerate(sources)}
     return sorted(changed, key=order.__getitem__), unrecorded, unreadable
