@@ -80,7 +80,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-#: From this many images to hash on, a line says so (about 0.7 ms an image read from disk).
+#: From this many images to hash on, a line says so (each is read whole).
 HASHING_NOTE_IMAGES = 1_000
 
 
