@@ -47,23 +47,29 @@ def sparse_cells(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int32), flat[idx].astype(np.int64)
 
 
-def mean_iou(cms: np.ndarray) -> np.ndarray:
+def mean_iou(cms: np.ndarray, average: str = "defined") -> np.ndarray:
     """The mIoU (%) of each ``(K, K+1)`` matrix in ``cms (..., K, K+1)``, by the rule of
-    :func:`sepl_tree.metrics.scores`: a class absent from both ground truth and prediction is left
-    out of the mean (NaN when every class is).
+    :func:`sepl_tree.metrics.scores` for ``average``: ``"defined"``, a class absent from both
+    ground truth and prediction is left out of the mean (NaN when every class is); ``"all"``,
+    every class counts, an absent one as 0; ``"gt"``, the mean is over the classes the ground
+    truth holds (NaN when it holds none).
 
-    >>> mean_iou(np.array([[[1, 0, 0], [0, 1, 1]], [[0, 0, 0], [0, 2, 0]]])).tolist()
-    [75.0, 100.0]
+    >>> cms = np.array([[[1, 0, 0], [0, 1, 1]], [[0, 0, 0], [0, 2, 0]]])
+    >>> mean_iou(cms).tolist(), mean_iou(cms, "all").tolist(), mean_iou(cms, "gt").tolist()
+    ([75.0, 100.0], [75.0, 50.0], [75.0, 100.0])
     """
+    if average not in ("defined", "all", "gt"):
+        raise ValueError(f"unknown class average: {average!r}")
     cms = np.asarray(cms, np.float64)
     k = cms.shape[-2]
     tp = np.diagonal(cms[..., :k], axis1=-2, axis2=-1)
-    union = cms[..., :k].sum(axis=-2) + cms.sum(axis=-1) - tp
-    iou = np.full(tp.shape, np.nan)
+    in_gt = cms.sum(axis=-1)
+    union = cms[..., :k].sum(axis=-2) + in_gt - tp
+    iou = np.zeros(tp.shape)
     np.divide(tp * 100.0, union, out=iou, where=union > 0)
-    defined = ~np.isnan(iou)
-    count = defined.sum(axis=-1)
-    total = np.where(defined, iou, 0.0).sum(axis=-1)
+    counted = {"defined": union > 0, "all": np.ones(tp.shape, bool), "gt": in_gt > 0}[average]
+    count = counted.sum(axis=-1)
+    total = np.where(counted, iou, 0.0).sum(axis=-1)
     return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
@@ -79,8 +85,9 @@ def draw_indices(n: int, draws: int, seed: int = BOOTSTRAP_SEED, cells: int = 1)
 
 
 def bootstrap_miou(cells: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], num_classes: int, draws: int,
-                   seed: int = BOOTSTRAP_SEED) -> np.ndarray:
-    """``float64 (columns, draws)``: the mIoU of each column on each draw of the images.
+                   seed: int = BOOTSTRAP_SEED, average: str = "defined") -> np.ndarray:
+    """``float64 (columns, draws)``: the mIoU of each column on each draw of the images, its
+    mean over the classes ``average`` names (:func:`mean_iou`).
 
     ``cells[i][c]`` is image ``i``'s confusion matrix in column ``c`` (:func:`sparse_cells`);
     every column is scored on the same draws (:func:`draw_indices`).
@@ -106,7 +113,7 @@ def bootstrap_miou(cells: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], num
         times = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)  # how often each image
         for c, matrix in enumerate(matrices):
             sums = (matrix @ times.T).T  # (b, cells): each draw's summed matrix, exact in float64
-            out[c, done:done + b] = mean_iou(sums.reshape(b, num_classes, num_classes + 1))
+            out[c, done:done + b] = mean_iou(sums.reshape(b, num_classes, num_classes + 1), average)
         done += b
     return out
 

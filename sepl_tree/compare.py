@@ -4,9 +4,10 @@ Each image is read once (pseudo-label through the reader plugin, masks, ground t
 :class:`~sepl_tree.sample.Sample` is built (overlap computed once; the containment tree built
 once per ``tau`` and only if a strategy or subset needs it), every strategy runs on it and its
 output is written atomically to ``OUT/<strategy>/<id>.png``. The job returns the image's
-confusion matrices (input pseudo-label and each strategy, :func:`sepl_tree.metrics.confusion_matrix`)
-and its subset flags (:mod:`sepl_tree.subsets`). :class:`CompareTotals` sums the matrices per
-subset: scores are dataset-level, the published convention.
+confusion matrices (input pseudo-label and each strategy, :func:`sepl_tree.metrics.ruled_confusion`,
+under the config's ``convention``) and its subset flags (:mod:`sepl_tree.subsets`).
+:class:`CompareTotals` sums the matrices per subset: scores are dataset-level, the published
+convention.
 
 Resume: a strategy whose ``OUT/<strategy>/<id>.png`` exists is not run again for that image
 (unless ``overwrite``); the file is read back and scored, so the totals are the same as on a
@@ -39,7 +40,7 @@ from sepl_tree.executors import execute
 from sepl_tree.files import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.images import read_image
 from sepl_tree.inputs import InputConfig, InputReader, check_same_size
-from sepl_tree.metrics import confusion_matrix, scores
+from sepl_tree.metrics import CONVENTIONS, ruled_confusion, scores
 from sepl_tree.outputs import claim_folder, output_done
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.sample import Sample
@@ -91,6 +92,10 @@ class CompareConfig:
     bootstrap
         Draws of the images for the intervals of the mIoU differences (:mod:`sepl_tree.bootstrap`);
         0: none.
+    convention
+        How the scores are taken (a name of :data:`sepl_tree.metrics.CONVENTIONS`): its rule for
+        predicted non-labels in every matrix, its class average in the subsets' means and their
+        bootstrap (a per-image row of ``compare.csv`` averages the classes defined in that image).
     """
 
     inputs: InputConfig
@@ -103,6 +108,7 @@ class CompareConfig:
     #: Ids whose outputs are made again although they are there: out of date
     #: (:func:`sepl_tree.outputs.refresh_made_from`).
     redo: frozenset[str] = frozenset()
+    convention: str = "default"
 
     def output_path(self, strategy: str, image_id: str) -> Path:
         return self.out_dir / strategy / f"{image_id}.png"
@@ -159,7 +165,7 @@ class CompareJob:
 
     def setup(self) -> Callable[[str], ImageComparison]:
         c = self.config
-        k = c.inputs.num_classes
+        k, non_labels = c.inputs.num_classes, CONVENTIONS[c.convention].non_labels
         selectors, inputs = self.resolve(load_host(c.inputs.plugins))
         thr = selectors["threshold"].params if "threshold" in selectors else {}
         t1, t2 = float(thr.get("t1", 0.5)), float(thr.get("t2", 0.85))
@@ -183,8 +189,8 @@ class CompareJob:
             maps = list(outputs.values()) if len(outputs) > 1 else [pseudo, *outputs.values()]
             return ImageComparison(
                 image_id=image_id,
-                input_cm=confusion_matrix(pseudo, gt, k),
-                cms={name: confusion_matrix(out, gt, k) for name, out in outputs.items()},
+                input_cm=ruled_confusion(pseudo, gt, k, non_labels),
+                cms={name: ruled_confusion(out, gt, k, non_labels) for name, out in outputs.items()},
                 flags=subsets.flags,
                 details=subsets.details,
                 disagreement=disagreement(maps),
@@ -209,12 +215,13 @@ def _change(point: float, drawn: np.ndarray | None) -> dict[str, Any]:
 
 class CompareTotals:
     """Confusion matrices summed per subset, and one row per image; with ``bootstrap`` draws, each
-    image's matrices too (sparse), for the intervals of the mIoU differences."""
+    image's matrices too (sparse), for the intervals of the mIoU differences. ``average``: the
+    classes a subset's means are over (:func:`sepl_tree.metrics.scores`)."""
 
     def __init__(self, strategies: Sequence[str], subsets: Sequence[str], num_classes: int,
-                 bootstrap: int = 0) -> None:
+                 bootstrap: int = 0, average: str = "defined") -> None:
         self.strategies, self.subsets, self.num_classes = tuple(strategies), tuple(subsets), num_classes
-        self.bootstrap = bootstrap
+        self.bootstrap, self.average = bootstrap, average
         #: With ``bootstrap``: per image, its columns' non-zero cells packed in one ``int32 (2, n)``
         #: array (indices, counts) and where each column's run starts (about 1 KB an image).
         self.cells: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {}
@@ -263,7 +270,7 @@ class CompareTotals:
         if not self.bootstrap or not members:
             return None
         draws = self.bootstrap if len(members) >= BOOTSTRAP_MIN_IMAGES else 0
-        drawn = bootstrap_miou([self._columns(i) for i in members], self.num_classes, draws)
+        drawn = bootstrap_miou([self._columns(i) for i in members], self.num_classes, draws, average=self.average)
         first = self.strategies[0]
         doc: dict[str, Any] = {"draws": draws, "level": BOOTSTRAP_LEVEL, "seed": BOOTSTRAP_SEED,
                                "against_input": {}, "against": first, "against_first": {}}
@@ -287,11 +294,11 @@ class CompareTotals:
         out: dict[str, Any] = {}
         for subset in self.subsets:
             n = self.images[subset]
-            before = scores(self.cm[subset]["input"])
+            before = scores(self.cm[subset]["input"], self.average)
             miou = {"input": before.miou}
             entry: dict[str, Any] = {"images": n, "input": scores_to_json(before, class_names, n), "strategies": {}}
             for name in self.strategies:
-                after = scores(self.cm[subset][name])
+                after = scores(self.cm[subset][name], self.average)
                 miou[name] = after.miou
                 doc = scores_to_json(after, class_names, n)
                 doc["delta"] = {m: _num(getattr(after, a) - getattr(before, a)) for m, a in METRICS.items()}
@@ -347,7 +354,8 @@ def run_compare(config: CompareConfig, ids: Sequence[str], workers: int = 1,
 
     ``executor`` is one of :data:`sepl_tree.executors.EXECUTORS` (``ray`` takes ``ray_address``).
     """
-    totals = CompareTotals(config.strategies, config.subsets, config.inputs.num_classes, config.bootstrap)
+    totals = CompareTotals(config.strategies, config.subsets, config.inputs.num_classes, config.bootstrap,
+                           CONVENTIONS[config.convention].average)
     if not ids:
         raise SeplError("no images to compare")
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -393,6 +401,7 @@ def compare_document(config: CompareConfig, selectors: Mapping[str, Selector], r
                    "plugins": list(typed.get("plugins", c.plugins))},
         "subsets": list(config.subsets),
         "bootstrap": config.bootstrap,
+        "convention": config.convention,
         "thresholds": {name: getattr(subsets_module, name) for name in THRESHOLD_NAMES},
         "counts": {"images": n, "synthetic_masks": totals.synthetic_masks,
                    "kept_without_masks": totals.kept_without_masks, "outputs_computed": computed,

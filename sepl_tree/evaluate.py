@@ -22,7 +22,7 @@ import numpy as np
 from sepl_tree.errors import InputError, SeplError
 from sepl_tree.files import read_png
 from sepl_tree.label_maps import first_bad_label
-from sepl_tree.metrics import Scores, apply_pixel_rule, confusion_matrix
+from sepl_tree.metrics import Scores, ruled_confusion
 
 __all__ = ["EvalJob", "class_names_for", "evaluate_folders", "image_confusion", "read_ground_truth", "scores_to_json"]
 
@@ -58,9 +58,8 @@ def image_confusion(pred_map: np.ndarray, gt: np.ndarray, num_classes: int, pred
     if pred_map.shape != gt.shape:
         raise InputError(pred_name, f"is {pred_map.shape[0]}x{pred_map.shape[1]} but the ground truth "
                          f"{gt_path} is {gt.shape[0]}x{gt.shape[1]}")
-    pred_map, gt = apply_pixel_rule(pred_map, gt, num_classes, non_labels)
     try:
-        return confusion_matrix(pred_map, gt, num_classes)
+        return ruled_confusion(pred_map, gt, num_classes, non_labels)
     except ValueError as exc:
         raise InputError(gt_path, str(exc)) from None
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from sepl_tree.label_maps import IGNORE, more_classes_hint
 
-__all__ = ["CONVENTIONS", "Convention", "Scores", "apply_pixel_rule", "confusion_matrix", "scores"]
+__all__ = ["CONVENTIONS", "Convention", "Scores", "apply_pixel_rule", "confusion_matrix", "ruled_confusion", "scores"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,16 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.n
     p = pred[valid].astype(np.int64)
     p = np.where((p >= 0) & (p < k), p, k)
     return np.bincount(g * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)
+
+
+def ruled_confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int, non_labels: str = "miss") -> np.ndarray:
+    """:func:`confusion_matrix` of ``pred`` against ``gt`` with ``non_labels`` applied first
+    (:func:`apply_pixel_rule`; ``"miss"``, the default, is the plain matrix).
+
+    >>> ruled_confusion(np.array([[0, 255]], np.uint8), np.array([[0, 1]], np.uint8), 2, "background").tolist()
+    [[1, 0, 0], [1, 0, 0]]
+    """
+    return confusion_matrix(*apply_pixel_rule(pred, gt, num_classes, non_labels), num_classes)
 
 
 def _uint8_confusion(pred: np.ndarray, gt: np.ndarray, k: int) -> np.ndarray:

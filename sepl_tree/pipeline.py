@@ -22,7 +22,7 @@ from sepl_tree import __version__
 from sepl_tree.executors import execute
 from sepl_tree.files import read_label_png, remove_stale_temporaries, write_label_png
 from sepl_tree.inputs import InputConfig, InputReader
-from sepl_tree.metrics import confusion_matrix
+from sepl_tree.metrics import CONVENTIONS, ruled_confusion
 from sepl_tree.outputs import output_done, plugin_fingerprints
 from sepl_tree.plugins import PluginHost, load_host
 from sepl_tree.provenance import masks_provenance
@@ -43,6 +43,9 @@ class RunConfig:
     #: Ids whose output is made again although it is there: its inputs changed since it was made
     #: (:func:`sepl_tree.outputs.refresh_made_from`).
     redo: frozenset[str] = frozenset()
+    #: How the scores against ``inputs.gt_dir`` are taken (a name of
+    #: :data:`sepl_tree.metrics.CONVENTIONS`); no setting of the outputs.
+    convention: str = "default"
 
     def output_path(self, image_id: str) -> Path:
         return self.out_dir / f"{image_id}.png"
@@ -57,7 +60,7 @@ class ImageResult:
     """What happened to one image.
 
     ``confusion`` is ``int64 (2, K, K+1)``, the input's and the output's confusion matrices
-    against the ground truth, when the run has one.
+    against the ground truth (the config's ``convention`` applied), when the run has one.
     """
 
     image_id: str
@@ -87,7 +90,7 @@ class RunJob:
     def setup(self) -> Callable[[str], ImageResult]:
         c = self.config
         selector, inputs = self.resolve(load_host(c.inputs.plugins))
-        k = c.inputs.num_classes
+        k, non_labels = c.inputs.num_classes, CONVENTIONS[c.convention].non_labels
 
         def process(image_id: str) -> ImageResult:
             path = c.output_path(image_id)
@@ -101,7 +104,7 @@ class RunJob:
             confusion = None
             if c.inputs.gt_dir is not None:
                 gt = inputs.gt(image_id, pseudo.shape)
-                confusion = np.stack([confusion_matrix(pseudo, gt, k), confusion_matrix(out, gt, k)])
+                confusion = np.stack([ruled_confusion(pseudo, gt, k, non_labels), ruled_confusion(out, gt, k, non_labels)])
             return ImageResult(image_id, n_masks, int(np.count_nonzero(out != pseudo)), no_masks, written, confusion)
 
         return process

@@ -39,6 +39,21 @@ def test_mean_iou_is_the_miou_of_scores_with_absent_classes_left_out():
     assert np.isnan(got[-1]) and np.isnan(scores(cms[-1]).miou)  # no class anywhere: no mIoU
 
 
+@pytest.mark.parametrize("average", ["defined", "all", "gt"])
+def test_mean_iou_follows_each_class_average_of_scores(average):
+    rng = np.random.default_rng(5)
+    cms = random_confusions(rng, 40)
+    for cm in cms[::4]:  # a class only predicted (in no GT row): "gt" leaves it out, the others count its 0
+        cm[0, K - 1] += 7
+        cm[K - 1, :] = 0
+    got = mean_iou(np.stack(cms), average)
+    for cm, value in zip(cms, got, strict=True):
+        assert value == pytest.approx(scores(cm, average).miou, abs=1e-12)
+    assert len({round(float(v), 9) for v in (mean_iou(cms[0], a) for a in ("defined", "all", "gt"))}) > 1
+    with pytest.raises(ValueError, match="unknown class average"):
+        mean_iou(cms[0], "present")
+
+
 def test_each_draw_scores_the_summed_matrices_of_the_images_it_drew():
     rng = np.random.default_rng(4)
     columns = [random_confusions(rng, 30), random_confusions(rng, 30)]

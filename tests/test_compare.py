@@ -288,7 +288,8 @@ def test_each_strategy_folder_says_finished_or_stopped(demo, tmp_path):
     for name in STRATEGIES.split(","):
         doc = json.loads((out / name / "run.json").read_text())
         assert doc["status"] == "stopped" and "not a PNG file" in doc["error"]
-        assert doc["counts"] == {"images": len(ids), "written": 1 if name == "official" else 0}  # (up to the stop)
+        written = 1 if name == "official" else 0  # up to the stop: the 3 images before ids[3], ids[2] made again
+        assert doc["counts"] == {"images": len(ids), "written": written, "skipped_existing": 3 - written}
     assert _compare(demo, out).exit_code == 0
     doc = json.loads((out / "official" / "run.json").read_text())
     assert doc["status"] == "finished" and doc["counts"]["written"] == 0  # (the stopped run's output is reused)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sepl_tree.cli import app
 from sepl_tree.files import write_label_png
 from sepl_tree.metrics import CONVENTIONS, apply_pixel_rule, confusion_matrix, scores
+from tests.helpers import write_dataset
 
 runner = CliRunner()
 K = 5
@@ -159,3 +160,82 @@ def test_an_unknown_convention_is_refused(tmp_path):
     result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
                                  "--convention", "mmseg"])
     assert result.exit_code == 2 and "mmseg" in result.output
+
+
+def _enhance_dataset(root, seed, count=12):
+    """Pseudo-labels near the GT with 255 (unsure) pixels and class 3 (never in the GT), one mask per
+    GT region (so the strategies change the labels); class 4 is nowhere."""
+    rng = np.random.default_rng(seed)
+    items = {}
+    for n in range(count):
+        gt = rng.choice([0, 1, 2, 255], size=(12, 14), p=[0.5, 0.25, 0.15, 0.1]).astype(np.uint8)
+        pseudo = np.where(gt == 255, 0, gt).astype(np.uint8)
+        noisy = rng.random(gt.shape) < 0.3
+        pseudo[noisy] = rng.choice([0, 1, 3, 255], size=int(noisy.sum()))
+        masks = np.stack([gt == c for c in (0, 1, 2) if (gt == c).any()])
+        items[f"i{n:02d}"] = (pseudo, masks, gt)
+    return write_dataset(root, items)
+
+
+def _eval_folder(pred, gt, tmp_path, convention):
+    out = tmp_path / f"eval-{convention}-{pred.name}.json"
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--num-classes", str(K),
+                                 "--json", str(out), "--convention", convention])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_run_scores_its_input_and_output_under_each_convention_as_eval_does(tmp_path):
+    pseudo, masks, gt = _enhance_dataset(tmp_path / "data", 0)
+    out = tmp_path / "out"
+    got = {}
+    for name in CONVENTIONS:  # (one folder: the convention is no setting of the outputs, they are reused)
+        result = runner.invoke(app, ["run", "--pseudo-labels", str(pseudo), "--masks", str(masks), "--gt", str(gt),
+                                     "--out", str(out), "--num-classes", str(K), "--convention", name])
+        assert result.exit_code == 0, result.output
+        assert ("scored as" in result.output) == (name != "default")
+        doc = json.loads((out / "run.json").read_text())
+        assert doc["eval"]["convention"] == name
+        assert doc["counts"]["written"] == (12 if name == "default" else 0)
+        got[name] = doc["eval"]["input"]["miou"], doc["eval"]["output"]["miou"]
+        assert got[name][0] == pytest.approx(_eval_folder(pseudo, gt, tmp_path, name)["miou"], abs=1e-4)
+        assert got[name][1] == pytest.approx(_eval_folder(out, gt, tmp_path, name)["miou"], abs=1e-4)
+    assert len({before for before, _ in got.values()}) == len(CONVENTIONS), got  # each reading parts here
+    assert all(after > before for before, after in got.values())
+
+
+def test_run_refuses_a_convention_without_ground_truth(tmp_path):
+    pseudo, masks, _ = _enhance_dataset(tmp_path / "data", 0, count=2)
+    result = runner.invoke(app, ["run", "--pseudo-labels", str(pseudo), "--masks", str(masks),
+                                 "--out", str(tmp_path / "out"), "--num-classes", str(K), "--convention", "seam"])
+    assert result.exit_code == 1 and "--convention seam says how the scores against --gt are taken" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_scores_its_subsets_and_bootstrap_under_the_convention(tmp_path):
+    pseudo, masks, gt = _enhance_dataset(tmp_path / "data", 1)
+    out = tmp_path / "cmp"
+    docs = {}
+    for name in ("default", "seam", "irn"):
+        result = runner.invoke(app, ["compare", "--strategies", "threshold,official", "--pseudo-labels", str(pseudo),
+                                     "--masks", str(masks), "--gt", str(gt), "--out", str(out), "--num-classes",
+                                     str(K), "--subset", "all", "--bootstrap", "200", "--strips", "0",
+                                     "--convention", name])
+        assert result.exit_code == 0, result.output
+        doc = docs[name] = json.loads((out / "compare.json").read_text())
+        assert doc["convention"] == name and f"- convention: `{name}`" in (out / "report.md").read_text()
+        assert doc["counts"]["outputs_computed"] == (24 if name == "default" else 0)
+        entry = doc["results"]["all"]
+        assert entry["input"]["miou"] == pytest.approx(_eval_folder(pseudo, gt, tmp_path, name)["miou"], abs=1e-3)
+        for strategy in ("threshold", "official"):
+            scored = _eval_folder(out / strategy, gt, tmp_path, name)
+            assert entry["strategies"][strategy]["miou"] == pytest.approx(scored["miou"], abs=1e-3)
+        boot = entry["bootstrap"]["against_input"]["threshold"]
+        assert boot["change"] == pytest.approx(entry["strategies"]["threshold"]["miou"] - entry["input"]["miou"],
+                                               abs=1e-3)
+        low, high = boot["interval"]
+        assert low <= high
+    assert docs["seam"]["results"]["all"]["input"]["miou"] < docs["default"]["results"]["all"]["input"]["miou"]
+    seam, default = (docs[n]["results"]["all"]["bootstrap"]["against_input"]["threshold"]["interval"]
+                     for n in ("seam", "default"))
+    assert seam != default  # the draws are scored under the convention too

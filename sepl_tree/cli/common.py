@@ -26,12 +26,15 @@ from rich.table import Table
 from sepl_tree.classes import default_class_names
 from sepl_tree.errors import SeplError
 from sepl_tree.label_maps import IGNORE
+from sepl_tree.metrics import CONVENTIONS
 from sepl_tree.outputs import release_folders
 from sepl_tree.plugins import PluginHost, UnknownName, load_host, looks_like_plugin_file
 
 __all__ = [
     "CONFIG_TABLES",
     "ConfigOpt",
+    "ConventionName",
+    "ConventionOpt",
     "DatasetConfigOpt",
     "Executor",
     "ExecutorOpt",
@@ -69,6 +72,7 @@ __all__ = [
     "read_ids",
     "run_guarded",
     "say_checking",
+    "say_convention",
     "warn",
     "warn_if_labels_unused",
     "warn_kept_without_masks",
@@ -111,6 +115,12 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 MissingMasksOpt = Annotated[MissingMasks, typer.Option(
     "--missing-masks", help="An id without masks: an error, or keep its pseudo-label.")]
+#: ``--convention``'s choices: the names of :data:`sepl_tree.metrics.CONVENTIONS`.
+ConventionName = Enum("ConventionName", [(name.replace("-", "_"), name) for name in CONVENTIONS], type=str)
+ConventionOpt = Annotated[ConventionName, typer.Option(
+    "--convention", help="Score as a baseline's own script does, to reproduce its number: "
+    + "; ".join(f"{name}: {c.rule}" for name, c in CONVENTIONS.items() if name != "default")
+    + " (README, Conventions).")]
 ImagesOpt = Annotated[Path | None, typer.Option(
     "--images", "--image", metavar="DIR", show_default=False,
     help="Folder of the RGB images (<id>.jpg/.png), for pictures.")]
@@ -500,6 +510,13 @@ def delta(after: float, before: float) -> str:
     d = after - before
     colour = "green" if d > 0 else "red" if d < 0 else "white"
     return f"[{colour}]{d:+.2f}[/{colour}]"
+
+
+def say_convention(name: str) -> None:
+    """The line under a table of scores taken as a baseline's script takes them (none for ``default``)."""
+    if name != "default":
+        rules = CONVENTIONS[name]
+        console.print(f"scored as {rules.follows}: {rules.rule}", highlight=False)
 
 
 def print_scores(title: str, names: list[str], columns: dict[str, Any]) -> None:

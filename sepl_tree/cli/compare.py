@@ -15,6 +15,8 @@ from rich.table import Table
 
 from sepl_tree.bootstrap import BOOTSTRAP_MIN_IMAGES, change_text, drawn_subsets
 from sepl_tree.cli.common import (
+    ConventionName,
+    ConventionOpt,
     DatasetConfigOpt,
     Executor,
     ExecutorOpt,
@@ -42,6 +44,7 @@ from sepl_tree.cli.common import (
     parse_params,
     run_guarded,
     say_checking,
+    say_convention,
     warn,
     warn_if_labels_unused,
     warn_kept_without_masks,
@@ -141,16 +144,17 @@ def _subsets(given: list[str] | None) -> tuple[str, ...]:
     return subset_names(given)
 
 
-def _run(config: CompareConfig, ids: list[str], computed: dict[str, int], workers: int, executor: str,
+def _run(config: CompareConfig, ids: list[str], made: dict[str, int], seen: list[int], workers: int, executor: str,
          options: dict[str, Any]):
-    """Run the comparison with a progress bar, counting in ``computed`` the outputs each strategy
-    made (a stopped run records them): ``(totals, seconds)``."""
+    """Run the comparison with a progress bar, counting in ``made`` the outputs each strategy
+    made and in ``seen[0]`` the images done (a stopped run records them): ``(totals, seconds)``."""
     t0 = time.perf_counter()
     with image_progress("compare", len(ids)) as step:
 
         def on_image(result: Any) -> None:
             for name in result.computed:
-                computed[name] += 1
+                made[name] += 1
+            seen[0] += 1
             step()
 
         totals = run_compare(config, ids, workers=workers, on_image=on_image, executor=executor, **options)
@@ -191,6 +195,7 @@ def compare_command(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, metavar="N", help="Draws of the images for the 95 % intervals of the mIoU changes (0: none).")] = 1000,
     plugin: PluginOpt = None,
     preset: DatasetConfigOpt = None,
+    convention: ConventionOpt = ConventionName.default,
 ) -> None:
     """Run several strategies on the same images and score them per failure subset.
 
@@ -213,7 +218,8 @@ def compare_command(
         # Absolute paths: workers may run elsewhere (a Ray cluster) or in another directory.
         inputs = InputConfig(pseudo_labels.resolve(), masks.resolve(), gt.resolve(), reader, to_reader, num_classes,
                              absolute_plugin_paths(plugin), labels and labels.resolve(), missing_masks.value)
-        config = CompareConfig(inputs, out.resolve(), tuple(names), per_strategy, chosen, overwrite, bootstrap=bootstrap)
+        config = CompareConfig(inputs, out.resolve(), tuple(names), per_strategy, chosen, overwrite, bootstrap=bootstrap,
+                               convention=convention.value)
         selectors, reader_in = CompareJob(config).resolve(host)  # parameter errors before any work
         # --labels read once, here: the workers and the strips get them with the config
         config = dataclasses.replace(config, inputs=config.inputs.with_labels_read(reader_in.context.image_labels))
@@ -231,20 +237,23 @@ def compare_command(
         stale = out_of_date(reader_in.input_stamps(id_list), [out / n for n in names], overwrite,
                             inputs_changed("its pseudo-label or masks", labels), example=str, what="image(s)' outputs")
         config = dataclasses.replace(config, redo=stale)
-        made = dict.fromkeys(names, 0)
+        made, seen = dict.fromkeys(names, 0), [0]
+
+        def counts(name: str) -> dict[str, int]:  # (stopped: of the images done so far)
+            return {"images": len(id_list), "written": made[name], "skipped_existing": seen[0] - made[name]}
+
         with contextlib.ExitStack() as stack:  # each strategy's run.json says stopped, why, and what it wrote
             for name in names:
-                stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name], lambda name=name: {
-                    "counts": {"images": len(id_list), "written": made[name]}}))
-            totals, seconds = _run(config, id_list, made, workers, executor.value, options)
+                stack.enter_context(noting_a_stop(config.out_dir / name, "run.json", settings[name],
+                                                  lambda name=name: {"counts": counts(name)}))
+            totals, seconds = _run(config, id_list, made, seen, workers, executor.value, options)
         for name in names:
-            write_status(config.out_dir / name, "run.json", settings[name], "finished",
-                         counts={"images": len(id_list), "written": made[name],
-                                 "skipped_existing": len(id_list) - made[name]})
+            write_status(config.out_dir / name, "run.json", settings[name], "finished", counts=counts(name))
         computed = sum(made.values())
         summary = totals.summary(class_names)
         print_compare(summary, names)
         print_intervals(summary, names)
+        say_convention(convention.value)
         warn_kept_without_masks(totals.kept_without_masks, len(id_list))
         if totals.synthetic_masks:
             err_console.print(f"[yellow]SYNTHETIC masks[/yellow] in {totals.synthetic_masks} of {len(id_list)} images "
@@ -257,6 +266,7 @@ def compare_command(
         doc["execution"] = execution_log(options)
         meta = {"pseudo-labels": pseudo_labels, "masks": masks, "gt": gt, "reader": reader, "images": len(id_list),
                 "strategies": ", ".join(names), "params": json.dumps(doc["params"], default=str),
+                "convention": convention.value,
                 "synthetic": totals.synthetic_masks > 0}
         report = write_report(out, doc, totals.table(), names, strip_bytes, meta)
         console.print(f"report: {report['report.md']} (compare.json, compare.csv, figures/ in {out})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,8 @@ import typer
 
 from sepl_tree import __version__
 from sepl_tree.cli.common import (
+    ConventionName,
+    ConventionOpt,
     DatasetConfigOpt,
     IdsOpt,
     NumClassesOpt,
@@ -22,6 +23,7 @@ from sepl_tree.cli.common import (
     print_scores,
     read_ids,
     run_guarded,
+    say_convention,
     warn,
 )
 from sepl_tree.errors import InputError, SeplError, is_input_file
@@ -29,9 +31,6 @@ from sepl_tree.evaluate import evaluate_folders, scores_to_json
 from sepl_tree.files import atomic_write_bytes, naming_hint
 from sepl_tree.label_maps import more_classes_hint
 from sepl_tree.metrics import CONVENTIONS, scores
-
-#: ``--convention``'s choices: the names of :data:`sepl_tree.metrics.CONVENTIONS`.
-ConventionName = Enum("ConventionName", [(name.replace("-", "_"), name) for name in CONVENTIONS], type=str)
 
 #: What the warning about non-label predictions says happened to them, by rule.
 _NON_LABELS_COUNT_AS = {
@@ -99,7 +98,7 @@ def eval_command(
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Score the images that have a prediction when some have none (says how many).")] = False,
     workers: WorkersOpt = 1,
     config: DatasetConfigOpt = None,
-    convention: Annotated[ConventionName, typer.Option("--convention", help="Score as a baseline's own script does, to reproduce its number: " + "; ".join(f"{name}: {c.rule}" for name, c in CONVENTIONS.items() if name != "default") + " (README, Conventions).")] = ConventionName.default,
+    convention: ConventionOpt = ConventionName.default,
 ) -> None:
     """mIoU, precision and recall of label maps against ground truth (published conventions)."""
 
@@ -123,8 +122,7 @@ def eval_command(
                  "(README, Conventions)" + more_classes_hint(not_labels[first], num_classes))
         s = scores(cm, rules.average)
         print_scores(f"{pred} ({count} images)", names, {"": s})
-        if convention.value != "default":
-            console.print(f"scored as {rules.follows}: {rules.rule}", highlight=False)
+        say_convention(convention.value)
         if json_out is not None:
             if json_out.is_dir():
                 raise SeplError(f"--json {json_out}: is a folder; give a file name, e.g. {json_out / 'scores.json'}")

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from sepl_tree.cli.common import (
     ConfigOpt,
+    ConventionName,
+    ConventionOpt,
     Executor,
     ExecutorOpt,
     IdsOpt,
@@ -43,6 +45,7 @@ from sepl_tree.cli.common import (
     print_scores,
     run_guarded,
     say_checking,
+    say_convention,
     warn_if_labels_unused,
     warn_kept_without_masks,
 )
@@ -50,7 +53,7 @@ from sepl_tree.errors import SeplError
 from sepl_tree.evaluate import scores_to_json
 from sepl_tree.files import atomic_write_bytes
 from sepl_tree.inputs import InputConfig
-from sepl_tree.metrics import scores
+from sepl_tree.metrics import CONVENTIONS, scores
 from sepl_tree.outputs import check_apart, claim_folder, noting_a_stop, pending_ids
 from sepl_tree.pipeline import FREE_SETTINGS, RunConfig, RunJob, run_images, run_manifest, run_settings
 from sepl_tree.plugins import PluginHost, UnknownName
@@ -163,14 +166,16 @@ def _print_summary(strategy: str, counts: dict[str, int], checks: float, seconds
 
 def _print_eval(cfg: RunConfig, confusion: np.ndarray, count: int, names: list[str]) -> dict[str, Any]:
     """Print input vs output scores; return the ``eval`` entry of ``run.json``."""
-    before, after = scores(confusion[0]), scores(confusion[1])
+    average = CONVENTIONS[cfg.convention].average
+    before, after = scores(confusion[0], average), scores(confusion[1], average)
     print_scores(f"input vs {cfg.strategy} ({count} images)", names, {"input": before, "output": after})
     console.print(f"mIoU {fmt(before.miou)} -> {fmt(after.miou)} ({delta(after.miou, before.miou)}), "
                   f"precision {fmt(before.mean_precision)} -> {fmt(after.mean_precision)} "
                   f"({delta(after.mean_precision, before.mean_precision)}), "
                   f"recall {fmt(before.mean_recall)} -> {fmt(after.mean_recall)} "
                   f"({delta(after.mean_recall, before.mean_recall)})")
-    return {"gt": str(cfg.inputs.gt_dir), "input": scores_to_json(before, names, count),
+    say_convention(cfg.convention)
+    return {"gt": str(cfg.inputs.gt_dir), "convention": cfg.convention, "input": scores_to_json(before, names, count),
             "output": scores_to_json(after, names, count)}
 
 
@@ -187,6 +192,7 @@ def run_command(
     num_classes: Annotated[int, typer.Option("--num-classes", min=2, max=255, metavar="K", help="Classes K, background included (VOC 21, COCO 81).")] = 21,
     ids: IdsOpt = None,
     gt: Annotated[Path | None, typer.Option("--gt", metavar="DIR", help="Ground truth: score input and output side by side.", show_default=False)] = None,
+    convention: ConventionOpt = ConventionName.default,
     workers: WorkersOpt = 1,
     executor: ExecutorOpt = Executor.process,
     ray_address: RayAddressOpt = None,
@@ -203,13 +209,17 @@ def run_command(
         names = config_class_names(ctx, config, num_classes)  # before any work (the demo's data included)
         host = get_host(plugin)
         _check_names(ctx, host, strategy, reader, config, tables)
+        if gt is None and convention.value != "default" and (pseudo_labels or masks):  # (the demo has its GT)
+            raise SeplError(f"--convention {convention.value} says how the scores against --gt are taken; "
+                            "give --gt DIR (or score a folder with `sepl-tree eval`)")
         folders = _folders(pseudo_labels, masks, out, gt, num_classes, strategy)
         given = {**tables.get("params", {}), **parse_params(param)}
         cfg = _config(host, folders, strategy, reader, given, tables.get("reader_params", {}), labels, num_classes,
                       missing_masks.value, overwrite, plugin)
         selector, inputs = RunJob(cfg).resolve(host)  # parameter errors before any work
         # --labels read once, here: the workers get them with the job
-        cfg = dataclasses.replace(cfg, inputs=cfg.inputs.with_labels_read(inputs.context.image_labels))
+        cfg = dataclasses.replace(cfg, inputs=cfg.inputs.with_labels_read(inputs.context.image_labels),
+                                  convention=convention.value)
         check_apart(folders[3], "--out", {"--pseudo-labels": folders[0], "--masks": folders[1], "--gt": folders[2],
                                           "--labels": labels})
         all_ids = input_ids(inputs, ids)
