@@ -6,6 +6,8 @@ suffixes are matched case-insensitively from :data:`IMAGE_SUFFIXES`.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from sepl_tree.errors import InputError, not_a_file
 from sepl_tree.files import check_pixels
 
-__all__ = ["IMAGE_SUFFIXES", "find_image", "find_images", "load_image", "read_image"]
+__all__ = ["IMAGE_SUFFIXES", "find_image", "find_images", "load_image", "load_image_with_sha1", "read_image"]
 
 #: Image files read by ``masks``, ``compare --images``, ``tree --images`` and ``synth``.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -72,15 +74,16 @@ def _rgb(path: Path, img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"))  # writable (torch warns about read-only arrays)
 
 
-def load_image(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+def load_image(path: Path, shape: tuple[int, int] | None = None, data: bytes | None = None) -> np.ndarray:
     """An image file as ``uint8 (H, W, 3)`` RGB, or ``InputError`` naming the file.
 
-    With ``shape`` (``(H, W)``, e.g. the labels'), an image of another size is an error too.
+    With ``shape`` (``(H, W)``, e.g. the labels'), an image of another size is an error too;
+    ``data``: the file's bytes, read already (decoded in its place).
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, in one line
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 width, height = img.size
                 check_pixels(path, height, width, "image claims")
                 rgb = _rgb(path, img)
@@ -88,11 +91,26 @@ def load_image(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
         raise InputError(path, "file not found") from None
     except Image.DecompressionBombError as exc:  # (opened before the size could be read)
         raise InputError(path, f"not read: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:  # (PIL's text names the file, or the bytes' repr when decoding ``data``)
+        raise InputError(path, f"not a readable image (cannot identify image file {str(path)!r})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"not a readable image ({exc})") from None
     if shape is not None and rgb.shape[:2] != tuple(shape):
         raise InputError(path, f"is {rgb.shape[0]}x{rgb.shape[1]} but the labels are {shape[0]}x{shape[1]}")
     return rgb
+
+
+def load_image_with_sha1(path: Path) -> tuple[np.ndarray, str]:
+    """An image as :func:`load_image` gives it, and the SHA-1 of the bytes it was decoded from
+    (the file read once): what masks made from it were made from, whatever happens to the file
+    meanwhile."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"not a readable image ({exc.strerror or exc})") from None
+    return load_image(path, data=data), hashlib.sha1(data).hexdigest()
 
 
 def read_image(images_dir: Path, image_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -120,6 +120,50 @@ def test_an_image_left_alone_is_recorded_as_its_masks_are_written(tmp_path: Path
                       "sha1": hashlib.sha1(image.read_bytes()).hexdigest()}
 
 
+def test_an_image_touched_while_its_masks_were_made_keeps_them(tmp_path: Path) -> None:
+    """(The driver could not tell a touch from an edit: it failed the image, and its masks were removed.)"""
+    run, image, out = _one_image_run(tmp_path, lambda image: (1, 2))  # its time moved since the run read it
+    read = hashlib.sha1(image.read_bytes()).hexdigest()  # what the worker decoded: the same bytes
+    counted = run.add(MaskResult("a", n_masks=3, sha1=read))
+    assert counted.error is None and (out / "a.json").exists() and run.summary.done == 1
+    assert ImagesLog(out).read()["a"] == {"size": image.stat().st_size, "mtime_ns": image.stat().st_mtime_ns,
+                                          "sha1": read}
+
+
+@pytest.mark.parametrize("stats", [stat_of, lambda image: (1, 2)])
+def test_masks_made_from_other_bytes_than_the_image_holds_now_fail(tmp_path: Path, stats) -> None:
+    run, image, out = _one_image_run(tmp_path, stats)
+    os.utime(image, ns=(image.stat().st_mtime_ns + 10**9,) * 2)  # rewritten after the worker read it
+    counted = run.add(MaskResult("a", n_masks=3, sha1="0" * 40))
+    assert counted.error.startswith(f"{image}: the image changed while its masks were made")
+    assert not (out / "a.json").exists() and ImagesLog(out).read() == {}
+
+
+@pytest.mark.parametrize("engine", ["fast", "stock"])
+def test_the_recorded_hash_is_of_the_bytes_the_worker_decoded(images: Path, checkpoint: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    """A touch while the model works (here: right after each image is read) keeps the masks."""
+    import sepl_tree.sam.workers as workers
+
+    read = workers.load_image_with_sha1
+
+    def read_then_touch(path):
+        decoded = read(path)
+        os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+        return decoded
+
+    monkeypatch.setattr(workers, "load_image_with_sha1", read_then_touch)
+    out = tmp_path / "masks"
+    result = _masks(images, checkpoint, out, "--executor", "serial", "--engine", engine)
+    log = out / "errors.log"
+    assert "image(s) failed" not in result.output and (not log.exists() or not log.read_text().strip())
+    records = ImagesLog(out).read()
+    assert sorted(records) == ["img0", "img1", "img2", "img3"]
+    for path in sorted(images.iterdir()):
+        assert records[path.stem] == {"size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+                                      "sha1": hashlib.sha1(path.read_bytes()).hexdigest()}
+
+
 def _stored(path: Path, seed: int) -> None:
     """An uncompressed PNG: its size depends on its dimensions only, so an edit keeps the size."""
     Image.fromarray(blobs(seed)).save(path, compress_level=0)

@@ -215,10 +215,7 @@ class MaskRun:
         if result.error is None:
             path, written = self.job.images[image_id], self.job.out / (image_id if self.job.fmt == "png" else
                                                                       f"{image_id}.json")
-            now, record = stat_of(path), None
-            if now is not None and now == self.stats.get(image_id, now):
-                with contextlib.suppress(OSError):  # (unreadable now: as changed)
-                    record = image_record(path, now)
+            record = self._made_from(path, self.stats.get(image_id), result.sha1)
             if record is not None:
                 ImagesLog(self.job.out).note(image_id, record)
             else:
@@ -230,6 +227,25 @@ class MaskRun:
         if result.error is not None:
             append_error(self.log, result)
         return result
+
+    @staticmethod
+    def _made_from(path: Path, before: tuple[int, int] | None, sha1: str | None) -> dict[str, Any] | None:
+        """The record of the image ``path`` whose masks were just made from bytes of SHA-1 ``sha1``
+        (``None``: the worker did not say), its ``(size, mtime)`` ``before`` the run read it; or
+        ``None`` when it no longer holds those bytes (or cannot be read). The same size and time
+        as before: those bytes; another time: hashed again, so that a ``touch`` or a copy of the
+        same bytes while its masks were made keeps them."""
+        now = stat_of(path)
+        if now is None:
+            return None
+        if sha1 is not None and now == before:
+            return {"size": now[0], "mtime_ns": now[1], "sha1": sha1}
+        try:
+            record = image_record(path, now)
+        except OSError:
+            return None
+        same = record["sha1"] == sha1 if sha1 is not None else now == before
+        return record if same else None
 
     def finish(self, seconds: float, execution: Mapping[str, Any] | None = None) -> None:
         """Close the run log with the counts, images/s, seconds per stage and how it was executed

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sepl_tree.errors import one_line
-from sepl_tree.images import load_image
+from sepl_tree.images import load_image_with_sha1
 from sepl_tree.sam.writing import amg_record, write_records
 
 __all__ = ["FastWorker", "MaskResult", "StockWorker", "failing_worker"]
@@ -39,13 +39,14 @@ WRITES_IN_FLIGHT = 8
 
 @dataclass(frozen=True)
 class MaskResult:
-    """What happened to one image."""
+    """What happened to one image; ``sha1``: of the image file's bytes the masks were made from."""
 
     image_id: str
     n_masks: int = 0
     seconds: float = 0.0
     error: str | None = None
     stages: Mapping[str, float] = field(default_factory=dict)
+    sha1: str | None = None
 
 
 def failing_worker(error: Exception) -> Callable[[str], MaskResult]:
@@ -68,7 +69,7 @@ class StockWorker:
         start = time.perf_counter()
         stages: dict[str, float] = {}
         try:
-            image = load_image(Path(self.images[image_id]))
+            image, sha1 = load_image_with_sha1(Path(self.images[image_id]))
             stages["read"] = time.perf_counter() - start
             records = [amg_record(r) for r in self.generator.generate(image)]
             stages["generate"] = time.perf_counter() - start - stages["read"]
@@ -76,7 +77,7 @@ class StockWorker:
             stages["write"] = time.perf_counter() - start - stages["read"] - stages["generate"]
         except Exception as exc:  # one bad image must not stop a days-long run
             return MaskResult(image_id, seconds=time.perf_counter() - start, error=one_line(exc, typed=True), stages=stages)
-        return MaskResult(image_id, len(records), time.perf_counter() - start, stages=stages)
+        return MaskResult(image_id, len(records), time.perf_counter() - start, stages=stages, sha1=sha1)
 
     def map(self, ids: Iterable[str]) -> Iterator[MaskResult]:
         return (self(image_id) for image_id in ids)
@@ -87,6 +88,7 @@ class _Loaded:
     image_id: str
     started: float
     prepared: Any = None
+    sha1: str | None = None
     error: str | None = None
     read: float = 0.0
     prepare: float = 0.0
@@ -112,7 +114,7 @@ class FastWorker:
     def _load(self, image_id: str) -> _Loaded:
         item = _Loaded(image_id, time.perf_counter())
         try:
-            item.prepared = load_image(Path(self.images[image_id]))
+            item.prepared, item.sha1 = load_image_with_sha1(Path(self.images[image_id]))
             item.read = time.perf_counter() - item.started
             if self.prepare_ahead:
                 self._prepare(item)
@@ -136,7 +138,7 @@ class FastWorker:
             return MaskResult(item.image_id, seconds=time.perf_counter() - item.started, error=one_line(exc, typed=True),
                               stages=stages)
         stages["write"] = time.perf_counter() - start
-        return MaskResult(item.image_id, len(masks), time.perf_counter() - item.started, stages=stages)
+        return MaskResult(item.image_id, len(masks), time.perf_counter() - item.started, stages=stages, sha1=item.sha1)
 
     def map(self, ids: Iterable[str]) -> Iterator[MaskResult]:
         """Results for ``ids``, in the order their writes finish."""
