@@ -50,9 +50,9 @@ def sparse_cells(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def mean_iou(cms: np.ndarray, average: str = "defined") -> np.ndarray:
     """The mIoU (%) of each ``(K, K+1)`` matrix in ``cms (..., K, K+1)``, by the rule of
     :func:`sepl_tree.metrics.scores` for ``average``: ``"defined"``, a class absent from both
-    ground truth and prediction is left out of the mean (NaN when every class is); ``"all"``,
-    every class counts, an absent one as 0; ``"gt"``, the mean is over the classes the ground
-    truth holds (NaN when it holds none).
+    ground truth and prediction is left out of the mean; ``"all"``, every class counts, an
+    absent one as 0; ``"gt"``, the mean is over the classes the ground truth holds. An empty
+    matrix (no pixel scored) has no mIoU, NaN, under each.
 
     >>> cms = np.array([[[1, 0, 0], [0, 1, 1]], [[0, 0, 0], [0, 2, 0]]])
     >>> mean_iou(cms).tolist(), mean_iou(cms, "all").tolist(), mean_iou(cms, "gt").tolist()
@@ -67,7 +67,9 @@ def mean_iou(cms: np.ndarray, average: str = "defined") -> np.ndarray:
     union = cms[..., :k].sum(axis=-2) + in_gt - tp
     iou = np.zeros(tp.shape)
     np.divide(tp * 100.0, union, out=iou, where=union > 0)
-    counted = {"defined": union > 0, "all": np.ones(tp.shape, bool), "gt": in_gt > 0}[average]
+    defined = union > 0
+    anything = np.broadcast_to(defined.any(axis=-1, keepdims=True), defined.shape)  # (an empty matrix: no mIoU)
+    counted = {"defined": defined, "all": anything, "gt": in_gt > 0}[average]
     count = counted.sum(axis=-1)
     total = np.where(counted, iou, 0.0).sum(axis=-1)
     return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)

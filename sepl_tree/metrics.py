@@ -138,7 +138,8 @@ class Scores:
     """Per-class and mean IoU, precision and recall, in percent (NaN: undefined class).
 
     Each mean is over ``averaged`` (``None``: every class) leaving out an undefined value, or,
-    when ``empty_is_zero``, counting it as 0 (SEAM's reading).
+    when ``empty_is_zero``, counting it as 0 (SEAM's reading; NaN still when every class is
+    undefined, as for an empty subset).
     """
 
     iou: np.ndarray
@@ -169,6 +170,8 @@ class Scores:
         return np.nan_to_num(values, nan=0.0) if self.empty_is_zero else values
 
     def _mean(self, values: np.ndarray) -> float:
+        if self.empty_is_zero and np.isnan(values).all():  # (no pixel scored at all: no score, not 0)
+            return float("nan")
         chosen = self._chosen(values)
         defined = chosen[~np.isnan(chosen)]
         return float(defined.mean()) if defined.size else float("nan")

@@ -50,6 +50,8 @@ def test_mean_iou_follows_each_class_average_of_scores(average):
     for cm, value in zip(cms, got, strict=True):
         assert value == pytest.approx(scores(cm, average).miou, abs=1e-12)
     assert len({round(float(v), 9) for v in (mean_iou(cms[0], a) for a in ("defined", "all", "gt"))}) > 1
+    empty = np.zeros((K, K + 1), np.int64)  # (an empty subset under "all" read as 0.0 mIoU)
+    assert np.isnan(mean_iou(empty, average)) and np.isnan(scores(empty, average).miou)
     with pytest.raises(ValueError, match="unknown class average"):
         mean_iou(cms[0], "present")
 
