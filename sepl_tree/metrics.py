@@ -170,7 +170,7 @@ class Scores:
         return np.nan_to_num(values, nan=0.0) if self.empty_is_zero else values
 
     def _mean(self, values: np.ndarray) -> float:
-        if self.empty_is_zero and np.isnan(values).all():  # (no pixel scored at all: no score, not 0)
+        if self.empty_is_zero and np.isnan(self.iou).all():  # (no pixel scored at all: no score, not 0)
             return float("nan")
         chosen = self._chosen(values)
         defined = chosen[~np.isnan(chosen)]
